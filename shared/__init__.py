@@ -1,0 +1,1 @@
+"""Executor's common library: pure domain (shared.domain) and adapters (shared.adapters)."""

@@ -1,0 +1,1 @@
+"""Adapters wrapping the outside world: Redis, Binance REST, files, webhooks."""
