@@ -1,0 +1,272 @@
+"""One typed Config built from the environment at start-up, keeping the original product's names and defaults.
+
+A bad value stops start-up with ConfigError naming the variable and what is allowed. Secrets are kept in
+the struct but never printed: `Config.redacted()` is what goes to logs.
+"""
+from __future__ import annotations
+
+import os
+from decimal import Decimal, InvalidOperation
+from typing import Callable, Mapping
+
+import msgspec
+
+
+class ConfigError(ValueError):
+    """A setting has a value that is not allowed. The message names the variable and the allowed values."""
+
+
+SECRET_FIELDS = frozenset({"BINANCE_API_KEY", "BINANCE_API_SECRET", "N8N_BASIC_AUTH_PASSWORD", "REDIS_URL"})
+
+
+class Config(msgspec.Struct, frozen=True, kw_only=True):
+    """Every setting of every process. Field names are the environment variable names."""
+    # files and infrastructure
+    DELTASCOUT_LOG: str = "/data/logs/deltascout.log"
+    AGG_CSV: str = "/data/feed/aggregated.csv"
+    STATE_FN: str = "/data/state/executor_state.json"
+    EXEC_LOG: str = "/data/logs/executor.log"
+    LOG_MAX_LINES: int = 200
+    TAIL_LINES: int = 80
+    REDIS_URL: str = "redis://127.0.0.1:6379/0"
+    EXEC_PREFIX: str = "exec:"
+    CLOCK: str = "wall"
+    STREAM_MAXLEN: int = 100_000
+    HEARTBEAT_TTL_SEC: int = 10
+    # signals
+    COOLDOWN_SEC: int = 180
+    LOCK_SEC: int = 15
+    DEDUP_PRICE_DECIMALS: int = 1
+    MAX_PEAK_AGE_SEC: int = 600
+    STRICT_SOURCE: bool = True
+    SEEN_KEYS_MAX: int = 500
+    MAX_LINE_BYTES: int = 65536
+    # symbol and sizing
+    SYMBOL: str = "BTCUSDC"
+    QTY_USD: Decimal = Decimal("100.0")
+    QTY_STEP: Decimal = Decimal("0.00001")
+    MIN_QTY: Decimal = Decimal("0.00001")
+    MIN_NOTIONAL: Decimal = Decimal("5.0")
+    TICK_SIZE: Decimal = Decimal("0.01")
+    ENTRY_OFFSET_USD: Decimal = Decimal("0.5")
+    SL_PCT: Decimal = Decimal("0.002")
+    SWING_MINS: int = 180
+    TP_R_LIST: tuple[Decimal, ...] = (Decimal(1), Decimal(2))
+    POLL_SEC: float = 5.0
+    # notifications
+    N8N_WEBHOOK_URL: str = ""
+    N8N_BASIC_AUTH_USER: str = ""
+    N8N_BASIC_AUTH_PASSWORD: str = ""
+    # exchange
+    BINANCE_BASE_URL: str = "https://api.binance.com"
+    BINANCE_API_KEY: str = ""
+    BINANCE_API_SECRET: str = ""
+    BINANCE_TIMEOUT_SEC: float = 5.0
+    TRADE_MODE: str = "spot"
+    RECV_WINDOW: int = 5000
+    MARGIN_ISOLATED: bool = False
+    MARGIN_SIDE_EFFECT: str = "AUTO_BORROW_REPAY"
+    MARGIN_AUTO_REPAY_AT_CANCEL: bool = False
+    MARGIN_BORROW_MODE: str = "manual"
+    # entry
+    LIVE_VALIDATE_ONLY: bool = False
+    LIVE_ENTRY_TIMEOUT_SEC: int = 90
+    ENTRY_MODE: str = "LIMIT_THEN_MARKET"
+    PLANB_MAX_DEV_R_MULT: Decimal = Decimal("0.25")
+    PLANB_MAX_DEV_USD: Decimal = Decimal("0.0")
+    PLANB_REQUIRE_PRICE: bool = True
+    PLANB_ABORT_IF_PAST_TP1: bool = True
+    # exits
+    EXITS_RETRY_EVERY_SEC: int = 15
+    FAILSAFE_FLATTEN: bool = False
+    FAILSAFE_EXITS_MAX_TRIES: int = 5
+    FAILSAFE_EXITS_GRACE_SEC: int = 60
+    LIVE_STATUS_POLL_EVERY: int = 10
+    MANAGE_EVERY_SEC: int = 15
+    SL_WATCHDOG_GRACE_SEC: int = 3
+    SL_WATCHDOG_RETRY_SEC: int = 5
+    TRAIL_ACTIVATE_AFTER_TP2: bool = True
+    TRAIL_STEP_USD: Decimal = Decimal("20.0")
+    TRAIL_UPDATE_EVERY_SEC: int = 20
+    SL_LIMIT_GAP_TICKS: int = 2
+    TRAIL_SOURCE: str = "AGG"
+    TRAIL_CONFIRM_BUFFER_USD: Decimal = Decimal("0.0")
+    TRAIL_SWING_LOOKBACK: int = 240
+    TRAIL_SWING_LR: int = 2
+    TRAIL_SWING_BUFFER_USD: Decimal = Decimal("15.0")
+    TP1_BE_MAX_ATTEMPTS: int = 5
+    TP1_BE_COOLDOWN_SEC: int = 300
+    # invariants / watchdog
+    INVAR_ENABLED: bool = True
+    INVAR_EVERY_SEC: int = 20
+    INVAR_THROTTLE_SEC: int = 600
+    INVAR_GRACE_SEC: int = 15
+    INVAR_FEED_STALE_SEC: int = 180
+    INVAR_KILL_ON_DEBT: bool = False
+    INVAR_PERSIST: bool = False
+    I13_GRACE_SEC: int = 300
+    I13_ESCALATE_SEC: int = 180
+    I13_EXCHANGE_CHECK: bool = True
+    I13_EXCHANGE_MIN_INTERVAL_SEC: int = 60
+    I13_CLEAR_STATE_ON_EXCHANGE_CLEAR: bool = False
+    I2_BE_TOLERANCE_USD: Decimal = Decimal("0.1")
+    MARGIN_DEBT_EPS: Decimal = Decimal("0.0")
+    ORPHAN_CANCEL_EVERY_SEC: int = 30
+    RECON_THROTTLE_SEC: int = 600
+    SNAPSHOT_MIN_SEC: int = 5
+
+    def redacted(self) -> dict[str, object]:
+        """All settings as a dict with secrets replaced, safe for logs."""
+        out = msgspec.structs.asdict(self)
+        for k in SECRET_FIELDS:
+            if out.get(k):
+                out[k] = "***" if k != "REDIS_URL" else _redact_url(str(out[k]))
+        return {k: (str(v) if isinstance(v, Decimal) else v) for k, v in out.items()}
+
+    def key(self, name: str) -> str:
+        """A Redis key with the configured prefix."""
+        return f"{self.EXEC_PREFIX}{name}"
+
+
+def _redact_url(url: str) -> str:
+    if "@" not in url:
+        return url
+    scheme, rest = url.split("://", 1) if "://" in url else ("", url)
+    return f"{scheme}://***@{rest.split('@', 1)[1]}"
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+CHOICES: dict[str, tuple[str, ...]] = {
+    "TRADE_MODE": ("spot", "margin"),
+    "MARGIN_BORROW_MODE": ("manual", "auto"),
+    "MARGIN_SIDE_EFFECT": ("NO_SIDE_EFFECT", "MARGIN_BUY", "AUTO_REPAY", "AUTO_BORROW_REPAY"),
+    "ENTRY_MODE": ("LIMIT_ONLY", "LIMIT_THEN_MARKET", "MARKET_ONLY"),
+    "TRAIL_SOURCE": ("AGG",),
+    "CLOCK": ("wall", "replay"),
+}
+# Variables read case-insensitively, as the original did for these.
+_UPPER_CHOICES = {"MARGIN_SIDE_EFFECT", "ENTRY_MODE", "TRAIL_SOURCE"}
+_LOWER_CHOICES = {"TRADE_MODE", "MARGIN_BORROW_MODE", "CLOCK"}
+# The seed guide calls INVAR_KILL_ON_DEBT "I13_KILL_ON_DEBT": accept both names.
+ALIASES = {"I13_KILL_ON_DEBT": "INVAR_KILL_ON_DEBT"}
+
+
+def _parse_bool(name: str, raw: str) -> bool:
+    v = raw.strip().lower()
+    if v in _TRUE:
+        return True
+    if v in _FALSE:
+        return False
+    raise ConfigError(f"{name}={raw!r} is not a boolean; allowed: 1/0, true/false, yes/no, on/off")
+
+
+def _parse_int(name: str, raw: str) -> int:
+    try:
+        return int(raw.strip())
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not an integer") from None
+
+
+def _parse_float(name: str, raw: str) -> float:
+    try:
+        return float(raw.strip())
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number") from None
+
+
+def _parse_decimal(name: str, raw: str) -> Decimal:
+    try:
+        d = Decimal(raw.strip())
+    except InvalidOperation:
+        raise ConfigError(f"{name}={raw!r} is not a decimal number") from None
+    if not d.is_finite():
+        raise ConfigError(f"{name}={raw!r} must be finite")
+    return d
+
+
+def _parse_decimal_list(name: str, raw: str) -> tuple[Decimal, ...]:
+    parts = [p for p in raw.replace(";", ",").split(",") if p.strip()]
+    if not parts:
+        raise ConfigError(f"{name}={raw!r} must be a comma-separated list of numbers, e.g. 1,2")
+    return tuple(_parse_decimal(name, p) for p in parts)
+
+
+def _parser_for(annotation: object) -> Callable[[str, str], object]:
+    return {
+        bool: _parse_bool, int: _parse_int, float: _parse_float, Decimal: _parse_decimal,
+        str: lambda _n, raw: raw, tuple[Decimal, ...]: _parse_decimal_list,
+    }[annotation]  # type: ignore[index]
+
+
+def _read_raw(env: Mapping[str, str]) -> dict[str, str]:
+    raw = {k: v for k, v in env.items()}
+    for alias, name in ALIASES.items():
+        if alias in raw and name not in raw:
+            raw[name] = raw[alias]
+    return raw
+
+
+def load_config(env: Mapping[str, str] | None = None) -> Config:
+    """Build the Config from `env` (default os.environ); raise ConfigError naming the bad variable."""
+    raw = _read_raw(os.environ if env is None else env)
+    values: dict[str, object] = {}
+    for field in msgspec.structs.fields(Config):
+        if field.name not in raw:
+            continue
+        text = raw[field.name]
+        if field.name in _UPPER_CHOICES:
+            text = text.strip().upper()
+        elif field.name in _LOWER_CHOICES:
+            text = text.strip().lower()
+        values[field.name] = _parser_for(field.type)(field.name, text)
+    cfg = Config(**values)
+    validate(cfg)
+    return cfg
+
+
+def _positive(cfg: Config, *names: str) -> None:
+    for n in names:
+        if getattr(cfg, n) <= 0:
+            raise ConfigError(f"{n}={getattr(cfg, n)} must be > 0")
+
+
+def _non_negative(cfg: Config, *names: str) -> None:
+    for n in names:
+        if getattr(cfg, n) < 0:
+            raise ConfigError(f"{n}={getattr(cfg, n)} must be >= 0")
+
+
+def validate(cfg: Config) -> None:
+    """Cross-field checks: choices, ranges and the trade-mode combinations."""
+    for name, allowed in CHOICES.items():
+        if getattr(cfg, name) not in allowed:
+            raise ConfigError(f"{name}={getattr(cfg, name)!r} is not allowed; allowed: {', '.join(allowed)}")
+    _positive(cfg, "QTY_USD", "QTY_STEP", "TICK_SIZE", "SL_PCT", "RECV_WINDOW", "INVAR_EVERY_SEC",
+              "TRAIL_UPDATE_EVERY_SEC", "EXITS_RETRY_EVERY_SEC", "FAILSAFE_EXITS_MAX_TRIES", "TRAIL_SWING_LR",
+              "SEEN_KEYS_MAX", "MAX_LINE_BYTES", "HEARTBEAT_TTL_SEC", "MAX_PEAK_AGE_SEC", "BINANCE_TIMEOUT_SEC",
+              "TP1_BE_MAX_ATTEMPTS")
+    _non_negative(cfg, "MIN_QTY", "MIN_NOTIONAL", "ENTRY_OFFSET_USD", "COOLDOWN_SEC", "LOCK_SEC",
+                  "DEDUP_PRICE_DECIMALS", "SWING_MINS", "PLANB_MAX_DEV_R_MULT", "PLANB_MAX_DEV_USD",
+                  "TRAIL_STEP_USD", "TRAIL_SWING_BUFFER_USD", "TRAIL_CONFIRM_BUFFER_USD", "SL_LIMIT_GAP_TICKS",
+                  "LIVE_ENTRY_TIMEOUT_SEC", "I2_BE_TOLERANCE_USD", "MARGIN_DEBT_EPS", "TP1_BE_COOLDOWN_SEC")
+    if cfg.SL_PCT >= 1:
+        raise ConfigError(f"SL_PCT={cfg.SL_PCT} must be a fraction below 1 (0.002 = 0.2 %)")
+    if len(cfg.TP_R_LIST) != 2 or not (0 < cfg.TP_R_LIST[0] < cfg.TP_R_LIST[1]):
+        raise ConfigError(f"TP_R_LIST={','.join(map(str, cfg.TP_R_LIST))} must be two increasing positive R "
+                          f"multiples, e.g. 1,2")
+    if not cfg.EXEC_PREFIX or any(c.isspace() for c in cfg.EXEC_PREFIX):
+        raise ConfigError(f"EXEC_PREFIX={cfg.EXEC_PREFIX!r} must be a non-empty string without spaces")
+    _validate_margin(cfg)
+
+
+def _validate_margin(cfg: Config) -> None:
+    if cfg.TRADE_MODE != "margin":
+        return
+    if cfg.MARGIN_BORROW_MODE == "manual" and cfg.MARGIN_SIDE_EFFECT != "NO_SIDE_EFFECT":
+        raise ConfigError(f"MARGIN_SIDE_EFFECT={cfg.MARGIN_SIDE_EFFECT} conflicts with MARGIN_BORROW_MODE=manual; "
+                          f"allowed with manual: NO_SIDE_EFFECT")
+    if cfg.MARGIN_BORROW_MODE == "auto" and cfg.MARGIN_SIDE_EFFECT not in ("AUTO_BORROW_REPAY", "MARGIN_BUY"):
+        raise ConfigError(f"MARGIN_SIDE_EFFECT={cfg.MARGIN_SIDE_EFFECT} conflicts with MARGIN_BORROW_MODE=auto; "
+                          f"allowed with auto: AUTO_BORROW_REPAY, MARGIN_BUY")

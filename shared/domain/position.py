@@ -1,0 +1,140 @@
+"""The state document: the position, its three exit legs, the last closed trade, cooldown and lock.
+
+Versioned (`schema`) and migrated on load; `version` grows on every write (optimistic concurrency).
+"""
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Literal
+
+import msgspec
+
+SCHEMA = 1
+
+Side = Literal["long", "short"]
+# PENDING: entry intent recorded (client id fixed), order may or may not be on the exchange yet.
+# OPEN: entry order acknowledged by the exchange. OPEN_FILLED: entry filled, exits owned by exit_manager.
+# CLOSING: all exits done or a flatten is under way; cleanup of siblings before the slot is freed.
+Status = Literal["PENDING", "OPEN", "OPEN_FILLED", "CLOSING"]
+LIVE_STATUSES: tuple[str, ...] = ("PENDING", "OPEN", "OPEN_FILLED", "CLOSING")
+ENGINE_PHASES: tuple[str, ...] = ("PENDING", "OPEN")
+EXIT_PHASES: tuple[str, ...] = ("OPEN_FILLED", "CLOSING")
+
+LegName = Literal["tp1", "tp2", "trail"]
+# NEW: planned, nothing on the exchange. PLACED: orders resting. REPLACING: a stop move is under way
+# (old orders being cancelled, new ids fixed). DONE: nothing left of this leg on the exchange.
+LegStatus = Literal["NEW", "PLACED", "REPLACING", "DONE"]
+
+
+class Leg(msgspec.Struct, kw_only=True):
+    """One exit leg. tp1/tp2 rest as an OCO (take-profit + stop for the leg's quantity); trail is a stop alone."""
+    name: LegName
+    qty: Decimal
+    tp_price: Decimal | None = None
+    stop_price: Decimal
+    stop_limit: Decimal
+    attempt: int = 0
+    status: LegStatus = "NEW"
+    list_client_id: str = ""
+    tp_client_id: str = ""
+    stop_client_id: str = ""
+    filled_qty: Decimal = Decimal(0)
+    filled_quote: Decimal = Decimal(0)
+    exit_reason: str = ""          # tp | stop | manual | flatten
+    placed_at: float = 0.0
+    errors: int = 0
+
+
+class Position(msgspec.Struct, kw_only=True):
+    """The one live position."""
+    trade_key: str
+    signal_key: str
+    symbol: str
+    side: Side
+    status: Status
+    entry_mode: str
+    entry_price: Decimal
+    qty: Decimal
+    sl: Decimal
+    tp1: Decimal
+    tp2: Decimal
+    r: Decimal
+    signal_price: Decimal
+    signal_ts: float
+    created_at: float
+    entry_client_id: str
+    entry_attempt: int = 0
+    entry_order_id: int = 0
+    entry_sent_at: float = 0.0     # wall time the current entry attempt was (about to be) sent
+    filled_qty: Decimal = Decimal(0)
+    filled_quote: Decimal = Decimal(0)
+    avg_entry: Decimal = Decimal(0)
+    filled_at: float = 0.0
+    legs: list[Leg] = []
+    be_done: bool = False
+    be_attempts: int = 0
+    be_next_at: float = 0.0
+    trailing: bool = False
+    trail_last_at: float = 0.0
+    exits_tries: int = 0
+    exits_next_at: float = 0.0
+    close_reason: str = ""
+    margin_borrowed: Decimal = Decimal(0)
+    margin_borrow_asset: str = ""
+
+
+class ClosedTrade(msgspec.Struct, kw_only=True):
+    """What remains of a position once closed: enough for reports and I13."""
+    trade_key: str
+    symbol: str
+    side: Side
+    qty: Decimal
+    avg_entry: Decimal
+    avg_exit: Decimal
+    pnl_quote: Decimal
+    r_multiple: Decimal
+    exit_reason: str
+    opened_at: float
+    closed_at: float
+    legs: list[Leg] = []
+
+
+class State(msgspec.Struct, kw_only=True):
+    """The single state document in `{prefix}state`."""
+    schema: int = SCHEMA
+    version: int = 0
+    position: Position | None = None
+    last_closed: ClosedTrade | None = None
+    closed_count: int = 0
+    cooldown_until: float = 0.0
+    lock_until: float = 0.0
+    updated_at: float = 0.0
+    updated_by: str = ""
+
+
+_encoder = msgspec.json.Encoder(decimal_format="string")
+
+
+def encode_state(state: State) -> bytes:
+    """JSON bytes of the state (Decimals as strings)."""
+    return _encoder.encode(state)
+
+
+def decode_state(raw: bytes) -> State:
+    """Load a state document of any known schema, migrating old ones (never rejecting them)."""
+    doc = msgspec.json.decode(raw)
+    if not isinstance(doc, dict):
+        raise ValueError("state document is not a JSON object")
+    doc = migrate(doc)
+    return msgspec.convert(doc, State, strict=False)
+
+
+def migrate(doc: dict) -> dict:
+    """Bring an older state document to SCHEMA. Schema 0 is the original product's layout."""
+    if doc.get("schema", 0) == 0:
+        # The original kept `position` with the same status names and no version; legs were flat
+        # order ids, which cannot be trusted without the exchange: keep the position, drop unknown keys.
+        doc = {k: v for k, v in doc.items() if k in State.__struct_fields__}
+        doc["schema"] = SCHEMA
+        doc.setdefault("version", 0)
+    return doc
