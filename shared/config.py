@@ -33,6 +33,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     CLOCK: str = "wall"
     STREAM_MAXLEN: int = 100_000
     HEARTBEAT_TTL_SEC: int = 10
+    REST_POLL_MS: int = 250        # REST fallback polling of order status (weight budget: see README)
     # signals
     COOLDOWN_SEC: int = 180
     LOCK_SEC: int = 15
@@ -246,7 +247,7 @@ def validate(cfg: Config) -> None:
     _positive(cfg, "QTY_USD", "QTY_STEP", "TICK_SIZE", "SL_PCT", "RECV_WINDOW", "INVAR_EVERY_SEC",
               "TRAIL_UPDATE_EVERY_SEC", "EXITS_RETRY_EVERY_SEC", "FAILSAFE_EXITS_MAX_TRIES", "TRAIL_SWING_LR",
               "SEEN_KEYS_MAX", "MAX_LINE_BYTES", "HEARTBEAT_TTL_SEC", "MAX_PEAK_AGE_SEC", "BINANCE_TIMEOUT_SEC",
-              "TP1_BE_MAX_ATTEMPTS")
+              "TP1_BE_MAX_ATTEMPTS", "REST_POLL_MS")
     _non_negative(cfg, "MIN_QTY", "MIN_NOTIONAL", "ENTRY_OFFSET_USD", "COOLDOWN_SEC", "LOCK_SEC",
                   "DEDUP_PRICE_DECIMALS", "SWING_MINS", "PLANB_MAX_DEV_R_MULT", "PLANB_MAX_DEV_USD",
                   "TRAIL_STEP_USD", "TRAIL_SWING_BUFFER_USD", "TRAIL_CONFIRM_BUFFER_USD", "SL_LIMIT_GAP_TICKS",

@@ -82,8 +82,10 @@ class GroupConsumer:
         res = self.r.xautoclaim(self.stream, self.group, self.consumer, self.claim_idle_ms, "0-0", count=count)
         return self._decode(res[1]) if res and res[1] else []
 
-    def read(self, block_ms: int = 200, count: int = 10) -> list[Entry]:
-        """Next entries to process: own backlog, then claimed orphans, then new (blocking up to block_ms)."""
+    def read(self, block_ms: int | None = 200, count: int = 10) -> list[Entry]:
+        """Next entries to process: own backlog, then claimed orphans, then new (blocking up to block_ms;
+        None or 0 = do not block: Redis would read BLOCK 0 as 'forever')."""
+        block_ms = block_ms or None
         if self._backlog:
             own = self._read("0", None, count)
             if own:

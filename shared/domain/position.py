@@ -43,6 +43,7 @@ class Leg(msgspec.Struct, kw_only=True):
     exit_reason: str = ""          # tp | stop | manual | flatten
     placed_at: float = 0.0
     errors: int = 0
+    counted_attempt: int = -1      # the attempt whose fills are already in filled_qty
 
 
 class Position(msgspec.Struct, kw_only=True):
@@ -66,6 +67,8 @@ class Position(msgspec.Struct, kw_only=True):
     entry_attempt: int = 0
     entry_order_id: int = 0
     entry_sent_at: float = 0.0     # wall time the current entry attempt was (about to be) sent
+    counted_client_id: str = ""    # the entry attempt whose fills are already in filled_qty
+    entry_fee_base: Decimal = Decimal(0)   # commission taken from the bought asset: not ours to sell
     filled_qty: Decimal = Decimal(0)
     filled_quote: Decimal = Decimal(0)
     avg_entry: Decimal = Decimal(0)
@@ -79,8 +82,17 @@ class Position(msgspec.Struct, kw_only=True):
     exits_tries: int = 0
     exits_next_at: float = 0.0
     close_reason: str = ""
+    flatten_attempt: int = 0
+    flatten_qty: Decimal = Decimal(0)
+    flatten_quote: Decimal = Decimal(0)
+    flatten_requested: str = ""    # why a flatten was asked for (failsafe, operator, stop_immediate, gap)
     margin_borrowed: Decimal = Decimal(0)
     margin_borrow_asset: str = ""
+
+
+def net_qty(p: Position) -> Decimal:
+    """What the position really holds: the filled quantity less the commission taken in that asset."""
+    return p.filled_qty - p.entry_fee_base
 
 
 class ClosedTrade(msgspec.Struct, kw_only=True):
@@ -94,6 +106,7 @@ class ClosedTrade(msgspec.Struct, kw_only=True):
     pnl_quote: Decimal
     r_multiple: Decimal
     exit_reason: str
+    entry_fee_base: Decimal = Decimal(0)
     opened_at: float
     closed_at: float
     legs: list[Leg] = []

@@ -1,0 +1,1 @@
+"""Executor's processes; each runs as `python -m services.NAME`."""

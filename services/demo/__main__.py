@@ -1,0 +1,152 @@
+"""`python -m services.demo`: start the stack under supervisord on the paper exchange, send one PEAK
+signal, narrate the trade's life from the audit trail, print a summary, stop the stack."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from decimal import Decimal
+from pathlib import Path
+
+import msgspec
+import redis
+import requests
+
+from services.demo.moment import find_moment
+from services.demo.narrate import describe
+from shared.adapters.market_files import find_market_file, load_bars
+from shared.adapters.redis_streams import decode_fields
+from shared.config import load_config
+from shared.domain.bars import format_ts
+from shared.domain.messages import Event
+from shared.domain.symbol import SymbolFilters
+
+HOME = Path(__file__).resolve().parents[2]
+SERVICES = ("signal_ingest", "position_engine", "exit_manager", "watchdog", "notifier")
+TIMEOUT_SEC = 110
+
+
+def _say(text: str) -> None:
+    print(text, flush=True)
+
+
+def _ctl(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(HOME / ".venv/bin/supervisorctl"), "-c", str(HOME / "supervisord.conf"), *args],
+                          capture_output=True, text=True, env=os.environ.copy())
+
+
+def _wait(cond, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = cond()
+        if value:
+            return value
+        time.sleep(0.05)  # polling interval of a condition with a deadline
+    raise TimeoutError(f"demo: timed out waiting for {what}")
+
+
+def _prepare(run_dir: Path) -> tuple[Path, str, int, float, Decimal]:
+    cfg = load_config()
+    market, label = find_market_file(HOME.parent / "shared" / "data" / "market", HOME / "var" / "market")
+    bars, _bad = load_bars(market)
+    f = SymbolFilters(cfg.SYMBOL, "BTC", "USDC", cfg.TICK_SIZE, cfg.QTY_STEP, cfg.MIN_QTY, Decimal(9000), cfg.MIN_NOTIONAL)
+    m = find_moment(bars, cfg, f)
+    sig_bar = bars[m.index]
+    speed = max(20.0, (m.bars_to_tp2 + m.bars_after_tp2 + 25) * 60 / 50)
+    _say(f"market data: {market.name} [{label}]")
+    _say(f"demo moment: signal at the close of {format_ts(sig_bar.ts)} (bar {m.index}), replay at {speed:.0f}x")
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    return market, format_ts(bars[m.index + 1].ts), m.index, speed, sig_bar.close
+
+
+def main() -> int:
+    run_dir = Path(os.environ["EXEC_RUN_DIR"])
+    market, start_ts, index, speed, close = _prepare(run_dir)
+    for sub in ("logs", "feed", "state", "paper", "redis", "supervisor"):
+        (run_dir / sub).mkdir(parents=True, exist_ok=True)
+    os.environ.update(PAPER_MARKET_CSV=str(market), PAPER_START_TS=start_ts, PAPER_HISTORY_BARS="400",
+                      PAPER_SPEED="0")
+    Path(os.environ["DELTASCOUT_LOG"]).touch()
+    t0 = time.monotonic()
+    subprocess.run([str(HOME / ".venv/bin/supervisord"), "-c", str(HOME / "supervisord.conf")], check=True,
+                   env=os.environ.copy())
+    try:
+        return _drive(run_dir, speed, close, t0)
+    finally:
+        _ctl("shutdown")
+
+
+def _drive(run_dir: Path, speed: float, close: Decimal, t0: float) -> int:
+    cfg = load_config()
+    r = redis.Redis.from_url(cfg.REDIS_URL)
+    _wait(lambda: _ping(r), 15, "redis")
+    _wait(lambda: all(r.exists(f"{cfg.EXEC_PREFIX}hb:{s}") for s in SERVICES), 30, "services' heartbeats")
+    _say(f"stack up under supervisord in {time.monotonic() - t0:.1f}s: redis, paper_exchange, " + ", ".join(SERVICES))
+    events = f"{cfg.EXEC_PREFIX}events"
+    last = r.xadd(events, {"type": "marker", "data": b"{}"})  # a cursor: narrate from here on
+    admin = cfg.BINANCE_BASE_URL + "/admin"
+    now_ms = int(r.get(f"{cfg.EXEC_PREFIX}clock") or 0)
+    ts = datetime.fromtimestamp(now_ms / 1000, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    line = msgspec.json.encode({"ts": ts, "action": "PEAK", "source": "DeltaScout", "kind": "long",
+                                "price": float(close), "delta": 123.4, "vol": 456.7, "imb": 0.61}).decode()
+    with open(cfg.DELTASCOUT_LOG, "a") as fh:
+        fh.write(line + "\n")
+    _say(f"signal   {line}")
+    started = False
+    deadline = time.monotonic() + TIMEOUT_SEC
+    closed = None
+    while time.monotonic() < deadline and closed is None:
+        res = r.xread({events: last}, block=500, count=100)
+        for _stream, rows in res or []:
+            for eid, fields in rows:
+                last = eid
+                if fields.get(b"type") != b"event":
+                    continue
+                ev = decode_fields(fields)
+                assert isinstance(ev, Event)
+                text = describe(ev)
+                if text:
+                    _say(text)
+                if ev.kind == "leg_placed" and not started:
+                    started = True
+                    requests.post(admin + "/speed", json={"speed": speed}, timeout=5)
+                    _say(f"         market replay resumed at {speed:.0f}x")
+                if ev.kind == "position_closed":
+                    closed = ev
+    if closed is None:
+        _say("demo: the trade did not close within the time limit; see var/run/logs/*.log")
+        return 1
+    _summary(r, cfg, admin, closed, t0)
+    return 0
+
+
+def _ping(r: redis.Redis) -> bool:
+    try:
+        return bool(r.ping())
+    except redis.ConnectionError:
+        return False
+
+
+def _summary(r: redis.Redis, cfg, admin: str, closed: Event, t0: float) -> None:
+    orders = requests.get(admin + "/orders", timeout=5).json()
+    orders = orders.get("orders", orders) if isinstance(orders, dict) else orders
+    open_left = [o for o in orders if o.get("status") in ("NEW", "PARTIALLY_FILLED")]
+    filled = [o for o in orders if o.get("status") == "FILLED"]
+    d = closed.data
+    _say("")
+    _say("summary")
+    _say(f"  trade        {closed.trade_key}: {d['reason']}, PnL {d['pnl']} USDC ({d['r']} R) before fees")
+    _say(f"  exchange     {len(orders)} orders, {len(filled)} filled, {len(open_left)} still open")
+    for o in orders:
+        _say(f"    {o.get('clientOrderId', ''):<28} {o.get('type', ''):<16} {o.get('side', ''):<4} "
+             f"{o.get('status', ''):<9} qty {o.get('executedQty', '')}/{o.get('origQty', '')}")
+    _say(f"  wall time    {time.monotonic() - t0:.1f}s")
+    _say("  inspect      redis-cli -p $EXEC_REDIS_PORT XRANGE exec:events - +   (while a stack runs)")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

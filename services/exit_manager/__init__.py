@@ -1,0 +1,1 @@
+"""exit_manager: owns the position from entry filled to closed."""

@@ -1,0 +1,3 @@
+from services.exit_manager.service import main
+
+main()

@@ -1,0 +1,1 @@
+"""position_engine: owns the position from signal to entry filled."""

@@ -1,0 +1,3 @@
+from services.position_engine.service import main
+
+main()

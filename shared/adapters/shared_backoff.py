@@ -1,0 +1,24 @@
+"""A 429/418 back-off shared by every process through Redis, so one process's ban stops them all."""
+from __future__ import annotations
+
+import time
+
+import redis
+
+
+class RedisBackoff:
+    """`blocked_until()` / `block(until)` over one Redis key holding an epoch time (wall clock)."""
+
+    def __init__(self, r: redis.Redis, key: str) -> None:
+        self._r, self._key = r, key
+
+    def blocked_until(self) -> float:
+        raw = self._r.get(self._key)
+        return float(raw) if raw else 0.0
+
+    def block(self, until: float) -> None:
+        ttl_ms = max(1, int((until - time.time()) * 1000))
+        # Keep the later deadline when two processes are told to wait.
+        self._r.eval("local c=tonumber(redis.call('GET',KEYS[1]) or '0') "
+                     "if tonumber(ARGV[1])>c then redis.call('SET',KEYS[1],ARGV[1],'PX',ARGV[2]) end return 1",
+                     1, self._key, repr(until), ttl_ms)

@@ -1,0 +1,144 @@
+"""Pure rules of the exit phase: leg layout, ids, break-even, trailing, reading the exchange's order
+records into leg outcomes, and the closing summary."""
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Sequence
+
+import msgspec
+
+from shared.domain.bars import Bar
+from shared.domain.exit_plan import stop_limit_price
+from shared.domain.legs import split_qty_3legs
+from shared.domain.order_ids import client_id
+from shared.domain.orders import FILLED, Order, order_is_open
+from shared.domain.position import ClosedTrade, Leg, Position, net_qty
+from shared.domain.risk_math import ceil_to_step, floor_to_step
+from shared.domain.swings import last_swing_high, last_swing_low
+from shared.domain.symbol import SymbolFilters
+
+
+class LegIds(msgspec.Struct, frozen=True):
+    """Client ids of one attempt of a leg (list and tp ids empty for the trailing leg)."""
+    list_id: str
+    tp_id: str
+    stop_id: str
+
+
+def leg_ids(trade_key: str, name: str, attempt: int) -> LegIds:
+    """Deterministic ids for `name` at `attempt`."""
+    if name == "trail":
+        return LegIds("", "", client_id(trade_key, "trail", attempt))
+    return LegIds(client_id(trade_key, f"{name}_list", attempt), client_id(trade_key, f"{name}_tp", attempt),
+                  client_id(trade_key, f"{name}_stop", attempt))
+
+
+def with_ids(leg: Leg, trade_key: str) -> Leg:
+    """`leg` with the ids of its current attempt filled in."""
+    ids = leg_ids(trade_key, leg.name, leg.attempt)
+    leg.list_client_id, leg.tp_client_id, leg.stop_client_id = ids.list_id, ids.tp_id, ids.stop_id
+    return leg
+
+
+def plan_legs(pos: Position, f: SymbolFilters, gap_ticks: int) -> list[Leg]:
+    """The three legs for the filled quantity (tp1 + tp2 as OCOs, the rest as a trailing stop); legs of
+    zero quantity (degraded split) are left out."""
+    q1, q2, q3 = split_qty_3legs(net_qty(pos), f.step_size, f.min_qty, f.min_notional, pos.avg_entry)
+    limit = stop_limit_price(pos.side, pos.sl, gap_ticks, f.tick_size)
+    legs = [Leg(name="tp1", qty=q1, tp_price=pos.tp1, stop_price=pos.sl, stop_limit=limit),
+            Leg(name="tp2", qty=q2, tp_price=pos.tp2, stop_price=pos.sl, stop_limit=limit),
+            Leg(name="trail", qty=q3, stop_price=pos.sl, stop_limit=limit)]
+    return [with_ids(leg, pos.trade_key) for leg in legs if leg.qty > 0]
+
+
+def exit_side(side: str) -> str:
+    """The order side that closes a position."""
+    return "SELL" if side == "long" else "BUY"
+
+
+def remaining(leg: Leg) -> Decimal:
+    """Quantity of the leg not yet filled."""
+    return leg.qty - leg.filled_qty
+
+
+def dust(pos: Position) -> Decimal:
+    """Held quantity that is in no leg (below one step)."""
+    return net_qty(pos) - sum((leg.qty for leg in pos.legs), Decimal(0))
+
+
+def be_price(pos: Position, tick: Decimal) -> Decimal:
+    """Break-even stop: the average entry, rounded to the tick on the side that loses nothing."""
+    return ceil_to_step(pos.avg_entry, tick) if pos.side == "long" else floor_to_step(pos.avg_entry, tick)
+
+
+def better(side: str, new: Decimal, old: Decimal) -> bool:
+    """True when stop `new` is in the position's favour compared with `old`."""
+    return new > old if side == "long" else new < old
+
+
+def trail_candidate(side: str, bars: Sequence[Bar], lr: int, buffer: Decimal, tick: Decimal) -> Decimal | None:
+    """Stop from the last swing low (long) / high (short), `buffer` beyond it, on the tick."""
+    if side == "long":
+        s = last_swing_low([b.low for b in bars], lr)
+        return None if s is None else floor_to_step(s - buffer, tick)
+    s = last_swing_high([b.high for b in bars], lr)
+    return None if s is None else ceil_to_step(s + buffer, tick)
+
+
+def trail_move(side: str, current: Decimal, candidate: Decimal | None, *, step_usd: Decimal, last_close: Decimal,
+               confirm_buffer: Decimal, market: Decimal) -> Decimal | None:
+    """The new trailing stop, or None: only in the position's favour, by at least TRAIL_STEP_USD, confirmed
+    by the last bar's close when TRAIL_CONFIRM_BUFFER_USD > 0, and never at or through the market."""
+    if candidate is None:
+        return None
+    sign = 1 if side == "long" else -1
+    if sign * (candidate - current) < step_usd or not better(side, candidate, current):
+        return None
+    if confirm_buffer > 0 and sign * (last_close - candidate) < confirm_buffer:
+        return None
+    if sign * (market - candidate) <= 0:
+        return None
+    return candidate
+
+
+class LegFills(msgspec.Struct, frozen=True):
+    """What the exchange says about one attempt of a leg."""
+    open: bool            # some order of the attempt can still fill
+    qty: Decimal          # executed quantity over the attempt's orders
+    quote: Decimal
+    reason: str           # tp | stop | "" (nothing filled)
+    triggered_stop: Order | None = None
+
+
+def read_attempt(leg: Leg, orders: dict[str, Order]) -> LegFills:
+    """Interpret the exchange's records of the current attempt's orders (missing ids are ignored)."""
+    tp, stop = orders.get(leg.tp_client_id), orders.get(leg.stop_client_id)
+    present = [o for o in (tp, stop) if o is not None]
+    qty = sum((o.executed_qty for o in present), Decimal(0))
+    quote = sum((o.cummulative_quote_qty for o in present), Decimal(0))
+    reason = "tp" if tp is not None and tp.executed_qty > 0 else ("stop" if stop is not None and stop.executed_qty > 0 else "")
+    trig = stop if stop is not None and order_is_open(stop) and stop.is_working else None
+    return LegFills(open=any(order_is_open(o) for o in present), qty=qty, quote=quote, reason=reason, triggered_stop=trig)
+
+
+def is_filled(o: Order | None) -> bool:
+    """True for a fully filled order."""
+    return o is not None and o.status == FILLED
+
+
+def close_summary(pos: Position, now: float) -> ClosedTrade:
+    """The closed trade: average exit over all legs and flatten fills; PnL in quote and in R on the quantity
+    sold, before commissions (the entry's base-asset commission is recorded beside it)."""
+    qty = sum((leg.filled_qty for leg in pos.legs), Decimal(0)) + pos.flatten_qty
+    quote = sum((leg.filled_quote for leg in pos.legs), Decimal(0)) + pos.flatten_quote
+    avg_exit = (quote / qty) if qty > 0 else Decimal(0)
+    sign = 1 if pos.side == "long" else -1
+    pnl = sign * (quote - pos.avg_entry * qty)
+    risk = pos.r * qty
+    reasons = [leg.exit_reason for leg in pos.legs if leg.exit_reason]
+    reason = pos.close_reason or (reasons[-1] if reasons else "unknown")
+    return ClosedTrade(trade_key=pos.trade_key, symbol=pos.symbol, side=pos.side, qty=qty,
+                       avg_entry=pos.avg_entry, avg_exit=avg_exit.quantize(Decimal("0.0001")),
+                       pnl_quote=pnl.quantize(Decimal("0.0001")),
+                       r_multiple=(pnl / risk).quantize(Decimal("0.001")) if risk > 0 else Decimal(0),
+                       exit_reason=reason, entry_fee_base=pos.entry_fee_base, opened_at=pos.filled_at, closed_at=now, legs=pos.legs)

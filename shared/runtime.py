@@ -1,0 +1,84 @@
+"""What every service process needs, built once from the Config: Redis, clock, logger, state store,
+exchange client, audit trail and alerts."""
+from __future__ import annotations
+
+import signal
+import sys
+from typing import Any
+
+import redis
+
+from shared.adapters.binance_rest import BinanceClient
+from shared.adapters.heartbeat import Beater
+from shared.adapters.redis_streams import publish
+from shared.adapters.shared_backoff import RedisBackoff
+from shared.adapters.state_store import StateStore
+from shared.clock import Clock, make_clock
+from shared.config import Config, ConfigError, load_config
+from shared.domain.messages import Event
+from shared.jsonlog import JsonLogger
+
+
+class Runtime:
+    """The edges of one service process."""
+
+    def __init__(self, cfg: Config, process: str) -> None:
+        self.cfg, self.process = cfg, process
+        self.log = JsonLogger(process)
+        self.r = redis.Redis.from_url(cfg.REDIS_URL, socket_timeout=10, socket_connect_timeout=5,
+                                      health_check_interval=30)
+        self.clock: Clock = make_clock(cfg.CLOCK, self.r, cfg.EXEC_PREFIX)
+        self.store = StateStore(self.r, cfg.key("state"), cfg.STATE_FN, process, cfg.STREAM_MAXLEN, self.clock.now)
+        self.beater = Beater(self.r, cfg.EXEC_PREFIX, process, cfg.HEARTBEAT_TTL_SEC)
+        self.stopping = False
+
+    def client(self) -> BinanceClient:
+        """A Binance client for the configured endpoint, sharing 429 back-off through Redis."""
+        margin = None
+        if self.cfg.TRADE_MODE == "margin":
+            margin = "isolated" if self.cfg.MARGIN_ISOLATED else "cross"
+        return BinanceClient(self.cfg.BINANCE_BASE_URL, self.cfg.BINANCE_API_KEY, self.cfg.BINANCE_API_SECRET,
+                             recv_window=self.cfg.RECV_WINDOW, timeout=self.cfg.BINANCE_TIMEOUT_SEC,
+                             backoff=RedisBackoff(self.r, self.cfg.key("backoff")), margin=margin)
+
+    def event(self, kind: str, trade_key: str = "", level: str = "info", **data: Any) -> Event:
+        """Record a decision or an exchange call: `events` stream + one JSON log line."""
+        ev = Event(service=self.process, kind=kind, at=self.clock.now(), trade_key=trade_key, data=data)
+        publish(self.r, self.cfg.key("events"), ev, self.cfg.STREAM_MAXLEN)
+        getattr(self.log, level if level in ("info", "warning", "error") else "info")(kind, trade_key=trade_key, **data)
+        return ev
+
+    def notify(self, event: str, message: str, severity: str = "INFO", trade_key: str = "", **details: Any) -> None:
+        """Queue a webhook alert (never blocks trading; no-op without N8N_WEBHOOK_URL)."""
+        from shared.adapters.notify import enqueue_webhook  # late: the notifier is optional at import time
+
+        payload = {"event": event, "severity": severity, "message": message, "trade_key": trade_key,
+                   "ts": self.clock.now(), "details": {k: str(v) for k, v in details.items()}}
+        try:
+            enqueue_webhook(self.r, self.cfg, payload)
+        except redis.RedisError as e:
+            self.log.error("notify_enqueue_failed", trade_key=trade_key, error=str(e))
+
+    def halted(self) -> bool:
+        """True while the halt flag is set (no new entries)."""
+        return bool(self.r.exists(self.cfg.key("halt")))
+
+    def install_signal_handlers(self) -> None:
+        """SIGTERM/SIGINT finish the current iteration, then the loop exits."""
+        def _stop(signum: int, _frame: object) -> None:
+            self.stopping = True
+        signal.signal(signal.SIGTERM, _stop)
+        signal.signal(signal.SIGINT, _stop)
+
+
+def boot(process: str) -> Runtime:
+    """Load the config (exit 2 with the message on a bad setting) and build the runtime."""
+    try:
+        cfg = load_config()
+    except ConfigError as e:
+        print(f"{process}: configuration error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+    rt = Runtime(cfg, process)
+    rt.install_signal_handlers()
+    rt.log.info("start", config=cfg.redacted())
+    return rt

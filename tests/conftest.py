@@ -1,0 +1,30 @@
+"""Shared fixtures: a real redis-server per test module, real market rows, the real stack."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from shared.adapters.market_files import find_market_file, load_bars
+from tests.redis_helpers import redis_server
+
+HOME = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def market_file() -> Path:
+    """The market data every test replays: real files in ../shared/data/market, else the seeded synthetic one."""
+    path, _label = find_market_file(HOME.parent / "shared" / "data" / "market", HOME / "var" / "market")
+    return path
+
+
+@pytest.fixture(scope="session")
+def market_bars(market_file: Path):
+    bars, _bad = load_bars(market_file)
+    return bars
+
+
+@pytest.fixture(scope="module")
+def redis_url():
+    with redis_server() as url:
+        yield url
