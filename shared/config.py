@@ -16,7 +16,10 @@ class ConfigError(ValueError):
     """A setting has a value that is not allowed. The message names the variable and the allowed values."""
 
 
-SECRET_FIELDS = frozenset({"BINANCE_API_KEY", "BINANCE_API_SECRET", "N8N_BASIC_AUTH_PASSWORD", "REDIS_URL"})
+SECRET_FIELDS = frozenset({"BINANCE_API_KEY", "BINANCE_API_SECRET", "N8N_BASIC_AUTH_PASSWORD", "REDIS_URL",
+                           "N8N_WEBHOOK_URL"})
+# Settings that are URLs whose credentials (user:password@) or path (webhook tokens) are secret.
+_URL_SECRETS = {"REDIS_URL": "userinfo", "N8N_WEBHOOK_URL": "path"}
 
 
 class Config(msgspec.Struct, frozen=True, kw_only=True):
@@ -33,6 +36,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     CLOCK: str = "wall"
     STREAM_MAXLEN: int = 100_000
     HEARTBEAT_TTL_SEC: int = 10
+    WATCHDOG_PROCESSES: tuple[str, ...] = ("signal_ingest", "position_engine", "exit_manager", "notifier")
     REST_POLL_MS: int = 250        # REST fallback polling of order status (weight budget: see README)
     # signals
     COOLDOWN_SEC: int = 180
@@ -121,7 +125,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
         out = msgspec.structs.asdict(self)
         for k in SECRET_FIELDS:
             if out.get(k):
-                out[k] = "***" if k != "REDIS_URL" else _redact_url(str(out[k]))
+                out[k] = _redact_url(str(out[k]), _URL_SECRETS[k]) if k in _URL_SECRETS else "***"
         return {k: (str(v) if isinstance(v, Decimal) else v) for k, v in out.items()}
 
     def key(self, name: str) -> str:
@@ -129,11 +133,12 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
         return f"{self.EXEC_PREFIX}{name}"
 
 
-def _redact_url(url: str) -> str:
-    if "@" not in url:
-        return url
+def _redact_url(url: str, part: str) -> str:
     scheme, rest = url.split("://", 1) if "://" in url else ("", url)
-    return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    host = rest.split("@", 1)[1] if "@" in rest else rest
+    if part == "path":
+        return f"{scheme}://{host.split('/', 1)[0].split('@')[-1]}/***"
+    return f"{scheme}://***@{host}" if "@" in rest else url
 
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -187,6 +192,10 @@ def _parse_decimal(name: str, raw: str) -> Decimal:
     return d
 
 
+def _parse_str_list(name: str, raw: str) -> tuple[str, ...]:
+    return tuple(p.strip() for p in raw.split(",") if p.strip())
+
+
 def _parse_decimal_list(name: str, raw: str) -> tuple[Decimal, ...]:
     parts = [p for p in raw.replace(";", ",").split(",") if p.strip()]
     if not parts:
@@ -197,7 +206,7 @@ def _parse_decimal_list(name: str, raw: str) -> tuple[Decimal, ...]:
 def _parser_for(annotation: object) -> Callable[[str, str], object]:
     return {
         bool: _parse_bool, int: _parse_int, float: _parse_float, Decimal: _parse_decimal,
-        str: lambda _n, raw: raw, tuple[Decimal, ...]: _parse_decimal_list,
+        str: lambda _n, raw: raw, tuple[Decimal, ...]: _parse_decimal_list, tuple[str, ...]: _parse_str_list,
     }[annotation]  # type: ignore[index]
 
 

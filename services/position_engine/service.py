@@ -15,7 +15,7 @@ import msgspec
 from shared.adapters.agg_feed import FeedUnavailable, read_last_bars
 from shared.adapters.binance_rest import (BinanceClient, BinanceError, NotFound, RateLimited, Rejected,
                                           UnknownOutcome)
-from shared.adapters.redis_streams import Entry, GroupConsumer
+from shared.adapters.redis_streams import GroupConsumer
 from shared.domain.bars import BadHeader
 from shared.domain.entry_rules import pending_position, planb_decision, refusal
 from shared.domain.exit_plan import PlanError, build_plan

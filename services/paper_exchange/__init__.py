@@ -1,0 +1,1 @@
+"""A Binance-compatible paper exchange: a real HTTP server on loopback (see server.py, engine.py)."""

@@ -1,0 +1,35 @@
+"""`python -m services.paper_exchange`: start the paper exchange from environment settings."""
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+
+from services.paper_exchange.server import PaperServer
+from services.paper_exchange.settings import SettingsError, from_env
+
+
+def main() -> int:
+    """Run until SIGTERM/SIGINT."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = from_env()
+    except SettingsError as e:
+        print(f"paper_exchange: bad setting: {e}", file=sys.stderr)
+        return 2
+    server = PaperServer(settings)
+    port = server.start()
+    # Printed on stdout (flushed) so a parent using PAPER_PORT=0 can read the port.
+    print(f"paper_exchange listening on http://{settings.host}:{port}", flush=True)
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    signal.signal(signal.SIGINT, lambda *_: done.set())
+    done.wait()
+    server.stop()
+    logging.getLogger("paper_exchange").info("stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,238 @@
+"""Binance REST endpoints of the paper exchange (public and signed)."""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from services.paper_exchange import params as P
+from services.paper_exchange import views
+from services.paper_exchange.app import PaperApp
+from services.paper_exchange.model import ApiError, POrder
+
+Handler = Callable[[PaperApp, dict[str, str]], Any]
+
+
+def _sym(app: PaperApp, p: dict[str, str], required: bool = True) -> str:
+    sym = p.get("symbol", "")
+    if not sym and not required:
+        return app.s.symbol
+    if not sym:
+        raise P.mandatory("symbol")
+    if sym != app.s.symbol:
+        raise ApiError(-1121, "Invalid symbol.")
+    return sym
+
+
+# ---- public ----------------------------------------------------------------------------------
+
+def ping(app: PaperApp, p: dict[str, str]) -> Any:
+    """GET /api/v3/ping."""
+    return {}
+
+
+def server_time(app: PaperApp, p: dict[str, str]) -> Any:
+    """GET /api/v3/time: WALL time (signatures and recvWindow are about wall time)."""
+    return {"serverTime": int(time.time() * 1000)}
+
+
+def exchange_info(app: PaperApp, p: dict[str, str]) -> Any:
+    """GET /api/v3/exchangeInfo for our one symbol."""
+    _sym(app, p, required=False)
+    s, d8 = app.s, views.d8
+    return {
+        "timezone": "UTC", "serverTime": int(time.time() * 1000), "rateLimits": [], "exchangeFilters": [],
+        "symbols": [{
+            "symbol": s.symbol, "status": "TRADING", "baseAsset": s.base_asset, "baseAssetPrecision": 8,
+            "quoteAsset": s.quote_asset, "quotePrecision": 8, "quoteAssetPrecision": 8,
+            "orderTypes": ["LIMIT", "LIMIT_MAKER", "MARKET", "STOP_LOSS", "STOP_LOSS_LIMIT", "TAKE_PROFIT",
+                           "TAKE_PROFIT_LIMIT"],
+            "icebergAllowed": False, "ocoAllowed": True, "otoAllowed": False, "quoteOrderQtyMarketAllowed": True,
+            "allowTrailingStop": False, "cancelReplaceAllowed": True, "isSpotTradingAllowed": True,
+            "isMarginTradingAllowed": False, "permissions": [], "permissionSets": [["SPOT"]],
+            "filters": [
+                {"filterType": "PRICE_FILTER", "minPrice": d8(s.min_price), "maxPrice": d8(s.max_price),
+                 "tickSize": d8(s.tick_size)},
+                {"filterType": "LOT_SIZE", "minQty": d8(s.min_qty), "maxQty": d8(s.max_qty),
+                 "stepSize": d8(s.qty_step)},
+                {"filterType": "NOTIONAL", "minNotional": d8(s.min_notional), "applyMinToMarket": True,
+                 "maxNotional": "9000000.00000000", "applyMaxToMarket": False, "avgPriceMins": 5},
+            ],
+        }],
+    }
+
+
+def book_ticker(app: PaperApp, p: dict[str, str]) -> Any:
+    """GET /api/v3/ticker/bookTicker."""
+    sym = _sym(app, p, required=False)
+    bid, ask = app.engine.book()
+    return {"symbol": sym, "bidPrice": views.d8(bid), "bidQty": "1.00000000", "askPrice": views.d8(ask),
+            "askQty": "1.00000000"}
+
+
+def ticker_price(app: PaperApp, p: dict[str, str]) -> Any:
+    """GET /api/v3/ticker/price."""
+    return {"symbol": _sym(app, p, required=False), "price": views.d8(app.engine.st.last)}
+
+
+# ---- orders ----------------------------------------------------------------------------------
+
+def new_order(app: PaperApp, p: dict[str, str]) -> Any:
+    """POST /api/v3/order."""
+    sym = _sym(app, p)
+    o = app.cmd.place(P.new_order(p))
+    app.mark_placed(o.order_id)
+    return _new_order_reply(o, sym, p.get("newOrderRespType", "FULL"))
+
+
+def _new_order_reply(o: POrder, sym: str, resp_type: str) -> Any:
+    full = views.order_full(o, sym)
+    if resp_type == "ACK":
+        return {k: full[k] for k in ("symbol", "orderId", "orderListId", "clientOrderId", "transactTime")}
+    if resp_type == "RESULT":
+        full.pop("fills")
+    return full
+
+
+def _ids(p: dict[str, str], id_name: str = "orderId", cid_name: str = "origClientOrderId") -> tuple[int | None, str]:
+    oid, cid = P.integer(p, id_name), p.get(cid_name, "")
+    if oid is None and not cid:
+        raise ApiError(-1102, f"Param '{cid_name}' or '{id_name}' must be sent, but both were empty/null!")
+    return oid, cid
+
+
+def query_order(app: PaperApp, p: dict[str, str]) -> Any:
+    """GET /api/v3/order."""
+    sym = _sym(app, p)
+    o = app.engine.find(*_ids(p))
+    placed = app.placed_wall.get(o.order_id)
+    if placed is not None and time.monotonic() - placed < 2.0 and app.faults.take("transient_2013", "/api/v3/order", o.side):
+        raise ApiError(-2013, "Order does not exist.")
+    return views.order_query(o, sym)
+
+
+def cancel_order(app: PaperApp, p: dict[str, str]) -> Any:
+    """DELETE /api/v3/order."""
+    sym = _sym(app, p)
+    o = app.cmd.cancel(*_ids(p))
+    cancel_cid = P.client_id(p, "newClientOrderId") or f"cancel-{o.order_id}"
+    return views.order_cancel(o, sym, cancel_cid, app.engine.st.market_ms)
+
+
+def open_orders(app: PaperApp, p: dict[str, str]) -> Any:
+    """GET /api/v3/openOrders."""
+    sym = _sym(app, p, required=False)
+    return [views.order_query(o, sym) for o in app.engine.open_orders()]
+
+
+def all_orders(app: PaperApp, p: dict[str, str]) -> Any:
+    """GET /api/v3/allOrders."""
+    sym = _sym(app, p)
+    return [views.order_query(o, sym) for _, o in sorted(app.engine.st.orders.items())]
+
+
+def cancel_open_orders(app: PaperApp, p: dict[str, str]) -> Any:
+    """DELETE /api/v3/openOrders: every open order (a list leg takes its list with it)."""
+    sym = _sym(app, p)
+    out = []
+    for o in app.engine.open_orders():
+        if o.is_open:
+            app.cmd.cancel(o.order_id)
+            out.append(views.order_cancel(o, sym, f"cancel-{o.order_id}", app.engine.st.market_ms))
+    return out
+
+
+def account(app: PaperApp, p: dict[str, str]) -> Any:
+    """GET /api/v3/account."""
+    rate = int(app.s.fee_rate * 10000)
+    return {
+        "makerCommission": rate, "takerCommission": rate, "buyerCommission": 0, "sellerCommission": 0,
+        "canTrade": True, "canWithdraw": False, "canDeposit": False, "brokered": False,
+        "requireSelfTradePrevention": False, "preventSor": False, "updateTime": app.engine.st.market_ms,
+        "accountType": "SPOT", "balances": views.balances(app.engine.st), "permissions": ["SPOT"], "uid": 1,
+    }
+
+
+def my_trades(app: PaperApp, p: dict[str, str]) -> Any:
+    """GET /api/v3/myTrades (optionally one order's)."""
+    sym = _sym(app, p)
+    oid = P.integer(p, "orderId")
+    return [views.trade(t, sym) for t in app.engine.st.trades if oid is None or t.order_id == oid]
+
+
+# ---- lists and cancel-replace ------------------------------------------------------------------
+
+def new_oco(app: PaperApp, p: dict[str, str]) -> Any:
+    """POST /api/v3/orderList/oco."""
+    sym = _sym(app, p)
+    side, qty = P.required(p, "side"), P.dec(p, "quantity", required=True)
+    above = P.new_order(p, "above", "aboveClientOrderId")
+    below = P.new_order(p, "below", "belowClientOrderId")
+    above.quantity = below.quantity = qty
+    lst = app.cmd.place_oco(side, qty, above, below, P.client_id(p, "listClientOrderId"))
+    for oid in lst.order_ids:
+        app.mark_placed(oid)
+    return views.order_list(lst, app.engine.st, sym)
+
+
+def query_list(app: PaperApp, p: dict[str, str]) -> Any:
+    """GET /api/v3/orderList."""
+    lst = app.engine.find_list(*_ids(p, "orderListId", "origClientOrderId"))
+    return views.order_list(lst, app.engine.st, app.s.symbol, reports=False)
+
+
+def cancel_list(app: PaperApp, p: dict[str, str]) -> Any:
+    """DELETE /api/v3/orderList."""
+    sym = _sym(app, p)
+    lst = app.cmd.cancel_list(*_ids(p, "orderListId", "listClientOrderId"))
+    return views.order_list(lst, app.engine.st, sym)
+
+
+def cancel_replace(app: PaperApp, p: dict[str, str]) -> Any:
+    """POST /api/v3/order/cancelReplace with Binance's -2021 / -2022 failure shapes."""
+    sym = _sym(app, p)
+    mode = P.required(p, "cancelReplaceMode")
+    oid, cid = _ids(p, "cancelOrderId", "cancelOrigClientOrderId")
+    cancelled, new = app.cmd.cancel_replace(mode, oid, cid, P.new_order(p))
+    cancel_part = _part(cancelled, lambda o: views.order_cancel(o, sym, f"cancel-{o.order_id}", app.engine.st.market_ms))
+    new_part = None if new is None else _part(new, lambda o: views.order_full(o, sym))
+    if isinstance(new, POrder):
+        app.mark_placed(new.order_id)
+    data = {"cancelResult": "FAILURE" if isinstance(cancelled, ApiError) else "SUCCESS",
+            "newOrderResult": "NOT_ATTEMPTED" if new is None else ("FAILURE" if isinstance(new, ApiError) else "SUCCESS"),
+            "cancelResponse": cancel_part, "newOrderResponse": new_part}
+    if data["cancelResult"] == "SUCCESS" and data["newOrderResult"] == "SUCCESS":
+        return data
+    if data["cancelResult"] == "FAILURE" and data["newOrderResult"] != "SUCCESS":
+        raise ApiError(-2022, "Order cancel-replace failed.", http=400, data=data)
+    raise ApiError(-2021, "Order cancel-replace partially failed.", http=409, data=data)
+
+
+def _part(x: POrder | ApiError, view: Callable[[POrder], Any]) -> Any:
+    return {"code": x.code, "msg": x.msg} if isinstance(x, ApiError) else view(x)
+
+
+PUBLIC: dict[tuple[str, str], Handler] = {
+    ("GET", "/api/v3/ping"): ping,
+    ("GET", "/api/v3/time"): server_time,
+    ("GET", "/api/v3/exchangeInfo"): exchange_info,
+    ("GET", "/api/v3/ticker/bookTicker"): book_ticker,
+    ("GET", "/api/v3/ticker/price"): ticker_price,
+}
+
+SIGNED: dict[tuple[str, str], Handler] = {
+    ("POST", "/api/v3/order"): new_order,
+    ("GET", "/api/v3/order"): query_order,
+    ("DELETE", "/api/v3/order"): cancel_order,
+    ("GET", "/api/v3/openOrders"): open_orders,
+    ("DELETE", "/api/v3/openOrders"): cancel_open_orders,
+    ("GET", "/api/v3/allOrders"): all_orders,
+    ("GET", "/api/v3/account"): account,
+    ("GET", "/api/v3/myTrades"): my_trades,
+    ("POST", "/api/v3/orderList/oco"): new_oco,
+    ("GET", "/api/v3/orderList"): query_list,
+    ("DELETE", "/api/v3/orderList"): cancel_list,
+    ("POST", "/api/v3/order/cancelReplace"): cancel_replace,
+}
+
+PLACING = frozenset({"/api/v3/order", "/api/v3/orderList/oco", "/api/v3/order/cancelReplace"})

@@ -1,0 +1,163 @@
+"""The paper exchange application: engine + replay + faults + persistence behind one lock.
+
+HTTP-agnostic: `server.py` turns requests into `Request` and sends back `Response`.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from shared.adapters.market_files import load_bars
+from services.paper_exchange import journal, persist
+from services.paper_exchange.clock import ClockPublisher
+from services.paper_exchange.engine import Engine
+from services.paper_exchange.faults import FaultBook
+from services.paper_exchange.market import FeedWriter, Replay, start_index
+from services.paper_exchange.settings import Settings, market_csv_path
+
+log = logging.getLogger("paper_exchange")
+
+
+@dataclass
+class Request:
+    """One HTTP request, raw strings kept for signature checks."""
+    method: str
+    path: str
+    query: str
+    body: str
+    headers: Any
+    client_ip: str = "127.0.0.1"
+
+
+@dataclass
+class Response:
+    """Status, JSON-able payload, extra headers, and how long to hold the reply (fault injection)."""
+    status: int
+    payload: Any
+    headers: dict[str, str] = field(default_factory=dict)
+    hold_s: float = 0.0
+
+
+class PaperApp:
+    """Owns the state; every mutation happens under `self.lock` and is persisted before replying."""
+
+    def __init__(self, s: Settings):
+        self.s = s
+        self.lock = threading.RLock()
+        self.faults = FaultBook()
+        self.speed = s.speed
+        self.placed_wall: dict[int, float] = {}  # order id -> monotonic time placed (transient_2013)
+        self.state_path = Path(s.state_fn)
+        market_path, self.market_label = market_csv_path(s)
+        self.market_file = str(market_path)
+        bars, bad = load_bars(market_path)
+        if bad:
+            log.warning("skipped %d bad rows in %s (first: line %d: %s)", len(bad), market_path, *bad[0])
+        self.replay, self.engine, seq = self._load(bars, FeedWriter(Path(s.feed_csv)))
+        self.journal = journal.Journal(self.state_path.with_name(self.state_path.name + ".journal"), seq)
+        self.cmd = journal.JournaledEngine(self.engine, self.journal)
+        self.replay.write_feed_so_far()
+        self.clock = ClockPublisher(s.clock_redis_url, s.exec_prefix)
+        self.clock.publish(self.engine.st.market_ms)
+        self.snapshot()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        log.info("paper exchange: %s (%s), %d bars, replay at bar %d, last %s, speed %s",
+                 market_path, self.market_label, len(bars), self.replay.cursor.bar, self.engine.st.last, self.speed)
+
+    def _load(self, bars: list, feed: FeedWriter) -> tuple[Replay, Engine, int]:
+        """Fresh state, or the snapshot plus the journal written after it."""
+        snap = persist.load(self.state_path)
+        jpath = self.state_path.with_name(self.state_path.name + ".journal")
+        first = start_index(bars, self.s.start_ts, self.s.history_bars)
+        if snap is None:
+            if jpath.exists() and jpath.stat().st_size:
+                log.warning("%s: journal without a snapshot ignored (fresh start)", jpath)
+            replay = Replay(bars, first, self.s.history_bars, feed)
+            return replay, Engine.fresh(self.s, replay.start_price(), replay.start_ms()), 0
+        if snap.engine.symbol != self.s.symbol:
+            raise SystemExit(f"{self.state_path}: state is for {snap.engine.symbol}, SYMBOL is {self.s.symbol}")
+        engine = Engine(self.s, snap.engine)
+        entries = journal.read(jpath, snap.seq)
+        cursor = journal.replay(engine, entries) or snap.cursor
+        log.info("restored %s: %d orders, %d journaled commands re-applied, cursor bar %d point %d",
+                 self.state_path, len(engine.st.orders), len(entries), cursor.bar, cursor.point)
+        replay = Replay(bars, min(first, cursor.bar), self.s.history_bars, feed, cursor)
+        return replay, engine, entries[-1].seq if entries else snap.seq
+
+    def snapshot(self) -> None:
+        """Write the whole state atomically, then empty the journal (call with the lock held)."""
+        persist.save(self.state_path, persist.Snapshot(engine=self.engine.st, cursor=self.replay.cursor,
+                                                        market_file=self.market_file, seq=self.journal.seq))
+        self.journal.truncate()
+
+    def commit(self) -> None:
+        """After a mutation: the journal already made it durable; snapshot every `snapshot_every` commands."""
+        if self.journal.pending >= self.s.snapshot_every:
+            self.snapshot()
+
+    def close(self) -> None:
+        """Final snapshot and journal close (on shutdown)."""
+        with self.lock:
+            self.snapshot()
+            self.journal.close()
+
+    # ---- market driving ----------------------------------------------------------------------
+
+    def advance(self, points: int | None = None, to_ts: int | None = None) -> int:
+        """Play `points` replay points, or every point up to market time `to_ts` (epoch s). Returns how many."""
+        n = 0
+        with self.lock:
+            while points is None or n < points:
+                nxt = self.replay.next_ts_ms()
+                if nxt is None or (to_ts is not None and nxt > to_ts * 1000):
+                    break
+                price, ts_ms = self.replay.step()
+                self.cmd.on_price(price, ts_ms, self.replay.cursor)
+                self.clock.publish(ts_ms)
+                n += 1
+            if self.replay.cursor.done and n:
+                log.info("replay reached the end of the market data; prices stay at %s", self.engine.st.last)
+            self.commit()
+        return n
+
+    def push_price(self, price: Decimal) -> None:
+        """An operator/test price point at the current market time."""
+        with self.lock:
+            self.cmd.on_price(price, self.engine.st.market_ms, self.replay.cursor)
+            self.clock.publish(self.engine.st.market_ms)
+            self.commit()
+
+    def set_speed(self, speed: float) -> None:
+        """Change the replay speed (0 = manual only) and wake the replay thread."""
+        self.speed = speed
+        self._wake.set()
+
+    def run_replay(self) -> None:
+        """Replay thread body: one point every 15/speed wall seconds until stopped."""
+        while not self._stop.is_set():
+            speed = self.speed
+            woke = self._wake.wait(None if speed <= 0 else 15.0 / speed)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
+            if woke or self.speed <= 0:
+                continue  # speed changed: recompute the interval
+            if self.replay.cursor.done:
+                self._stop.wait(1.0)
+                continue
+            self.advance(points=1)
+
+    def stop(self) -> None:
+        """Stop the replay thread."""
+        self._stop.set()
+        self._wake.set()
+
+    def mark_placed(self, order_id: int) -> None:
+        """Remember when (wall, monotonic) an order was placed, for the transient_2013 fault."""
+        self.placed_wall[order_id] = time.monotonic()

@@ -1,0 +1,59 @@
+"""Signed-request checks: API key, HMAC over the raw bytes received, timestamp vs recvWindow."""
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Mapping
+
+from services.paper_exchange.model import ApiError
+
+
+def strip_signature(raw: str) -> tuple[str, str | None]:
+    """(raw string without its signature parameter, the signature). Nothing is re-encoded or sorted."""
+    parts = raw.split("&") if raw else []
+    keep, sig = [], None
+    for p in parts:
+        if p.startswith("signature="):
+            sig = p[len("signature="):]
+        else:
+            keep.append(p)
+    return "&".join(keep), sig
+
+
+def check_key(headers: Mapping[str, str], api_key: str) -> None:
+    """-2014 when the key header is missing/malformed, -2015 when it is not ours."""
+    key = headers.get("X-MBX-APIKEY")
+    if not key:
+        raise ApiError(-2014, "API-key format invalid.", http=401)
+    if not hmac.compare_digest(key.encode(), api_key.encode()):
+        raise ApiError(-2015, "Invalid API-key, IP, or permissions for action.", http=401)
+
+
+def check_signature(query: str, body: str, secret: bytes) -> None:
+    """Binance's totalParams = query string + request body, each exactly as received."""
+    q, sig_q = strip_signature(query)
+    b, sig_b = strip_signature(body)
+    sig = sig_q or sig_b
+    if not sig:
+        raise ApiError(-1102, "Mandatory parameter 'signature' was not sent, was empty/null, or malformed.")
+    expected = hmac.new(secret, (q + b).encode(), hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(expected, sig.lower()):
+        raise ApiError(-1022, "Signature for this request is not valid.")
+
+
+def check_timestamp(params: Mapping[str, str], now_ms: int) -> None:
+    """-1021 when the request is older than recvWindow or more than 1000 ms ahead of our clock."""
+    ts_raw = params.get("timestamp", "")
+    if not ts_raw.isdigit():
+        raise ApiError(-1102, "Mandatory parameter 'timestamp' was not sent, was empty/null, or malformed.")
+    window_raw = params.get("recvWindow", "5000")
+    if not window_raw.isdigit():
+        raise ApiError(-1100, "Illegal characters found in parameter 'recvWindow'; legal range is '^[0-9]{1,20}$'.")
+    window = int(window_raw)
+    if window > 60000:
+        raise ApiError(-1131, "recvWindow must be less than 60000")
+    ts = int(ts_raw)
+    if ts > now_ms + 1000:
+        raise ApiError(-1021, "Timestamp for this request was 1000ms ahead of the server's time.")
+    if now_ms - ts > window:
+        raise ApiError(-1021, "Timestamp for this request is outside of the recvWindow.")

@@ -1,0 +1,85 @@
+"""Benchmark: p50/p99 of a signed place + cancel round trip against an in-process paper exchange.
+
+    python -m services.paper_exchange.bench_roundtrip [iterations]
+
+Starts the exchange as its own process on loopback with temporary state/feed files (the state file is fsynced on every
+mutation, as in production).
+"""
+from __future__ import annotations
+
+import os
+import select
+import subprocess
+import sys
+import tempfile
+import time
+from decimal import Decimal
+from pathlib import Path
+
+from shared.adapters.binance_rest import BinanceClient
+from shared.adapters.market_files import write_bars
+from shared.domain.synthetic_market import generate
+
+SYMBOL = "BTCUSDC"
+
+
+def _percentile(samples: list[float], q: float) -> float:
+    s = sorted(samples)
+    return s[min(len(s) - 1, int(q * len(s)))]
+
+
+def _start_server(tmp: str) -> tuple[subprocess.Popen, str]:
+    """The paper exchange as its own process (as in production), on a free port."""
+    market = Path(tmp) / "bench.aggregated.csv"
+    write_bars(market, generate(400, seed=3))
+    env = {**os.environ, "PAPER_PORT": "0", "PAPER_SPEED": "0", "PAPER_MARKET_CSV": str(market),
+           "PAPER_FEED_CSV": f"{tmp}/feed.csv", "PAPER_STATE_FN": f"{tmp}/state.json",
+           "PAPER_API_KEY": "bench-key", "PAPER_API_SECRET": "bench-secret"}
+    proc = subprocess.Popen([sys.executable, "-m", "services.paper_exchange"], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if select.select([proc.stdout], [], [], 0.5)[0]:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            if "listening on" in line:
+                return proc, line.strip().split()[-1]
+    proc.kill()
+    raise RuntimeError("paper exchange did not start")
+
+
+def run(iterations: int = 500) -> tuple[float, float]:
+    """Return (p50, p99) in milliseconds."""
+    with tempfile.TemporaryDirectory() as tmp:
+        proc, url = _start_server(tmp)
+        client = BinanceClient(url, "bench-key", "bench-secret")
+        try:
+            bid, _ = client.book_ticker(SYMBOL)
+            price, qty = bid - Decimal(1000), Decimal("0.001")
+            samples = []
+            for i in range(iterations + 20):
+                t0 = time.perf_counter()
+                o = client.place_order(SYMBOL, "BUY", "LIMIT", qty, price=price, time_in_force="GTC",
+                                       client_order_id=f"bench-{i}")
+                client.cancel_order(SYMBOL, order_id=o.order_id)
+                if i >= 20:  # warm-up: connection set-up and first-call costs
+                    samples.append((time.perf_counter() - t0) * 1000)
+        finally:
+            client.close()
+            proc.terminate()
+            proc.wait(timeout=10)
+    return _percentile(samples, 0.50), _percentile(samples, 0.99)
+
+
+def main() -> None:
+    """Print the figures."""
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 500
+    p50, p99 = run(n)
+    print(f"place+cancel round trip over {n} iterations: p50 {p50:.2f} ms, p99 {p99:.2f} ms "
+          f"(mean of the two requests each: p50 {p50 / 2:.2f} ms)")
+    print("target p50 < 2 ms:", "OK" if p50 < 2 else "MISSED")
+
+
+if __name__ == "__main__":
+    main()

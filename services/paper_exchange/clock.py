@@ -1,0 +1,25 @@
+"""Publishes the paper exchange's MARKET time to Redis so the product's replay clock can follow it."""
+from __future__ import annotations
+
+import logging
+
+import redis
+
+log = logging.getLogger("paper_exchange.clock")
+
+
+class ClockPublisher:
+    """SETs `{prefix}clock` to market epoch ms after every price point; a no-op without a URL."""
+
+    def __init__(self, redis_url: str, prefix: str):
+        self.key = f"{prefix}clock"
+        self._redis = redis.Redis.from_url(redis_url, socket_timeout=1.0, socket_connect_timeout=1.0) if redis_url else None
+
+    def publish(self, market_ms: int) -> None:
+        """Best effort: a Redis outage must not stop the exchange, but every failure is logged."""
+        if self._redis is None:
+            return
+        try:
+            self._redis.set(self.key, market_ms)
+        except (OSError, redis.RedisError) as e:
+            log.warning("cannot publish market clock to Redis key %s: %s", self.key, e)

@@ -1,0 +1,311 @@
+"""The matching engine and account: pure (no HTTP, no threads, no wall clock).
+
+It is fed requests and price points; between two price points the price is taken to have
+traded through every price in between. Times are the market time of the last price point.
+"""
+from __future__ import annotations
+
+from decimal import Decimal
+
+from shared.domain.risk_math import ceil_to_step, floor_to_step
+from services.paper_exchange import filters, ledger, rules
+from services.paper_exchange.model import (
+    STOP_TYPES, ApiError, Balance, EngineState, NewOrder, PList, POrder, rejected,
+)
+from services.paper_exchange.settings import Settings
+
+_BPS = Decimal(10000)
+
+
+class Engine:
+    """One symbol, one account. Callers serialise access (the server holds one lock)."""
+
+    def __init__(self, s: Settings, state: EngineState):
+        self.s = s
+        self.st = state
+        self._by_client: dict[str, int] = {}
+        for oid in sorted(state.orders):
+            self._by_client[state.orders[oid].client_order_id] = oid
+
+    @classmethod
+    def fresh(cls, s: Settings, last: Decimal, market_ms: int) -> Engine:
+        """A new account with the configured balances."""
+        balances = {a: Balance(free=v) for a, v in s.balances.items()}
+        return cls(s, EngineState(symbol=s.symbol, balances=balances, last=last, market_ms=market_ms))
+
+    # ---- market ------------------------------------------------------------------------------
+
+    def book(self) -> tuple[Decimal, Decimal]:
+        """(bid, ask): bid = last - floor(spread/2) ticks, ask = bid + spread ticks, both on tick."""
+        tick = self.s.tick_size
+        bid = floor_to_step(self.st.last, tick) - (self.s.spread_ticks // 2) * tick
+        return bid, bid + self.s.spread_ticks * tick
+
+    def market_price(self, side: str) -> Decimal:
+        """Where a MARKET order fills: ask/bid worsened by the slippage, kept on tick."""
+        bid, ask = self.book()
+        slip = self.s.slippage_bps / _BPS
+        if side == "BUY":
+            return ceil_to_step(ask * (1 + slip), self.s.tick_size)
+        return floor_to_step(bid * (1 - slip), self.s.tick_size)
+
+    def on_price(self, price: Decimal, market_ms: int) -> None:
+        """A new price point: trigger stops, fill resting limits the move traded through."""
+        prev, self.st.last = self.st.last, price
+        self.st.market_ms = max(self.st.market_ms, market_ms)
+        lo, hi = min(prev, price), max(prev, price)
+        for oid in [o.order_id for o in self.open_orders()]:
+            o = self.st.orders[oid]
+            if not o.is_open:
+                continue  # expired as a sibling earlier in this loop
+            if not o.is_working:
+                if rules.stop_triggered(o.side, o.type, o.stop_price, price):
+                    self._trigger(o)
+            elif rules.traded_through(o, lo, hi):
+                self._fill(o, self._partial_qty(o), o.price, maker=True)
+
+    def _partial_qty(self, o: POrder) -> Decimal:
+        step = self.s.qty_step
+        q = max(floor_to_step(o.remaining * self.s.partial_fill_ratio, step), step)
+        return min(q, o.remaining)
+
+    def _trigger(self, o: POrder) -> None:
+        o.is_working = True
+        o.working_time = o.update_time = self.st.market_ms
+        self._expire_siblings(o)
+        if o.type in ("STOP_LOSS", "TAKE_PROFIT"):
+            self._fill_market(o)
+            return
+        bid, ask = self.book()
+        if rules.marketable(o.side, o.price, bid, ask):
+            self._fill(o, o.remaining, ask if o.side == "BUY" else bid, maker=False)
+        # else: the market gapped through the limit; it rests (isWorking) until traded through.
+
+    def _fill_market(self, o: POrder) -> None:
+        price = self.market_price(o.side)
+        try:
+            self._fill(o, o.remaining, price, maker=False)
+        except ApiError:
+            # A triggered stop-market that cannot be paid for expires, as on Binance.
+            self._finish(o, "EXPIRED")
+
+    def _fill(self, o: POrder, qty: Decimal, price: Decimal, maker: bool) -> None:
+        s = self.s
+        ledger.settle_fill(self.st, o, qty, price, maker, s.fee_rate, s.base_asset, s.quote_asset)
+        if o.order_list_id != -1:
+            self._expire_siblings(o)
+            self._update_list(o.order_list_id)
+
+    # ---- queries -----------------------------------------------------------------------------
+
+    def find(self, order_id: int | None = None, client_order_id: str | None = None) -> POrder:
+        """The order by id or client id (latest with that client id); -2013 when absent."""
+        if order_id is None and client_order_id:
+            order_id = self._by_client.get(client_order_id)
+        o = self.st.orders.get(order_id) if order_id is not None else None
+        if o is None or (client_order_id and o.client_order_id != client_order_id):
+            raise ApiError(-2013, "Order does not exist.")
+        return o
+
+    def open_orders(self) -> list[POrder]:
+        """Open orders, oldest first."""
+        return sorted((o for o in self.st.orders.values() if o.is_open), key=lambda o: o.order_id)
+
+    def find_list(self, list_id: int | None = None, list_client_id: str | None = None) -> PList:
+        """An order list by id or client id; -2013 when absent."""
+        for lst in self.st.lists.values():
+            if lst.order_list_id == list_id or (list_client_id and lst.list_client_order_id == list_client_id):
+                return lst
+        raise ApiError(-2013, "Order list does not exist.")
+
+    # ---- placing -----------------------------------------------------------------------------
+
+    def place(self, req: NewOrder) -> POrder:
+        """Validate, lock, register and (if it takes) execute one order."""
+        o = self._build(req, -1)
+        if o.type == "MARKET":
+            return self._place_market(o, req)
+        lock_asset, per_unit = self._lock_terms(o)
+        oid = self.st.next_order_id
+        o.lock_id = ledger.lock(self.st, lock_asset, per_unit, o.orig_qty, [oid]) if per_unit else 0
+        self._register(o)
+        if o.type == "LIMIT":
+            self._execute_limit(o)
+        return o
+
+    def _place_market(self, o: POrder, req: NewOrder) -> POrder:
+        price = self.market_price(o.side)
+        if req.quote_qty is not None:
+            o.orig_quote_qty = req.quote_qty
+            o.orig_qty = floor_to_step(req.quote_qty / price, self.s.qty_step)
+            filters.check_qty(self.s, o.orig_qty)
+        filters.check_notional(self.s, price, o.orig_qty)
+        paid, amount = (self.s.quote_asset, price * o.orig_qty) if o.side == "BUY" else (self.s.base_asset, o.orig_qty)
+        ledger.require_free(self.st, paid, amount)
+        self._register(o)
+        self._fill(o, o.orig_qty, price, maker=False)
+        return o
+
+    def _execute_limit(self, o: POrder) -> None:
+        bid, ask = self.book()
+        if rules.marketable(o.side, o.price, bid, ask):
+            self._fill(o, o.remaining, ask if o.side == "BUY" else bid, maker=False)
+        elif o.time_in_force in ("IOC", "FOK"):
+            self._finish(o, "EXPIRED")
+
+    def _lock_terms(self, o: POrder) -> tuple[str, Decimal]:
+        """(asset, amount per base unit) an open order locks; per_unit 0 = nothing to lock."""
+        if o.side == "SELL":
+            return self.s.base_asset, Decimal(1)
+        if o.type in ("STOP_LOSS", "TAKE_PROFIT"):
+            return self.s.quote_asset, Decimal(0)  # BUY stop-market: paid for when it triggers
+        return self.s.quote_asset, o.price
+
+    def _build(self, req: NewOrder, list_id: int) -> POrder:
+        """Check parameters, filters and trigger/take rules; return an unregistered order."""
+        rules.check_shape(req)
+        cid = req.client_order_id or f"paper-{self.st.next_order_id}-{self.st.market_ms}"
+        # Only the latest order with a client id can still be open (a duplicate is refused).
+        prior = self._by_client.get(cid)
+        if prior is not None and self.st.orders[prior].is_open:
+            raise rejected("Duplicate order sent.")
+        self._check_filters(req)
+        self._check_not_immediate(req)
+        stop = req.type in STOP_TYPES
+        return POrder(
+            order_id=0, client_order_id=cid, side=req.side, type=req.type, time_in_force=req.time_in_force,
+            orig_qty=req.quantity or Decimal(0), price=req.price or Decimal(0), stop_price=req.stop_price or Decimal(0),
+            order_list_id=list_id, time=self.st.market_ms, update_time=self.st.market_ms,
+            working_time=-1 if stop else self.st.market_ms, is_working=not stop,
+        )
+
+    def _check_filters(self, req: NewOrder) -> None:
+        for p in (req.price, req.stop_price):
+            if p is not None:
+                filters.check_price(self.s, p)
+        if req.quantity is not None:
+            filters.check_qty(self.s, req.quantity)
+        ref = req.price if req.price is not None else req.stop_price
+        if ref is not None and req.quantity is not None:
+            filters.check_notional(self.s, ref, req.quantity)
+
+    def _check_not_immediate(self, req: NewOrder) -> None:
+        if req.type in STOP_TYPES and rules.stop_triggered(req.side, req.type, req.stop_price, self.st.last):
+            raise rejected("Stop price would trigger immediately.")
+        if req.type == "LIMIT_MAKER":
+            bid, ask = self.book()
+            if rules.marketable(req.side, req.price, bid, ask):
+                raise rejected("Order would immediately match and take.")
+
+    def _register(self, o: POrder) -> None:
+        o.order_id = self.st.next_order_id
+        self.st.next_order_id += 1
+        self.st.orders[o.order_id] = o
+        self._by_client[o.client_order_id] = o.order_id
+
+    # ---- OCO ---------------------------------------------------------------------------------
+
+    def place_oco(self, side: str, qty: Decimal, above: NewOrder, below: NewOrder, list_client_id: str) -> PList:
+        """Place an OCO: both legs validated, the quantity locked ONCE for both."""
+        _check_oco_types(side, above.type, below.type)
+        above_ref = above.price if above.type == "LIMIT_MAKER" else above.stop_price
+        below_ref = below.price if below.type == "LIMIT_MAKER" else below.stop_price
+        if above_ref is None or below_ref is None or not above_ref > self.st.last > below_ref:
+            raise rejected("The relationship of the prices for the orders is not correct.")
+        list_id = self.st.next_list_id
+        legs = [self._build(r, list_id) for r in (below, above)]
+        if legs[0].client_order_id == legs[1].client_order_id:
+            raise rejected("Duplicate order sent.")
+        first = self.st.next_order_id
+        if side == "SELL":
+            lock_id = ledger.lock(self.st, self.s.base_asset, Decimal(1), qty, [first, first + 1])
+        else:
+            per_unit = max(leg.price or leg.stop_price for leg in legs)
+            lock_id = ledger.lock(self.st, self.s.quote_asset, per_unit, qty, [first, first + 1])
+        for leg in legs:
+            leg.lock_id = lock_id
+            self._register(leg)
+        self.st.next_list_id += 1
+        lst = PList(order_list_id=list_id, list_client_order_id=list_client_id or f"paper-list-{list_id}",
+                    transaction_time=self.st.market_ms, order_ids=[leg.order_id for leg in legs])
+        self.st.lists[list_id] = lst
+        return lst
+
+    def _expire_siblings(self, o: POrder) -> None:
+        if o.order_list_id == -1:
+            return
+        for sid in self.st.lists[o.order_list_id].order_ids:
+            sib = self.st.orders[sid]
+            if sid != o.order_id and sib.is_open:
+                self._finish(sib, "EXPIRED")
+        self._update_list(o.order_list_id)
+
+    def _update_list(self, list_id: int) -> None:
+        lst = self.st.lists[list_id]
+        if not any(self.st.orders[i].is_open for i in lst.order_ids):
+            lst.list_status_type = lst.list_order_status = "ALL_DONE"
+
+    def _finish(self, o: POrder, status: str) -> None:
+        o.status = status
+        o.update_time = self.st.market_ms
+        if o.lock_id:
+            ledger.release_if_done(self.st, o.lock_id)
+
+    # ---- cancelling --------------------------------------------------------------------------
+
+    def cancel(self, order_id: int | None = None, client_order_id: str | None = None) -> POrder:
+        """Cancel an open order (a list leg cancels its whole list); -2011 when not open."""
+        try:
+            o = self.find(order_id, client_order_id)
+        except ApiError:
+            raise ApiError(-2011, "Unknown order sent.") from None
+        if not o.is_open:
+            raise ApiError(-2011, "Unknown order sent.")
+        if o.order_list_id != -1:
+            self.cancel_list(o.order_list_id)
+        else:
+            self._finish(o, "CANCELED")
+        return o
+
+    def cancel_list(self, list_id: int | None = None, list_client_id: str | None = None) -> PList:
+        """Cancel every open leg of an order list."""
+        try:
+            lst = self.find_list(list_id, list_client_id)
+        except ApiError:
+            raise ApiError(-2011, "Unknown order list sent.") from None
+        legs = [self.st.orders[i] for i in lst.order_ids]
+        if not any(leg.is_open for leg in legs):
+            raise ApiError(-2011, "Unknown order list sent.")
+        for leg in legs:
+            if leg.is_open:
+                self._finish(leg, "CANCELED")
+        lst.list_status_type = lst.list_order_status = "ALL_DONE"
+        return lst
+
+    def cancel_replace(self, mode: str, cancel_id: int | None, cancel_cid: str | None,
+                       req: NewOrder) -> tuple[POrder | ApiError, POrder | ApiError | None]:
+        """Cancel then place; each part is the order or its ApiError (new is None when not attempted)."""
+        if mode not in ("STOP_ON_FAILURE", "ALLOW_FAILURE"):
+            raise ApiError(-1145, "Invalid cancelRestrictions")
+        rules.check_shape(req)
+        try:
+            cancelled: POrder | ApiError = self.cancel(cancel_id, cancel_cid)
+        except ApiError as e:
+            cancelled = e
+            if mode == "STOP_ON_FAILURE":
+                return cancelled, None
+        try:
+            return cancelled, self.place(req)
+        except ApiError as e:
+            return cancelled, e
+
+
+def _check_oco_types(side: str, above: str, below: str) -> None:
+    if side == "SELL":
+        ok = above in ("LIMIT_MAKER", "TAKE_PROFIT", "TAKE_PROFIT_LIMIT") and below in ("STOP_LOSS", "STOP_LOSS_LIMIT")
+    else:
+        ok = above in ("STOP_LOSS", "STOP_LOSS_LIMIT") and below in ("LIMIT_MAKER", "TAKE_PROFIT", "TAKE_PROFIT_LIMIT")
+    if side not in ("BUY", "SELL"):
+        raise ApiError(-1117, "Invalid side.")
+    if not ok:
+        raise ApiError(-1116, "Invalid orderType.")

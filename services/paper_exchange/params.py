@@ -1,0 +1,72 @@
+"""Request parameter parsing with Binance's error codes (-1100, -1102)."""
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from decimal import Decimal
+from urllib.parse import parse_qsl
+
+from services.paper_exchange.model import ApiError, NewOrder
+from services.paper_exchange.rules import mandatory
+
+_DECIMAL_RE = re.compile(r"^([0-9]{1,20})(\.[0-9]{1,20})?$")
+_INT_RE = re.compile(r"^-?[0-9]{1,20}$")
+_CLIENT_ID_RE = re.compile(r"^[a-zA-Z0-9-_]{1,36}$")
+
+
+def parse(query: str, body: str) -> dict[str, str]:
+    """Query string and form body merged (body wins), values URL-decoded."""
+    out = dict(parse_qsl(query, keep_blank_values=True))
+    out.update(parse_qsl(body, keep_blank_values=True))
+    return out
+
+
+def dec(p: Mapping[str, str], name: str, required: bool = False) -> Decimal | None:
+    """A decimal parameter; -1100 when malformed, -1102 when required and missing."""
+    raw = p.get(name)
+    if raw is None or raw == "":
+        if required:
+            raise mandatory(name)
+        return None
+    if not _DECIMAL_RE.match(raw):
+        raise ApiError(-1100, f"Illegal characters found in parameter '{name}'; "
+                              "legal range is '^([0-9]{1,20})(\\.[0-9]{1,20})?$'.")
+    return Decimal(raw)
+
+
+def integer(p: Mapping[str, str], name: str) -> int | None:
+    """An integer parameter or None; -1100 when malformed."""
+    raw = p.get(name)
+    if raw is None or raw == "":
+        return None
+    if not _INT_RE.match(raw):
+        raise ApiError(-1100, f"Illegal characters found in parameter '{name}'; legal range is '^[0-9]{{1,20}}$'.")
+    return int(raw)
+
+
+def client_id(p: Mapping[str, str], name: str) -> str:
+    """A client order id ('' when absent); -1100 unless it matches ^[a-zA-Z0-9-_]{1,36}$."""
+    raw = p.get(name, "")
+    if raw and not _CLIENT_ID_RE.match(raw):
+        raise ApiError(-1100, f"Illegal characters found in parameter '{name}'; legal range is '^[a-zA-Z0-9-_]{{1,36}}$'.")
+    return raw
+
+
+def required(p: Mapping[str, str], name: str) -> str:
+    """A mandatory string parameter."""
+    v = p.get(name, "")
+    if not v:
+        raise mandatory(name)
+    return v
+
+
+def new_order(p: Mapping[str, str], prefix: str = "", cid_name: str = "newClientOrderId") -> NewOrder:
+    """A NewOrder from request parameters; `prefix` is "above"/"below" for OCO legs."""
+    def key(n: str) -> str:
+        return prefix + n[0].upper() + n[1:] if prefix else n
+    return NewOrder(
+        side=p.get("side", ""), type=required(p, key("type")),
+        quantity=dec(p, "quantity"), quote_qty=None if prefix else dec(p, "quoteOrderQty"),
+        price=dec(p, key("price")), stop_price=dec(p, key("stopPrice")),
+        time_in_force=p.get(key("timeInForce"), ""), client_order_id=client_id(p, cid_name),
+    )

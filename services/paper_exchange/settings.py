@@ -1,0 +1,165 @@
+"""Paper exchange settings, read once from the environment at start-up.
+
+A bad value raises SettingsError naming the variable and what is allowed; `__main__` turns
+that into an exit with the message.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from decimal import Decimal
+from pathlib import Path
+
+import msgspec
+
+from shared.domain.bars import BadRow, parse_ts
+
+
+class SettingsError(ValueError):
+    """An environment variable has a value the paper exchange cannot use."""
+
+
+class Settings(msgspec.Struct, frozen=True):
+    """Everything the paper exchange is configured with. Money and filters are Decimal."""
+    host: str = "127.0.0.1"
+    port: int = 8899
+    api_key: str = "paper-key"
+    api_secret: str = "paper-secret"
+    symbol: str = "BTCUSDC"
+    base_asset: str = "BTC"
+    quote_asset: str = "USDC"
+    tick_size: Decimal = Decimal("0.01")
+    qty_step: Decimal = Decimal("0.00001")
+    min_qty: Decimal = Decimal("0.00001")
+    max_qty: Decimal = Decimal("9000")
+    min_notional: Decimal = Decimal("5")
+    min_price: Decimal = Decimal("0.01")
+    max_price: Decimal = Decimal("1000000")
+    market_csv: str = ""
+    feed_csv: str = "var/feed/aggregated.csv"
+    start_ts: int | None = None
+    history_bars: int = 300
+    speed: float = 1.0
+    state_fn: str = "var/paper/paper_exchange.json"
+    balances: dict[str, Decimal] = msgspec.field(default_factory=lambda: {"USDC": Decimal(10000), "BTC": Decimal(0)})
+    fee_rate: Decimal = Decimal("0.001")
+    slippage_bps: Decimal = Decimal(1)
+    spread_ticks: int = 1
+    partial_fill_ratio: Decimal = Decimal(1)
+    clock_redis_url: str = ""
+    snapshot_every: int = 200
+    exec_prefix: str = "exec:"
+
+
+_QUOTES = ("USDC", "USDT", "FDUSD", "BUSD", "TUSD", "BTC", "ETH", "BNB", "EUR", "TRY")
+
+
+def split_symbol(symbol: str) -> tuple[str, str]:
+    """(base, quote) of a Binance symbol such as BTCUSDC, by its known quote suffix."""
+    for q in _QUOTES:
+        if symbol.endswith(q) and len(symbol) > len(q):
+            return symbol[: -len(q)], q
+    raise SettingsError(f"SYMBOL={symbol!r}: cannot split into base/quote; allowed quote assets: {', '.join(_QUOTES)}")
+
+
+def _dec(env: Mapping[str, str], name: str, default: Decimal, positive: bool = True) -> Decimal:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        v = Decimal(raw)
+    except ArithmeticError:
+        v = Decimal("NaN")
+    if not v.is_finite() or v < 0 or (positive and v == 0):
+        kind = "a positive decimal" if positive else "a decimal >= 0"
+        raise SettingsError(f"{name}={raw!r}: must be {kind}")
+    return v
+
+
+def _int(env: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        v = int(raw)
+    except ValueError:
+        v = lo - 1
+    if not lo <= v <= hi:
+        raise SettingsError(f"{name}={raw!r}: must be an integer from {lo} to {hi}")
+    return v
+
+
+def _speed(env: Mapping[str, str]) -> float:
+    raw = env.get("PAPER_SPEED", "")
+    if raw == "":
+        return 1.0
+    try:
+        v = float(raw)  # a replay rate, not money: float is right here
+    except ValueError:
+        v = -1.0
+    if not (0 <= v < 1e9):
+        raise SettingsError(f"PAPER_SPEED={raw!r}: must be a number >= 0 (market seconds per wall second; 0 = manual)")
+    return v
+
+
+def _balances(env: Mapping[str, str], base: str, quote: str) -> dict[str, Decimal]:
+    raw = env.get("PAPER_BALANCES", "")
+    out = {quote: Decimal(10000), base: Decimal(0)}
+    if raw == "":
+        return out
+    for part in raw.split(","):
+        asset, _, amount = part.strip().partition("=")
+        try:
+            v = Decimal(amount)
+        except ArithmeticError:
+            v = Decimal(-1)
+        if not asset.strip().isalnum() or not v.is_finite() or v < 0:
+            raise SettingsError(f"PAPER_BALANCES={raw!r}: must be ASSET=amount pairs separated by commas, "
+                                f"e.g. USDC=10000,BTC=0 (amounts >= 0)")
+        out[asset.strip().upper()] = v
+    return out
+
+
+def _start_ts(env: Mapping[str, str]) -> int | None:
+    raw = env.get("PAPER_START_TS", "")
+    if raw == "":
+        return None
+    try:
+        return parse_ts(raw)
+    except BadRow as e:
+        raise SettingsError(f"PAPER_START_TS={raw!r}: must be epoch seconds or ISO-8601 (e.g. 2025-01-13T20:00:00Z)") from e
+
+
+def from_env(env: Mapping[str, str] | None = None) -> Settings:
+    """Build Settings from `env` (default os.environ); raise SettingsError on a bad value."""
+    env = os.environ if env is None else env
+    symbol = env.get("SYMBOL", "BTCUSDC").strip().upper()
+    base, quote = split_symbol(symbol)
+    ratio = _dec(env, "PAPER_PARTIAL_FILL_RATIO", Decimal(1))
+    if ratio > 1:
+        raise SettingsError(f"PAPER_PARTIAL_FILL_RATIO={env['PAPER_PARTIAL_FILL_RATIO']!r}: must be in (0, 1]")
+    tick = _dec(env, "TICK_SIZE", Decimal("0.01"))
+    return Settings(
+        host=env.get("PAPER_HOST", "127.0.0.1"), port=_int(env, "PAPER_PORT", 8899, 0, 65535),
+        api_key=env.get("PAPER_API_KEY", "paper-key"), api_secret=env.get("PAPER_API_SECRET", "paper-secret"),
+        symbol=symbol, base_asset=base, quote_asset=quote, tick_size=tick,
+        qty_step=_dec(env, "QTY_STEP", Decimal("0.00001")), min_qty=_dec(env, "MIN_QTY", Decimal("0.00001")),
+        min_notional=_dec(env, "MIN_NOTIONAL", Decimal(5), positive=False), min_price=tick,
+        market_csv=env.get("PAPER_MARKET_CSV", ""),
+        feed_csv=env.get("PAPER_FEED_CSV") or env.get("AGG_CSV") or "var/feed/aggregated.csv",
+        start_ts=_start_ts(env), history_bars=_int(env, "PAPER_HISTORY_BARS", 300, 0, 10_000_000),
+        speed=_speed(env), state_fn=env.get("PAPER_STATE_FN", "var/paper/paper_exchange.json"),
+        balances=_balances(env, base, quote), fee_rate=_dec(env, "PAPER_FEE_RATE", Decimal("0.001"), positive=False),
+        slippage_bps=_dec(env, "PAPER_SLIPPAGE_BPS", Decimal(1), positive=False),
+        spread_ticks=_int(env, "PAPER_SPREAD_TICKS", 1, 0, 1_000_000), partial_fill_ratio=ratio,
+        clock_redis_url=env.get("PAPER_CLOCK_REDIS_URL", ""),
+        snapshot_every=_int(env, "PAPER_SNAPSHOT_EVERY", 200, 1, 1_000_000), exec_prefix=env.get("EXEC_PREFIX", "exec:"),
+    )
+
+
+def market_csv_path(s: Settings) -> tuple[Path, str]:
+    """The market file to replay and its label (real or synthetic)."""
+    if s.market_csv:
+        return Path(s.market_csv), f"market data: {Path(s.market_csv).name}"
+    from shared.adapters.market_files import find_market_file
+    return find_market_file(Path("../shared/data/market"), Path("var/market"))

@@ -1,0 +1,1 @@
+"""signal_ingest: tails deltascout.log and publishes each line exactly once as a Signal or a Reject."""

@@ -1,0 +1,348 @@
+"""signal_ingest: the only door for PEAK signals. Tails deltascout.log, validates and dedups each line, and
+publishes it -- exactly once -- to `{prefix}signals` or `{prefix}rejects`.
+
+Redis keys (prefix = EXEC_PREFIX):
+    {prefix}ingest:offset   hash  inode, offset, fingerprint, path: where the next unread line starts
+    {prefix}ingest:seen     zset  dedup keys of published signals, scored by insertion time (us), <= SEEN_KEYS_MAX
+    {prefix}ingest:epoch    str   incremented by every starting instance; a superseded instance stops
+    {prefix}signals         stream of Signal;  {prefix}rejects  stream of Reject (MAXLEN ~ STREAM_MAXLEN)
+    {prefix}hb:signal_ingest  heartbeat, JSON {"ts","pid"}, EX HEARTBEAT_TTL_SEC
+
+Exactly once: the lines read are published in one MULTI/EXEC together with ZADD of their keys and HSET of the
+offset after the last of them (WATCHing the epoch key). A crash before EXEC publishes nothing and leaves the
+offset where it was; a crash after it leaves the offset past those lines. On restart or reconnect the offset
+and the seen set are re-read from Redis, so the in-memory copies never outrank what was committed.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections import OrderedDict
+from typing import Any
+
+import msgspec
+import redis
+
+from shared.adapters.log_tail import Line, LogTailer, read_tail_lines
+from shared.adapters.redis_streams import encode_fields
+from shared.clock import Clock, make_clock
+from shared.config import Config
+from shared.domain.messages import Reject, Signal
+from shared.domain.peak import ParseParams, dedup_fingerprint, make_reject, parse_line, too_long
+from shared.jsonlog import JsonLogger
+
+SERVICE = "signal_ingest"
+TX_MAX_LINES = 1000          # lines per MULTI/EXEC
+HEARTBEAT_EVERY_SEC = 1.0
+_json = msgspec.json.Encoder()
+
+
+class Superseded(RuntimeError):
+    """Another instance started (the epoch moved): this one must stop publishing."""
+
+
+def _s(v: bytes | str | None) -> str:
+    return v.decode() if isinstance(v, bytes) else (v or "")
+
+
+class Ingestor:
+    """The ingest loop, usable in-process (tests) or from __main__. `start()`, then `step()`/`wait()`."""
+
+    def __init__(self, cfg: Config, r: redis.Redis, log: JsonLogger, clock: Clock, *, use_inotify: bool = True,
+                 tx_max_lines: int = TX_MAX_LINES, log_decisions: bool = True) -> None:
+        self.cfg, self.r, self.log, self.clock = cfg, r, log, clock
+        self.params = ParseParams.from_config(cfg)
+        self.fingerprint = dedup_fingerprint(cfg.DEDUP_PRICE_DECIMALS)
+        self.path = os.path.abspath(cfg.DELTASCOUT_LOG)
+        self.k_offset = cfg.key("ingest:offset")
+        self.k_seen = cfg.key("ingest:seen")
+        self.k_epoch = cfg.key("ingest:epoch")
+        self.k_signals = cfg.key("signals")
+        self.k_rejects = cfg.key("rejects")
+        self.k_hb = cfg.key(f"hb:{SERVICE}")
+        self.use_inotify = use_inotify
+        self.tx_max_lines = tx_max_lines
+        self.log_decisions = log_decisions
+        self.tailer: LogTailer | None = None
+        self.seen: OrderedDict[str, int] = OrderedDict()  # key -> score, oldest first (mirror of the zset)
+        self.last_score = 0
+        self.epoch = b""
+        self.position: tuple[int, int] | None = None  # last committed (inode, offset)
+        self._next_hb = 0.0
+        self.published = 0
+
+    # ---- start-up -----------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Load (or create) the offset and seen set from Redis and open the tailer at the stored offset."""
+        self.close_tailer()
+        self.epoch = str(self.r.incr(self.k_epoch)).encode()
+        h = {_s(k): _s(v) for k, v in self.r.hgetall(self.k_offset).items()}
+        if not h:
+            if self.position is not None:
+                self._restore_from_memory()
+            else:
+                self._bootstrap(clear=True, reason="first_start")
+            h = {_s(k): _s(v) for k, v in self.r.hgetall(self.k_offset).items()}
+        elif h.get("path") and h.get("path") != self.path:
+            self.log.warning("log_path_changed", old_path=h.get("path"), path=self.path)
+            self._bootstrap(clear=False, reason="path_changed")
+            h = {_s(k): _s(v) for k, v in self.r.hgetall(self.k_offset).items()}
+        inode, offset = int(h.get("inode") or 0), int(h.get("offset") or 0)
+        if h.get("fingerprint") != self.fingerprint:
+            self.log.warning("dedup_fingerprint_changed", old=h.get("fingerprint"), new=self.fingerprint,
+                             action="clear seen set and re-seed from the log tail; offset unchanged")
+            self._reseed(inode, offset)
+        self._load_seen()
+        self.position = (inode, offset)
+        self.tailer = LogTailer(self.path, inode=inode, offset=offset, max_line_bytes=self.cfg.MAX_LINE_BYTES,
+                                on_event=self._tail_event, use_inotify=self.use_inotify)
+        self.log.info("started", path=self.path, inode=inode, offset=offset, seen=len(self.seen),
+                      inotify=self.tailer.using_inotify, epoch=int(self.epoch), fingerprint=self.fingerprint[:12])
+
+    def _tail_keys(self, inode: int | None, end: int | None) -> tuple[int, int, list[str]]:
+        """(inode, boundary, keys) of the valid PEAK lines among the last TAIL_LINES lines before `end`."""
+        try:
+            ino, boundary, lines = read_tail_lines(self.path, self.cfg.TAIL_LINES, end=end,
+                                                   max_bytes=max(1, self.cfg.TAIL_LINES) * (self.cfg.MAX_LINE_BYTES + 1))
+        except FileNotFoundError:
+            return 0, 0, []
+        if inode is not None and ino != inode:
+            return ino, boundary, []  # the offset belongs to another file: nothing before it here
+        keys: list[str] = []
+        for raw in lines:
+            m = parse_line(raw, offset=0, now=None, params=self.params)
+            if isinstance(m, Signal) and m.key not in keys:
+                keys.append(m.key)
+        return ino, boundary, keys
+
+    def _scores(self, keys: list[str]) -> dict[str, int]:
+        out = {}
+        for k in keys:
+            self.last_score = max(int(time.time() * 1e6), self.last_score + 1)
+            out[k] = self.last_score
+        return out
+
+    def _bootstrap(self, *, clear: bool, reason: str) -> None:
+        """First start: seed the seen set from the tail and start at its end, so history is never traded."""
+        ino, boundary, keys = self._tail_keys(None, None)
+        exists = os.path.exists(self.path)
+        if not exists:
+            ino, boundary = 0, 0  # the file does not exist yet: whatever appears is new, read it from 0
+        pipe = self.r.pipeline(transaction=True)
+        if clear:
+            pipe.delete(self.k_seen)
+        if keys:
+            pipe.zadd(self.k_seen, self._scores(keys))
+        pipe.zremrangebyrank(self.k_seen, 0, -(self.cfg.SEEN_KEYS_MAX + 1))
+        pipe.hset(self.k_offset, mapping={"inode": ino, "offset": boundary, "fingerprint": self.fingerprint,
+                                          "path": self.path})
+        pipe.execute()
+        self.log.info("bootstrap", reason=reason, path=self.path, log_exists=exists, inode=ino, offset=boundary,
+                      seeded_keys=len(keys), tail_lines=self.cfg.TAIL_LINES)
+
+    def _reseed(self, inode: int, offset: int) -> None:
+        """Scheme change: rebuild the seen set with the new key scheme from the lines before the offset."""
+        _, _, keys = self._tail_keys(inode, offset)
+        pipe = self.r.pipeline(transaction=True)
+        pipe.delete(self.k_seen)
+        if keys:
+            pipe.zadd(self.k_seen, self._scores(keys))
+        pipe.zremrangebyrank(self.k_seen, 0, -(self.cfg.SEEN_KEYS_MAX + 1))
+        pipe.hset(self.k_offset, mapping={"fingerprint": self.fingerprint, "path": self.path})
+        pipe.execute()
+        self.log.info("reseeded", seeded_keys=len(keys), inode=inode, offset=offset)
+
+    def _restore_from_memory(self) -> None:
+        """Redis came back empty while we ran: write back what we had committed instead of skipping to EOF."""
+        assert self.position is not None
+        pipe = self.r.pipeline(transaction=True)
+        if self.seen:
+            pipe.zadd(self.k_seen, self.seen)
+        inode, offset = self.position
+        pipe.hset(self.k_offset, mapping={"inode": inode, "offset": offset, "fingerprint": self.fingerprint,
+                                          "path": self.path})
+        pipe.execute()
+        self.log.warning("state_restored_from_memory", inode=inode, offset=offset, seen=len(self.seen))
+
+    def _load_seen(self) -> None:
+        rows = self.r.zrange(self.k_seen, 0, -1, withscores=True)
+        self.seen = OrderedDict((_s(k), int(sc)) for k, sc in rows)
+        self.last_score = max([self.last_score, *self.seen.values()])
+
+    def _tail_event(self, event: str, **fields: Any) -> None:
+        if event in ("log_missing", "log_truncated", "log_rewritten", "log_replaced_while_away"):
+            self.log.warning(event, **fields)
+        else:
+            self.log.info(event, **fields)
+
+    def close_tailer(self) -> None:
+        if self.tailer is not None:
+            self.tailer.close()
+            self.tailer = None
+
+    # ---- the loop -----------------------------------------------------------------------------------
+    def heartbeat(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if force or now >= self._next_hb:
+            self.r.set(self.k_hb, _json.encode({"ts": self.clock.now(), "pid": os.getpid()}),
+                       ex=self.cfg.HEARTBEAT_TTL_SEC)
+            self._next_hb = now + HEARTBEAT_EVERY_SEC
+
+    def step(self) -> int:
+        """Read what is available and publish it. Returns the number of lines handled."""
+        assert self.tailer is not None
+        lines = self.tailer.read_lines(self.tx_max_lines * 4)
+        for i in range(0, len(lines), self.tx_max_lines):
+            self._publish(lines[i:i + self.tx_max_lines])
+        return len(lines)
+
+    def wait(self, timeout: float, stop: "StopFlag | None" = None) -> None:
+        assert self.tailer is not None
+        t = max(0.0, min(timeout, self._next_hb - time.monotonic()))
+        if stop is None:
+            self.tailer.wait(t)
+            return
+        stop.waiting = True  # a stop signal arriving now interrupts the wait at once
+        try:
+            if not stop.set:
+                self.tailer.wait(t)
+        finally:
+            stop.waiting = False
+
+    def _decide(self, ln: Line, now: float, pending: dict[str, int]) -> Signal | Reject:
+        if ln.status == "too_long":
+            return too_long(ln.data, ln.offset, ln.length, now)
+        if ln.status == "partial":
+            return make_reject("partial_line", f"{ln.length} bytes without newline at the end of a rotated file",
+                               ln.data, ln.offset, now)
+        try:
+            m = parse_line(ln.data, offset=ln.offset, now=now, params=self.params, read_at=now)
+        except Exception as e:  # a bug must not wedge the door on one line: reject it, loudly
+            self.log.error("parse_crashed", offset=ln.offset, error=repr(e)[:200])
+            return make_reject("internal_error", repr(e)[:200], ln.data, ln.offset, now)
+        if isinstance(m, Signal):
+            if m.key in self.seen:
+                return make_reject("duplicate", m.key, ln.data, ln.offset, now)
+            # Admit it to the window now, so that a later line of the same batch sees exactly the window the
+            # zset will hold (evicting the oldest as the zset trim will). If the transaction fails, the caller
+            # restarts and reloads the seen set from Redis.
+            self.last_score = max(int(time.time() * 1e6), self.last_score + 1)
+            self.seen[m.key] = self.last_score
+            pending.pop(m.key, None)
+            pending[m.key] = self.last_score
+            while len(self.seen) > self.cfg.SEEN_KEYS_MAX:
+                self.seen.popitem(last=False)
+        return m
+
+    def _publish(self, lines: list[Line]) -> None:
+        now = self.clock.now()
+        pending: dict[str, int] = {}
+        msgs: list[Signal | Reject] = []
+        maxlen = self.cfg.STREAM_MAXLEN
+        with self.r.pipeline(transaction=True) as pipe:
+            pipe.watch(self.k_epoch)
+            if pipe.get(self.k_epoch) != self.epoch:
+                raise Superseded(f"epoch moved from {self.epoch!r}")
+            pipe.multi()
+            for ln in lines:
+                m = self._decide(ln, now, pending)
+                msgs.append(m)
+                if isinstance(m, Signal):
+                    pipe.xadd(self.k_signals, encode_fields(m), maxlen=maxlen, approximate=True)
+                else:
+                    pipe.xadd(self.k_rejects, encode_fields(m), maxlen=maxlen, approximate=True)
+            if pending:
+                pipe.zadd(self.k_seen, pending)
+                pipe.zremrangebyrank(self.k_seen, 0, -(self.cfg.SEEN_KEYS_MAX + 1))
+            last = lines[-1]
+            pipe.hset(self.k_offset, mapping={"inode": last.inode, "offset": last.end})
+            try:
+                pipe.execute()
+            except redis.WatchError:
+                raise Superseded("epoch moved during the transaction") from None
+        # committed: update the mirrors
+        self.position = (last.inode, last.end)
+        self.published += len(lines)
+        if self.log_decisions:
+            for m in msgs:
+                if isinstance(m, Signal):
+                    self.log.info("signal", key=m.key, kind=m.kind, price=str(m.price), offset=m.offset,
+                                  inode=last.inode)
+                else:
+                    self.log.info("reject", reason=m.reason, detail=m.detail[:200], offset=m.offset,
+                                  inode=last.inode)
+
+    def run(self, stop: "StopFlag") -> None:
+        """Run until `stop` is set. Redis outages: log, back off, reconnect, continue from the stored offset."""
+        started = False
+        backoff = 0.1
+        down_since: float | None = None
+        while not stop.set:
+            try:
+                if not started:
+                    self.start()
+                    started = True
+                    if down_since is not None:
+                        self.log.info("redis_reconnected", down_sec=round(time.monotonic() - down_since, 3))
+                        down_since = None
+                    backoff = 0.1
+                self.heartbeat()
+                if self.step() == 0:
+                    self.wait(1.0, stop)
+            except _StopNow:
+                break
+            except (redis.ConnectionError, redis.TimeoutError) as e:
+                if down_since is None:
+                    down_since = time.monotonic()
+                self.log.error("redis_unavailable", error=str(e)[:200], retry_in_sec=backoff)
+                started = False
+                self.close_tailer()
+                stop.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+        self.close_tailer()
+        self.log.info("stopped", position=list(self.position) if self.position else None)
+
+
+class _StopNow(Exception):
+    """Raised by the signal handler only while the loop is idle in wait()."""
+
+
+class StopFlag:
+    """Set by SIGTERM/SIGINT; sleep() returns early when it is set; an idle wait() is interrupted."""
+
+    def __init__(self) -> None:
+        self.set = False
+        self.waiting = False
+
+    def trip(self, *_: object) -> None:
+        self.set = True
+        if self.waiting:
+            self.waiting = False
+            raise _StopNow()
+
+    def sleep(self, sec: float) -> None:
+        end = time.monotonic() + sec
+        while not self.set and time.monotonic() < end:
+            time.sleep(min(0.05, max(0.0, end - time.monotonic())))
+
+
+def main(cfg: Config) -> int:
+    log = JsonLogger(SERVICE)
+    r = redis.Redis.from_url(cfg.REDIS_URL, socket_timeout=5, socket_connect_timeout=3,
+                             health_check_interval=0)
+    clock = make_clock(cfg.CLOCK, r, cfg.EXEC_PREFIX)
+    stop = StopFlag()
+    signal.signal(signal.SIGTERM, stop.trip)
+    signal.signal(signal.SIGINT, stop.trip)
+    log.info("config", path=cfg.DELTASCOUT_LOG, prefix=cfg.EXEC_PREFIX, redis=cfg.redacted()["REDIS_URL"],
+             tail_lines=cfg.TAIL_LINES, seen_keys_max=cfg.SEEN_KEYS_MAX, max_peak_age_sec=cfg.MAX_PEAK_AGE_SEC,
+             dedup_price_decimals=cfg.DEDUP_PRICE_DECIMALS, strict_source=cfg.STRICT_SOURCE,
+             max_line_bytes=cfg.MAX_LINE_BYTES, clock=cfg.CLOCK)
+    ing = Ingestor(cfg, r, log, clock)
+    try:
+        ing.run(stop)
+    except Superseded as e:
+        log.error("superseded", error=str(e), action="another signal_ingest instance started; exiting")
+        return 3
+    return 0

@@ -1,0 +1,444 @@
+"""The one Binance REST client: signing, clock offset, weight tracking, typed errors.
+
+Talks to Binance, Binance testnet and `services.paper_exchange` alike. Every error is a
+typed exception that says whether the request's outcome is known:
+
+* `Rejected` / `NotFound` / `RateLimited` / `ClockSkew`: the request was NOT executed.
+* `UnknownOutcome`: it may or may not have been executed; query by client order id,
+  never blindly re-send.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import threading
+import time
+from decimal import Decimal
+from typing import Any, Protocol
+from urllib.parse import urlencode
+
+import msgspec
+import requests
+
+from shared.domain.orders import Order, OrderList, Trade
+from shared.domain.symbol import SymbolFilters
+
+log = logging.getLogger(__name__)
+
+_UNKNOWN_OUTCOME_CODES = frozenset({-1007, -1006})
+_NOT_FOUND_CODES = frozenset({-2013, -2011})
+
+
+class BinanceError(Exception):
+    """Base of every client error. `outcome_known` False means the request may have executed."""
+    outcome_known = True
+
+    def __init__(self, msg: str, *, code: int | None = None, http_status: int | None = None, path: str = ""):
+        super().__init__(f"{path}: HTTP {http_status} code {code}: {msg}" if path else msg)
+        self.code = code
+        self.msg = msg
+        self.http_status = http_status
+        self.path = path
+
+
+class Rejected(BinanceError):
+    """Binance answered 4xx with an error code: the request was NOT executed; safe to fix and retry."""
+
+
+class NotFound(Rejected):
+    """-2013 (order does not exist) / -2011 (unknown order on cancel).
+
+    NB: -2013 right after placing an order is NOT proof of absence: Binance's query path can lag
+    the matching engine by a moment. Re-query after a short delay before concluding it is gone.
+    """
+
+
+class UnknownOutcome(BinanceError):
+    """5xx, timeout, connection dropped after send, or -1007: the request MAY have executed.
+
+    The caller must query by client order id (and adopt the order if it exists), never re-send blindly.
+    """
+    outcome_known = False
+
+
+class RateLimited(BinanceError):
+    """HTTP 429/418 (or our own shared back-off is active): not executed; wait `retry_after` seconds."""
+
+    def __init__(self, msg: str, *, retry_after: float, **kw: Any):
+        super().__init__(msg, **kw)
+        self.retry_after = retry_after
+
+
+class ClockSkew(Rejected):
+    """-1021 persisted after one automatic server-time re-sync: not executed."""
+
+
+class CancelReplaceFailed(Rejected):
+    """cancelReplace -2022: the cancel failed (and the new order was not placed or failed too).
+
+    `cancel_error` / `new_error` hold the per-part (code, msg) when Binance reported them.
+    """
+
+    def __init__(self, msg: str, *, data: dict, **kw: Any):
+        super().__init__(msg, **kw)
+        self.cancel_result = data.get("cancelResult")
+        self.new_result = data.get("newOrderResult")
+        self.cancel_error = _part_error(data.get("cancelResponse"))
+        self.new_error = _part_error(data.get("newOrderResponse"))
+        self.new_order = _part_order(data.get("newOrderResponse"))
+
+
+class CancelReplacePartial(BinanceError):
+    """cancelReplace -2021: one part succeeded and the other failed. Both parts' outcomes are known.
+
+    `cancel_order` / `new_order` are the successful part (Order) or None; `cancel_error` /
+    `new_error` the failed part's (code, msg). Typical case: the old stop is cancelled and the new
+    one was rejected -> the position is unprotected until the caller places a stop.
+    """
+
+    def __init__(self, msg: str, *, data: dict, **kw: Any):
+        super().__init__(msg, **kw)
+        self.cancel_result = data.get("cancelResult")
+        self.new_result = data.get("newOrderResult")
+        self.cancel_order = _part_order(data.get("cancelResponse"), cancel=True)
+        self.new_order = _part_order(data.get("newOrderResponse"))
+        self.cancel_error = _part_error(data.get("cancelResponse"))
+        self.new_error = _part_error(data.get("newOrderResponse"))
+
+
+def _part_error(part: Any) -> tuple[int, str] | None:
+    if isinstance(part, dict) and "code" in part:
+        return int(part["code"]), str(part.get("msg", ""))
+    return None
+
+
+def _part_order(part: Any, cancel: bool = False) -> Order | None:
+    if not isinstance(part, dict) or "orderId" not in part:
+        return None
+    o = msgspec.convert(part, type=Order, strict=False)
+    return _fix_cancel_ids(o) if cancel else o
+
+
+def _fix_cancel_ids(o: Order) -> Order:
+    # A cancel response's clientOrderId is the cancel request's id; the order's own is origClientOrderId.
+    if o.orig_client_order_id:
+        cancel_id = o.client_order_id
+        o.client_order_id, o.orig_client_order_id = o.orig_client_order_id, cancel_id
+    return o
+
+
+class Backoff(Protocol):
+    """Shared 429 back-off (e.g. in Redis, so every process stops sending at once)."""
+
+    def blocked_until(self) -> float:
+        """Epoch seconds until which no request may be sent (0 = not blocked)."""
+
+    def block(self, until: float) -> None:
+        """Record that no request may be sent before `until` (epoch seconds)."""
+
+
+class LocalBackoff:
+    """In-process Backoff, the default."""
+
+    def __init__(self) -> None:
+        self._until = 0.0
+        self._lock = threading.Lock()
+
+    def blocked_until(self) -> float:
+        """Epoch seconds until which requests are blocked."""
+        return self._until
+
+    def block(self, until: float) -> None:
+        """Extend the block to `until` (never shortens it)."""
+        with self._lock:
+            self._until = max(self._until, until)
+
+
+def dec(value: Decimal | int | str) -> str:
+    """A Decimal parameter as Binance wants it: plain digits, never an exponent."""
+    return format(Decimal(value), "f")
+
+
+def sign(secret: bytes, payload: str) -> str:
+    """HMAC-SHA256 hex signature of the exact urlencoded payload string."""
+    return hmac.new(secret, payload.encode(), hashlib.sha256).hexdigest()
+
+
+class BinanceClient:
+    """Binance REST client (spot; margin when `margin` is "cross" or "isolated").
+
+    The API secret is kept only as bytes for signing and never appears in repr, logs or errors.
+    """
+
+    def __init__(self, base_url: str, api_key: str, api_secret: str, recv_window: int = 5000,
+                 timeout: float = 5.0, backoff: Backoff | None = None, margin: str | None = None):
+        if margin not in (None, "cross", "isolated"):
+            raise ValueError(f"margin must be None, 'cross' or 'isolated', got {margin!r}")
+        self.base_url = base_url.rstrip("/")
+        self._api_key = api_key
+        self._secret = api_secret.encode()
+        self.recv_window = recv_window
+        self.timeout = timeout
+        self.backoff: Backoff = backoff or LocalBackoff()
+        self.margin = margin
+        self.time_offset_ms = 0
+        self.used_weight: int | None = None
+        self._session = requests.Session()
+        self._session.headers["X-MBX-APIKEY"] = api_key
+        # Resolve env proxies once: requests re-scans the environment on every call (~1 ms each).
+        self._session.proxies = requests.utils.get_environ_proxies(self.base_url)
+        self._session.trust_env = False
+
+    def __repr__(self) -> str:
+        return f"BinanceClient(base_url={self.base_url!r}, margin={self.margin!r})"
+
+    def close(self) -> None:
+        """Close the HTTP session's pooled connections."""
+        self._session.close()
+
+    # ---- transport -------------------------------------------------------------------------
+
+    def _request(self, method: str, path: str, params: dict[str, Any] | None = None,
+                 signed: bool = False) -> Any:
+        """Send one request; on -1021 re-sync the clock once and re-send (-1021 means not executed)."""
+        try:
+            return self._send(method, path, params, signed)
+        except ClockSkew:
+            if not signed:
+                raise
+            log.warning("-1021 on %s %s: re-syncing server time once", method, path)
+            self.sync_time()
+            return self._send(method, path, params, signed)
+
+    def _send(self, method: str, path: str, params: dict[str, Any] | None, signed: bool) -> Any:
+        self._check_backoff(path)
+        query = self._encode(params or {}, signed)
+        url = f"{self.base_url}{path}" + (f"?{query}" if query else "")
+        try:
+            resp = self._session.request(method, url, timeout=self.timeout)
+        except requests.ConnectTimeout as e:
+            # Never reached the server: the outcome is known (not executed).
+            raise BinanceError(f"{method} {path}: connect timeout", path=path) from _scrub(e)
+        except requests.ConnectionError as e:
+            if _never_sent(e):
+                raise BinanceError(f"{method} {path}: connection refused", path=path) from _scrub(e)
+            raise UnknownOutcome(f"{method} {path}: connection dropped ({type(e).__name__})", path=path) from _scrub(e)
+        except requests.Timeout as e:
+            raise UnknownOutcome(f"{method} {path}: no reply within {self.timeout}s", path=path) from _scrub(e)
+        return self._handle(resp, path)
+
+    def _encode(self, params: dict[str, Any], signed: bool) -> str:
+        items = [(k, _param(v)) for k, v in params.items() if v is not None]
+        if signed:
+            items.append(("recvWindow", str(self.recv_window)))
+            items.append(("timestamp", str(int(time.time() * 1000) + self.time_offset_ms)))
+        query = urlencode(items)
+        if signed:
+            query += "&signature=" + sign(self._secret, query)
+        return query
+
+    def _check_backoff(self, path: str) -> None:
+        wait = self.backoff.blocked_until() - time.time()
+        if wait > 0:
+            raise RateLimited(f"rate-limit back-off active for {wait:.1f}s more; not sent",
+                              retry_after=wait, path=path)
+
+    def _handle(self, resp: requests.Response, path: str) -> Any:
+        w = resp.headers.get("X-MBX-USED-WEIGHT-1M")
+        if w is not None and w.isdigit():
+            self.used_weight = int(w)
+        status = resp.status_code
+        if status == 200:
+            return resp.content
+        code, msg, data = _error_body(resp.content)
+        if status in (429, 418):
+            retry_after = float(resp.headers.get("Retry-After") or 60)
+            self.backoff.block(time.time() + retry_after)
+            raise RateLimited(msg or "rate limited", retry_after=retry_after, code=code, http_status=status, path=path)
+        if status >= 500 or code in _UNKNOWN_OUTCOME_CODES or code is None:
+            raise UnknownOutcome(msg or "server error", code=code, http_status=status, path=path)
+        raise self._rejection(code, msg, status, path, data)
+
+    @staticmethod
+    def _rejection(code: int, msg: str, status: int, path: str, data: Any) -> BinanceError:
+        kw = {"code": code, "http_status": status, "path": path}
+        if code == -1021:
+            return ClockSkew(msg, **kw)
+        if code in _NOT_FOUND_CODES:
+            return NotFound(msg, **kw)
+        if code == -2021 and isinstance(data, dict):
+            return CancelReplacePartial(msg, data=data, **kw)
+        if code == -2022 and isinstance(data, dict):
+            return CancelReplaceFailed(msg, data=data, **kw)
+        return Rejected(msg, **kw)
+
+    # ---- market data -----------------------------------------------------------------------
+
+    def server_time(self) -> int:
+        """The exchange's wall time in epoch milliseconds."""
+        return int(msgspec.json.decode(self._request("GET", "/api/v3/time"))["serverTime"])
+
+    def sync_time(self) -> int:
+        """Measure the server-time offset (ms) used for every signed timestamp; returns it."""
+        t0 = time.time() * 1000
+        server = self.server_time()
+        t1 = time.time() * 1000
+        # Assume the server stamped the reply halfway through the round trip.
+        self.time_offset_ms = int(server - (t0 + t1) / 2)
+        return self.time_offset_ms
+
+    def exchange_info(self, symbol: str) -> SymbolFilters:
+        """The symbol's trading filters (PRICE_FILTER, LOT_SIZE, NOTIONAL or MIN_NOTIONAL)."""
+        body = msgspec.json.decode(self._request("GET", "/api/v3/exchangeInfo", {"symbol": symbol}))
+        return _filters(body["symbols"][0])
+
+    def book_ticker(self, symbol: str) -> tuple[Decimal, Decimal]:
+        """(best bid, best ask)."""
+        body = msgspec.json.decode(self._request("GET", "/api/v3/ticker/bookTicker", {"symbol": symbol}))
+        return Decimal(body["bidPrice"]), Decimal(body["askPrice"])
+
+    # ---- orders ----------------------------------------------------------------------------
+
+    def _order_path(self) -> str:
+        return "/sapi/v1/margin/order" if self.margin else "/api/v3/order"
+
+    def _margin_params(self) -> dict[str, str]:
+        return {"isIsolated": "TRUE"} if self.margin == "isolated" else {}
+
+    def place_order(self, symbol: str, side: str, order_type: str, quantity: Decimal | None, *,
+                    client_order_id: str, price: Decimal | None = None, stop_price: Decimal | None = None,
+                    time_in_force: str | None = None, quote_order_qty: Decimal | None = None,
+                    side_effect_type: str | None = None) -> Order:
+        """Place an order (newOrderRespType=FULL). `side_effect_type` applies to margin only."""
+        params = {"symbol": symbol, **self._margin_params(), "side": side, "type": order_type,
+                  "timeInForce": time_in_force, "quantity": quantity, "quoteOrderQty": quote_order_qty,
+                  "price": price, "stopPrice": stop_price, "newClientOrderId": client_order_id,
+                  "newOrderRespType": "FULL"}
+        if self.margin:
+            params["sideEffectType"] = side_effect_type
+        return msgspec.json.decode(self._request("POST", self._order_path(), params, signed=True), type=Order)
+
+    def get_order(self, symbol: str, *, order_id: int | None = None, client_order_id: str | None = None) -> Order:
+        """Query one order by exchange id or by our client order id."""
+        params = {"symbol": symbol, **self._margin_params(), **_id_params(order_id, client_order_id)}
+        return msgspec.json.decode(self._request("GET", self._order_path(), params, signed=True), type=Order)
+
+    def cancel_order(self, symbol: str, *, order_id: int | None = None, client_order_id: str | None = None) -> Order:
+        """Cancel one order; the returned Order's `client_order_id` is the order's own id."""
+        params = {"symbol": symbol, **self._margin_params(), **_id_params(order_id, client_order_id)}
+        raw = self._request("DELETE", self._order_path(), params, signed=True)
+        return _fix_cancel_ids(msgspec.json.decode(raw, type=Order))
+
+    def open_orders(self, symbol: str) -> list[Order]:
+        """All open orders of `symbol`."""
+        path = "/sapi/v1/margin/openOrders" if self.margin else "/api/v3/openOrders"
+        params = {"symbol": symbol, **self._margin_params()}
+        return msgspec.json.decode(self._request("GET", path, params, signed=True), type=list[Order])
+
+    def account(self) -> dict[str, tuple[Decimal, Decimal]]:
+        """Spot balances: asset -> (free, locked)."""
+        body = msgspec.json.decode(self._request("GET", "/api/v3/account", {"omitZeroBalances": "false"}, signed=True))
+        return {b["asset"]: (Decimal(b["free"]), Decimal(b["locked"])) for b in body["balances"]}
+
+    def my_trades(self, symbol: str, order_id: int | None = None) -> list[Trade]:
+        """Our trades on `symbol` (optionally of one order)."""
+        path = "/sapi/v1/margin/myTrades" if self.margin else "/api/v3/myTrades"
+        params = {"symbol": symbol, **self._margin_params(), "orderId": order_id}
+        return msgspec.json.decode(self._request("GET", path, params, signed=True), type=list[Trade])
+
+    # ---- order lists and cancel-replace ----------------------------------------------------
+
+    def place_oco(self, symbol: str, side: str, quantity: Decimal, *, above_type: str, above_price: Decimal,
+                  below_type: str, below_price: Decimal, list_client_order_id: str, above_client_order_id: str,
+                  below_client_order_id: str, above_stop_price: Decimal | None = None,
+                  below_stop_price: Decimal | None = None, below_time_in_force: str | None = None,
+                  above_time_in_force: str | None = None) -> OrderList:
+        """Place an OCO via `POST /api/v3/orderList/oco` (FULL reports)."""
+        params = {"symbol": symbol, "side": side, "quantity": quantity, "listClientOrderId": list_client_order_id,
+                  "aboveType": above_type, "aboveClientOrderId": above_client_order_id, "abovePrice": above_price,
+                  "aboveStopPrice": above_stop_price, "aboveTimeInForce": above_time_in_force,
+                  "belowType": below_type, "belowClientOrderId": below_client_order_id, "belowPrice": below_price,
+                  "belowStopPrice": below_stop_price, "belowTimeInForce": below_time_in_force,
+                  "newOrderRespType": "FULL"}
+        raw = self._request("POST", "/api/v3/orderList/oco", params, signed=True)
+        return msgspec.json.decode(raw, type=OrderList)
+
+    def get_order_list(self, *, order_list_id: int | None = None, list_client_order_id: str | None = None) -> OrderList:
+        """Query an order list by id or by its client id."""
+        params = {"orderListId": order_list_id, "origClientOrderId": list_client_order_id}
+        return msgspec.json.decode(self._request("GET", "/api/v3/orderList", params, signed=True), type=OrderList)
+
+    def cancel_order_list(self, symbol: str, *, order_list_id: int | None = None,
+                          list_client_order_id: str | None = None) -> OrderList:
+        """Cancel a whole order list."""
+        params = {"symbol": symbol, "orderListId": order_list_id, "listClientOrderId": list_client_order_id}
+        return msgspec.json.decode(self._request("DELETE", "/api/v3/orderList", params, signed=True), type=OrderList)
+
+    def cancel_replace(self, symbol: str, side: str, order_type: str, quantity: Decimal, *,
+                       cancel_orig_client_order_id: str, new_client_order_id: str, price: Decimal | None,
+                       stop_price: Decimal | None, time_in_force: str | None,
+                       mode: str = "STOP_ON_FAILURE") -> tuple[Order | None, Order | None]:
+        """Cancel an order and place a new one in one request.
+
+        Returns (cancelled order, new order) on full success. A partial outcome raises
+        CancelReplacePartial (-2021) and a failed cancel raises CancelReplaceFailed (-2022),
+        each carrying both parts, so a caller can never mistake "old stop gone, new one rejected"
+        for success.
+        """
+        params = {"symbol": symbol, "side": side, "type": order_type, "cancelReplaceMode": mode,
+                  "timeInForce": time_in_force, "quantity": quantity, "price": price, "stopPrice": stop_price,
+                  "cancelOrigClientOrderId": cancel_orig_client_order_id, "newClientOrderId": new_client_order_id,
+                  "newOrderRespType": "FULL"}
+        body = msgspec.json.decode(self._request("POST", "/api/v3/order/cancelReplace", params, signed=True))
+        return _part_order(body.get("cancelResponse"), cancel=True), _part_order(body.get("newOrderResponse"))
+
+
+def _param(v: Any) -> str:
+    if isinstance(v, Decimal):
+        return dec(v)
+    if isinstance(v, bool):
+        return "TRUE" if v else "FALSE"
+    if isinstance(v, float):
+        raise TypeError("float parameters are not allowed; pass Decimal")
+    return str(v)
+
+
+def _id_params(order_id: int | None, client_order_id: str | None) -> dict[str, Any]:
+    if order_id is None and not client_order_id:
+        raise ValueError("order_id or client_order_id is required")
+    return {"orderId": order_id, "origClientOrderId": client_order_id}
+
+
+def _error_body(content: bytes) -> tuple[int | None, str, Any]:
+    try:
+        body = msgspec.json.decode(content)
+    except msgspec.DecodeError:
+        return None, content[:200].decode(errors="replace"), None
+    if not isinstance(body, dict):
+        return None, str(body)[:200], None
+    code = body.get("code")
+    return (int(code) if isinstance(code, int) else None), str(body.get("msg", "")), body.get("data")
+
+
+def _never_sent(e: requests.ConnectionError) -> bool:
+    """True when the connection could not be opened (the request surely did not reach the server)."""
+    text = repr(e.args[0]) if e.args else ""
+    return "NewConnectionError" in text or "Connection refused" in text or "NameResolutionError" in text
+
+
+def _scrub(e: Exception) -> Exception:
+    """The chained cause, reduced to its type: requests' text carries the full signed URL."""
+    return type(e)(f"{type(e).__name__} (details withheld: URL carries signed parameters)")
+
+
+def _filters(sym: dict) -> SymbolFilters:
+    f = {x["filterType"]: x for x in sym["filters"]}
+    price, lot = f["PRICE_FILTER"], f["LOT_SIZE"]
+    notional = f.get("NOTIONAL") or f.get("MIN_NOTIONAL") or {"minNotional": "0"}
+    return SymbolFilters(
+        symbol=sym["symbol"], base_asset=sym["baseAsset"], quote_asset=sym["quoteAsset"],
+        tick_size=Decimal(price["tickSize"]), step_size=Decimal(lot["stepSize"]), min_qty=Decimal(lot["minQty"]),
+        max_qty=Decimal(lot["maxQty"]), min_notional=Decimal(notional["minNotional"]),
+        min_price=Decimal(price["minPrice"]), max_price=Decimal(price["maxPrice"]),
+    )

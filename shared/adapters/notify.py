@@ -1,0 +1,80 @@
+"""Webhook notifications (n8n / Telegram / any URL), delivered by the `notifier` rq worker.
+
+`enqueue_webhook(redis_conn, cfg, payload)` only puts a job on the rq queue `notifications` (one Redis
+round trip, no HTTP): trading never waits for a webhook. The worker (`python -m services.notifier`) runs
+`services.notifier.jobs.deliver_webhook(payload, url, auth_user)`, which POSTs the payload as JSON and raises on
+a non-2xx answer so rq retries it (Retry(max=5, interval=[1, 2, 5, 10, 30])); a delivery that still fails
+stays in rq's FailedJobRegistry for the operator. The basic-auth password is never in the job (jobs are
+readable in Redis): the worker reads N8N_BASIC_AUTH_PASSWORD from its own environment.
+
+Payload (a JSON object):
+
+    {
+      "event":     "watchdog.finding",         # what happened (dotted name)
+      "severity":  "ERROR",                    # INFO | WARN | ERROR | CRITICAL
+      "message":   "filled position has ...",  # one line for a person
+      "trade_key": "250113-2000-L-abc123",     # "" when not about a trade
+      "ts":        1736798412.5,               # epoch seconds (the service's clock)
+      "details":   {"check": "I1", ...}        # anything else, JSON-safe
+    }
+
+`make_payload` builds one; extra keys are kept.
+"""
+from __future__ import annotations
+
+import logging
+from decimal import Decimal
+from typing import Any
+
+from rq import Queue, Retry
+from rq.job import Job
+
+QUEUE_NAME = "notifications"
+JOB_FUNC = "services.notifier.jobs.deliver_webhook"
+RETRY_INTERVALS = [1, 2, 5, 10, 30]
+RETRY_MAX = 5
+JOB_TIMEOUT_SEC = 30
+FAILURE_TTL_SEC = 7 * 24 * 3600
+RESULT_TTL_SEC = 3600
+
+log = logging.getLogger(__name__)
+
+
+def default_retry() -> Retry:
+    """The production retry policy: 5 retries after 1, 2, 5, 10 and 30 s."""
+    return Retry(max=RETRY_MAX, interval=list(RETRY_INTERVALS))
+
+
+def _json_safe(v: Any) -> Any:
+    if isinstance(v, Decimal):
+        return str(v)
+    if isinstance(v, dict):
+        return {str(k): _json_safe(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple, set)):
+        return [_json_safe(x) for x in v]
+    if v is None or isinstance(v, (str, int, float, bool)):
+        return v
+    return str(v)
+
+
+def make_payload(event: str, severity: str, message: str, ts: float, trade_key: str = "",
+                 details: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A payload in the documented shape (Decimals and other values made JSON-safe)."""
+    return {"event": event, "severity": severity, "message": message, "trade_key": trade_key, "ts": ts,
+            "details": _json_safe(details or {})}
+
+
+def enqueue_webhook(redis_conn: Any, cfg: Any, payload: dict[str, Any], *, retry: Retry | None = None) -> Job | None:
+    """Queue a webhook delivery of `payload` to N8N_WEBHOOK_URL; None (logged) when no URL is configured.
+
+    Never does HTTP. `retry` overrides the production policy (tests use zero intervals).
+    """
+    url = cfg.N8N_WEBHOOK_URL
+    if not url:
+        log.info("webhook skipped: N8N_WEBHOOK_URL is empty (event=%s)", payload.get("event"))
+        return None
+    q = Queue(QUEUE_NAME, connection=redis_conn)
+    return q.enqueue(JOB_FUNC, _json_safe(payload), url, cfg.N8N_BASIC_AUTH_USER or "",
+                     retry=retry or default_retry(), job_timeout=JOB_TIMEOUT_SEC,
+                     failure_ttl=FAILURE_TTL_SEC, result_ttl=RESULT_TTL_SEC,
+                     description=f"webhook {payload.get('event', '')} {payload.get('severity', '')}")

@@ -1,0 +1,67 @@
+"""Config: the original names and defaults; a bad value stops start-up naming the variable."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from shared.config import ConfigError, load_config
+
+HOME = Path(__file__).resolve().parents[1]
+
+
+def test_defaults_are_the_originals():
+    c = load_config({})
+    assert (c.COOLDOWN_SEC, c.LOCK_SEC, c.DEDUP_PRICE_DECIMALS, c.MAX_PEAK_AGE_SEC) == (180, 15, 1, 600)
+    assert c.QTY_USD == Decimal("100.0") and c.TICK_SIZE == Decimal("0.01") and c.QTY_STEP == Decimal("0.00001")
+    assert c.TP_R_LIST == (Decimal(1), Decimal(2)) and c.ENTRY_MODE == "LIMIT_THEN_MARKET"
+    assert c.TRAIL_SWING_BUFFER_USD == Decimal("15.0") and c.SL_LIMIT_GAP_TICKS == 2
+    assert c.STATE_FN == "/data/state/executor_state.json" and c.TRADE_MODE == "spot"
+    assert isinstance(c.QTY_USD, Decimal) and isinstance(c.SL_PCT, Decimal)
+
+
+def test_values_are_parsed_and_aliases_accepted():
+    c = load_config({"ENTRY_MODE": "market_only", "STRICT_SOURCE": "no", "TP_R_LIST": "1.5, 3",
+                     "I13_KILL_ON_DEBT": "true", "MARGIN_ISOLATED": "TRUE"})
+    assert c.ENTRY_MODE == "MARKET_ONLY" and c.STRICT_SOURCE is False and c.INVAR_KILL_ON_DEBT is True
+    assert c.TP_R_LIST == (Decimal("1.5"), Decimal(3)) and c.MARGIN_ISOLATED is True
+
+
+@pytest.mark.parametrize("env,needle", [
+    ({"TRADE_MODE": "futures"}, "TRADE_MODE='futures' is not allowed; allowed: spot, margin"),
+    ({"ENTRY_MODE": "yolo"}, "ENTRY_MODE='YOLO' is not allowed; allowed: LIMIT_ONLY, LIMIT_THEN_MARKET, MARKET_ONLY"),
+    ({"QTY_USD": "a lot"}, "QTY_USD='a lot' is not a decimal number"),
+    ({"COOLDOWN_SEC": "1.5"}, "COOLDOWN_SEC='1.5' is not an integer"),
+    ({"STRICT_SOURCE": "maybe"}, "STRICT_SOURCE='maybe' is not a boolean"),
+    ({"QTY_USD": "-5"}, "QTY_USD=-5 must be > 0"),
+    ({"TP_R_LIST": "2,1"}, "TP_R_LIST=2,1 must be two increasing"),
+    ({"TRADE_MODE": "margin", "MARGIN_BORROW_MODE": "manual", "MARGIN_SIDE_EFFECT": "AUTO_BORROW_REPAY"},
+     "MARGIN_SIDE_EFFECT=AUTO_BORROW_REPAY conflicts with MARGIN_BORROW_MODE=manual"),
+    ({"TRADE_MODE": "margin", "MARGIN_BORROW_MODE": "auto", "MARGIN_SIDE_EFFECT": "NO_SIDE_EFFECT"},
+     "allowed with auto: AUTO_BORROW_REPAY, MARGIN_BUY"),
+])
+def test_bad_values_name_the_variable(env, needle):
+    with pytest.raises(ConfigError) as e:
+        load_config(env)
+    assert needle in str(e.value)
+
+
+def test_a_service_refuses_to_start_on_a_bad_setting():
+    env = {**os.environ, "PYTHONPATH": str(HOME), "ENTRY_MODE": "SOMETIMES", "REDIS_URL": "redis://127.0.0.1:1/0"}
+    p = subprocess.run([sys.executable, "-m", "services.position_engine"], cwd=HOME, env=env, capture_output=True,
+                       text=True, timeout=30)
+    assert p.returncode == 2
+    assert "ENTRY_MODE='SOMETIMES' is not allowed; allowed: LIMIT_ONLY, LIMIT_THEN_MARKET, MARKET_ONLY" in p.stderr
+
+
+def test_secrets_are_redacted():
+    c = load_config({"BINANCE_API_KEY": "k-123", "BINANCE_API_SECRET": "s-456", "N8N_BASIC_AUTH_PASSWORD": "pw",
+                     "REDIS_URL": "redis://:hunter2@localhost:6379/0"})
+    text = repr(c.redacted())
+    for secret in ("k-123", "s-456", "hunter2", "'pw'"):
+        assert secret not in text
+    assert "localhost:6379" in text

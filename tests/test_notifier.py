@@ -1,0 +1,123 @@
+"""Webhook notifications: enqueue never blocks and never carries the password; a real rq worker delivers to a
+real loopback HTTP server with basic auth, retries a failing one and leaves it in the failed registry."""
+from __future__ import annotations
+
+import base64
+import time
+
+import pytest
+import redis
+from rq import Queue, Retry
+from rq.job import Job
+from rq.registry import FailedJobRegistry
+
+from shared.adapters.notify import QUEUE_NAME, RETRY_INTERVALS, enqueue_webhook, make_payload
+from shared.config import load_config
+from tests.wd_helpers import WebhookReceiver, free_port, redis_server, service_env, start_service
+
+PASSWORD = "s3cr3t-pa55"
+
+
+@pytest.fixture(scope="module")
+def redis_url():
+    with redis_server() as url:
+        yield url
+
+
+@pytest.fixture
+def r(redis_url):
+    conn = redis.Redis.from_url(redis_url)
+    conn.flushdb()
+    yield conn
+    conn.close()
+
+
+def cfg_for(url: str, user: str = "n8n"):
+    # The enqueuer's config may hold the password; it must never reach the job.
+    return load_config({"N8N_WEBHOOK_URL": url, "N8N_BASIC_AUTH_USER": user, "N8N_BASIC_AUTH_PASSWORD": PASSWORD})
+
+
+def run_burst_worker(redis_url: str, tmp_path, password: str = PASSWORD) -> str:
+    """Run the real notifier (`python -m services.notifier --burst`) until the queue is drained; its log must
+    not contain the password or the URL's token path."""
+    env = service_env(redis_url, N8N_BASIC_AUTH_PASSWORD=password)
+    log = tmp_path / "notifier.log"
+    proc = start_service("services.notifier", env, "--burst", log_path=log)
+    assert proc.wait(timeout=40) == 0, log.read_text()
+    text = log.read_text()
+    assert PASSWORD not in text and "secret-token" not in text
+    return text
+
+
+def payload(msg: str = "stop missing") -> dict:
+    return make_payload("watchdog.I1", "CRITICAL", msg, 1736798412.5, "250113-2000-L-abc123", {"check": "I1"})
+
+
+def test_no_url_is_a_logged_noop(r):
+    assert enqueue_webhook(r, load_config({}), payload()) is None
+    assert Queue(QUEUE_NAME, connection=r).count == 0
+
+
+def test_enqueue_is_fast_has_retry_policy_and_no_password(r):
+    dead = f"http://127.0.0.1:{free_port()}/hook"
+    t0 = time.perf_counter()
+    job = enqueue_webhook(r, cfg_for(dead), payload())
+    elapsed = time.perf_counter() - t0
+    assert elapsed < 0.5, elapsed  # one Redis round trip, no HTTP
+    job = Job.fetch(job.id, connection=r)
+    assert job.func_name == "services.notifier.jobs.deliver_webhook"
+    assert job.args == (payload(), dead, "n8n")
+    assert job.retries_left == 5 and job.retry_intervals == RETRY_INTERVALS == [1, 2, 5, 10, 30]
+    for key in r.keys("*"):
+        if r.type(key) == b"hash":
+            assert PASSWORD.encode() not in b"".join(v for v in r.hgetall(key).values())
+    assert Queue(QUEUE_NAME, connection=r).count == 1
+
+
+def test_200_webhook_receives_json_with_basic_auth(r, redis_url, tmp_path):
+    with WebhookReceiver(200) as rx:
+        job = enqueue_webhook(r, cfg_for(rx.url), payload("hello"))
+        run_burst_worker(redis_url, tmp_path)
+        assert rx.json_bodies() == [payload("hello")]
+        auth = rx.requests[0]["headers"]["Authorization"]
+        assert auth == "Basic " + base64.b64encode(f"n8n:{PASSWORD}".encode()).decode()
+        assert rx.requests[0]["headers"]["Content-Type"] == "application/json"
+    assert Job.fetch(job.id, connection=r).get_status() == "finished"
+
+
+def test_no_auth_user_means_no_auth_header(r, redis_url, tmp_path):
+    with WebhookReceiver(204) as rx:
+        enqueue_webhook(r, cfg_for(rx.url, user=""), payload())
+        run_burst_worker(redis_url, tmp_path)
+        assert len(rx.requests) == 1 and "Authorization" not in rx.requests[0]["headers"]
+
+
+def _assert_failed_without_secrets(r, job_id: str) -> str:
+    job = Job.fetch(job_id, connection=r)
+    assert job.get_status() == "failed"
+    assert job_id in FailedJobRegistry(QUEUE_NAME, connection=r).get_job_ids()
+    exc = job.latest_result().exc_string or ""
+    assert PASSWORD not in exc and "secret-token" not in exc
+    return exc
+
+
+def test_500_webhook_is_retried_by_a_real_worker_then_failed(r, redis_url, tmp_path):
+    with WebhookReceiver(500) as rx:
+        t0 = time.perf_counter()
+        job = enqueue_webhook(r, cfg_for(rx.url), payload(), retry=Retry(max=5, interval=0))
+        assert time.perf_counter() - t0 < 0.5
+        run_burst_worker(redis_url, tmp_path)
+        assert len(rx.requests) == 6  # first try + 5 retries
+    exc = _assert_failed_without_secrets(r, job.id)
+    assert "HTTP 500" in exc
+
+
+def test_unreachable_webhook_is_retried_then_failed(r, redis_url, tmp_path):
+    dead = f"http://127.0.0.1:{free_port()}/webhook/secret-token"
+    t0 = time.perf_counter()
+    job = enqueue_webhook(r, cfg_for(dead), payload(), retry=Retry(max=2, interval=0))
+    assert time.perf_counter() - t0 < 0.5
+    run_burst_worker(redis_url, tmp_path)
+    exc = _assert_failed_without_secrets(r, job.id)
+    assert "ConnectionError" in exc
+    assert Job.fetch(job.id, connection=r).retries_left == 0

@@ -1,0 +1,56 @@
+"""The watchdog's real exchange provider (BinanceSnapshotProvider over the shared BinanceClient) against the
+real paper exchange: a resting stop protects the position; once cancelled, I1 goes CRITICAL."""
+from __future__ import annotations
+
+import io
+from decimal import Decimal as D
+
+import redis
+
+from shared.clock import ReplayClock
+from shared.config import load_config
+from shared.domain.invariants import split_symbol
+from shared.domain.position import State, encode_state
+from shared.jsonlog import JsonLogger
+from services.watchdog.service import Watchdog
+from services.watchdog.snapshot import BinanceSnapshotProvider
+from tests.pe_helpers import SYMBOL, pe  # noqa: F401  (pytest fixture: a real paper exchange)
+from tests.test_invariants import NOW, TK, position
+from tests.wd_helpers import redis_server
+
+
+def test_real_provider_sees_stops_on_paper_exchange(pe, tmp_path):  # noqa: F811
+    client = pe.client()
+    last = pe.last()
+    pos = position(symbol=SYMBOL)
+    qty = D("0.001")
+    for leg in pos.legs:
+        leg.qty = qty
+        leg.stop_price = (last * D("0.98")).quantize(D("0.01"))
+        leg.stop_limit = leg.stop_price - D("1")
+        client.place_order(SYMBOL, "SELL", "STOP_LOSS_LIMIT", qty, client_order_id=leg.stop_client_id,
+                           price=leg.stop_limit, stop_price=leg.stop_price, time_in_force="GTC")
+    pos.filled_qty = qty * 3
+    prov = BinanceSnapshotProvider(client, SYMBOL, split_symbol(SYMBOL), None)
+    seen = {o.client_order_id: o for o in prov.open_orders()}
+    assert {leg.stop_client_id for leg in pos.legs} <= set(seen)
+    o = seen[pos.legs[0].stop_client_id]
+    assert o.type == "STOP_LOSS_LIMIT" and o.side == "SELL" and o.qty == qty and o.stop_price == pos.legs[0].stop_price
+
+    with redis_server() as url:
+        r = redis.Redis.from_url(url)
+        cfg = load_config({"REDIS_URL": url, "EXEC_PREFIX": "t:", "CLOCK": "replay", "AGG_CSV": ""})
+        r.set("t:clock", int(NOW * 1000))
+        raw = encode_state(State(position=pos))
+        r.set("t:state", raw)
+        wd = Watchdog(r, cfg, ReplayClock(r, "t:clock"), prov, processes=[], log=JsonLogger("watchdog", io.StringIO()))
+        assert not [f for f in wd.invariant_tick().findings if f.check == "I1"]
+        client.cancel_order(SYMBOL, client_order_id=pos.legs[2].stop_client_id)
+        r.set("t:clock", int((NOW + 20) * 1000))
+        i1 = [f for f in wd.invariant_tick().findings if f.check == "I1"]
+        assert [(f.severity, f.trade_key, f.details["legs"]) for f in i1] == [("CRITICAL", TK, ["trail"])]
+        assert r.get("t:state") == raw
+        # the watchdog only read: the two other stops are still resting
+        assert {o.client_order_id for o in prov.open_orders()} >= {pos.legs[0].stop_client_id,
+                                                                    pos.legs[1].stop_client_id}
+        r.close()

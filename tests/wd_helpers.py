@@ -1,0 +1,157 @@
+"""Test helpers for the watchdog/notifier tests: a real redis-server on a free port, a real HTTP webhook
+receiver on loopback, a dict-backed exchange provider (the outside exchange), and polling with a deadline."""
+from __future__ import annotations
+
+import contextlib
+import http.server
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import redis
+
+from shared.domain.invariants import OpenOrder
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(cond: Callable[[], Any], timeout: float, interval: float = 0.05, what: str = "condition") -> Any:
+    """Poll `cond` until it returns something truthy; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = cond()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+@contextlib.contextmanager
+def redis_server(timeout: float = 10.0, extra_args: tuple[str, ...] = ()) -> Iterator[str]:
+    """Start `redis-server` on a free port in a temp dir (no persistence); yield its URL; kill it."""
+    tmp = tempfile.mkdtemp(prefix="wd-redis-")
+    port = free_port()
+    proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                             "--appendonly", "no", "--dir", tmp, *extra_args],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp)
+    url = f"redis://127.0.0.1:{port}/0"
+    try:
+        r = redis.Redis.from_url(url, socket_connect_timeout=0.5)
+
+        def up() -> bool:
+            if proc.poll() is not None:
+                raise RuntimeError(f"redis-server exited with {proc.returncode}")
+            try:
+                return bool(r.ping())
+            except redis.ConnectionError:
+                return False
+        wait_for(up, timeout, what="redis-server PING")
+        r.close()
+        yield url
+    finally:
+        proc.kill()
+        proc.wait(timeout=5)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    def do_POST(self) -> None:  # noqa: N802
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        srv: WebhookReceiver = self.server.owner  # type: ignore[attr-defined]
+        with srv.lock:
+            srv.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
+            status = srv.status
+        self.send_response(status)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+class WebhookReceiver:
+    """A real HTTP server on loopback answering every POST with `status`, recording the requests."""
+
+    def __init__(self, status: int = 200) -> None:
+        self.status = status
+        self.requests: list[dict] = []
+        self.lock = threading.Lock()
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        self.httpd.owner = self  # type: ignore[attr-defined]
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/webhook/secret-token"
+        self._t = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self) -> "WebhookReceiver":
+        self._t.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def json_bodies(self) -> list[dict]:
+        with self.lock:
+            return [json.loads(r["body"]) for r in self.requests]
+
+
+class DictExchange:
+    """The outside exchange, as a dict: a SnapshotProvider for the watchdog in tests."""
+
+    def __init__(self, orders: list[OpenOrder] | None = None, debts: dict[str, Decimal] | None = None) -> None:
+        self.orders = orders or []
+        self.debts = debts or {}
+        self.fail: Exception | None = None
+        self.calls = {"open_orders": 0, "margin_debts": 0}
+
+    def open_orders(self) -> list[OpenOrder]:
+        self.calls["open_orders"] += 1
+        if self.fail:
+            raise self.fail
+        return list(self.orders)
+
+    def margin_debts(self) -> dict[str, Decimal]:
+        self.calls["margin_debts"] += 1
+        if self.fail:
+            raise self.fail
+        return dict(self.debts)
+
+
+def service_env(redis_url: str, **extra: Any) -> dict[str, str]:
+    """Environment for a service subprocess: this repo on PYTHONPATH, a test prefix, and `extra`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("N8N_", "INVAR_", "I13_", "WATCHDOG_"))}
+    env.update({"PYTHONPATH": str(REPO), "REDIS_URL": redis_url, "EXEC_PREFIX": "t:", "PYTHONUNBUFFERED": "1"})
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
+def start_service(module: str, env: dict[str, str], *args: str, log_path: Path | None = None) -> subprocess.Popen:
+    out = open(log_path, "wb") if log_path else subprocess.DEVNULL
+    return subprocess.Popen([sys.executable, "-m", module, *args], env=env, cwd=str(REPO),
+                            stdout=out, stderr=subprocess.STDOUT if log_path else subprocess.DEVNULL)
+
+
+def stop_service(proc: subprocess.Popen, timeout: float = 10.0) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
