@@ -122,3 +122,61 @@ def test_random_interleavings_publish_exactly_the_good_unique_lines_in_order(
     assert int(r.hget(prefix + "ingest:offset", "offset")) == len(data)
     assert r.zcard(prefix + "ingest:seen") == min(seen_max, len(expected_signals))
     r.close()
+
+
+def test_failed_transaction_leaves_nothing_behind_and_restores_the_seen_mirror(redis_url: str, tmp_path: Path) -> None:
+    from services.signal_ingest.service import Superseded
+    log = tmp_path / "x.log"
+    log.write_bytes(b"")
+    prefix = f"p{uuid.uuid4().hex[:10]}:"
+    cfg = Config(DELTASCOUT_LOG=str(log), REDIS_URL=redis_url, EXEC_PREFIX=prefix, SEEN_KEYS_MAX=3,
+                 MAX_PEAK_AGE_SEC=10**8)
+    r = redis.Redis.from_url(redis_url)
+    ing = Ingestor(cfg, r, JsonLogger("signal_ingest", io.StringIO()), WallClock(), use_inotify=False)
+    ing.start()
+    with open(log, "ab") as f:
+        f.write(b"".join(good(i, "long", 0) + b"\n" for i in range(3)))
+    assert ing.step() == 3
+    mirror, offset = list(ing.seen.items()), r.hgetall(prefix + "ingest:offset")
+    r.incr(prefix + "ingest:epoch")            # another instance took over
+    with open(log, "ab") as f:                 # 5 new keys, then one of the old ones again: evictions galore
+        f.write(b"".join(good(i, "short", 0) + b"\n" for i in range(5)) + good(0, "long", 1) + b"\n")
+    with pytest.raises(Superseded):
+        ing.step()
+    assert list(ing.seen.items()) == mirror
+    assert r.hgetall(prefix + "ingest:offset") == offset
+    assert r.xlen(prefix + "signals") == 3 and not r.exists(prefix + "rejects")
+    ing.close_tailer()
+    r.close()
+
+
+def test_redis_state_behind_our_commits_is_restored_not_republished(redis_url: str, tmp_path: Path) -> None:
+    log = tmp_path / "x.log"
+    log.write_bytes(b"")
+    prefix = f"p{uuid.uuid4().hex[:10]}:"
+    cfg = Config(DELTASCOUT_LOG=str(log), REDIS_URL=redis_url, EXEC_PREFIX=prefix, MAX_PEAK_AGE_SEC=10**8)
+    r = redis.Redis.from_url(redis_url)
+    out = io.StringIO()
+    ing = Ingestor(cfg, r, JsonLogger("signal_ingest", out), WallClock(), use_inotify=False)
+    ing.start()
+    data = b"".join(good(i, "long", 0) + b"\n" for i in range(4))
+    with open(log, "ab") as f:
+        f.write(data)
+    assert ing.step() == 4
+    r.hset(prefix + "ingest:offset", "offset", 0)   # Redis came back from an older snapshot
+    r.delete(prefix + "ingest:seen")
+    ing.start()                                      # what run() does after a reconnect
+    assert '"redis_state_behind"' in out.getvalue()
+    assert r.hget(prefix + "ingest:offset", "offset") == str(len(data)).encode()
+    assert r.zcard(prefix + "ingest:seen") == 4
+    assert ing.step() == 0 and r.xlen(prefix + "signals") == 4
+    ing.close_tailer()
+    r.close()
+
+
+@given(st.binary(max_size=300), st.sampled_from(["signal", "reject"]))
+def test_hand_packed_xadd_is_the_protocol_encoding(data: bytes, tag: str) -> None:
+    from services.signal_ingest.service import _resp, _xadd
+    assert _xadd(b"exec:signals", tag, data) == _resp(b"XADD", b"exec:signals", b"*", b"type", tag.encode(),
+                                                       b"data", data)
+    assert _resp(b"GET", b"k") == b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n"

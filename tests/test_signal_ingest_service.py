@@ -1,6 +1,7 @@
 """`python -m services.signal_ingest` as a real subprocess against a real redis-server and a real log file."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -149,7 +150,8 @@ def test_append_becomes_a_signal_with_offset_and_heartbeat(svc: Svc) -> None:
     assert s["kind"] == "long" and s["delta"] == "1.5" and s["source"] == "DeltaScout"
     off = svc.offset()
     assert off == {"inode": str(svc.log.stat().st_ino), "offset": str(len(line)), "path": str(svc.log),
-                   "fingerprint": dedup_fingerprint(1)}
+                   "fingerprint": dedup_fingerprint(1), "head_len": str(len(line)),
+                   "head": hashlib.blake2b(line, digest_size=8).hexdigest()}
     hb = wait_until(lambda: svc.r.get(svc.key("hb:signal_ingest")), what="heartbeat")
     assert json.loads(hb)["pid"] == svc.proc.pid  # type: ignore[union-attr]
     assert 0 < svc.r.ttl(svc.key("hb:signal_ingest")) <= 10

@@ -207,3 +207,49 @@ def test_empty_or_newline_free_file(log: Path) -> None:
     assert read_tail_lines(str(log), 5)[1:] == (0, [])
     append(log, b"no newline yet")
     assert read_tail_lines(str(log), 5)[1:] == (0, [])
+
+
+def test_same_inode_with_other_content_is_detected_by_the_head(log: Path) -> None:
+    append(log, b"a1\na2\n")
+    t = LogTailer(str(log), inode=log.stat().st_ino, offset=0)
+    assert len(t.read_lines()) == 2
+    head, ino = t.head(), log.stat().st_ino
+    assert head[0] == 6
+    t.close()
+    with open(log, "r+b") as f:                 # same inode, same length, other lines
+        f.write(b"b1\nb2\n")
+    events: list[str] = []
+    t = LogTailer(str(log), inode=ino, offset=6, head=head, on_event=lambda e, **f: events.append(e))
+    assert lines_of(t) == [(0, b"b1", ""), (3, b"b2", "")]
+    assert events == ["log_replaced_same_inode"]
+    t.close()
+    t = LogTailer(str(log), inode=ino, offset=6, head=_head_after_read(log))
+    assert lines_of(t) == []                    # the same file: resume at the offset
+    t.close()
+
+
+def _head_after_read(p: Path) -> tuple[int, str]:
+    t = LogTailer(str(p), inode=p.stat().st_ino, offset=0)
+    t.read_lines()
+    h = t.head()
+    t.close()
+    return h
+
+
+def test_limits_bound_one_call_and_rotation_waits_for_the_old_file_to_be_finished(log: Path, tmp_path: Path) -> None:
+    t = LogTailer(str(log), inode=log.stat().st_ino, offset=0, chunk_bytes=64)
+    append(log, b"".join(b"old-%04d\n" % i for i in range(100)))
+    first = t.read_lines(max_lines=10)
+    assert 10 <= len(first) < 20
+    os.rename(log, tmp_path / "deltascout.log.1")
+    log.write_bytes(b"new-0\n")
+    got = list(first)
+    for _ in range(100):
+        batch = t.read_lines(max_lines=1000, max_bytes=100)
+        assert len(batch) <= 20
+        got += batch
+        if got[-1].data == b"new-0":
+            break
+    assert [ln.data for ln in got] == [b"old-%04d" % i for i in range(100)] + [b"new-0"]
+    assert [ln.offset for ln in got[:3]] == [0, 9, 18] and got[-1].offset == 0
+    t.close()

@@ -16,12 +16,14 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import errno
+import hashlib
 import os
 import select
 import time
 from typing import Callable, NamedTuple
 
 PREFIX_BYTES = 2048  # how much of an over-long line is kept for the operator
+HEAD_BYTES = 256     # how much of the start of a file identifies it (besides its inode)
 
 _IN_MODIFY = 0x00000002
 _IN_ATTRIB = 0x00000004
@@ -122,7 +124,7 @@ class LogTailer:
 
     def __init__(self, path: str, *, inode: int = 0, offset: int = 0, max_line_bytes: int = 65536,
                  chunk_bytes: int = 256 * 1024, poll_sec: float = 0.05, on_event: EventFn | None = None,
-                 use_inotify: bool = True) -> None:
+                 use_inotify: bool = True, head: tuple[int, str] | None = None) -> None:
         self.path = os.path.abspath(path)
         self.dir = os.path.dirname(self.path)
         self.max_line_bytes = max_line_bytes
@@ -130,6 +132,8 @@ class LogTailer:
         self.poll_sec = poll_sec
         self._event = on_event or _noop
         self._want_inode, self._want_offset = inode, offset
+        self._want_head = head
+        self._head: tuple[int, str] = (0, "")
         self._fd: int | None = None
         self._ino = inode
         self._pos = offset            # next byte to read
@@ -139,7 +143,7 @@ class LogTailer:
         self._discard = False         # inside an over-long line: skipping to its newline
         self._discard_prefix = b""
         self._missing_logged = False
-        self._ino_ok = False
+        self._budget = 0
         self._inotify = _Inotify() if use_inotify else None
         self._dir_watched = False
         self._watch_dir()
@@ -150,20 +154,32 @@ class LogTailer:
         """(inode, offset) just after the last returned line."""
         return self._ino, self._committed
 
+    def head(self) -> tuple[int, str]:
+        """(n, hash) of the first n <= HEAD_BYTES bytes of the current file (as far as read), to tell a file
+        from another one that got the same inode number. (0, "") when unknown."""
+        if self._fd is None:
+            return 0, ""
+        if self._head[0] < HEAD_BYTES and self._pos > self._head[0]:
+            self._head = _head_of(self._fd, min(HEAD_BYTES, self._pos))
+        return self._head
+
     @property
     def using_inotify(self) -> bool:
         return bool(self._inotify and self._inotify.ok and self._dir_watched)
 
-    def read_lines(self, max_lines: int = 10_000) -> list[Line]:
-        """The complete lines available now (may slightly exceed max_lines: one chunk is split whole)."""
+    def read_lines(self, max_lines: int = 10_000, max_bytes: int = 8 * 1024 * 1024) -> list[Line]:
+        """The complete lines available now, stopping after about max_lines lines or max_bytes bytes (one chunk
+        is split whole, so either may be exceeded by one chunk's worth)."""
         out: list[Line] = []
+        self._budget = max_bytes
         if self._fd is None and not self._open_initial():
             return out
         for _ in range(1000):  # bounded: each pass either returns or switches file / restarts after truncation
-            if not self._read_available(out, max_lines):
+            got = self._read_available(out, max_lines)
+            if got == "rewritten":
                 self._restart_truncated("rewritten")
                 continue
-            if len(out) >= max_lines:
+            if got == "limit":
                 return out
             assert self._fd is not None
             st = os.fstat(self._fd)
@@ -176,9 +192,11 @@ class LogTailer:
                 return out  # renamed away and not yet recreated: keep reading the old file
             if pst.st_ino == self._ino:
                 return out
-            # Rotation: finish the old file (one more pass: the writer may have appended meanwhile).
-            if not self._read_available(out, 1 << 62):
-                pass  # the old file was rewritten after it was moved away; nothing more to take from it
+            # Rotation: finish the old file (one more pass: the writer may have appended meanwhile). If the
+            # limits stop us first, the next call comes back here. ("rewritten" after it was moved away: nothing
+            # more to take from it.)
+            if self._read_available(out, max_lines) == "limit":
+                return out
             self._flush_partial(out)
             old = self._ino
             if not self._open_new(0):
@@ -226,6 +244,7 @@ class LogTailer:
         if self._fd is not None:
             os.close(self._fd)
         self._fd, self._ino = fd, ino
+        self._head = (0, "")
         self._pos = self._committed = self._line_start = pos
         self._buf.clear()
         self._discard = False
@@ -263,6 +282,12 @@ class LogTailer:
         elif off > 0 and os.pread(fd, 1, off - 1) != b"\n":
             self._event("log_rewritten", inode=st.st_ino, offset=off)
             off = 0
+        elif off > 0 and self._want_head and self._want_head[0] > 0 and \
+                _head_of(fd, self._want_head[0]) != self._want_head:
+            # Same inode number, different first bytes: the file was deleted and recreated while we were away
+            # and the kernel reused the inode number.
+            self._event("log_replaced_same_inode", inode=st.st_ino, offset=off)
+            off = 0
         self._set_file(fd, st.st_ino, off)
         return True
 
@@ -288,28 +313,32 @@ class LogTailer:
         self._event(f"log_{why}", inode=self._ino, offset=self._pos, **fields)
         assert self._fd is not None
         self._pos = self._committed = self._line_start = 0
+        self._head = (0, "")
         self._buf.clear()
         self._discard = False
 
     # ---- reading ------------------------------------------------------------------------------------
-    def _read_available(self, out: list[Line], max_lines: int) -> bool:
-        """Read from _pos to EOF (or until max_lines). False if the file no longer matches what we read."""
+    def _read_available(self, out: list[Line], max_lines: int) -> str:
+        """Read from _pos to EOF. Returns "eof", "limit" (max_lines or the byte budget reached first) or
+        "rewritten" (the byte before our offset is no longer a newline: the file was rewritten in place)."""
         fd = self._fd
         assert fd is not None
-        while len(out) < max_lines:
+        while True:
+            if len(out) >= max_lines or self._budget <= 0:
+                return "limit"
             check = self._pos > 0 and not self._buf and not self._discard
             start = self._pos - 1 if check else self._pos
             data = os.pread(fd, self.chunk_bytes, start)
             if check:
                 if not data:
-                    return True  # shorter than _pos: the caller's size check reports the truncation
+                    return "eof"  # shorter than _pos: the caller's size check reports the truncation
                 if data[0] != 0x0A:
-                    return False  # the byte before our offset is no longer a newline: rewritten in place
+                    return "rewritten"
                 data = data[1:]
             if not data:
-                return True
+                return "eof"
+            self._budget -= len(data)
             self._consume(data, out)
-        return True
 
     def _consume(self, data: bytes, out: list[Line]) -> None:
         base = self._pos
@@ -364,6 +393,11 @@ class LogTailer:
         self._buf.clear()
         self._discard = False
         self._line_start = self._committed = self._pos
+
+
+def _head_of(fd: int, n: int) -> tuple[int, str]:
+    data = os.pread(fd, n, 0)
+    return len(data), hashlib.blake2b(data, digest_size=8).hexdigest()
 
 
 def read_tail_lines(path: str, n: int, end: int | None = None, block: int = 8192,

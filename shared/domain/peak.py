@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime, timezone
+from typing import Any
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 import msgspec
@@ -31,8 +32,6 @@ from shared.domain.messages import Reject, Signal
 DEDUP_SCHEME_VERSION = "peak-dedup-v1"
 REJECT_LINE_CHARS = 512
 _UTC = timezone.utc
-_NUM_START = frozenset(b"-0123456789")
-_NULL = msgspec.Raw(b"null")
 
 
 class ParseParams(msgspec.Struct, frozen=True, kw_only=True):
@@ -49,18 +48,20 @@ class ParseParams(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class PeakLine(msgspec.Struct):
-    """The raw shape of a PEAK line. Numbers are kept as their JSON text (Raw) and converted to Decimal."""
+    """The raw shape of a PEAK line. The numbers are left untyped so that the decoder's float_hook turns JSON
+    numbers with a fraction or exponent into Decimal straight from their text (integers come as int); anything
+    else (a string, a bool, null for price) is then rejected as `schema`."""
     ts: str
     action: str
     source: str
     kind: str
-    price: msgspec.Raw
-    delta: msgspec.Raw = _NULL
-    vol: msgspec.Raw = _NULL
-    imb: msgspec.Raw = _NULL
+    price: Any
+    delta: Any = None
+    vol: Any = None
+    imb: Any = None
 
 
-_decoder = msgspec.json.Decoder(PeakLine)
+_decoder = msgspec.json.Decoder(PeakLine, float_hook=Decimal)
 _any_decoder = msgspec.json.Decoder()
 
 
@@ -87,7 +88,7 @@ def parse_ts(ts: str) -> datetime:
 
 def stable_key(action: str, ts_utc: datetime, kind: str, price: Decimal, decimals: int) -> str:
     """`action|ts_minute|kind|price_rounded`, e.g. `PEAK|2025-01-13T20:00|long|95000.0`."""
-    return f"{action}|{ts_utc.strftime('%Y-%m-%dT%H:%M')}|{kind}|{round_price(price, decimals)}"
+    return f"{action}|{ts_utc.isoformat(timespec='minutes')[:16]}|{kind}|{round_price(price, decimals)}"
 
 
 def make_reject(reason: str, detail: str, raw: bytes, offset: int, read_at: float = 0.0) -> Reject:
@@ -101,14 +102,15 @@ def too_long(raw_prefix: bytes, offset: int, length: int, read_at: float = 0.0) 
     return make_reject("too_long", f"{length} bytes", raw_prefix, offset, read_at)
 
 
-def _number(raw: msgspec.Raw, name: str, optional: bool = True) -> Decimal | None:
-    """Decimal from the JSON text of a number (None for an optional null); ValueError if not a number."""
-    b = bytes(raw)
-    if optional and b == b"null":
+def _number(v: Any, name: str, optional: bool = True) -> Decimal | None:
+    """The Decimal of a decoded JSON number (None for an optional null); ValueError if it is not a number."""
+    if type(v) is Decimal:
+        return v
+    if type(v) is int:  # exactly int: bool is rejected
+        return Decimal(v)
+    if v is None and optional:
         return None
-    if not b or b[0] not in _NUM_START:
-        raise ValueError(f"`{name}` must be a number")
-    return Decimal(b.decode())
+    raise ValueError(f"`{name}` must be a number")
 
 
 def _why_schema(raw: bytes, err: Exception, strict_source: bool) -> tuple[str, str]:
