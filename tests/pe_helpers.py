@@ -4,6 +4,10 @@ A plain module (not conftest.py): test files import what they need from here.
 """
 from __future__ import annotations
 
+import os
+import select
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from decimal import Decimal
@@ -20,13 +24,14 @@ from shared.domain.synthetic_market import generate
 from services.paper_exchange.server import PaperServer
 from services.paper_exchange.settings import from_env
 
+REPO = Path(__file__).resolve().parents[1]
 KEY, SECRET = "test-key-123", "test-secret-456"
 SYMBOL = "BTCUSDC"
 HISTORY = 50
 T = TypeVar("T")
 
 
-def market_bars(n: int = 200, seed: int = 11) -> list[Bar]:
+def sample_bars(n: int = 200, seed: int = 11) -> list[Bar]:
     """Real rows from the seeded synthetic generator."""
     return generate(n, seed=seed)
 
@@ -35,7 +40,7 @@ def paper_env(tmp: Path, **overrides: str) -> dict[str, str]:
     """Env for a manual-speed paper exchange with its own files under `tmp`."""
     market = tmp / "market.aggregated.csv"
     if not market.exists():
-        write_bars(market, market_bars())
+        write_bars(market, sample_bars())
     env = {
         "PAPER_HOST": "127.0.0.1", "PAPER_PORT": "0", "PAPER_API_KEY": KEY, "PAPER_API_SECRET": SECRET,
         "PAPER_SPEED": "0", "PAPER_MARKET_CSV": str(market), "PAPER_FEED_CSV": str(tmp / "feed" / "aggregated.csv"),
@@ -75,9 +80,9 @@ class Paper:
         r.raise_for_status()
         return r.json()
 
-    def price(self, p: str | Decimal) -> dict[str, Any]:
-        """Push a price point."""
-        return self.post("/admin/price", {"price": str(p)})
+    def price(self, p: str | Decimal, gap: bool = False) -> dict[str, Any]:
+        """Push a price point (`gap`: a jump with no trades in between)."""
+        return self.post("/admin/price", {"price": str(p), "gap": gap})
 
     def last(self) -> Decimal:
         """Current last price."""
@@ -120,3 +125,21 @@ def pe(tmp_path: Path):
     p = Paper(paper_env(tmp_path))
     yield p
     p.stop()
+
+
+def start_process(env: dict[str, str], timeout: float = 20.0) -> tuple[subprocess.Popen, str]:
+    """`python -m services.paper_exchange` as a child process; returns (process, base URL) once it listens."""
+    full = {**os.environ, **env, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-m", "services.paper_exchange"], cwd=REPO, env=full,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if select.select([proc.stdout], [], [], 0.2)[0]:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            if "listening on" in line:
+                return proc, line.strip().split()[-1]
+    proc.kill()
+    proc.wait(timeout=5)
+    raise AssertionError("paper exchange process did not report its port")

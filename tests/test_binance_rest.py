@@ -11,13 +11,10 @@ import pytest
 import requests
 
 from shared.adapters.binance_rest import (
-    BinanceClient, BinanceError, ClockSkew, NotFound, RateLimited, Rejected, dec, sign,
+    BinanceClient, BinanceError, ClockSkew, NotFound, RateLimited, Rejected, Unreachable, dec, sign,
 )
 
-try:
-    from tests.pe_helpers import KEY, SECRET, SYMBOL, Paper, paper_env, pe  # noqa: F401 (fixture)
-except ImportError:
-    from pe_helpers import KEY, SECRET, SYMBOL, Paper, paper_env, pe  # noqa: F401
+from tests.pe_helpers import KEY, SECRET, SYMBOL, pe  # noqa: F401  (pytest fixture: a real paper exchange)
 
 VECTOR_KEY = "vmPUZE6mv9SD5VNHk4HlWFsOr6aKE2zvsw0MuIgwCIPy6utIco14y7Ju91duEh8A"
 VECTOR_SECRET = "NhqPtmdSJYdKjVHjA7PZj4Mge3R5YNiP1e3UZjInClVN65XAbvqqM6A7H5fATj0j"
@@ -182,4 +179,20 @@ def test_secrets_never_in_repr_errors_or_logs(pe, caplog):
     for t in texts:
         assert secret not in t and VECTOR_SECRET not in t
     # The connection-refused case is known not to have executed.
-    assert err.outcome_known
+    assert isinstance(err, Unreachable) and err.outcome_known
+
+
+def test_exchange_info_filters_from_the_server(pe):
+    f = pe.client().exchange_info(SYMBOL)
+    assert (f.symbol, f.base_asset, f.quote_asset) == (SYMBOL, "BTC", "USDC")
+    assert (f.tick_size, f.step_size, f.min_qty, f.min_notional) == (
+        Decimal("0.01"), Decimal("0.00001"), Decimal("0.00001"), Decimal(5))
+
+
+def test_legacy_min_notional_filter_is_read():
+    from shared.adapters.binance_rest import _filters
+    sym = {"symbol": "BTCUSDT", "baseAsset": "BTC", "quoteAsset": "USDT", "filters": [
+        {"filterType": "PRICE_FILTER", "minPrice": "0.01", "maxPrice": "1000000", "tickSize": "0.01"},
+        {"filterType": "LOT_SIZE", "minQty": "0.00001", "maxQty": "9000", "stepSize": "0.00001"},
+        {"filterType": "MIN_NOTIONAL", "minNotional": "10.00000000"}]}
+    assert _filters(sym).min_notional == Decimal(10)

@@ -8,10 +8,7 @@ import pytest
 from shared.adapters.binance_rest import CancelReplaceFailed, CancelReplacePartial, NotFound, Rejected
 from shared.domain.orders import avg_fill_price, order_is_open
 
-try:
-    from tests.pe_helpers import SYMBOL, Paper, paper_env, pe  # noqa: F401 (fixture)
-except ImportError:
-    from pe_helpers import SYMBOL, Paper, paper_env, pe  # noqa: F401
+from tests.pe_helpers import SYMBOL, Paper, paper_env, pe  # noqa: F401  (pytest fixture: a real paper exchange)
 
 Q = Decimal("0.001")
 TICK = Decimal("0.01")
@@ -119,7 +116,7 @@ def test_market_orders_fill_with_slippage(pe):
     assert quote.executed_qty == (Decimal(100) / expected_buy).quantize(Decimal("0.00001"), ROUND_FLOOR)
 
 
-def test_stop_limit_triggers_then_fills_at_the_book(pe):
+def test_stop_limit_triggers_where_the_path_crosses_it_and_fills_there(pe):
     c = pe.client()
     last = pe.last()
     o = _stop(c, "SELL", Q, last - 100, last - 150, "s1")
@@ -131,14 +128,24 @@ def test_stop_limit_triggers_then_fills_at_the_book(pe):
     pe.price(last - 120)
     done = c.get_order(SYMBOL, order_id=o.order_id)
     assert done.status == "FILLED" and done.is_working
-    assert avg_fill_price(done) == last - 120  # taker at the bid of the point that triggered it, not the stop
+    # The move traded every price down to last-120: it crossed the stop, where the limit was marketable.
+    assert avg_fill_price(done) == last - 100
+
+
+def test_stop_limit_after_a_gap_fills_at_the_book(pe):
+    c = pe.client()
+    last = pe.last()
+    o = _stop(c, "SELL", Q, last - 100, last - 150, "s1g")
+    pe.price(last - 120, gap=True)  # jumped: no trade at the stop price
+    done = c.get_order(SYMBOL, order_id=o.order_id)
+    assert done.status == "FILLED" and avg_fill_price(done) == last - 120
 
 
 def test_stop_limit_gapped_through_its_limit_stays_open(pe):
     c = pe.client()
     last = pe.last()
     o = _stop(c, "SELL", Q, last - 100, last - 110, "g1")
-    pe.price(last - 130)
+    pe.price(last - 130, gap=True)
     gapped = c.get_order(SYMBOL, order_id=o.order_id)
     assert gapped.status == "NEW" and gapped.is_working and gapped.executed_qty == 0
     assert c.account()["BTC"][1] == Q  # still locked
@@ -213,7 +220,8 @@ def test_fees_in_my_trades(pe):
     trades = {t.order_id: t for t in c.my_trades(SYMBOL)}
     tb, ts = trades[buy.order_id], trades[sell.order_id]
     assert (tb.commission, tb.commission_asset, tb.is_buyer) == (Decimal("0.000001"), "BTC", True)
-    assert (ts.commission, ts.commission_asset, ts.is_buyer) == ((bid * Q / 1000).quantize(Decimal("1E-8")), "USDC", False)
+    sell_fee = (bid * Q / 1000).quantize(Decimal("1E-8"))
+    assert (ts.commission, ts.commission_asset, ts.is_buyer) == (sell_fee, "USDC", False)
     assert ts.quote_qty == bid * Q and not ts.is_maker
     assert tb.time == pe.get("/admin/state")["market_ts_ms"]  # market time, not wall time
 
@@ -246,3 +254,66 @@ def test_cancel_replace_failures(pe):
     assert (e.code, e.http_status, e.cancel_result, e.new_result) == (-2021, 409, "SUCCESS", "FAILURE")
     assert e.cancel_order.status == "CANCELED" and e.new_error == (-2010, "Stop price would trigger immediately.")
     assert pe.order("p-1")["status"] == "CANCELED" and c.open_orders(SYMBOL) == []
+
+
+def test_new_stop_order_reports_not_working(pe):
+    c = pe.client()
+    last = pe.last()
+    o = _stop(c, "SELL", Q, last - 100, last - 110, "nw1")
+    assert o.is_working is False and o.working_time == -1
+    lim = _limit(c, "SELL", Q, last + 100, "nw2")
+    assert lim.is_working is True
+
+
+@pytest.mark.parametrize("kw,code", [
+    ({"order_type": "LIMIT", "price": Decimal("90000")}, -1102),  # no timeInForce
+    ({"order_type": "MARKET", "price": Decimal("90000")}, -1106),  # price not taken by MARKET
+    ({"order_type": "STOP_LOSS_LIMIT", "price": Decimal("90000"), "time_in_force": "GTC"}, -1102),  # no stopPrice
+    ({"order_type": "LIMIT", "price": Decimal("90000"), "time_in_force": "GTX"}, -1115),
+    ({"order_type": "TRAILING", "price": Decimal("90000")}, -1116),
+    ({"order_type": "LIMIT", "price": Decimal("90000"), "time_in_force": "GTC", "symbol": "ETHUSDC"}, -1121),
+])
+def test_parameter_errors(pe, kw, code):
+    c = pe.client()
+    symbol = kw.pop("symbol", SYMBOL)
+    with pytest.raises(Rejected) as ei:
+        c.place_order(symbol, "BUY", quantity=Q, client_order_id="pe1", **kw)
+    assert ei.value.code == code and ei.value.http_status == 400
+    assert pe.get("/admin/orders") == []
+
+
+def test_ioc_that_cannot_fill_expires(pe):
+    c = pe.client()
+    bid, _ = c.book_ticker(SYMBOL)
+    o = _limit(c, "BUY", Q, bid - 50, "ioc1", tif="IOC")
+    assert o.status == "EXPIRED" and o.executed_qty == 0
+    assert c.account()["USDC"] == (Decimal(10000), Decimal(0))
+
+
+def test_concurrent_clients_are_serialised_by_the_engine_lock(pe):
+    import threading
+    last = pe.last()
+    errors: list[BaseException] = []
+
+    def worker(n: int) -> None:
+        c = pe.client()
+        try:
+            for i in range(15):
+                o = _limit(c, "BUY", Q, last - 100 - n, f"cc-{n}-{i}")
+                if i % 2:
+                    c.cancel_order(SYMBOL, order_id=o.order_id)
+        except BaseException as e:  # collected and re-raised in the main thread below
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert not errors, errors
+    orders = pe.get("/admin/orders")
+    assert len(orders) == 90 and len({o["orderId"] for o in orders}) == 90
+    open_ = [o for o in orders if o["status"] == "NEW"]
+    assert len(open_) == 6 * 8
+    locked = sum(Decimal(o["price"]) * Decimal(o["origQty"]) for o in open_)
+    assert pe.balances()["USDC"] == (Decimal(10000) - locked, locked)

@@ -8,10 +8,7 @@ import pytest
 
 from shared.adapters.binance_rest import NotFound, RateLimited, Rejected, UnknownOutcome
 
-try:
-    from tests.pe_helpers import SYMBOL, pe  # noqa: F401 (fixture)
-except ImportError:
-    from pe_helpers import SYMBOL, pe  # noqa: F401
+from tests.pe_helpers import SYMBOL, pe  # noqa: F401  (pytest fixture: a real paper exchange)
 
 Q = Decimal("0.001")
 
@@ -56,6 +53,14 @@ def test_429_is_rate_limited_with_retry_after(pe):
         _buy(c, "rl1")
     assert ei.value.retry_after == 3 and ei.value.outcome_known
     assert pe.get("/admin/orders") == []
+
+
+def test_418_ban_is_rate_limited(pe):
+    c = pe.client()
+    pe.post("/admin/faults", {"http_418": 1, "retry_after": 2})
+    with pytest.raises(RateLimited) as ei:
+        c.open_orders(SYMBOL)
+    assert (ei.value.http_status, ei.value.retry_after, ei.value.code) == (418, 2, -1003)
 
 
 def test_transient_2013_right_after_placing(pe):

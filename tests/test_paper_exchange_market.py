@@ -2,12 +2,10 @@
 from __future__ import annotations
 
 import os
-import select
 import shutil
 import socket
 import subprocess
 import sys
-import time
 from decimal import Decimal
 from pathlib import Path
 
@@ -15,14 +13,12 @@ import pytest
 import redis
 import requests
 
+from shared.adapters.binance_rest import BinanceClient
 from shared.domain.bars import AGG_HEADER_LINE, format_row
 from services.paper_exchange.market import bar_points
 from services.paper_exchange.settings import SettingsError, from_env
 
-try:
-    from tests.pe_helpers import HISTORY, SYMBOL, Paper, market_bars, paper_env, wait_until
-except ImportError:
-    from pe_helpers import HISTORY, SYMBOL, Paper, market_bars, paper_env, wait_until
+from tests.pe_helpers import HISTORY, SYMBOL, Paper, sample_bars, paper_env, start_process, wait_until
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -39,7 +35,7 @@ def _feed(p: Paper) -> list[str]:
 
 
 def test_feed_grows_one_row_per_completed_bar(paper):
-    bars = market_bars()
+    bars = sample_bars()
     lines = _feed(paper)
     assert lines[0] == AGG_HEADER_LINE
     assert lines[1:] == [format_row(b) for b in bars[:HISTORY]]
@@ -55,7 +51,7 @@ def test_feed_grows_one_row_per_completed_bar(paper):
 
 
 def test_price_points_follow_the_bar(paper):
-    bars = market_bars()
+    bars = sample_bars()
     bar, prev = bars[HISTORY], bars[HISTORY - 1]
     expected = bar_points(bar, prev.close)
     assert paper.last() == expected[0] == prev.close
@@ -69,18 +65,19 @@ def test_price_points_follow_the_bar(paper):
 
 
 def test_orders_match_during_replay(paper):
-    bars = market_bars()
+    bars = sample_bars()
     c = paper.client()
     lo = min(b.low for b in bars[HISTORY:HISTORY + 20])
     target = lo + Decimal("0.01")
-    o = c.place_order(SYMBOL, "BUY", "LIMIT", Decimal("0.001"), price=target, time_in_force="GTC", client_order_id="rp1")
+    o = c.place_order(SYMBOL, "BUY", "LIMIT", Decimal("0.001"), price=target, time_in_force="GTC",
+                      client_order_id="rp1")
     paper.post("/admin/advance", {"points": 80})
     got = c.get_order(SYMBOL, order_id=o.order_id)
     assert got.status == "FILLED" and got.fills == [] and got.update_time > got.time  # filled in market time
 
 
 def test_replay_stops_at_the_end_and_keeps_serving(paper):
-    bars = market_bars()
+    bars = sample_bars()
     r = paper.post("/admin/advance", {"points": 100_000})
     assert r["replay"]["done"] and r["advanced"] == (len(bars) - HISTORY) * 4 - 1
     assert _feed(paper)[1:] == [format_row(b) for b in bars]
@@ -102,7 +99,8 @@ def test_restart_restores_orders_balances_and_cursor(tmp_path):
     p = Paper(env)
     c = p.client()
     last = p.last()
-    c.place_order(SYMBOL, "BUY", "LIMIT", Decimal("0.01"), price=last - 500, time_in_force="GTC", client_order_id="keep")
+    c.place_order(SYMBOL, "BUY", "LIMIT", Decimal("0.01"), price=last - 500, time_in_force="GTC",
+                  client_order_id="keep")
     c.place_order(SYMBOL, "BUY", "MARKET", Decimal("0.01"), client_order_id="mkt")
     p.post("/admin/advance", {"points": 6})
     before_state, before_orders, before_bal = p.get("/admin/state"), p.get("/admin/orders"), c.account()
@@ -173,18 +171,70 @@ def test_process_entry_point(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "services.paper_exchange"], cwd=REPO, capture_output=True,
                          text=True, timeout=30, env={**env, "PAPER_SPEED": "fast"})
     assert bad.returncode == 2 and "PAPER_SPEED" in bad.stderr
-    proc = subprocess.Popen([sys.executable, "-m", "services.paper_exchange"], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    proc, url = start_process(paper_env(tmp_path))
     try:
-        deadline = time.monotonic() + 20
-        line = ""
-        while "listening" not in line:
-            assert time.monotonic() < deadline, "paper exchange did not report its port"
-            if select.select([proc.stdout], [], [], 0.5)[0]:
-                line = proc.stdout.readline()
-                assert line, "paper exchange exited early"
-        url = line.strip().split()[-1]
         assert requests.get(f"{url}/api/v3/ping", timeout=5).json() == {}
     finally:
         proc.terminate()
         assert proc.wait(timeout=10) == 0
+
+
+def test_killed_process_recovers_every_acknowledged_order_from_the_journal(tmp_path):
+    env = paper_env(tmp_path, PAPER_SNAPSHOT_EVERY="1000")  # no snapshot in between: the journal must carry it
+    proc, url = start_process(env)
+    try:
+        c = BinanceClient(url, env["PAPER_API_KEY"], env["PAPER_API_SECRET"])
+        admin = requests.Session()
+        last = Decimal(admin.get(f"{url}/admin/state", timeout=5).json()["last"])
+        c.place_order(SYMBOL, "BUY", "LIMIT", Decimal("0.01"), price=last - 300, time_in_force="GTC",
+                      client_order_id="k1")
+        c.place_order(SYMBOL, "SELL", "MARKET", Decimal("0.01"), client_order_id="k2")
+        c.place_oco(SYMBOL, "SELL", Decimal("0.1"), above_type="LIMIT_MAKER", above_price=last + 300,
+                    below_type="STOP_LOSS_LIMIT", below_stop_price=last - 200, below_price=last - 210,
+                    below_time_in_force="GTC", list_client_order_id="kl", above_client_order_id="ka",
+                    below_client_order_id="kb")
+        admin.post(f"{url}/admin/advance", json={"points": 9}, timeout=5)
+        admin.post(f"{url}/admin/price", json={"price": str(last - 250)}, timeout=5)
+        before = (admin.get(f"{url}/admin/orders", timeout=5).json(), c.account(),
+                  admin.get(f"{url}/admin/state", timeout=5).json())
+        c.close()
+    finally:
+        proc.kill()  # SIGKILL: no shutdown snapshot
+        proc.wait(timeout=5)
+    journal = Path(env["PAPER_STATE_FN"] + ".journal")
+    assert journal.stat().st_size > 0
+    with open(journal, "ab") as f:
+        f.write(b'{"seq": 99999, "cmd": {"type": "pla')  # a torn write that was never acknowledged
+    proc, url = start_process(env)
+    try:
+        c = BinanceClient(url, env["PAPER_API_KEY"], env["PAPER_API_SECRET"])
+        assert requests.get(f"{url}/admin/orders", timeout=5).json() == before[0]
+        assert c.account() == before[1]
+        after = requests.get(f"{url}/admin/state", timeout=5).json()
+        assert (after["replay"], after["last"], after["market_ts_ms"]) == (
+            before[2]["replay"], before[2]["last"], before[2]["market_ts_ms"])
+        assert {o["clientOrderId"] for o in before[0]} == {"k1", "k2", "ka", "kb"}
+        c.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_restart_keeps_the_feed_file_when_it_is_consistent(tmp_path):
+    env = paper_env(tmp_path)
+    p = Paper(env)
+    p.post("/admin/advance", {"points": 9})
+    feed = Path(env["PAPER_FEED_CSV"])
+    inode, lines = feed.stat().st_ino, feed.read_text().splitlines()
+    p.stop()
+    q = Paper(env)
+    try:
+        assert feed.stat().st_ino == inode and feed.read_text().splitlines() == lines  # a tailer keeps its file
+    finally:
+        q.stop()
+    feed.write_text("garbage\n")
+    r = Paper(env)
+    try:
+        assert feed.read_text().splitlines() == lines  # not a prefix: rewritten whole
+    finally:
+        r.stop()

@@ -7,10 +7,7 @@ import pytest
 
 from shared.adapters.binance_rest import Rejected
 
-try:
-    from tests.pe_helpers import SYMBOL, pe  # noqa: F401 (fixture)
-except ImportError:
-    from pe_helpers import SYMBOL, pe  # noqa: F401
+from tests.pe_helpers import SYMBOL, pe  # noqa: F401  (pytest fixture: a real paper exchange)
 
 QTY = Decimal("0.2")
 
@@ -51,7 +48,7 @@ def test_sibling_expires_when_the_stop_triggers_but_gaps(pe):
     c = pe.client()
     last = pe.last()
     _sell_oco(c, last)
-    pe.price(last - 150)  # gapped through the limit: the stop leg rests, the take-profit is gone
+    pe.price(last - 150, gap=True)  # gapped through the limit: the stop leg rests, the take-profit is gone
     sl, tp = pe.order("o-sl"), pe.order("o-tp")
     assert (sl["status"], sl["isWorking"], tp["status"]) == ("NEW", True, "EXPIRED")
     assert c.account()["BTC"][1] == QTY  # the working stop still holds the lock

@@ -39,6 +39,9 @@ def state(app: PaperApp, body: dict[str, Any]) -> Any:
             "speed": app.speed, "market_file": app.market_file, "market_label": app.market_label,
             "feed_csv": app.s.feed_csv, "balances": {b["asset"]: {"free": b["free"], "locked": b["locked"]}
                                                       for b in views.balances(st)},
+            "margin": {acct: {a: {"free": views.d8(b.free), "locked": views.d8(b.locked),
+                                  "borrowed": views.d8(b.borrowed), "interest": views.d8(b.interest)}
+                              for a, b in sorted(w.items())} for acct, w in sorted(st.margin.items())},
             "open_orders": len(app.engine.open_orders()),
         }
 
@@ -50,14 +53,15 @@ def orders(app: PaperApp, body: dict[str, Any]) -> Any:
 
 
 def price(app: PaperApp, body: dict[str, Any]) -> Any:
-    """POST /admin/price {"price": "95000.12"}: push a price point (matching runs)."""
+    """POST /admin/price {"price": "95000.12", "gap": false}: push a price point (matching runs); with
+    "gap": true the market jumps there without trading the prices in between."""
     try:
         p = Decimal(str(body["price"]))
     except (KeyError, InvalidOperation) as e:
         raise BadAdmin('expected {"price": "<decimal>"}') from e
     if not p.is_finite() or p <= 0 or p % app.s.tick_size != 0:
         raise BadAdmin(f"price must be positive and a multiple of the tick {app.s.tick_size}")
-    app.push_price(p)
+    app.push_price(p, gap=bool(body.get("gap", False)))
     return state(app, {})
 
 

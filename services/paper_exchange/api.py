@@ -8,7 +8,7 @@ from typing import Any
 from services.paper_exchange import params as P
 from services.paper_exchange import views
 from services.paper_exchange.app import PaperApp
-from services.paper_exchange.model import ApiError, POrder
+from services.paper_exchange.model import SPOT, ApiError, POrder
 
 Handler = Callable[[PaperApp, dict[str, str]], Any]
 
@@ -105,10 +105,16 @@ def query_order(app: PaperApp, p: dict[str, str]) -> Any:
     """GET /api/v3/order."""
     sym = _sym(app, p)
     o = app.engine.find(*_ids(p))
-    placed = app.placed_wall.get(o.order_id)
-    if placed is not None and time.monotonic() - placed < 2.0 and app.faults.take("transient_2013", "/api/v3/order", o.side):
-        raise ApiError(-2013, "Order does not exist.")
+    transient_2013(app, "/api/v3/order", o)
     return views.order_query(o, sym)
+
+
+def transient_2013(app: PaperApp, path: str, o: POrder) -> None:
+    """The transient_2013 fault: a query within 2 s of placing answers -2013, as Binance sometimes does."""
+    placed = app.placed_wall.get(o.order_id)
+    young = placed is not None and time.monotonic() - placed < 2.0
+    if young and app.faults.take("transient_2013", path, o.side):
+        raise ApiError(-2013, "Order does not exist.")
 
 
 def cancel_order(app: PaperApp, p: dict[str, str]) -> Any:
@@ -122,20 +128,20 @@ def cancel_order(app: PaperApp, p: dict[str, str]) -> Any:
 def open_orders(app: PaperApp, p: dict[str, str]) -> Any:
     """GET /api/v3/openOrders."""
     sym = _sym(app, p, required=False)
-    return [views.order_query(o, sym) for o in app.engine.open_orders()]
+    return [views.order_query(o, sym) for o in app.engine.open_orders(SPOT)]
 
 
 def all_orders(app: PaperApp, p: dict[str, str]) -> Any:
     """GET /api/v3/allOrders."""
     sym = _sym(app, p)
-    return [views.order_query(o, sym) for _, o in sorted(app.engine.st.orders.items())]
+    return [views.order_query(o, sym) for _, o in sorted(app.engine.st.orders.items()) if o.account == SPOT]
 
 
 def cancel_open_orders(app: PaperApp, p: dict[str, str]) -> Any:
     """DELETE /api/v3/openOrders: every open order (a list leg takes its list with it)."""
     sym = _sym(app, p)
     out = []
-    for o in app.engine.open_orders():
+    for o in app.engine.open_orders(SPOT):
         if o.is_open:
             app.cmd.cancel(o.order_id)
             out.append(views.order_cancel(o, sym, f"cancel-{o.order_id}", app.engine.st.market_ms))
@@ -157,7 +163,8 @@ def my_trades(app: PaperApp, p: dict[str, str]) -> Any:
     """GET /api/v3/myTrades (optionally one order's)."""
     sym = _sym(app, p)
     oid = P.integer(p, "orderId")
-    return [views.trade(t, sym) for t in app.engine.st.trades if oid is None or t.order_id == oid]
+    return [views.trade(t, sym) for t in app.engine.st.trades
+            if t.account == SPOT and (oid is None or t.order_id == oid)]
 
 
 # ---- lists and cancel-replace ------------------------------------------------------------------
@@ -194,18 +201,23 @@ def cancel_replace(app: PaperApp, p: dict[str, str]) -> Any:
     mode = P.required(p, "cancelReplaceMode")
     oid, cid = _ids(p, "cancelOrderId", "cancelOrigClientOrderId")
     cancelled, new = app.cmd.cancel_replace(mode, oid, cid, P.new_order(p))
-    cancel_part = _part(cancelled, lambda o: views.order_cancel(o, sym, f"cancel-{o.order_id}", app.engine.st.market_ms))
+    ms = app.engine.st.market_ms
+    cancel_part = _part(cancelled, lambda o: views.order_cancel(o, sym, f"cancel-{o.order_id}", ms))
     new_part = None if new is None else _part(new, lambda o: views.order_full(o, sym))
     if isinstance(new, POrder):
         app.mark_placed(new.order_id)
     data = {"cancelResult": "FAILURE" if isinstance(cancelled, ApiError) else "SUCCESS",
-            "newOrderResult": "NOT_ATTEMPTED" if new is None else ("FAILURE" if isinstance(new, ApiError) else "SUCCESS"),
+            "newOrderResult": "NOT_ATTEMPTED" if new is None else _result(new),
             "cancelResponse": cancel_part, "newOrderResponse": new_part}
     if data["cancelResult"] == "SUCCESS" and data["newOrderResult"] == "SUCCESS":
         return data
     if data["cancelResult"] == "FAILURE" and data["newOrderResult"] != "SUCCESS":
         raise ApiError(-2022, "Order cancel-replace failed.", http=400, data=data)
     raise ApiError(-2021, "Order cancel-replace partially failed.", http=409, data=data)
+
+
+def _result(x: POrder | ApiError) -> str:
+    return "FAILURE" if isinstance(x, ApiError) else "SUCCESS"
 
 
 def _part(x: POrder | ApiError, view: Callable[[POrder], Any]) -> Any:

@@ -59,7 +59,7 @@ class PaperApp:
         if bad:
             log.warning("skipped %d bad rows in %s (first: line %d: %s)", len(bad), market_path, *bad[0])
         self.replay, self.engine, seq = self._load(bars, FeedWriter(Path(s.feed_csv)))
-        self.journal = journal.Journal(self.state_path.with_name(self.state_path.name + ".journal"), seq)
+        self.journal = journal.Journal(self.state_path.with_name(self.state_path.name + ".journal"), seq, s.fsync)
         self.cmd = journal.JournaledEngine(self.engine, self.journal)
         self.replay.write_feed_so_far()
         self.clock = ClockPublisher(s.clock_redis_url, s.exec_prefix)
@@ -87,6 +87,10 @@ class PaperApp:
         cursor = journal.replay(engine, entries) or snap.cursor
         log.info("restored %s: %d orders, %d journaled commands re-applied, cursor bar %d point %d",
                  self.state_path, len(engine.st.orders), len(entries), cursor.bar, cursor.point)
+        if cursor.bar >= len(bars):
+            raise SystemExit(f"{self.state_path} (PAPER_STATE_FN) was replaying bar {cursor.bar} of "
+                             f"{snap.market_file}, but PAPER_MARKET_CSV has {len(bars)} bars: "
+                             "use the same market file or remove the state file")
         replay = Replay(bars, min(first, cursor.bar), self.s.history_bars, feed, cursor)
         return replay, engine, entries[-1].seq if entries else snap.seq
 
@@ -118,18 +122,19 @@ class PaperApp:
                 if nxt is None or (to_ts is not None and nxt > to_ts * 1000):
                     break
                 price, ts_ms = self.replay.step()
-                self.cmd.on_price(price, ts_ms, self.replay.cursor)
+                self.cmd.on_price(price, ts_ms, self.replay.cursor, durable=False)
                 self.clock.publish(ts_ms)
                 n += 1
+            self.journal.sync_now()  # one disk sync for the whole batch, before anyone is told
             if self.replay.cursor.done and n:
                 log.info("replay reached the end of the market data; prices stay at %s", self.engine.st.last)
             self.commit()
         return n
 
-    def push_price(self, price: Decimal) -> None:
-        """An operator/test price point at the current market time."""
+    def push_price(self, price: Decimal, gap: bool = False) -> None:
+        """An operator/test price point at the current market time (`gap`: a jump, no trades in between)."""
         with self.lock:
-            self.cmd.on_price(price, self.engine.st.market_ms, self.replay.cursor)
+            self.cmd.on_price(price, self.engine.st.market_ms, self.replay.cursor, gap=gap)
             self.clock.publish(self.engine.st.market_ms)
             self.commit()
 

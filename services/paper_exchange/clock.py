@@ -13,7 +13,9 @@ class ClockPublisher:
 
     def __init__(self, redis_url: str, prefix: str):
         self.key = f"{prefix}clock"
-        self._redis = redis.Redis.from_url(redis_url, socket_timeout=1.0, socket_connect_timeout=1.0) if redis_url else None
+        self._redis = None
+        if redis_url:
+            self._redis = redis.Redis.from_url(redis_url, socket_timeout=1.0, socket_connect_timeout=1.0)
 
     def publish(self, market_ms: int) -> None:
         """Best effort: a Redis outage must not stop the exchange, but every failure is logged."""

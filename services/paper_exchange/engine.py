@@ -9,29 +9,36 @@ from decimal import Decimal
 
 from shared.domain.risk_math import ceil_to_step, floor_to_step
 from services.paper_exchange import filters, ledger, rules
+from services.paper_exchange.margin import MarginMixin
 from services.paper_exchange.model import (
-    STOP_TYPES, ApiError, Balance, EngineState, NewOrder, PList, POrder, rejected,
+    BORROW_EFFECTS, CROSS, ISOLATED, REPAY_EFFECTS, SIDE_EFFECTS, SPOT, STOP_TYPES, ApiError, Balance, EngineState,
+    NewOrder, PList, POrder, rejected,
 )
 from services.paper_exchange.settings import Settings
 
 _BPS = Decimal(10000)
+_HOUR_MS = 3_600_000
 
 
-class Engine:
-    """One symbol, one account. Callers serialise access (the server holds one lock)."""
+class Engine(MarginMixin):
+    """One symbol, one account (spot + margin wallets). Callers serialise access (the server holds one lock)."""
 
     def __init__(self, s: Settings, state: EngineState):
         self.s = s
         self.st = state
-        self._by_client: dict[str, int] = {}
+        self._by_client: dict[tuple[str, str], int] = {}  # (account, client id) -> latest order id
         for oid in sorted(state.orders):
-            self._by_client[state.orders[oid].client_order_id] = oid
+            o = state.orders[oid]
+            self._by_client[(o.account, o.client_order_id)] = oid
 
     @classmethod
     def fresh(cls, s: Settings, last: Decimal, market_ms: int) -> Engine:
         """A new account with the configured balances."""
-        balances = {a: Balance(free=v) for a, v in s.balances.items()}
-        return cls(s, EngineState(symbol=s.symbol, balances=balances, last=last, market_ms=market_ms))
+        def fund() -> dict[str, Balance]:
+            return {a: Balance(free=v) for a, v in s.balances.items()}
+        # Each margin wallet starts with the same PAPER_BALANCES as spot (no transfers needed).
+        return cls(s, EngineState(symbol=s.symbol, balances=fund(), last=last, market_ms=market_ms,
+                                  margin={CROSS: fund(), ISOLATED: fund()}))
 
     # ---- market ------------------------------------------------------------------------------
 
@@ -41,6 +48,12 @@ class Engine:
         bid = floor_to_step(self.st.last, tick) - (self.s.spread_ticks // 2) * tick
         return bid, bid + self.s.spread_ticks * tick
 
+    def _slipped(self, side: str, at: Decimal) -> Decimal:
+        slip = self.s.slippage_bps / _BPS
+        if side == "BUY":
+            return ceil_to_step(at * (1 + slip), self.s.tick_size)
+        return floor_to_step(at * (1 - slip), self.s.tick_size)
+
     def market_price(self, side: str) -> Decimal:
         """Where a MARKET order fills: ask/bid worsened by the slippage, kept on tick."""
         bid, ask = self.book()
@@ -49,18 +62,27 @@ class Engine:
             return ceil_to_step(ask * (1 + slip), self.s.tick_size)
         return floor_to_step(bid * (1 - slip), self.s.tick_size)
 
-    def on_price(self, price: Decimal, market_ms: int) -> None:
-        """A new price point: trigger stops, fill resting limits the move traded through."""
+    def on_price(self, price: Decimal, market_ms: int, gap: bool = False) -> None:
+        """A new price point: trigger stops, fill resting limits the move traded through.
+
+        Between two points the price is taken to have traded continuously through every price in between,
+        so a stop triggers where the path crosses it and its limit is checked against the market at that
+        moment. `gap=True` is a jump (no trades in between): stops trigger on the new price alone and a
+        stop-limit whose limit the market jumped past rests, as on Binance.
+        """
         prev, self.st.last = self.st.last, price
+        hours = market_ms // _HOUR_MS - self.st.market_ms // _HOUR_MS
+        if hours > 0:
+            self._accrue_interest(hours)  # Binance charges margin interest on every hour boundary
         self.st.market_ms = max(self.st.market_ms, market_ms)
-        lo, hi = min(prev, price), max(prev, price)
+        lo, hi = (price, price) if gap else (min(prev, price), max(prev, price))
         for oid in [o.order_id for o in self.open_orders()]:
             o = self.st.orders[oid]
             if not o.is_open:
                 continue  # expired as a sibling earlier in this loop
             if not o.is_working:
-                if rules.stop_triggered(o.side, o.type, o.stop_price, price):
-                    self._trigger(o)
+                if rules.stop_reached(o.side, o.type, o.stop_price, lo, hi):
+                    self._trigger(o, None if gap else o.stop_price)
             elif rules.traded_through(o, lo, hi):
                 self._fill(o, self._partial_qty(o), o.price, maker=True)
 
@@ -69,20 +91,21 @@ class Engine:
         q = max(floor_to_step(o.remaining * self.s.partial_fill_ratio, step), step)
         return min(q, o.remaining)
 
-    def _trigger(self, o: POrder) -> None:
+    def _trigger(self, o: POrder, at: Decimal | None) -> None:
+        """The stop triggered when the market traded at `at` (None: at the current book, after a gap)."""
         o.is_working = True
         o.working_time = o.update_time = self.st.market_ms
         self._expire_siblings(o)
         if o.type in ("STOP_LOSS", "TAKE_PROFIT"):
-            self._fill_market(o)
+            self._fill_market(o, at)
             return
-        bid, ask = self.book()
+        bid, ask = self.book() if at is None else (at, at)
         if rules.marketable(o.side, o.price, bid, ask):
             self._fill(o, o.remaining, ask if o.side == "BUY" else bid, maker=False)
         # else: the market gapped through the limit; it rests (isWorking) until traded through.
 
-    def _fill_market(self, o: POrder) -> None:
-        price = self.market_price(o.side)
+    def _fill_market(self, o: POrder, at: Decimal | None = None) -> None:
+        price = self.market_price(o.side) if at is None else self._slipped(o.side, at)
         try:
             self._fill(o, o.remaining, price, maker=False)
         except ApiError:
@@ -91,30 +114,36 @@ class Engine:
 
     def _fill(self, o: POrder, qty: Decimal, price: Decimal, maker: bool) -> None:
         s = self.s
-        ledger.settle_fill(self.st, o, qty, price, maker, s.fee_rate, s.base_asset, s.quote_asset)
+        fill = ledger.settle_fill(self.st, o, qty, price, maker, s.fee_rate, s.base_asset, s.quote_asset)
+        if o.side_effect in REPAY_EFFECTS:
+            self._auto_repay(o.account, fill.commission_asset)
         if o.order_list_id != -1:
             self._expire_siblings(o)
             self._update_list(o.order_list_id)
 
     # ---- queries -----------------------------------------------------------------------------
 
-    def find(self, order_id: int | None = None, client_order_id: str | None = None) -> POrder:
-        """The order by id or client id (latest with that client id); -2013 when absent."""
+    def find(self, order_id: int | None = None, client_order_id: str | None = None, account: str = SPOT) -> POrder:
+        """The order by id or client id (latest with that client id) in `account`; -2013 when absent."""
         if order_id is None and client_order_id:
-            order_id = self._by_client.get(client_order_id)
+            order_id = self._by_client.get((account, client_order_id))
         o = self.st.orders.get(order_id) if order_id is not None else None
-        if o is None or (client_order_id and o.client_order_id != client_order_id):
+        if o is None or o.account != account or (client_order_id and o.client_order_id != client_order_id):
             raise ApiError(-2013, "Order does not exist.")
         return o
 
-    def open_orders(self) -> list[POrder]:
-        """Open orders, oldest first."""
-        return sorted((o for o in self.st.orders.values() if o.is_open), key=lambda o: o.order_id)
+    def open_orders(self, account: str | None = None) -> list[POrder]:
+        """Open orders (of one wallet, or all), oldest first."""
+        return sorted((o for o in self.st.orders.values() if o.is_open and account in (None, o.account)),
+                      key=lambda o: o.order_id)
 
-    def find_list(self, list_id: int | None = None, list_client_id: str | None = None) -> PList:
-        """An order list by id or client id; -2013 when absent."""
-        for lst in self.st.lists.values():
-            if lst.order_list_id == list_id or (list_client_id and lst.list_client_order_id == list_client_id):
+    def find_list(self, list_id: int | None = None, list_client_id: str | None = None, account: str = SPOT) -> PList:
+        """An order list (latest with that client id) of `account`; -2013 when absent."""
+        for lid in sorted(self.st.lists, reverse=True):
+            lst = self.st.lists[lid]
+            if lst.account != account:
+                continue
+            if lid == list_id or (list_id is None and list_client_id and lst.list_client_order_id == list_client_id):
                 return lst
         raise ApiError(-2013, "Order list does not exist.")
 
@@ -123,11 +152,13 @@ class Engine:
     def place(self, req: NewOrder) -> POrder:
         """Validate, lock, register and (if it takes) execute one order."""
         o = self._build(req, -1)
+        if o.side_effect in BORROW_EFFECTS:
+            self._auto_borrow(o, req)
         if o.type == "MARKET":
             return self._place_market(o, req)
         lock_asset, per_unit = self._lock_terms(o)
         oid = self.st.next_order_id
-        o.lock_id = ledger.lock(self.st, lock_asset, per_unit, o.orig_qty, [oid]) if per_unit else 0
+        o.lock_id = ledger.lock(self.st, lock_asset, per_unit, o.orig_qty, [oid], o.account) if per_unit else 0
         self._register(o)
         if o.type == "LIMIT":
             self._execute_limit(o)
@@ -141,7 +172,7 @@ class Engine:
             filters.check_qty(self.s, o.orig_qty)
         filters.check_notional(self.s, price, o.orig_qty)
         paid, amount = (self.s.quote_asset, price * o.orig_qty) if o.side == "BUY" else (self.s.base_asset, o.orig_qty)
-        ledger.require_free(self.st, paid, amount)
+        ledger.require_free(self.st, paid, amount, o.account)
         self._register(o)
         self._fill(o, o.orig_qty, price, maker=False)
         return o
@@ -164,9 +195,11 @@ class Engine:
     def _build(self, req: NewOrder, list_id: int) -> POrder:
         """Check parameters, filters and trigger/take rules; return an unregistered order."""
         rules.check_shape(req)
+        if req.side_effect and (req.account == SPOT or req.side_effect not in SIDE_EFFECTS):
+            raise ApiError(-1100, "Illegal characters found in parameter 'sideEffectType'.")
         cid = req.client_order_id or f"paper-{self.st.next_order_id}-{self.st.market_ms}"
         # Only the latest order with a client id can still be open (a duplicate is refused).
-        prior = self._by_client.get(cid)
+        prior = self._by_client.get((req.account, cid))
         if prior is not None and self.st.orders[prior].is_open:
             raise rejected("Duplicate order sent.")
         self._check_filters(req)
@@ -177,6 +210,7 @@ class Engine:
             orig_qty=req.quantity or Decimal(0), price=req.price or Decimal(0), stop_price=req.stop_price or Decimal(0),
             order_list_id=list_id, time=self.st.market_ms, update_time=self.st.market_ms,
             working_time=-1 if stop else self.st.market_ms, is_working=not stop,
+            account=req.account, side_effect=req.side_effect,
         )
 
     def _check_filters(self, req: NewOrder) -> None:
@@ -201,12 +235,12 @@ class Engine:
         o.order_id = self.st.next_order_id
         self.st.next_order_id += 1
         self.st.orders[o.order_id] = o
-        self._by_client[o.client_order_id] = o.order_id
+        self._by_client[(o.account, o.client_order_id)] = o.order_id
 
     # ---- OCO ---------------------------------------------------------------------------------
 
     def place_oco(self, side: str, qty: Decimal, above: NewOrder, below: NewOrder, list_client_id: str) -> PList:
-        """Place an OCO: both legs validated, the quantity locked ONCE for both."""
+        """Place an OCO (spot): both legs validated, the quantity locked ONCE for both."""
         _check_oco_types(side, above.type, below.type)
         above_ref = above.price if above.type == "LIMIT_MAKER" else above.stop_price
         below_ref = below.price if below.type == "LIMIT_MAKER" else below.stop_price
@@ -216,18 +250,20 @@ class Engine:
         legs = [self._build(r, list_id) for r in (below, above)]
         if legs[0].client_order_id == legs[1].client_order_id:
             raise rejected("Duplicate order sent.")
-        first = self.st.next_order_id
+        account, first = above.account, self.st.next_order_id
         if side == "SELL":
-            lock_id = ledger.lock(self.st, self.s.base_asset, Decimal(1), qty, [first, first + 1])
+            asset, per_unit = self.s.base_asset, Decimal(1)
         else:
-            per_unit = max(leg.price or leg.stop_price for leg in legs)
-            lock_id = ledger.lock(self.st, self.s.quote_asset, per_unit, qty, [first, first + 1])
+            asset, per_unit = self.s.quote_asset, max(leg.price or leg.stop_price for leg in legs)
+        if above.side_effect in BORROW_EFFECTS:
+            self._borrow_shortfall(account, asset, per_unit * qty, legs[0])
+        lock_id = ledger.lock(self.st, asset, per_unit, qty, [first, first + 1], account)
         for leg in legs:
             leg.lock_id = lock_id
             self._register(leg)
         self.st.next_list_id += 1
         lst = PList(order_list_id=list_id, list_client_order_id=list_client_id or f"paper-list-{list_id}",
-                    transaction_time=self.st.market_ms, order_ids=[leg.order_id for leg in legs])
+                    transaction_time=self.st.market_ms, order_ids=[leg.order_id for leg in legs], account=account)
         self.st.lists[list_id] = lst
         return lst
 
@@ -253,24 +289,24 @@ class Engine:
 
     # ---- cancelling --------------------------------------------------------------------------
 
-    def cancel(self, order_id: int | None = None, client_order_id: str | None = None) -> POrder:
+    def cancel(self, order_id: int | None = None, client_order_id: str | None = None, account: str = SPOT) -> POrder:
         """Cancel an open order (a list leg cancels its whole list); -2011 when not open."""
         try:
-            o = self.find(order_id, client_order_id)
+            o = self.find(order_id, client_order_id, account)
         except ApiError:
             raise ApiError(-2011, "Unknown order sent.") from None
         if not o.is_open:
             raise ApiError(-2011, "Unknown order sent.")
         if o.order_list_id != -1:
-            self.cancel_list(o.order_list_id)
+            self.cancel_list(o.order_list_id, account=o.account)
         else:
             self._finish(o, "CANCELED")
         return o
 
-    def cancel_list(self, list_id: int | None = None, list_client_id: str | None = None) -> PList:
+    def cancel_list(self, list_id: int | None = None, list_client_id: str | None = None, account: str = SPOT) -> PList:
         """Cancel every open leg of an order list."""
         try:
-            lst = self.find_list(list_id, list_client_id)
+            lst = self.find_list(list_id, list_client_id, account)
         except ApiError:
             raise ApiError(-2011, "Unknown order list sent.") from None
         legs = [self.st.orders[i] for i in lst.order_ids]

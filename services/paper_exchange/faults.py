@@ -6,7 +6,7 @@ from typing import Any
 
 import msgspec
 
-COUNTED = ("after_accept_5xx", "after_accept_delay_ms", "timeout", "http_429", "err_1021",
+COUNTED = ("after_accept_5xx", "after_accept_delay_ms", "timeout", "http_429", "http_418", "err_1021",
            "transient_2013", "reject_orders")
 KINDS = ("latency_ms",) + COUNTED
 
@@ -53,7 +53,8 @@ class FaultBook:
             return Fault(kind, int(body.get("count", -1)) if float(v) else 0, float(v), path, side)
         if kind == "after_accept_delay_ms":
             return Fault(kind, int(body.get("count", 1)), float(v), path, side)
-        value = {"http_429": float(body.get("retry_after", 1)), "timeout": float(body.get("timeout_ms", 15000))}
+        retry = float(body.get("retry_after", 1))
+        value = {"http_429": retry, "http_418": retry, "timeout": float(body.get("timeout_ms", 15000))}
         return Fault(kind, int(v), value.get(kind, 0.0), path, side)
 
     def take(self, kind: str, path: str, side: str) -> Fault | None:

@@ -3,33 +3,40 @@ from __future__ import annotations
 
 from decimal import ROUND_HALF_UP, Decimal
 
-from services.paper_exchange.model import ZERO, Balance, EngineState, PFill, PLock, POrder, PTrade, rejected
+from services.paper_exchange.model import (
+    SPOT, ZERO, ApiError, Balance, EngineState, PFill, PLock, POrder, PTrade, rejected,
+)
 
 _COMMISSION_Q = Decimal("0.00000001")
 INSUFFICIENT = "Account has insufficient balance for requested action."
 
 
-def balance(st: EngineState, asset: str) -> Balance:
-    """The asset's balance record (created empty on first use)."""
-    return st.balances.setdefault(asset, Balance())
+def wallet(st: EngineState, account: str) -> dict[str, Balance]:
+    """The balances of one wallet: SPOT, CROSS or ISOLATED."""
+    return st.balances if account == SPOT else st.margin.setdefault(account, {})
 
 
-def require_free(st: EngineState, asset: str, amount: Decimal) -> None:
+def balance(st: EngineState, asset: str, account: str = SPOT) -> Balance:
+    """The asset's balance record in `account` (created empty on first use)."""
+    return wallet(st, account).setdefault(asset, Balance())
+
+
+def require_free(st: EngineState, asset: str, amount: Decimal, account: str = SPOT) -> None:
     """-2010 unless `amount` of `asset` is free."""
-    if balance(st, asset).free < amount:
+    if balance(st, asset, account).free < amount:
         raise rejected(INSUFFICIENT)
 
 
-def lock(st: EngineState, asset: str, per_unit: Decimal, qty: Decimal, holders: list[int]) -> int:
+def lock(st: EngineState, asset: str, per_unit: Decimal, qty: Decimal, holders: list[int], account: str = SPOT) -> int:
     """Move per_unit*qty of `asset` from free to locked for `holders`; return the lock id."""
     amount = per_unit * qty
-    require_free(st, asset, amount)
-    b = balance(st, asset)
+    require_free(st, asset, amount, account)
+    b = balance(st, asset, account)
     b.free -= amount
     b.locked += amount
     lock_id = st.next_lock_id
     st.next_lock_id += 1
-    st.locks[lock_id] = PLock(asset=asset, per_unit=per_unit, qty=qty, holders=holders)
+    st.locks[lock_id] = PLock(asset=asset, per_unit=per_unit, qty=qty, holders=holders, account=account)
     return lock_id
 
 
@@ -40,7 +47,7 @@ def release(st: EngineState, lock_id: int, qty: Decimal) -> None:
         return
     qty = min(qty, lk.qty)
     amount = lk.per_unit * qty
-    b = balance(st, lk.asset)
+    b = balance(st, lk.asset, lk.account)
     b.locked -= amount
     b.free += amount
     lk.qty -= qty
@@ -66,9 +73,9 @@ def settle_fill(st: EngineState, o: POrder, qty: Decimal, price: Decimal, maker:
     else:
         paid, paid_amt, got, got_amt = base, qty, quote, quote_qty
     fee = (got_amt * fee_rate).quantize(_COMMISSION_Q, rounding=ROUND_HALF_UP)
-    require_free(st, paid, paid_amt)
-    balance(st, paid).free -= paid_amt
-    balance(st, got).free += got_amt - fee
+    require_free(st, paid, paid_amt, o.account)
+    balance(st, paid, o.account).free -= paid_amt
+    balance(st, got, o.account).free += got_amt - fee
     trade_id = st.next_trade_id
     st.next_trade_id += 1
     o.executed_qty += qty
@@ -80,13 +87,38 @@ def settle_fill(st: EngineState, o: POrder, qty: Decimal, price: Decimal, maker:
     st.trades.append(PTrade(
         id=trade_id, order_id=o.order_id, order_list_id=o.order_list_id, price=price, qty=qty, quote_qty=quote_qty,
         commission=fee, commission_asset=got, time=st.market_ms, is_buyer=o.side == "BUY", is_maker=maker,
+        account=o.account,
     ))
     if o.lock_id:
         release_if_done(st, o.lock_id)
     return fill
 
 
-def total(st: EngineState, asset: str) -> Decimal:
-    """free + locked of `asset`."""
-    b = st.balances.get(asset)
-    return (b.free + b.locked) if b else ZERO
+def borrow(st: EngineState, account: str, asset: str, amount: Decimal) -> None:
+    """Credit a loan to a margin wallet (the caller checked the limit)."""
+    b = balance(st, asset, account)
+    b.free += amount
+    b.borrowed += amount
+
+
+def repay(st: EngineState, account: str, asset: str, amount: Decimal) -> None:
+    """Pay back `amount` of a loan from free balance: interest first, then principal."""
+    b = balance(st, asset, account)
+    if amount > b.borrowed + b.interest:
+        raise ApiError(-3015, "Repayment amount has exceeded the borrowed amount.")
+    if amount > b.free:
+        raise ApiError(-3041, "Balance is not enough")
+    b.free -= amount
+    paid_interest = min(amount, b.interest)
+    b.interest -= paid_interest
+    b.borrowed -= amount - paid_interest
+
+
+def net_value(st: EngineState, account: str, base: str, last: Decimal) -> tuple[Decimal, Decimal]:
+    """(net asset value, liabilities) of a margin wallet in quote terms at the last price."""
+    net = liab = ZERO
+    for asset, b in wallet(st, account).items():
+        px = last if asset == base else Decimal(1)
+        net += (b.free + b.locked - b.borrowed - b.interest) * px
+        liab += (b.borrowed + b.interest) * px
+    return net, liab

@@ -38,6 +38,21 @@ class FeedWriter:
     def __init__(self, path: Path):
         self.path = path
 
+    def ensure(self, bars: list[Bar]) -> None:
+        """Make the feed hold exactly header + `bars`: append what is missing when the file already
+        holds a prefix of them (a restart: tailers keep their file), else rewrite it atomically."""
+        want = [AGG_HEADER_LINE] + [format_row(b) for b in bars]
+        try:
+            have = self.path.read_text(encoding="utf-8").splitlines()
+        except FileNotFoundError:
+            have = []
+        if have and len(have) <= len(want) and have == want[:len(have)]:
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.writelines(line + "\n" for line in want[len(have):])
+                f.flush()
+            return
+        self.rewrite(bars)
+
     def rewrite(self, bars: list[Bar]) -> None:
         """Start the feed afresh (header + `bars`), atomically."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -81,9 +96,9 @@ class Replay:
         return self.bars[i - 1].close if i > 0 else self.bars[0].avg_price
 
     def write_feed_so_far(self) -> None:
-        """Rewrite the feed: history before the first replayed bar plus every bar completed since."""
+        """The feed = history before the first replayed bar plus every bar completed since."""
         lo = max(0, self.first - self.history_bars)
-        self.feed.rewrite(self.bars[lo:self.completed()])
+        self.feed.ensure(self.bars[lo:self.completed()])
 
     def completed(self) -> int:
         """Index one past the last completed bar (market time has reached its ts + 60)."""

@@ -10,6 +10,10 @@ LIMIT_TYPES = frozenset({"LIMIT", "LIMIT_MAKER", "STOP_LOSS_LIMIT", "TAKE_PROFIT
 STOP_TYPES = frozenset({"STOP_LOSS", "STOP_LOSS_LIMIT", "TAKE_PROFIT", "TAKE_PROFIT_LIMIT"})
 ORDER_TYPES = frozenset({"LIMIT", "MARKET", "LIMIT_MAKER"}) | STOP_TYPES
 OPEN = frozenset({"NEW", "PARTIALLY_FILLED"})
+SPOT, CROSS, ISOLATED = "SPOT", "CROSS", "ISOLATED"  # the three wallets of the one account
+BORROW_EFFECTS = frozenset({"MARGIN_BUY", "AUTO_BORROW_REPAY"})
+REPAY_EFFECTS = frozenset({"AUTO_REPAY", "AUTO_BORROW_REPAY"})
+SIDE_EFFECTS = frozenset({"NO_SIDE_EFFECT"}) | BORROW_EFFECTS | REPAY_EFFECTS
 
 
 class ApiError(Exception):
@@ -55,6 +59,7 @@ class PTrade(msgspec.Struct):
     time: int
     is_buyer: bool
     is_maker: bool
+    account: str = SPOT
 
 
 class PLock(msgspec.Struct):
@@ -63,6 +68,7 @@ class PLock(msgspec.Struct):
     per_unit: Decimal  # locked amount per unit of base quantity (1 for a SELL, the limit price for a BUY)
     qty: Decimal  # base quantity still covered by the lock
     holders: list[int]
+    account: str = SPOT
 
 
 class POrder(msgspec.Struct):
@@ -86,6 +92,10 @@ class POrder(msgspec.Struct):
     is_working: bool = True
     lock_id: int = 0
     fills: list[PFill] = msgspec.field(default_factory=list)
+    account: str = SPOT
+    side_effect: str = ""
+    borrowed_amount: Decimal = ZERO
+    borrowed_asset: str = ""
 
     @property
     def remaining(self) -> Decimal:
@@ -107,12 +117,15 @@ class PList(msgspec.Struct):
     list_status_type: str = "EXEC_STARTED"
     list_order_status: str = "EXECUTING"
     contingency_type: str = "OCO"
+    account: str = SPOT
 
 
 class Balance(msgspec.Struct):
-    """free / locked of one asset."""
+    """free / locked of one asset (and, in a margin wallet, what is borrowed)."""
     free: Decimal = ZERO
     locked: Decimal = ZERO
+    borrowed: Decimal = ZERO
+    interest: Decimal = ZERO
 
 
 class EngineState(msgspec.Struct):
@@ -129,6 +142,8 @@ class EngineState(msgspec.Struct):
     next_list_id: int = 1
     next_trade_id: int = 1
     next_lock_id: int = 1
+    margin: dict[str, dict[str, Balance]] = msgspec.field(default_factory=dict)  # CROSS / ISOLATED wallets
+    next_tran_id: int = 1
 
 
 class NewOrder(msgspec.Struct):
@@ -141,3 +156,5 @@ class NewOrder(msgspec.Struct):
     stop_price: Decimal | None = None
     time_in_force: str = ""
     client_order_id: str = ""
+    account: str = SPOT
+    side_effect: str = ""

@@ -48,7 +48,8 @@ def client_id(p: Mapping[str, str], name: str) -> str:
     """A client order id ('' when absent); -1100 unless it matches ^[a-zA-Z0-9-_]{1,36}$."""
     raw = p.get(name, "")
     if raw and not _CLIENT_ID_RE.match(raw):
-        raise ApiError(-1100, f"Illegal characters found in parameter '{name}'; legal range is '^[a-zA-Z0-9-_]{{1,36}}$'.")
+        raise ApiError(-1100, f"Illegal characters found in parameter '{name}'; "
+                              "legal range is '^[a-zA-Z0-9-_]{1,36}$'.")
     return raw
 
 

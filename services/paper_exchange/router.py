@@ -5,7 +5,7 @@ import logging
 import threading
 import time
 
-from services.paper_exchange import admin, api, auth
+from services.paper_exchange import admin, api, api_margin, auth
 from services.paper_exchange import params as P
 from services.paper_exchange.app import PaperApp, Request, Response
 from services.paper_exchange.model import ApiError
@@ -32,12 +32,25 @@ class WeightMeter:
             return self._used
 
 
+def _rate_limited(status: int, retry: float) -> Response:
+    if status == 418:
+        msg = f"Way too much request weight used; IP banned until {int((time.time() + retry) * 1000)}."
+    else:
+        msg = "Too many requests; current limit is 6000 request weight per 1 MINUTE."
+    return Response(status, {"code": -1003, "msg": msg},
+                    {"Retry-After": str(int(retry) if retry == int(retry) else retry)})
+
+
 def error(e: ApiError) -> Response:
     """Binance's error body (with `data` for cancelReplace failures)."""
     body = {"code": e.code, "msg": e.msg}
     if e.data is not None:
         body["data"] = e.data
     return Response(e.http, body)
+
+
+SIGNED = {**api.SIGNED, **api_margin.SIGNED}
+PLACING = api.PLACING | {"/sapi/v1/margin/order", "/sapi/v1/margin/order/oco"}
 
 
 class Router:
@@ -54,10 +67,11 @@ class Router:
                 return Response(403, {"error": "admin endpoints are loopback only"})
             return admin.handle(self.app, req)
         key = (req.method, req.path)
-        if key not in api.PUBLIC and key not in api.SIGNED:
+        if key not in api.PUBLIC and key not in SIGNED:
             return Response(404, {"code": -1000, "msg": f"Unknown endpoint {req.method} {req.path}"})
         resp = self._api(req, key)
-        resp.headers["X-MBX-USED-WEIGHT-1M"] = str(self.weight.add())
+        weight_header = "X-SAPI-USED-IP-WEIGHT-1M" if req.path.startswith("/sapi/") else "X-MBX-USED-WEIGHT-1M"
+        resp.headers[weight_header] = str(self.weight.add())
         return resp
 
     def _api(self, req: Request, key: tuple[str, str]) -> Response:
@@ -70,13 +84,12 @@ class Router:
         lat = faults.take("latency_ms", req.path, side)
         if lat:
             time.sleep(lat.value / 1000)  # injected latency, by definition a real delay
-        limited = faults.take("http_429", req.path, side)
-        if limited:
-            retry = limited.value
-            return Response(429, {"code": -1003, "msg": "Too many requests; current limit is 6000 request weight per 1 MINUTE."},
-                            {"Retry-After": str(int(retry) if retry == int(retry) else retry)})
+        for kind, status in (("http_418", 418), ("http_429", 429)):
+            limited = faults.take(kind, req.path, side)
+            if limited:
+                return _rate_limited(status, limited.value)
         try:
-            if key in api.SIGNED:
+            if key in SIGNED:
                 self._authenticate(req, p, side)
             return self._execute(req, key, p, side)
         except ApiError as e:
@@ -92,9 +105,9 @@ class Router:
 
     def _execute(self, req: Request, key: tuple[str, str], p: dict[str, str], side: str) -> Response:
         faults = self.app.faults
-        if req.path in api.PLACING and req.method == "POST" and faults.take("reject_orders", req.path, side):
+        if req.path in PLACING and req.method == "POST" and faults.take("reject_orders", req.path, side):
             raise ApiError(-2010, "Order rejected (paper exchange fault injection: reject_orders).")
-        handler = api.PUBLIC.get(key) or api.SIGNED[key]
+        handler = api.PUBLIC.get(key) or SIGNED[key]
         mutating = req.method != "GET"
         with self.app.lock:
             try:

@@ -65,6 +65,13 @@ def stop_triggered(side: str, order_type: str, stop: Decimal, last: Decimal) -> 
     return last >= stop if loss else last <= stop
 
 
+def stop_reached(side: str, order_type: str, stop: Decimal, lo: Decimal, hi: Decimal) -> bool:
+    """True when a move that traded every price in [lo, hi] reached the stop."""
+    loss = order_type.startswith("STOP_LOSS")
+    falling_trigger = (side == "SELL") == loss   # SELL stop-loss / BUY take-profit trigger on the way down
+    return lo <= stop if falling_trigger else hi >= stop
+
+
 def marketable(side: str, price: Decimal, bid: Decimal, ask: Decimal) -> bool:
     """A limit at `price` would take liquidity right now."""
     return price >= ask if side == "BUY" else price <= bid

@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import msgspec
 
-from services.paper_exchange.app import PaperApp, Request
+from services.paper_exchange.app import PaperApp, Request, Response
 from services.paper_exchange.router import Router
 from services.paper_exchange.settings import Settings
 
@@ -31,14 +31,23 @@ class _Server(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    timeout = 120  # idle keep-alive connections are closed (clients reconnect), freeing their threads
     server: _Server
 
     def _serve(self) -> None:
         path, _, query = self.path.partition("?")
-        length = int(self.headers.get("Content-Length") or 0)
+        raw_length = self.headers.get("Content-Length") or "0"
+        if not raw_length.isdigit():
+            self.send_error(400, "bad Content-Length")
+            return
+        length = int(raw_length)
         body = self.rfile.read(length).decode("utf-8", errors="replace") if length else ""
         req = Request(self.command, path, query, body, self.headers, self.client_address[0])
-        resp = self.server.router.dispatch(req)
+        try:
+            resp = self.server.router.dispatch(req)
+        except Exception:  # noqa: BLE001 - a bug must answer 500 (outcome unknown), not drop the socket
+            log.exception("unhandled error on %s %s", req.method, req.path)
+            resp = Response(500, {"code": -1000, "msg": "An unknown error occurred while processing the request."})
         data = _encode(resp.payload)
         if resp.hold_s:
             time.sleep(resp.hold_s)  # fault injection: the order is done, the reply is late
@@ -77,7 +86,9 @@ class PaperServer:
 
     def start(self) -> int:
         """Serve and replay in background threads."""
-        for target, name in ((lambda: self.httpd.serve_forever(poll_interval=0.05), "paper-http"), (self.app.run_replay, "paper-replay")):
+        def serve() -> None:
+            self.httpd.serve_forever(poll_interval=0.05)  # short poll: shutdown() returns fast
+        for target, name in ((serve, "paper-http"), (self.app.run_replay, "paper-replay")):
             t = threading.Thread(target=target, name=name, daemon=True)
             t.start()
             self._threads.append(t)

@@ -48,6 +48,9 @@ class Settings(msgspec.Struct, frozen=True):
     partial_fill_ratio: Decimal = Decimal(1)
     clock_redis_url: str = ""
     snapshot_every: int = 200
+    margin_leverage: Decimal = Decimal(3)
+    margin_interest_hourly: Decimal = Decimal(0)
+    fsync: bool = True
     exec_prefix: str = "exec:"
 
 
@@ -89,6 +92,17 @@ def _int(env: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> i
     return v
 
 
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw == "":
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{name}={env[name]!r}: must be one of 1, 0, true, false, yes, no, on, off")
+
+
 def _speed(env: Mapping[str, str]) -> float:
     raw = env.get("PAPER_SPEED", "")
     if raw == "":
@@ -127,7 +141,8 @@ def _start_ts(env: Mapping[str, str]) -> int | None:
     try:
         return parse_ts(raw)
     except BadRow as e:
-        raise SettingsError(f"PAPER_START_TS={raw!r}: must be epoch seconds or ISO-8601 (e.g. 2025-01-13T20:00:00Z)") from e
+        raise SettingsError(f"PAPER_START_TS={raw!r}: must be epoch seconds or ISO-8601 "
+                            "(e.g. 2025-01-13T20:00:00Z)") from e
 
 
 def from_env(env: Mapping[str, str] | None = None) -> Settings:
@@ -153,7 +168,11 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         slippage_bps=_dec(env, "PAPER_SLIPPAGE_BPS", Decimal(1), positive=False),
         spread_ticks=_int(env, "PAPER_SPREAD_TICKS", 1, 0, 1_000_000), partial_fill_ratio=ratio,
         clock_redis_url=env.get("PAPER_CLOCK_REDIS_URL", ""),
-        snapshot_every=_int(env, "PAPER_SNAPSHOT_EVERY", 200, 1, 1_000_000), exec_prefix=env.get("EXEC_PREFIX", "exec:"),
+        snapshot_every=_int(env, "PAPER_SNAPSHOT_EVERY", 200, 1, 1_000_000),
+        margin_leverage=_dec(env, "PAPER_MARGIN_LEVERAGE", Decimal(3)),
+        margin_interest_hourly=_dec(env, "PAPER_MARGIN_INTEREST_HOURLY", Decimal(0), positive=False),
+        fsync=_bool(env, "PAPER_FSYNC", True),
+        exec_prefix=env.get("EXEC_PREFIX", "exec:"),
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+from services.paper_exchange import ledger
 from services.paper_exchange.model import EngineState, PList, POrder, PTrade
 
 _Q8 = Decimal("0.00000001")
@@ -62,6 +63,10 @@ def order_admin(o: POrder, symbol: str) -> dict[str, Any]:
     """The exchange's whole truth about one order, for tests and operators."""
     out = order_query(o, symbol)
     out["fills"] = [fill(f) for f in o.fills]
+    out["account"] = o.account
+    if o.account != "SPOT":
+        margin(o, out)
+        out["sideEffectType"] = o.side_effect
     return out
 
 
@@ -90,3 +95,43 @@ def trade(t: PTrade, symbol: str) -> dict[str, Any]:
 def balances(st: EngineState) -> list[dict[str, str]]:
     """Account balances, sorted by asset."""
     return [{"asset": a, "free": d8(b.free), "locked": d8(b.locked)} for a, b in sorted(st.balances.items())]
+
+
+def margin(o: POrder, out: dict[str, Any]) -> dict[str, Any]:
+    """A spot order view plus the margin fields."""
+    out["isIsolated"] = o.account == "ISOLATED"
+    if o.borrowed_amount:
+        out["marginBuyBorrowAmount"] = d8(o.borrowed_amount)
+        out["marginBuyBorrowAsset"] = o.borrowed_asset
+    return out
+
+
+def _margin_asset(asset: str, b: Any) -> dict[str, Any]:
+    net = b.free + b.locked - b.borrowed - b.interest
+    return {"asset": asset, "free": d8(b.free), "locked": d8(b.locked), "borrowed": d8(b.borrowed),
+            "interest": d8(b.interest), "netAsset": d8(net)}
+
+
+def _level(net: Decimal, liab: Decimal) -> str:
+    # marginLevel = total assets / liabilities (Binance shows 999 when nothing is borrowed).
+    return d8((net + liab) / liab) if liab > 0 else "999.00000000"
+
+
+def cross_account(engine: Any, s: Any) -> dict[str, Any]:
+    """GET /sapi/v1/margin/account (values in quote terms where Binance uses BTC)."""
+    net, liab = ledger.net_value(engine.st, "CROSS", s.base_asset, engine.st.last)
+    w = ledger.wallet(engine.st, "CROSS")
+    return {"borrowEnabled": True, "tradeEnabled": True, "transferEnabled": True, "marginLevel": _level(net, liab),
+            "totalNetAsset": d8(net), "totalLiability": d8(liab), "totalAsset": d8(net + liab),
+            "userAssets": [_margin_asset(a, b) for a, b in sorted(w.items())]}
+
+
+def isolated_account(engine: Any, s: Any) -> dict[str, Any]:
+    """GET /sapi/v1/margin/isolated/account for the one symbol."""
+    net, liab = ledger.net_value(engine.st, "ISOLATED", s.base_asset, engine.st.last)
+    side = {a: {**_margin_asset(a, ledger.balance(engine.st, a, "ISOLATED")), "borrowEnabled": True,
+                "repayEnabled": True} for a in (s.base_asset, s.quote_asset)}
+    return {"assets": [{"symbol": s.symbol, "baseAsset": side[s.base_asset], "quoteAsset": side[s.quote_asset],
+                        "isolatedCreated": True, "enabled": True, "tradeEnabled": True,
+                        "marginLevel": _level(net, liab), "indexPrice": d8(engine.st.last)}],
+            "totalNetAsset": d8(net), "totalLiability": d8(liab)}

@@ -3,7 +3,7 @@
 Talks to Binance, Binance testnet and `services.paper_exchange` alike. Every error is a
 typed exception that says whether the request's outcome is known:
 
-* `Rejected` / `NotFound` / `RateLimited` / `ClockSkew`: the request was NOT executed.
+* `Rejected` / `NotFound` / `RateLimited` / `ClockSkew` / `Unreachable`: the request was NOT executed.
 * `UnknownOutcome`: it may or may not have been executed; query by client order id,
   never blindly re-send.
 """
@@ -20,8 +20,9 @@ from urllib.parse import urlencode
 
 import msgspec
 import requests
+from requests.structures import CaseInsensitiveDict
 
-from shared.domain.orders import Order, OrderList, Trade
+from shared.domain.orders import MarginBalance, Order, OrderList, Trade
 from shared.domain.symbol import SymbolFilters
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,10 @@ class NotFound(Rejected):
     NB: -2013 right after placing an order is NOT proof of absence: Binance's query path can lag
     the matching engine by a moment. Re-query after a short delay before concluding it is gone.
     """
+
+
+class Unreachable(BinanceError):
+    """The connection could not be opened (refused, DNS, connect timeout): NOT sent; safe to retry later."""
 
 
 class UnknownOutcome(BinanceError):
@@ -105,6 +110,14 @@ class CancelReplacePartial(BinanceError):
         self.new_order = _part_order(data.get("newOrderResponse"))
         self.cancel_error = _part_error(data.get("cancelResponse"))
         self.new_error = _part_error(data.get("newOrderResponse"))
+
+
+def _retry_after(header: str | None) -> float:
+    """Seconds from a Retry-After header; 60 when absent or not a number (Binance sends seconds)."""
+    try:
+        return max(float(header), 0.0) if header else 60.0
+    except ValueError:
+        return 60.0
 
 
 def _part_error(part: Any) -> tuple[int, str] | None:
@@ -168,11 +181,16 @@ def sign(secret: bytes, payload: str) -> str:
 class BinanceClient:
     """Binance REST client (spot; margin when `margin` is "cross" or "isolated").
 
+    In margin mode place/get/cancel/open_orders/my_trades, OCOs and order lists go to the
+    /sapi/v1/margin endpoints; cancel_replace becomes cancel-then-place (Binance has none for
+    margin); `side_effect_type` is the default sideEffectType of margin orders.
+
     The API secret is kept only as bytes for signing and never appears in repr, logs or errors.
     """
 
     def __init__(self, base_url: str, api_key: str, api_secret: str, recv_window: int = 5000,
-                 timeout: float = 5.0, backoff: Backoff | None = None, margin: str | None = None):
+                 timeout: float = 5.0, backoff: Backoff | None = None, margin: str | None = None,
+                 side_effect_type: str | None = None):
         if margin not in (None, "cross", "isolated"):
             raise ValueError(f"margin must be None, 'cross' or 'isolated', got {margin!r}")
         self.base_url = base_url.rstrip("/")
@@ -182,13 +200,18 @@ class BinanceClient:
         self.timeout = timeout
         self.backoff: Backoff = backoff or LocalBackoff()
         self.margin = margin
+        # Default sideEffectType of margin orders/OCOs that do not pass their own (e.g. AUTO_BORROW_REPAY).
+        self.side_effect_type = side_effect_type
         self.time_offset_ms = 0
         self.used_weight: int | None = None
         self._session = requests.Session()
         self._session.headers["X-MBX-APIKEY"] = api_key
-        # Resolve env proxies once: requests re-scans the environment on every call (~1 ms each).
-        self._session.proxies = requests.utils.get_environ_proxies(self.base_url)
-        self._session.trust_env = False
+        # Env proxies resolved once: requests would re-scan the environment on every call.
+        self._proxies = requests.utils.get_environ_proxies(self.base_url)
+        self._adapter = self._session.get_adapter(self.base_url)
+        self._headers = dict(self._session.headers)
+        # No body is ever sent (all parameters go in the query string); some front ends want the length.
+        self._headers_with_body = {**self._headers, "Content-Length": "0"}
 
     def __repr__(self) -> str:
         return f"BinanceClient(base_url={self.base_url!r}, margin={self.margin!r})"
@@ -216,17 +239,30 @@ class BinanceClient:
         query = self._encode(params or {}, signed)
         url = f"{self.base_url}{path}" + (f"?{query}" if query else "")
         try:
-            resp = self._session.request(method, url, timeout=self.timeout)
+            resp = self._http(method, url)
         except requests.ConnectTimeout as e:
             # Never reached the server: the outcome is known (not executed).
-            raise BinanceError(f"{method} {path}: connect timeout", path=path) from _scrub(e)
+            raise Unreachable(f"{method} {path}: connect timeout", path=path) from _scrub(e)
         except requests.ConnectionError as e:
             if _never_sent(e):
-                raise BinanceError(f"{method} {path}: connection refused", path=path) from _scrub(e)
+                raise Unreachable(f"{method} {path}: connection refused", path=path) from _scrub(e)
             raise UnknownOutcome(f"{method} {path}: connection dropped ({type(e).__name__})", path=path) from _scrub(e)
         except requests.Timeout as e:
             raise UnknownOutcome(f"{method} {path}: no reply within {self.timeout}s", path=path) from _scrub(e)
         return self._handle(resp, path)
+
+    def _http(self, method: str, url: str) -> requests.Response:
+        """One request through the session's pooled keep-alive adapter.
+
+        Binance needs no cookies, redirects or hooks, so the Session's per-call merging of
+        those (~0.4 ms a call) is skipped; the URL is already fully encoded by `_encode`.
+        """
+        req = requests.PreparedRequest()
+        req.method, req.url, req.body, req.hooks = method, url, None, {"response": []}
+        req.headers = CaseInsensitiveDict(self._headers if method == "GET" else self._headers_with_body)
+        resp = self._adapter.send(req, timeout=self.timeout, proxies=self._proxies)
+        _ = resp.content  # read the whole body now: releases the connection to the pool
+        return resp
 
     def _encode(self, params: dict[str, Any], signed: bool) -> str:
         items = [(k, _param(v)) for k, v in params.items() if v is not None]
@@ -245,7 +281,8 @@ class BinanceClient:
                               retry_after=wait, path=path)
 
     def _handle(self, resp: requests.Response, path: str) -> Any:
-        w = resp.headers.get("X-MBX-USED-WEIGHT-1M")
+        # Spot endpoints report X-MBX-USED-WEIGHT-1M; /sapi endpoints X-SAPI-USED-IP-WEIGHT-1M.
+        w = resp.headers.get("X-MBX-USED-WEIGHT-1M") or resp.headers.get("X-SAPI-USED-IP-WEIGHT-1M")
         if w is not None and w.isdigit():
             self.used_weight = int(w)
         status = resp.status_code
@@ -253,7 +290,7 @@ class BinanceClient:
             return resp.content
         code, msg, data = _error_body(resp.content)
         if status in (429, 418):
-            retry_after = float(resp.headers.get("Retry-After") or 60)
+            retry_after = _retry_after(resp.headers.get("Retry-After"))
             self.backoff.block(time.time() + retry_after)
             raise RateLimited(msg or "rate limited", retry_after=retry_after, code=code, http_status=status, path=path)
         if status >= 500 or code in _UNKNOWN_OUTCOME_CODES or code is None:
@@ -304,7 +341,9 @@ class BinanceClient:
         return "/sapi/v1/margin/order" if self.margin else "/api/v3/order"
 
     def _margin_params(self) -> dict[str, str]:
-        return {"isIsolated": "TRUE"} if self.margin == "isolated" else {}
+        if not self.margin:
+            return {}
+        return {"isIsolated": "TRUE" if self.margin == "isolated" else "FALSE"}
 
     def place_order(self, symbol: str, side: str, order_type: str, quantity: Decimal | None, *,
                     client_order_id: str, price: Decimal | None = None, stop_price: Decimal | None = None,
@@ -316,8 +355,9 @@ class BinanceClient:
                   "price": price, "stopPrice": stop_price, "newClientOrderId": client_order_id,
                   "newOrderRespType": "FULL"}
         if self.margin:
-            params["sideEffectType"] = side_effect_type
-        return msgspec.json.decode(self._request("POST", self._order_path(), params, signed=True), type=Order)
+            params["sideEffectType"] = side_effect_type or self.side_effect_type
+        raw = self._request("POST", self._order_path(), params, signed=True)
+        return _working(msgspec.json.decode(raw, type=Order))
 
     def get_order(self, symbol: str, *, order_id: int | None = None, client_order_id: str | None = None) -> Order:
         """Query one order by exchange id or by our client order id."""
@@ -334,6 +374,12 @@ class BinanceClient:
         """All open orders of `symbol`."""
         path = "/sapi/v1/margin/openOrders" if self.margin else "/api/v3/openOrders"
         params = {"symbol": symbol, **self._margin_params()}
+        return msgspec.json.decode(self._request("GET", path, params, signed=True), type=list[Order])
+
+    def all_orders(self, symbol: str, limit: int = 500) -> list[Order]:
+        """The account's most recent orders of `symbol` (any status), oldest first."""
+        path = "/sapi/v1/margin/allOrders" if self.margin else "/api/v3/allOrders"
+        params = {"symbol": symbol, **self._margin_params(), "limit": limit}
         return msgspec.json.decode(self._request("GET", path, params, signed=True), type=list[Order])
 
     def account(self) -> dict[str, tuple[Decimal, Decimal]]:
@@ -353,8 +399,19 @@ class BinanceClient:
                   below_type: str, below_price: Decimal, list_client_order_id: str, above_client_order_id: str,
                   below_client_order_id: str, above_stop_price: Decimal | None = None,
                   below_stop_price: Decimal | None = None, below_time_in_force: str | None = None,
-                  above_time_in_force: str | None = None) -> OrderList:
-        """Place an OCO via `POST /api/v3/orderList/oco` (FULL reports)."""
+                  above_time_in_force: str | None = None, side_effect_type: str | None = None) -> OrderList:
+        """Place an OCO via `POST /api/v3/orderList/oco` (FULL reports).
+
+        In margin mode it goes to `POST /sapi/v1/margin/order/oco`, which only knows the classic
+        pair: one LIMIT_MAKER leg and one STOP_LOSS(_LIMIT) leg (`side_effect_type` applies there).
+        """
+        if self.margin:
+            above = (above_type, above_price, above_stop_price, above_time_in_force, above_client_order_id)
+            below = (below_type, below_price, below_stop_price, below_time_in_force, below_client_order_id)
+            params = _margin_oco_params(symbol, side, quantity, above, below, list_client_order_id)
+            params.update({**self._margin_params(), "sideEffectType": side_effect_type or self.side_effect_type})
+            raw = self._request("POST", "/sapi/v1/margin/order/oco", params, signed=True)
+            return _working_list(msgspec.json.decode(raw, type=OrderList))
         params = {"symbol": symbol, "side": side, "quantity": quantity, "listClientOrderId": list_client_order_id,
                   "aboveType": above_type, "aboveClientOrderId": above_client_order_id, "abovePrice": above_price,
                   "aboveStopPrice": above_stop_price, "aboveTimeInForce": above_time_in_force,
@@ -362,18 +419,24 @@ class BinanceClient:
                   "belowStopPrice": below_stop_price, "belowTimeInForce": below_time_in_force,
                   "newOrderRespType": "FULL"}
         raw = self._request("POST", "/api/v3/orderList/oco", params, signed=True)
-        return msgspec.json.decode(raw, type=OrderList)
+        return _working_list(msgspec.json.decode(raw, type=OrderList))
 
-    def get_order_list(self, *, order_list_id: int | None = None, list_client_order_id: str | None = None) -> OrderList:
-        """Query an order list by id or by its client id."""
-        params = {"orderListId": order_list_id, "origClientOrderId": list_client_order_id}
-        return msgspec.json.decode(self._request("GET", "/api/v3/orderList", params, signed=True), type=OrderList)
+    def _list_path(self) -> str:
+        return "/sapi/v1/margin/orderList" if self.margin else "/api/v3/orderList"
+
+    def get_order_list(self, *, order_list_id: int | None = None, list_client_order_id: str | None = None,
+                       symbol: str | None = None) -> OrderList:
+        """Query an order list by id or by its client id (`symbol` is required by Binance for isolated margin)."""
+        params = {"symbol": symbol if self.margin else None, **self._margin_params(), "orderListId": order_list_id,
+                  "origClientOrderId": list_client_order_id}
+        return msgspec.json.decode(self._request("GET", self._list_path(), params, signed=True), type=OrderList)
 
     def cancel_order_list(self, symbol: str, *, order_list_id: int | None = None,
                           list_client_order_id: str | None = None) -> OrderList:
         """Cancel a whole order list."""
-        params = {"symbol": symbol, "orderListId": order_list_id, "listClientOrderId": list_client_order_id}
-        return msgspec.json.decode(self._request("DELETE", "/api/v3/orderList", params, signed=True), type=OrderList)
+        params = {"symbol": symbol, **self._margin_params(), "orderListId": order_list_id,
+                  "listClientOrderId": list_client_order_id}
+        return msgspec.json.decode(self._request("DELETE", self._list_path(), params, signed=True), type=OrderList)
 
     def cancel_replace(self, symbol: str, side: str, order_type: str, quantity: Decimal, *,
                        cancel_orig_client_order_id: str, new_client_order_id: str, price: Decimal | None,
@@ -385,13 +448,113 @@ class BinanceClient:
         CancelReplacePartial (-2021) and a failed cancel raises CancelReplaceFailed (-2022),
         each carrying both parts, so a caller can never mistake "old stop gone, new one rejected"
         for success.
+
+        Binance has no margin cancel-replace: in margin mode this is a cancel followed by a place
+        (mode STOP_ON_FAILURE semantics), with the same exceptions for the same outcomes.
         """
+        if self.margin:
+            return self._margin_cancel_replace(symbol, side, order_type, quantity, cancel_orig_client_order_id,
+                                               new_client_order_id, price, stop_price, time_in_force)
         params = {"symbol": symbol, "side": side, "type": order_type, "cancelReplaceMode": mode,
                   "timeInForce": time_in_force, "quantity": quantity, "price": price, "stopPrice": stop_price,
                   "cancelOrigClientOrderId": cancel_orig_client_order_id, "newClientOrderId": new_client_order_id,
                   "newOrderRespType": "FULL"}
         body = msgspec.json.decode(self._request("POST", "/api/v3/order/cancelReplace", params, signed=True))
-        return _part_order(body.get("cancelResponse"), cancel=True), _part_order(body.get("newOrderResponse"))
+        new = _part_order(body.get("newOrderResponse"))
+        return _part_order(body.get("cancelResponse"), cancel=True), (_working(new) if new else None)
+
+
+    def _margin_cancel_replace(self, symbol: str, side: str, order_type: str, quantity: Decimal, cancel_cid: str,
+                               new_cid: str, price: Decimal | None, stop_price: Decimal | None,
+                               tif: str | None) -> tuple[Order | None, Order | None]:
+        try:
+            cancelled = self.cancel_order(symbol, client_order_id=cancel_cid)
+        except Rejected as e:
+            part = {"code": e.code, "msg": e.msg}
+            raise CancelReplaceFailed(f"cancel failed: {e.msg}", code=-2022, http_status=e.http_status, path=e.path,
+                                      data={"cancelResult": "FAILURE", "newOrderResult": "NOT_ATTEMPTED",
+                                            "cancelResponse": part}) from e
+        try:
+            new = self.place_order(symbol, side, order_type, quantity, client_order_id=new_cid, price=price,
+                                   stop_price=stop_price, time_in_force=tif)
+        except Rejected as e:
+            err = CancelReplacePartial(f"cancelled, but the new order failed: {e.msg}", code=-2021,
+                                       http_status=e.http_status, path=e.path,
+                                       data={"cancelResult": "SUCCESS", "newOrderResult": "FAILURE",
+                                             "newOrderResponse": {"code": e.code, "msg": e.msg}})
+            err.cancel_order = cancelled
+            raise err from e
+        return cancelled, new
+
+    # ---- margin accounts (work whatever `margin` mode the client is in) ---------------------------
+
+    def margin_debts(self, symbol: str) -> dict[str, Decimal]:
+        """Borrowed + interest per asset: the isolated pair's in isolated mode, else the cross account's."""
+        if self.margin == "isolated":
+            assets = self.isolated_account(symbol)
+        else:
+            assets = self.margin_account()
+        return {a: b.borrowed + b.interest for a, b in assets.items()}
+
+    def margin_account(self) -> dict[str, MarginBalance]:
+        """Cross margin balances by asset (free, locked, borrowed, interest, netAsset)."""
+        body = msgspec.json.decode(self._request("GET", "/sapi/v1/margin/account", {}, signed=True))
+        return {a["asset"]: msgspec.convert(a, MarginBalance, strict=False) for a in body["userAssets"]}
+
+    def isolated_account(self, symbol: str) -> dict[str, MarginBalance]:
+        """The isolated pair's two assets (base and quote) by asset."""
+        raw = self._request("GET", "/sapi/v1/margin/isolated/account", {"symbols": symbol}, signed=True)
+        pair = msgspec.json.decode(raw)["assets"][0]
+        return {side["asset"]: msgspec.convert(side, MarginBalance, strict=False)
+                for side in (pair["baseAsset"], pair["quoteAsset"])}
+
+    def _borrow_repay(self, kind: str, asset: str, amount: Decimal, symbol: str | None) -> int:
+        params = {"asset": asset, "isIsolated": "TRUE" if symbol else "FALSE", "symbol": symbol,
+                  "amount": amount, "type": kind}
+        raw = self._request("POST", "/sapi/v1/margin/borrow-repay", params, signed=True)
+        return int(msgspec.json.decode(raw)["tranId"])
+
+    def borrow(self, asset: str, amount: Decimal, symbol: str | None = None) -> int:
+        """Borrow on cross margin (or isolated `symbol`); returns the transaction id."""
+        return self._borrow_repay("BORROW", asset, amount, symbol)
+
+    def repay(self, asset: str, amount: Decimal, symbol: str | None = None) -> int:
+        """Repay a margin loan (cross, or isolated `symbol`); returns the transaction id."""
+        return self._borrow_repay("REPAY", asset, amount, symbol)
+
+    def max_borrowable(self, asset: str, symbol: str | None = None) -> Decimal:
+        """How much of `asset` can still be borrowed (cross, or isolated `symbol`)."""
+        params = {"asset": asset, "isolatedSymbol": symbol}
+        body = msgspec.json.decode(self._request("GET", "/sapi/v1/margin/maxBorrowable", params, signed=True))
+        return Decimal(body["amount"])
+
+
+def _working(o: Order) -> Order:
+    """New-order responses carry no isWorking; workingTime -1 means a stop not yet triggered."""
+    if o.working_time == -1:
+        o.is_working = False
+    return o
+
+
+def _working_list(lst: OrderList) -> OrderList:
+    for o in lst.order_reports:
+        _working(o)
+    return lst
+
+
+def _margin_oco_params(symbol: str, side: str, quantity: Decimal, above: tuple, below: tuple,
+                       list_cid: str) -> dict[str, Any]:
+    """Classic margin OCO parameters from the above/below legs (type, price, stop, tif, client id)."""
+    legs = {above[0]: above, below[0]: below}
+    limit = legs.get("LIMIT_MAKER")
+    stop = legs.get("STOP_LOSS_LIMIT") or legs.get("STOP_LOSS")
+    if limit is None or stop is None:
+        raise ValueError("margin OCO needs one LIMIT_MAKER leg and one STOP_LOSS/STOP_LOSS_LIMIT leg")
+    limit_stop = stop[0] == "STOP_LOSS_LIMIT"
+    return {"symbol": symbol, "side": side, "quantity": quantity, "listClientOrderId": list_cid,
+            "limitClientOrderId": limit[4], "price": limit[1], "stopClientOrderId": stop[4], "stopPrice": stop[2],
+            "stopLimitPrice": stop[1] if limit_stop else None,
+            "stopLimitTimeInForce": (stop[3] or "GTC") if limit_stop else None, "newOrderRespType": "FULL"}
 
 
 def _param(v: Any) -> str:
@@ -432,13 +595,21 @@ def _scrub(e: Exception) -> Exception:
     return type(e)(f"{type(e).__name__} (details withheld: URL carries signed parameters)")
 
 
+def _norm(text: str) -> Decimal:
+    """Binance pads filters to 8 decimals ("0.01000000"); keep the value with its significant exponent so
+    prices rounded to the tick print as 95000.01, not 95000.01000000."""
+    d = Decimal(text)
+    n = d.normalize()
+    return n if n.as_tuple().exponent < 0 else Decimal(int(d))
+
+
 def _filters(sym: dict) -> SymbolFilters:
     f = {x["filterType"]: x for x in sym["filters"]}
     price, lot = f["PRICE_FILTER"], f["LOT_SIZE"]
     notional = f.get("NOTIONAL") or f.get("MIN_NOTIONAL") or {"minNotional": "0"}
     return SymbolFilters(
         symbol=sym["symbol"], base_asset=sym["baseAsset"], quote_asset=sym["quoteAsset"],
-        tick_size=Decimal(price["tickSize"]), step_size=Decimal(lot["stepSize"]), min_qty=Decimal(lot["minQty"]),
-        max_qty=Decimal(lot["maxQty"]), min_notional=Decimal(notional["minNotional"]),
-        min_price=Decimal(price["minPrice"]), max_price=Decimal(price["maxPrice"]),
+        tick_size=_norm(price["tickSize"]), step_size=_norm(lot["stepSize"]), min_qty=_norm(lot["minQty"]),
+        max_qty=_norm(lot["maxQty"]), min_notional=_norm(notional["minNotional"]),
+        min_price=_norm(price["minPrice"]), max_price=_norm(price["maxPrice"]),
     )

@@ -63,6 +63,8 @@ class Order(msgspec.Struct, rename="camel"):
     fills: list[Fill] = msgspec.field(default_factory=list)
     # Margin responses only.
     is_isolated: bool = False
+    margin_buy_borrow_amount: Decimal = _ZERO
+    margin_buy_borrow_asset: str = ""
 
 
 class OrderRef(msgspec.Struct, rename="camel"):
@@ -100,6 +102,16 @@ class Trade(msgspec.Struct, rename="camel"):
     is_maker: bool
     order_list_id: int = -1
     is_best_match: bool = True
+
+
+class MarginBalance(msgspec.Struct, rename="camel"):
+    """One asset of a margin account (cross `userAssets` entry or one side of an isolated pair)."""
+    asset: str
+    free: Decimal
+    locked: Decimal
+    borrowed: Decimal = _ZERO
+    interest: Decimal = _ZERO
+    net_asset: Decimal = _ZERO
 
 
 def order_is_open(o: Order) -> bool:
