@@ -55,7 +55,7 @@ def _prepare(run_dir: Path) -> tuple[Path, str, int, float, Decimal]:
     f = SymbolFilters(cfg.SYMBOL, "BTC", "USDC", cfg.TICK_SIZE, cfg.QTY_STEP, cfg.MIN_QTY, Decimal(9000), cfg.MIN_NOTIONAL)
     m = find_moment(bars, cfg, f)
     sig_bar = bars[m.index]
-    speed = max(20.0, (m.bars_to_tp2 + m.bars_after_tp2 + 25) * 60 / 50)
+    speed = max(20.0, (m.bars_to_tp2 + m.bars_after_tp2 + 25) * 60 / 35)  # about 45 s of trade
     _say(f"market data: {market.name} [{label}]")
     _say(f"demo moment: signal at the close of {format_ts(sig_bar.ts)} (bar {m.index}), replay at {speed:.0f}x")
     if run_dir.exists():
@@ -74,10 +74,15 @@ def main() -> int:
     t0 = time.monotonic()
     subprocess.run([str(HOME / ".venv/bin/supervisord"), "-c", str(HOME / "supervisord.conf")], check=True,
                    env=os.environ.copy())
+    keep = os.environ.get("DEMO_KEEP") == "1"
     try:
         return _drive(run_dir, speed, close, t0)
     finally:
-        _ctl("shutdown")
+        if keep:
+            _say("stack left running (DEMO_KEEP=1): scripts/ctl.sh status; stop with: "
+                 f"EXEC_RUN_DIR={run_dir} scripts/ctl.sh shutdown")
+        else:
+            _ctl("shutdown")
 
 
 def _drive(run_dir: Path, speed: float, close: Decimal, t0: float) -> int:
@@ -145,7 +150,9 @@ def _summary(r: redis.Redis, cfg, admin: str, closed: Event, t0: float) -> None:
         _say(f"    {o.get('clientOrderId', ''):<28} {o.get('type', ''):<16} {o.get('side', ''):<4} "
              f"{o.get('status', ''):<9} qty {o.get('executedQty', '')}/{o.get('origQty', '')}")
     _say(f"  wall time    {time.monotonic() - t0:.1f}s")
-    _say("  inspect      redis-cli -p $EXEC_REDIS_PORT XRANGE exec:events - +   (while a stack runs)")
+    _say(f"  logs         {Path(os.environ['EXEC_RUN_DIR']) / 'logs'}/*.log (one JSON event per line)")
+    _say(f"  audit trail  DEMO_KEEP=1 make demo, then: redis-cli -p {os.environ.get('EXEC_REDIS_PORT')} "
+         f"XRANGE {cfg.EXEC_PREFIX}events - +")
 
 
 if __name__ == "__main__":
