@@ -1,14 +1,16 @@
 """Binance REST endpoints of the paper exchange (public and signed)."""
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Callable
 from typing import Any
 
+from services.paper_exchange import filters, rules
 from services.paper_exchange import params as P
 from services.paper_exchange import views
 from services.paper_exchange.app import PaperApp
-from services.paper_exchange.model import SPOT, ApiError, POrder
+from services.paper_exchange.model import SPOT, ApiError, NewOrder, POrder
 
 Handler = Callable[[PaperApp, dict[str, str]], Any]
 
@@ -80,9 +82,18 @@ def ticker_price(app: PaperApp, p: dict[str, str]) -> Any:
 def new_order(app: PaperApp, p: dict[str, str]) -> Any:
     """POST /api/v3/order."""
     sym = _sym(app, p)
-    o = app.cmd.place(P.new_order(p))
+    req = P.new_order(p)
+    market_notional(app, req)
+    o = app.cmd.place(req)
     app.mark_placed(o.order_id)
     return _new_order_reply(o, sym, p.get("newOrderRespType", "FULL"))
+
+
+def market_notional(app: PaperApp, req: NewOrder) -> None:
+    """Binance applies NOTIONAL to MARKET orders too (applyMinToMarket); the engine checks it only for
+    priced orders, so a tiny market order is refused here, after the parameter-shape checks."""
+    rules.check_shape(req)
+    filters.check_market_notional(app.s, req, app.engine.st.last)
 
 
 def _new_order_reply(o: POrder, sym: str, resp_type: str) -> Any:
@@ -154,6 +165,8 @@ def account(app: PaperApp, p: dict[str, str]) -> Any:
     return {
         "makerCommission": rate, "takerCommission": rate, "buyerCommission": 0, "sellerCommission": 0,
         "canTrade": True, "canWithdraw": False, "canDeposit": False, "brokered": False,
+        "commissionRates": {"maker": views.d8(app.s.fee_rate), "taker": views.d8(app.s.fee_rate),
+                            "buyer": "0.00000000", "seller": "0.00000000"},
         "requireSelfTradePrevention": False, "preventSor": False, "updateTime": app.engine.st.market_ms,
         "accountType": "SPOT", "balances": views.balances(app.engine.st), "permissions": ["SPOT"], "uid": 1,
     }
@@ -176,10 +189,19 @@ def new_oco(app: PaperApp, p: dict[str, str]) -> Any:
     above = P.new_order(p, "above", "aboveClientOrderId")
     below = P.new_order(p, "below", "belowClientOrderId")
     above.quantity = below.quantity = qty
+    leg_client_ids(above, below)
     lst = app.cmd.place_oco(side, qty, above, below, P.client_id(p, "listClientOrderId"))
     for oid in lst.order_ids:
         app.mark_placed(oid)
     return views.order_list(lst, app.engine.st, sym)
+
+
+def leg_client_ids(*legs: NewOrder) -> None:
+    """Binance gives every leg sent without a client id its own random one (the engine's default id is
+    derived from the next order id, which both legs of a list would share: "Duplicate order sent.")."""
+    for leg in legs:
+        if not leg.client_order_id:
+            leg.client_order_id = secrets.token_urlsafe(16)[:22]
 
 
 def query_list(app: PaperApp, p: dict[str, str]) -> Any:

@@ -10,7 +10,9 @@ from typing import Any
 
 from services.paper_exchange import params as P
 from services.paper_exchange import views
-from services.paper_exchange.api import Handler, _ids, _new_order_reply, _sym, transient_2013
+from services.paper_exchange.api import (
+    Handler, _ids, _new_order_reply, _sym, leg_client_ids, market_notional, transient_2013,
+)
 from services.paper_exchange.app import PaperApp
 from services.paper_exchange.model import CROSS, ISOLATED, ApiError, NewOrder
 
@@ -27,6 +29,7 @@ def new_order(app: PaperApp, p: dict[str, str]) -> Any:
     sym = _sym(app, p)
     req = P.new_order(p)
     req.account, req.side_effect = _account(p), p.get("sideEffectType", "NO_SIDE_EFFECT")
+    market_notional(app, req)
     o = app.cmd.place(req)
     app.mark_placed(o.order_id)
     return views.margin(o, _new_order_reply(o, sym, p.get("newOrderRespType", "FULL")))
@@ -111,6 +114,7 @@ def new_oco(app: PaperApp, p: dict[str, str]) -> Any:
                     time_in_force=p.get("stopLimitTimeInForce", "") if p.get("stopLimitPrice") else "",
                     client_order_id=P.client_id(p, "stopClientOrderId"), account=account, side_effect=effect)
     above, below = (limit, stop) if side == "SELL" else (stop, limit)
+    leg_client_ids(above, below)
     lst = app.cmd.place_oco(side, qty, above, below, P.client_id(p, "listClientOrderId"))
     for oid in lst.order_ids:
         app.mark_placed(oid)

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from collections.abc import Mapping
+from decimal import Decimal
 
 from services.paper_exchange.model import ApiError
 
@@ -41,19 +43,28 @@ def check_signature(query: str, body: str, secret: bytes) -> None:
         raise ApiError(-1022, "Signature for this request is not valid.")
 
 
+_RECV_WINDOW_RE = re.compile(r"^[0-9]{1,20}(\.[0-9]{1,3})?$")
+
+
 def check_timestamp(params: Mapping[str, str], now_ms: int) -> None:
-    """-1021 when the request is older than recvWindow or more than 1000 ms ahead of our clock."""
+    """-1021 when the request is older than recvWindow or more than 1000 ms ahead of our clock.
+
+    As Binance: `timestamp` may be in milliseconds or microseconds (16 digits); `recvWindow` is milliseconds
+    with up to three decimals (microsecond precision), at most 60000.
+    """
     ts_raw = params.get("timestamp", "")
     if not ts_raw.isdigit():
         raise ApiError(-1102, "Mandatory parameter 'timestamp' was not sent, was empty/null, or malformed.")
     window_raw = params.get("recvWindow", "5000")
-    if not window_raw.isdigit():
-        raise ApiError(-1100, "Illegal characters found in parameter 'recvWindow'; legal range is '^[0-9]{1,20}$'.")
-    window = int(window_raw)
-    if window > 60000:
+    if not _RECV_WINDOW_RE.match(window_raw):
+        raise ApiError(-1100, "Illegal characters found in parameter 'recvWindow'; "
+                              "legal range is '^[0-9]{1,20}(\\.[0-9]{1,3})?$'.")
+    window_us = int(Decimal(window_raw) * 1000)
+    if window_us > 60_000_000:
         raise ApiError(-1131, "recvWindow must be less than 60000")
-    ts = int(ts_raw)
-    if ts > now_ms + 1000:
+    ts_us = int(ts_raw) if len(ts_raw) >= 16 else int(ts_raw) * 1000
+    now_us = now_ms * 1000
+    if ts_us > now_us + 1_000_000:
         raise ApiError(-1021, "Timestamp for this request was 1000ms ahead of the server's time.")
-    if now_ms - ts > window:
+    if now_us - ts_us > window_us:
         raise ApiError(-1021, "Timestamp for this request is outside of the recvWindow.")

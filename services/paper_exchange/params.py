@@ -15,9 +15,20 @@ _CLIENT_ID_RE = re.compile(r"^[a-zA-Z0-9-_]{1,36}$")
 
 
 def parse(query: str, body: str) -> dict[str, str]:
-    """Query string and form body merged (body wins), values URL-decoded."""
-    out = dict(parse_qsl(query, keep_blank_values=True))
-    out.update(parse_qsl(body, keep_blank_values=True))
+    """Query string and form body merged, values URL-decoded.
+
+    As Binance: a parameter sent in both the query string and the body takes the query string's value;
+    a parameter repeated within one of them is -1101.
+    """
+    out: dict[str, str] = {}
+    for raw in (query, body):
+        part: dict[str, str] = {}
+        for k, v in parse_qsl(raw, keep_blank_values=True):
+            if k in part:
+                raise ApiError(-1101, "Duplicate values for a parameter detected.")
+            part[k] = v
+        for k, v in part.items():
+            out.setdefault(k, v)
     return out
 
 

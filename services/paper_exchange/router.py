@@ -16,20 +16,60 @@ _LOOPBACK = ("127.", "::1", "::ffff:127.")
 
 
 class WeightMeter:
-    """Request weight used in the current wall-clock minute (X-MBX-USED-WEIGHT-1M)."""
+    """Usage per counter (header name) in the current wall-clock window (X-MBX-USED-WEIGHT-1M and friends)."""
 
-    def __init__(self) -> None:
-        self._minute, self._used = 0, 0
+    def __init__(self, window_s: int = 60) -> None:
+        self.window_s = window_s
+        self._window: dict[str, int] = {}
+        self._used: dict[str, int] = {}
         self._lock = threading.Lock()
 
-    def add(self, weight: int = 1) -> int:
-        """Count a request; return the minute's total."""
+    def add(self, weight: int = 1, counter: str = "X-MBX-USED-WEIGHT-1M") -> int:
+        """Count `weight` on `counter`; return the window's total."""
         with self._lock:
-            minute = int(time.time() // 60)
-            if minute != self._minute:
-                self._minute, self._used = minute, 0
-            self._used += weight
-            return self._used
+            window = int(time.time() // self.window_s)
+            if self._window.get(counter) != window:
+                self._window[counter], self._used[counter] = window, 0
+            self._used[counter] += weight
+            return self._used[counter]
+
+
+# Binance's documented request weights (spot: IP weight; /sapi: IP or UID weight, each its own header).
+_IP, _SAPI_IP, _SAPI_UID = "X-MBX-USED-WEIGHT-1M", "X-SAPI-USED-IP-WEIGHT-1M", "X-SAPI-USED-UID-WEIGHT-1M"
+WEIGHTS: dict[tuple[str, str], tuple[str, int]] = {
+    ("GET", "/api/v3/ping"): (_IP, 1), ("GET", "/api/v3/time"): (_IP, 1),
+    ("GET", "/api/v3/exchangeInfo"): (_IP, 20), ("GET", "/api/v3/ticker/bookTicker"): (_IP, 2),
+    ("GET", "/api/v3/ticker/price"): (_IP, 2),
+    ("POST", "/api/v3/order"): (_IP, 1), ("GET", "/api/v3/order"): (_IP, 4), ("DELETE", "/api/v3/order"): (_IP, 1),
+    ("GET", "/api/v3/openOrders"): (_IP, 6), ("DELETE", "/api/v3/openOrders"): (_IP, 1),
+    ("GET", "/api/v3/allOrders"): (_IP, 20), ("GET", "/api/v3/account"): (_IP, 20),
+    ("GET", "/api/v3/myTrades"): (_IP, 20), ("POST", "/api/v3/orderList/oco"): (_IP, 1),
+    ("GET", "/api/v3/orderList"): (_IP, 4), ("DELETE", "/api/v3/orderList"): (_IP, 1),
+    ("POST", "/api/v3/order/cancelReplace"): (_IP, 1),
+    ("POST", "/sapi/v1/margin/order"): (_SAPI_UID, 6), ("POST", "/sapi/v1/margin/order/oco"): (_SAPI_UID, 6),
+    ("POST", "/sapi/v1/margin/borrow-repay"): (_SAPI_UID, 1500),
+    ("GET", "/sapi/v1/margin/maxBorrowable"): (_SAPI_IP, 50),
+}
+
+
+def request_weight(method: str, path: str, p: dict[str, str]) -> tuple[str, int]:
+    """(counter header, weight) of one request, as Binance documents it."""
+    if (method, path) == ("GET", "/api/v3/openOrders") and not p.get("symbol"):
+        return _IP, 80
+    if (method, path) == ("GET", "/api/v3/myTrades") and p.get("orderId"):
+        return _IP, 5
+    return WEIGHTS.get((method, path), (_SAPI_IP, 10) if path.startswith("/sapi/") else (_IP, 1))
+
+
+class OrderCounter:
+    """Orders placed per 10 s and per (UTC) day: Binance's X-MBX-ORDER-COUNT-10S / -1D on order replies."""
+
+    def __init__(self) -> None:
+        self._10s, self._1d = WeightMeter(10), WeightMeter(86400)
+
+    def add(self, n: int) -> dict[str, str]:
+        """Count `n` new orders; the two headers."""
+        return {"X-MBX-ORDER-COUNT-10S": str(self._10s.add(n, "o")), "X-MBX-ORDER-COUNT-1D": str(self._1d.add(n, "o"))}
 
 
 def _rate_limited(status: int, retry: float) -> Response:
@@ -59,6 +99,7 @@ class Router:
     def __init__(self, app: PaperApp):
         self.app = app
         self.weight = WeightMeter()
+        self.orders = OrderCounter()
 
     def dispatch(self, req: Request) -> Response:
         """Route admin or API requests."""
@@ -69,17 +110,21 @@ class Router:
         key = (req.method, req.path)
         if key not in api.PUBLIC and key not in SIGNED:
             return Response(404, {"code": -1000, "msg": f"Unknown endpoint {req.method} {req.path}"})
-        resp = self._api(req, key)
-        weight_header = "X-SAPI-USED-IP-WEIGHT-1M" if req.path.startswith("/sapi/") else "X-MBX-USED-WEIGHT-1M"
-        resp.headers[weight_header] = str(self.weight.add())
-        return resp
-
-    def _api(self, req: Request, key: tuple[str, str]) -> Response:
-        faults = self.app.faults
         try:
             p = P.parse(req.query, req.body)
-        except ValueError:
-            return error(ApiError(-1100, "Illegal characters found in a parameter."))
+        except ApiError as e:
+            p, resp = {}, error(e)
+        else:
+            resp = self._api(req, key, p)
+        header, weight = request_weight(req.method, req.path, p)
+        resp.headers[header] = str(self.weight.add(weight, header))
+        if resp.status == 200 and req.method == "POST" and req.path in api.PLACING:
+            placed = 2 if req.path.endswith("/oco") else 1
+            resp.headers.update(self.orders.add(placed))
+        return resp
+
+    def _api(self, req: Request, key: tuple[str, str], p: dict[str, str]) -> Response:
+        faults = self.app.faults
         side = p.get("side", "").upper()
         lat = faults.take("latency_ms", req.path, side)
         if lat:

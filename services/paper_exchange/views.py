@@ -17,6 +17,11 @@ def d8(v: Decimal) -> str:
     return format(q if q == v else v.normalize(), "f")
 
 
+def json_number(v: Decimal) -> int | float:
+    """A Decimal as a JSON number (an integer when it is one)."""
+    return int(v) if v == v.to_integral_value() else float(v)
+
+
 def _base(o: POrder, symbol: str) -> dict[str, Any]:
     return {
         "symbol": symbol, "orderId": o.order_id, "orderListId": o.order_list_id, "clientOrderId": o.client_order_id,
@@ -101,7 +106,9 @@ def margin(o: POrder, out: dict[str, Any]) -> dict[str, Any]:
     """A spot order view plus the margin fields."""
     out["isIsolated"] = o.account == "ISOLATED"
     if o.borrowed_amount:
-        out["marginBuyBorrowAmount"] = d8(o.borrowed_amount)
+        # A JSON number, as Binance documents it (`"marginBuyBorrowAmount": 5`; the official SDK's model
+        # declares an integer): unlike every other amount, not a decimal string.
+        out["marginBuyBorrowAmount"] = json_number(o.borrowed_amount)
         out["marginBuyBorrowAsset"] = o.borrowed_asset
     return out
 
@@ -117,21 +124,47 @@ def _level(net: Decimal, liab: Decimal) -> str:
     return d8((net + liab) / liab) if liab > 0 else "999.00000000"
 
 
+def _in_btc(v: Decimal, s: Any, price: Decimal) -> str:
+    """Binance reports account totals in BTC: quote-valued totals divided by the price when the base is BTC
+    (for another base asset the totals stay in quote terms)."""
+    return d8((v / price).quantize(_Q8)) if s.base_asset == "BTC" and price > 0 else d8(v)
+
+
 def cross_account(engine: Any, s: Any) -> dict[str, Any]:
-    """GET /sapi/v1/margin/account (values in quote terms where Binance uses BTC)."""
-    net, liab = ledger.net_value(engine.st, "CROSS", s.base_asset, engine.st.last)
+    """GET /sapi/v1/margin/account: Binance's fields (totals in BTC), plus the paper's quote-valued totals
+    (totalNetAsset, totalLiability, totalAsset)."""
+    last = engine.st.last
+    net, liab = ledger.net_value(engine.st, "CROSS", s.base_asset, last)
     w = ledger.wallet(engine.st, "CROSS")
-    return {"borrowEnabled": True, "tradeEnabled": True, "transferEnabled": True, "marginLevel": _level(net, liab),
+    return {"created": True, "borrowEnabled": True, "tradeEnabled": True, "transferEnabled": True,
+            "transferInEnabled": True, "transferOutEnabled": True, "accountType": "MARGIN_1",
+            "marginLevel": _level(net, liab), "collateralMarginLevel": _level(net, liab),
+            "totalAssetOfBtc": _in_btc(net + liab, s, last), "totalLiabilityOfBtc": _in_btc(liab, s, last),
+            "totalNetAssetOfBtc": _in_btc(net, s, last), "totalCollateralValueInUSDT": d8(net + liab),
             "totalNetAsset": d8(net), "totalLiability": d8(liab), "totalAsset": d8(net + liab),
             "userAssets": [_margin_asset(a, b) for a, b in sorted(w.items())]}
 
 
 def isolated_account(engine: Any, s: Any) -> dict[str, Any]:
-    """GET /sapi/v1/margin/isolated/account for the one symbol."""
-    net, liab = ledger.net_value(engine.st, "ISOLATED", s.base_asset, engine.st.last)
-    side = {a: {**_margin_asset(a, ledger.balance(engine.st, a, "ISOLATED")), "borrowEnabled": True,
-                "repayEnabled": True} for a in (s.base_asset, s.quote_asset)}
-    return {"assets": [{"symbol": s.symbol, "baseAsset": side[s.base_asset], "quoteAsset": side[s.quote_asset],
+    """GET /sapi/v1/margin/isolated/account for the one symbol (Binance's fields, totals in BTC)."""
+    last = engine.st.last
+    net, liab = ledger.net_value(engine.st, "ISOLATED", s.base_asset, last)
+
+    def side(a: str) -> dict[str, Any]:
+        b = ledger.balance(engine.st, a, "ISOLATED")
+        row = _margin_asset(a, b)
+        value = Decimal(1) if a == s.base_asset else Decimal(1) / last if last > 0 else Decimal(0)
+        total = b.free + b.locked
+        row.update({"borrowEnabled": True, "repayEnabled": True, "totalAsset": d8(total),
+                    "netAssetOfBtc": d8(((total - b.borrowed - b.interest) * value).quantize(_Q8))
+                    if s.base_asset == "BTC" else row["netAsset"]})
+        return row
+
+    level = _level(net, liab)
+    return {"assets": [{"symbol": s.symbol, "baseAsset": side(s.base_asset), "quoteAsset": side(s.quote_asset),
                         "isolatedCreated": True, "enabled": True, "tradeEnabled": True,
-                        "marginLevel": _level(net, liab), "indexPrice": d8(engine.st.last)}],
+                        "marginLevel": level, "marginLevelStatus": "EXCESSIVE", "marginRatio": "3.00000000",
+                        "indexPrice": d8(last), "liquidatePrice": "0.00000000", "liquidateRate": "0.00000000"}],
+            "totalAssetOfBtc": _in_btc(net + liab, s, last), "totalLiabilityOfBtc": _in_btc(liab, s, last),
+            "totalNetAssetOfBtc": _in_btc(net, s, last),
             "totalNetAsset": d8(net), "totalLiability": d8(liab)}

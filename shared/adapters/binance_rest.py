@@ -357,30 +357,30 @@ class BinanceClient:
         if self.margin:
             params["sideEffectType"] = side_effect_type or self.side_effect_type
         raw = self._request("POST", self._order_path(), params, signed=True)
-        return _working(msgspec.json.decode(raw, type=Order))
+        return _working(msgspec.json.decode(raw, type=Order, strict=False))
 
     def get_order(self, symbol: str, *, order_id: int | None = None, client_order_id: str | None = None) -> Order:
         """Query one order by exchange id or by our client order id."""
         params = {"symbol": symbol, **self._margin_params(), **_id_params(order_id, client_order_id)}
-        return msgspec.json.decode(self._request("GET", self._order_path(), params, signed=True), type=Order)
+        return msgspec.json.decode(self._request("GET", self._order_path(), params, signed=True), type=Order, strict=False)
 
     def cancel_order(self, symbol: str, *, order_id: int | None = None, client_order_id: str | None = None) -> Order:
         """Cancel one order; the returned Order's `client_order_id` is the order's own id."""
         params = {"symbol": symbol, **self._margin_params(), **_id_params(order_id, client_order_id)}
         raw = self._request("DELETE", self._order_path(), params, signed=True)
-        return _fix_cancel_ids(msgspec.json.decode(raw, type=Order))
+        return _fix_cancel_ids(msgspec.json.decode(raw, type=Order, strict=False))
 
     def open_orders(self, symbol: str) -> list[Order]:
         """All open orders of `symbol`."""
         path = "/sapi/v1/margin/openOrders" if self.margin else "/api/v3/openOrders"
         params = {"symbol": symbol, **self._margin_params()}
-        return msgspec.json.decode(self._request("GET", path, params, signed=True), type=list[Order])
+        return msgspec.json.decode(self._request("GET", path, params, signed=True), type=list[Order], strict=False)
 
     def all_orders(self, symbol: str, limit: int = 500) -> list[Order]:
         """The account's most recent orders of `symbol` (any status), oldest first."""
         path = "/sapi/v1/margin/allOrders" if self.margin else "/api/v3/allOrders"
         params = {"symbol": symbol, **self._margin_params(), "limit": limit}
-        return msgspec.json.decode(self._request("GET", path, params, signed=True), type=list[Order])
+        return msgspec.json.decode(self._request("GET", path, params, signed=True), type=list[Order], strict=False)
 
     def account(self) -> dict[str, tuple[Decimal, Decimal]]:
         """Spot balances: asset -> (free, locked)."""
@@ -391,7 +391,7 @@ class BinanceClient:
         """Our trades on `symbol` (optionally of one order)."""
         path = "/sapi/v1/margin/myTrades" if self.margin else "/api/v3/myTrades"
         params = {"symbol": symbol, **self._margin_params(), "orderId": order_id}
-        return msgspec.json.decode(self._request("GET", path, params, signed=True), type=list[Trade])
+        return msgspec.json.decode(self._request("GET", path, params, signed=True), type=list[Trade], strict=False)
 
     # ---- order lists and cancel-replace ----------------------------------------------------
 
@@ -411,7 +411,7 @@ class BinanceClient:
             params = _margin_oco_params(symbol, side, quantity, above, below, list_client_order_id)
             params.update({**self._margin_params(), "sideEffectType": side_effect_type or self.side_effect_type})
             raw = self._request("POST", "/sapi/v1/margin/order/oco", params, signed=True)
-            return _working_list(msgspec.json.decode(raw, type=OrderList))
+            return _working_list(msgspec.json.decode(raw, type=OrderList, strict=False))
         params = {"symbol": symbol, "side": side, "quantity": quantity, "listClientOrderId": list_client_order_id,
                   "aboveType": above_type, "aboveClientOrderId": above_client_order_id, "abovePrice": above_price,
                   "aboveStopPrice": above_stop_price, "aboveTimeInForce": above_time_in_force,
@@ -419,7 +419,7 @@ class BinanceClient:
                   "belowStopPrice": below_stop_price, "belowTimeInForce": below_time_in_force,
                   "newOrderRespType": "FULL"}
         raw = self._request("POST", "/api/v3/orderList/oco", params, signed=True)
-        return _working_list(msgspec.json.decode(raw, type=OrderList))
+        return _working_list(msgspec.json.decode(raw, type=OrderList, strict=False))
 
     def _list_path(self) -> str:
         return "/sapi/v1/margin/orderList" if self.margin else "/api/v3/orderList"
@@ -429,14 +429,14 @@ class BinanceClient:
         """Query an order list by id or by its client id (`symbol` is required by Binance for isolated margin)."""
         params = {"symbol": symbol if self.margin else None, **self._margin_params(), "orderListId": order_list_id,
                   "origClientOrderId": list_client_order_id}
-        return msgspec.json.decode(self._request("GET", self._list_path(), params, signed=True), type=OrderList)
+        return msgspec.json.decode(self._request("GET", self._list_path(), params, signed=True), type=OrderList, strict=False)
 
     def cancel_order_list(self, symbol: str, *, order_list_id: int | None = None,
                           list_client_order_id: str | None = None) -> OrderList:
         """Cancel a whole order list."""
         params = {"symbol": symbol, **self._margin_params(), "orderListId": order_list_id,
                   "listClientOrderId": list_client_order_id}
-        return msgspec.json.decode(self._request("DELETE", self._list_path(), params, signed=True), type=OrderList)
+        return msgspec.json.decode(self._request("DELETE", self._list_path(), params, signed=True), type=OrderList, strict=False)
 
     def cancel_replace(self, symbol: str, side: str, order_type: str, quantity: Decimal, *,
                        cancel_orig_client_order_id: str, new_client_order_id: str, price: Decimal | None,
@@ -593,6 +593,10 @@ def _never_sent(e: requests.ConnectionError) -> bool:
 def _scrub(e: Exception) -> Exception:
     """The chained cause, reduced to its type: requests' text carries the full signed URL."""
     return type(e)(f"{type(e).__name__} (details withheld: URL carries signed parameters)")
+
+
+# Order replies are decoded with strict=False: Binance's margin cancel documents `orderId` as a string ("28")
+# where every other reply has a number; lax decoding accepts both without losing anything.
 
 
 def _norm(text: str) -> Decimal:
