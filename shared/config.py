@@ -36,7 +36,8 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     CLOCK: str = "wall"
     STREAM_MAXLEN: int = 100_000
     HEARTBEAT_TTL_SEC: int = 10
-    WATCHDOG_PROCESSES: tuple[str, ...] = ("signal_ingest", "position_engine", "exit_manager", "notifier")
+    WATCHDOG_PROCESSES: tuple[str, ...] = ("signal_ingest", "position_engine", "exit_manager", "notifier",
+                                           "user_stream")
     REST_POLL_MS: int = 250        # REST fallback polling of order status (weight budget: see README)
     # signals
     COOLDOWN_SEC: int = 180
@@ -64,6 +65,8 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     N8N_BASIC_AUTH_PASSWORD: str = ""
     # exchange
     BINANCE_BASE_URL: str = "https://api.binance.com"
+    BINANCE_WS_URL: str = "wss://ws-api.binance.com:443/ws-api/v3"   # WebSocket API (user_stream)
+    USER_STREAM_CHECK_SEC: float = 10.0   # user_stream: REST cross-check of the stream every N seconds
     BINANCE_API_KEY: str = ""
     BINANCE_API_SECRET: str = ""
     BINANCE_TIMEOUT_SEC: float = 5.0
@@ -73,6 +76,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     MARGIN_SIDE_EFFECT: str = "AUTO_BORROW_REPAY"
     MARGIN_AUTO_REPAY_AT_CANCEL: bool = False
     MARGIN_BORROW_MODE: str = "manual"
+    MARGIN_BORROW_BUFFER_PCT: Decimal = Decimal("0.003")   # manual borrow: extra over the plan's need
     # entry
     LIVE_VALIDATE_ONLY: bool = False
     LIVE_ENTRY_TIMEOUT_SEC: int = 90
@@ -260,7 +264,7 @@ def validate(cfg: Config) -> None:
     _non_negative(cfg, "MIN_QTY", "MIN_NOTIONAL", "ENTRY_OFFSET_USD", "COOLDOWN_SEC", "LOCK_SEC",
                   "DEDUP_PRICE_DECIMALS", "SWING_MINS", "PLANB_MAX_DEV_R_MULT", "PLANB_MAX_DEV_USD",
                   "TRAIL_STEP_USD", "TRAIL_SWING_BUFFER_USD", "TRAIL_CONFIRM_BUFFER_USD", "SL_LIMIT_GAP_TICKS",
-                  "LIVE_ENTRY_TIMEOUT_SEC", "I2_BE_TOLERANCE_USD", "MARGIN_DEBT_EPS", "TP1_BE_COOLDOWN_SEC")
+                  "LIVE_ENTRY_TIMEOUT_SEC", "MARGIN_BORROW_BUFFER_PCT", "I2_BE_TOLERANCE_USD", "MARGIN_DEBT_EPS", "TP1_BE_COOLDOWN_SEC")
     if cfg.SL_PCT >= 1:
         raise ConfigError(f"SL_PCT={cfg.SL_PCT} must be a fraction below 1 (0.002 = 0.2 %)")
     if len(cfg.TP_R_LIST) != 2 or not (0 < cfg.TP_R_LIST[0] < cfg.TP_R_LIST[1]):

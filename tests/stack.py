@@ -32,6 +32,7 @@ class Stack:
         self.tmp = tmp
         self.procs: dict[str, subprocess.Popen] = {}
         self.paper_port = free_port()
+        self.ws_port = free_port()
         self.prefix = f"t{os.getpid()}{int(time.time() * 1000) % 100000}:"
         self.env = {
             **{k: v for k, v in os.environ.items() if not k.startswith(("PAPER_", "EXEC_"))},
@@ -42,7 +43,9 @@ class Stack:
             "PAPER_STATE_FN": str(tmp / "paper.json"), "PAPER_CLOCK_REDIS_URL": redis_url,
             "AGG_CSV": str(tmp / "aggregated.csv"), "PAPER_FEED_CSV": str(tmp / "aggregated.csv"),
             "DELTASCOUT_LOG": str(tmp / "deltascout.log"), "STATE_FN": str(tmp / "state" / "executor_state.json"),
-            "REST_POLL_MS": "50", "HEARTBEAT_TTL_SEC": "5",
+            "REST_POLL_MS": "50", "HEARTBEAT_TTL_SEC": "5", "PAPER_WS_PORT": str(self.ws_port),
+            "BINANCE_WS_URL": f"ws://127.0.0.1:{self.ws_port}/ws-api/v3",
+            "WATCHDOG_PROCESSES": "signal_ingest,position_engine,exit_manager",
             **overrides,
         }
         self.env["PAPER_CLOCK_REDIS_URL"] = self.env["REDIS_URL"]

@@ -12,7 +12,8 @@ import yaml
 from tests.redis_helpers import free_port, wait_until
 
 HOME = Path(__file__).resolve().parents[1]
-PROGRAMS = {"redis", "paper_exchange", "signal_ingest", "position_engine", "exit_manager", "watchdog", "notifier"}
+PROGRAMS = {"redis", "paper_exchange", "signal_ingest", "position_engine", "exit_manager", "watchdog", "notifier",
+            "user_stream"}
 
 
 def _supervisor_programs() -> dict[str, str]:

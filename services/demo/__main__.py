@@ -25,7 +25,7 @@ from shared.domain.messages import Event
 from shared.domain.symbol import SymbolFilters
 
 HOME = Path(__file__).resolve().parents[2]
-SERVICES = ("signal_ingest", "position_engine", "exit_manager", "watchdog", "notifier")
+SERVICES = ("signal_ingest", "position_engine", "exit_manager", "watchdog", "notifier", "user_stream")
 TIMEOUT_SEC = 110
 
 

@@ -8,6 +8,7 @@ import threading
 
 from services.paper_exchange.server import PaperServer
 from services.paper_exchange.settings import SettingsError, from_env
+from services.paper_exchange.ws_api import WsApiServer
 
 
 def main() -> int:
@@ -19,13 +20,22 @@ def main() -> int:
         print(f"paper_exchange: bad setting: {e}", file=sys.stderr)
         return 2
     server = PaperServer(settings)
+    ws = WsApiServer(server.app, settings.host, settings.ws_port)
     port = server.start()
-    # Printed on stdout (flushed) so a parent using PAPER_PORT=0 can read the port.
+    try:
+        ws_port: int | None = ws.start()
+    except RuntimeError as e:  # e.g. the port is taken: REST trading goes on, user_stream falls back to REST
+        logging.getLogger("paper_exchange").error("WebSocket API not started: %s", e)
+        ws_port = None
+    # Printed on stdout (flushed) so a parent using PAPER_PORT=0 / PAPER_WS_PORT=0 can read the ports.
     print(f"paper_exchange listening on http://{settings.host}:{port}", flush=True)
+    if ws_port is not None:
+        print(f"paper_exchange ws listening on ws://{settings.host}:{ws_port}", flush=True)
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     signal.signal(signal.SIGINT, lambda *_: done.set())
     done.wait()
+    ws.stop()
     server.stop()
     logging.getLogger("paper_exchange").info("stopped")
     return 0

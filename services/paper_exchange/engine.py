@@ -5,6 +5,7 @@ traded through every price in between. Times are the market time of the last pri
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
 
 from shared.domain.risk_math import ceil_to_step, floor_to_step
@@ -22,6 +23,14 @@ _HOUR_MS = 3_600_000
 
 class Engine(MarginMixin):
     """One symbol, one account (spot + margin wallets). Callers serialise access (the server holds one lock)."""
+
+    # Order-event hook (the WebSocket user data stream): called as listener(kind, order_or_list, extra) with kind
+    # "new", "trade" (extra = (fill, maker)), "trigger", "finish" (CANCELED/EXPIRED) or "list". None = no one listens.
+    listener: Callable[[str, object, object], None] | None = None
+
+    def _emit(self, kind: str, obj: object, extra: object = None) -> None:
+        if self.listener is not None:
+            self.listener(kind, obj, extra)
 
     def __init__(self, s: Settings, state: EngineState):
         self.s = s
@@ -95,6 +104,7 @@ class Engine(MarginMixin):
         """The stop triggered when the market traded at `at` (None: at the current book, after a gap)."""
         o.is_working = True
         o.working_time = o.update_time = self.st.market_ms
+        self._emit("trigger", o)
         self._expire_siblings(o)
         if o.type in ("STOP_LOSS", "TAKE_PROFIT"):
             self._fill_market(o, at)
@@ -115,6 +125,7 @@ class Engine(MarginMixin):
     def _fill(self, o: POrder, qty: Decimal, price: Decimal, maker: bool) -> None:
         s = self.s
         fill = ledger.settle_fill(self.st, o, qty, price, maker, s.fee_rate, s.base_asset, s.quote_asset)
+        self._emit("trade", o, (fill, maker))
         if o.side_effect in REPAY_EFFECTS:
             self._auto_repay(o.account, fill.commission_asset)
         if o.order_list_id != -1:
@@ -236,6 +247,7 @@ class Engine(MarginMixin):
         self.st.next_order_id += 1
         self.st.orders[o.order_id] = o
         self._by_client[(o.account, o.client_order_id)] = o.order_id
+        self._emit("new", o)
 
     # ---- OCO ---------------------------------------------------------------------------------
 
@@ -265,6 +277,7 @@ class Engine(MarginMixin):
         lst = PList(order_list_id=list_id, list_client_order_id=list_client_id or f"paper-list-{list_id}",
                     transaction_time=self.st.market_ms, order_ids=[leg.order_id for leg in legs], account=account)
         self.st.lists[list_id] = lst
+        self._emit("list", lst)
         return lst
 
     def _expire_siblings(self, o: POrder) -> None:
@@ -280,12 +293,14 @@ class Engine(MarginMixin):
         lst = self.st.lists[list_id]
         if not any(self.st.orders[i].is_open for i in lst.order_ids):
             lst.list_status_type = lst.list_order_status = "ALL_DONE"
+        self._emit("list", lst)
 
     def _finish(self, o: POrder, status: str) -> None:
         o.status = status
         o.update_time = self.st.market_ms
         if o.lock_id:
             ledger.release_if_done(self.st, o.lock_id)
+        self._emit("finish", o)
 
     # ---- cancelling --------------------------------------------------------------------------
 
@@ -316,6 +331,7 @@ class Engine(MarginMixin):
             if leg.is_open:
                 self._finish(leg, "CANCELED")
         lst.list_status_type = lst.list_order_status = "ALL_DONE"
+        self._emit("list", lst)
         return lst
 
     def cancel_replace(self, mode: str, cancel_id: int | None, cancel_cid: str | None,

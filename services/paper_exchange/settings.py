@@ -52,6 +52,7 @@ class Settings(msgspec.Struct, frozen=True):
     margin_interest_hourly: Decimal = Decimal(0)
     fsync: bool = True
     exec_prefix: str = "exec:"
+    ws_port: int = 8900  # WebSocket API (user data stream); PAPER_WS_PORT, default PAPER_PORT + 1, 0 = free port
 
 
 _QUOTES = ("USDC", "USDT", "FDUSD", "BUSD", "TUSD", "BTC", "ETH", "BNB", "EUR", "TRY")
@@ -173,7 +174,14 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         margin_interest_hourly=_dec(env, "PAPER_MARGIN_INTEREST_HOURLY", Decimal(0), positive=False),
         fsync=_bool(env, "PAPER_FSYNC", True),
         exec_prefix=env.get("EXEC_PREFIX", "exec:"),
+        ws_port=_ws_port(env),
     )
+
+
+def _ws_port(env: Mapping[str, str]) -> int:
+    """PAPER_WS_PORT; by default PAPER_PORT + 1 (0 when PAPER_PORT is 0: a free port)."""
+    http = _int(env, "PAPER_PORT", 8899, 0, 65535)
+    return _int(env, "PAPER_WS_PORT", http + 1 if 0 < http < 65535 else 0, 0, 65535)
 
 
 def market_csv_path(s: Settings) -> tuple[Path, str]:

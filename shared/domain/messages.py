@@ -77,4 +77,6 @@ class Alert(msgspec.Struct, tag="alert", kw_only=True):
     details: dict[str, Any] = {}
 
 
-StreamMessage = Signal | Reject | PositionEvent | Event | Command | Alert
+from shared.domain.order_updates import ListUpdate, OrderUpdate  # noqa: E402  (the `orders` stream, by user_stream)
+
+StreamMessage = Signal | Reject | PositionEvent | Event | Command | Alert | OrderUpdate | ListUpdate

@@ -1,0 +1,1 @@
+"""user_stream: the exchange's user data stream -> the `orders` stream."""

@@ -1,0 +1,334 @@
+"""user_stream: holds the exchange's user data stream (WebSocket API `userDataStream.subscribe.signature`) and
+publishes every order update to the `orders` stream.
+
+One thread, a synchronous `websockets` client:
+
+* connect to BINANCE_WS_URL, subscribe (HMAC-signed, server-time offset from REST), then at once catch up
+  from REST (what changed while nobody was listening: a restart, a reconnect);
+* every event: `executionReport` -> OrderUpdate, `listStatus` -> ListUpdate, published with the order's last
+  published progress in one MULTI (stream entry + `{prefix}user_stream:orders` hash), so a SIGKILL never
+  loses the "what did we last say" baseline; an update that is not newer than that baseline is old news;
+* every USER_STREAM_CHECK_SEC: a REST snapshot (recent orders + any order we think is open); after a grace
+  (check/3, 1 to 3 s) for events still in flight, an order REST knows more about than the stream said is a missed update: a
+  warning event, the REST view is published (source "rest") and the session is reconnected;
+* connection lost / closed / refused: reconnect with back-off (0.2 s doubling to 10 s), polling REST
+  meanwhile so the `orders` stream keeps being fed.
+
+Secrets: the API secret only signs; requests carrying the signature are never logged.
+"""
+from __future__ import annotations
+
+import time
+from decimal import Decimal
+from typing import Any
+
+import msgspec
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI, WebSocketException
+from websockets.sync.client import ClientConnection, connect
+
+from shared.adapters.binance_rest import BinanceClient, BinanceError, NotFound, sign
+from shared.adapters.redis_streams import publish
+from shared.domain.order_updates import (
+    ListUpdate, OrderUpdate, from_execution_report, from_list_status, from_rest, progress,
+)
+from shared.domain.orders import Order
+from shared.runtime import Runtime
+
+PROCESS = "user_stream"
+GRACE_MIN_SEC = 1.0    # events still in flight when REST was asked get this long (up to 3 s) to arrive
+RECENT_ORDERS = 100    # allOrders limit of the cross-check
+KNOWN_MAX = 2000       # baseline entries kept (final orders beyond this are forgotten, oldest first)
+BACKOFF_MAX = 10.0
+_INIT = "_init"
+
+
+class Seen(msgspec.Struct, array_like=True):
+    """What we last published about one order."""
+    symbol: str
+    status: str
+    executed: Decimal
+    cum_quote: Decimal
+    working: bool
+
+    def progress(self) -> tuple[int, Decimal, int]:
+        return progress(self.status, self.executed, self.working)
+
+
+class Reconnect(Exception):
+    """Drop this session and open a new one (missed updates, server shutdown, stream terminated)."""
+
+
+class SubscribeError(Exception):
+    """The exchange refused the subscription (code and message from its error reply)."""
+
+
+class UserStream:
+    """The service; `step()` runs one session (or one back-off wait) and is called until stopping."""
+
+    def __init__(self, rt: Runtime, client: BinanceClient, ws_url: str | None = None,
+                 check_sec: float | None = None) -> None:
+        self.rt, self.cfg, self.client = rt, rt.cfg, client
+        self.url = ws_url or rt.cfg.BINANCE_WS_URL
+        self.check_sec = max(0.2, check_sec if check_sec is not None else rt.cfg.USER_STREAM_CHECK_SEC)
+        self.grace_sec = max(GRACE_MIN_SEC, min(3.0, self.check_sec / 3))
+        self.stream = rt.cfg.key("orders")
+        self.known_key = rt.cfg.key("user_stream:orders")
+        self.known: dict[int, Seen] = {}
+        self.first_run = False
+        self.backoff = 0.2
+        self.connected = False
+        self.subscription_id: int | None = None
+        self.published = 0
+        self._req_id = 0
+        self._next_poll = 0.0
+        self._loaded = False
+
+    # ---- the baseline ------------------------------------------------------------------------
+
+    def _load_known(self) -> None:
+        self.known.clear()
+        raw = self.rt.r.hgetall(self.known_key)
+        self.first_run = not raw
+        dec = msgspec.json.Decoder(Seen)
+        for k, v in raw.items():
+            key = k.decode()
+            if key != _INIT:
+                self.known[int(key)] = dec.decode(v)
+        if self.first_run:
+            self.rt.r.hset(self.known_key, _INIT, b"1")
+        self._loaded = True
+
+    def _publish(self, msg: OrderUpdate | ListUpdate) -> None:
+        """XADD and (for an order) the new baseline, atomically."""
+        pipe = self.rt.r.pipeline(transaction=True)
+        publish(pipe, self.stream, msg, self.cfg.STREAM_MAXLEN)
+        if isinstance(msg, OrderUpdate):
+            seen = Seen(msg.symbol, msg.status, msg.executed_qty, msg.cum_quote, msg.is_working)
+            pipe.hset(self.known_key, str(msg.order_id), msgspec.json.encode(seen))
+            self.known[msg.order_id] = seen
+            self._prune(pipe)
+        pipe.execute()
+        self.published += 1
+
+    def _record_silently(self, o: Order) -> None:
+        seen = Seen(o.symbol, o.status, o.executed_qty, o.cummulative_quote_qty, o.is_working)
+        self.known[o.order_id] = seen
+        self.rt.r.hset(self.known_key, str(o.order_id), msgspec.json.encode(seen))
+
+    def _prune(self, pipe: Any) -> None:
+        if len(self.known) <= KNOWN_MAX:
+            return
+        final = sorted(oid for oid, s in self.known.items() if s.progress()[0] == 1)
+        for oid in final[: len(self.known) - KNOWN_MAX]:
+            del self.known[oid]
+            pipe.hdel(self.known_key, str(oid))
+
+    def _is_news(self, u: OrderUpdate) -> bool:
+        seen = self.known.get(u.order_id)
+        return seen is None or progress(u.status, u.executed_qty, u.is_working) > seen.progress()
+
+    # ---- main loop ---------------------------------------------------------------------------
+
+    def step(self) -> None:
+        """One session until it ends, then a back-off wait (polling REST meanwhile)."""
+        if not self._loaded:
+            self._load_known()  # here, not in __init__: a Redis outage at start is retried by run_guarded
+        try:
+            self._session()
+            if self.rt.stopping:
+                return
+        except Reconnect as e:
+            self.rt.log.info("stream_reconnect", reason=str(e))
+            self.backoff = 0.2
+        except SubscribeError as e:
+            self.rt.event("stream_subscribe_refused", level="error", error=str(e))
+        except ConnectionClosed as e:
+            self.rt.event("stream_disconnected", level="warning", code=e.rcvd.code if e.rcvd else None,
+                          reason=e.rcvd.reason if e.rcvd else "no close frame")
+        except (OSError, TimeoutError, InvalidHandshake, InvalidURI, WebSocketException) as e:
+            self.rt.log.warning("stream_connect_failed", error=f"{type(e).__name__}: {e}", retry_in=self.backoff)
+        finally:
+            self.connected = False
+            self.subscription_id = None
+        self._wait_backoff()
+
+    def _wait_backoff(self) -> None:
+        deadline = time.monotonic() + self.backoff
+        self.backoff = min(self.backoff * 2, BACKOFF_MAX)
+        while not self.rt.stopping and time.monotonic() < deadline:
+            self._beat()
+            if time.monotonic() >= self._next_poll:  # nobody is listening: REST keeps `orders` fed
+                self._next_poll = time.monotonic() + self.check_sec
+                self._catch_up("ws_down")
+            time.sleep(0.05)  # back-off between connection attempts, not synchronisation
+
+    def _session(self) -> None:
+        with connect(self.url, open_timeout=5, close_timeout=2, ping_interval=20, ping_timeout=20,
+                     max_size=1 << 22) as ws:
+            sid = self._subscribe(ws)
+            self.connected, self.subscription_id, self.backoff = True, sid, 0.2
+            self.rt.event("stream_subscribed", subscription_id=sid, url=self.url)
+            self._catch_up("subscribed")
+            next_check = time.monotonic() + self.check_sec
+            pending: tuple[list[Order], float] | None = None
+            while not self.rt.stopping:
+                try:
+                    raw = ws.recv(timeout=0.1)
+                except TimeoutError:
+                    raw = None
+                if raw is not None:
+                    self._on_message(raw)
+                self._beat()
+                now = time.monotonic()
+                if pending is None and now >= next_check:
+                    snap = self._snapshot()
+                    pending = (snap, now + self.grace_sec) if snap is not None else None
+                    next_check = now + self.check_sec
+                elif pending is not None and now >= pending[1]:
+                    self._cross_check(pending[0])
+                    pending = None
+            self._unsubscribe(ws)
+
+    def _beat(self) -> None:
+        self.rt.beater.maybe_beat({"connected": self.connected, "subscription_id": self.subscription_id,
+                                   "published": self.published})
+
+    # ---- the WebSocket API -------------------------------------------------------------------
+
+    def _request(self, ws: ClientConnection, method: str, params: dict[str, Any]) -> Any:
+        """Send one request and wait (5 s) for its answer; events arriving meanwhile are handled."""
+        self._req_id += 1
+        rid = f"us-{self._req_id}"
+        ws.send(msgspec.json.encode({"id": rid, "method": method, "params": params}).decode())
+        deadline = time.monotonic() + 5.0
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"no answer to {method} within 5 s")
+            msg = msgspec.json.decode(ws.recv(timeout=left))
+            if isinstance(msg, dict) and msg.get("id") == rid:
+                if msg.get("status") != 200:
+                    err = msg.get("error") or {}
+                    if err.get("code") == -1021:
+                        self.client.sync_time()
+                    raise SubscribeError(f"{method}: {err.get('code')} {err.get('msg')}")
+                return msg.get("result")
+            self._on_parsed(msg)
+
+    def _subscribe(self, ws: ClientConnection) -> int:
+        params: dict[str, Any] = {"apiKey": self.cfg.BINANCE_API_KEY,
+                                  "timestamp": int(time.time() * 1000) + self.client.time_offset_ms,
+                                  "recvWindow": self.cfg.RECV_WINDOW}
+        payload = "&".join(f"{k}={v}" for k, v in sorted(params.items()))
+        params["signature"] = sign(self.cfg.BINANCE_API_SECRET.encode(), payload)
+        result = self._request(ws, "userDataStream.subscribe.signature", params)
+        return int(result["subscriptionId"])
+
+    def _unsubscribe(self, ws: ClientConnection) -> None:
+        try:
+            self._request(ws, "userDataStream.unsubscribe", {})
+        except (SubscribeError, TimeoutError, ConnectionClosed, OSError):
+            pass
+
+    def _on_message(self, raw: str | bytes) -> None:
+        try:
+            msg = msgspec.json.decode(raw)
+        except msgspec.DecodeError:
+            self.rt.log.warning("stream_message_undecodable", size=len(raw))
+            return
+        self._on_parsed(msg)
+
+    def _on_parsed(self, msg: Any) -> None:
+        if not isinstance(msg, dict) or not isinstance(msg.get("event"), dict):
+            return  # a late answer to an earlier request
+        ev = msg["event"]
+        kind = ev.get("e")
+        try:
+            if kind == "executionReport":
+                u = from_execution_report(ev)
+                if self._is_news(u):
+                    self._publish(u)
+                else:
+                    self.rt.log.info("stream_update_not_newer", order_id=u.order_id, status=u.status)
+            elif kind == "listStatus":
+                self._publish(from_list_status(ev))
+            elif kind in ("eventStreamTerminated", "serverShutdown"):
+                raise Reconnect(kind)
+        except (KeyError, ValueError, TypeError, ArithmeticError) as e:
+            self.rt.log.warning("stream_event_malformed", kind=kind, error=str(e))
+
+    # ---- REST: catch-up and cross-check ------------------------------------------------------
+
+    def _snapshot(self) -> list[Order] | None:
+        """Recent orders of SYMBOL, plus every order we believe open that is not among them."""
+        sym = self.cfg.SYMBOL
+        try:
+            orders = self.client.all_orders(sym, limit=RECENT_ORDERS)
+            have = {o.order_id for o in orders}
+            for oid, seen in sorted(self.known.items()):
+                if oid not in have and seen.symbol == sym and seen.progress()[0] == 0:
+                    try:
+                        orders.append(self.client.get_order(sym, order_id=oid))
+                    except NotFound:
+                        pass
+            return orders
+        except (BinanceError, OSError) as e:
+            self.rt.log.warning("rest_check_failed", error=str(e))
+            return None
+
+    def _behind(self, orders: list[Order]) -> list[Order]:
+        """Orders REST knows more about than we published, oldest change first."""
+        out = []
+        for o in orders:
+            seen = self.known.get(o.order_id)
+            if seen is None or progress(o.status, o.executed_qty, o.is_working) > seen.progress():
+                out.append(o)
+        return sorted(out, key=lambda o: (o.update_time or o.time, o.order_id))
+
+    def _publish_rest(self, orders: list[Order]) -> None:
+        for o in orders:
+            seen = self.known.get(o.order_id)
+            if self.first_run and seen is None and o.status not in ("NEW", "PARTIALLY_FILLED"):
+                self._record_silently(o)  # history from before this service ever ran
+                continue
+            self._publish(from_rest(o, seen.executed if seen else Decimal(0), seen.cum_quote if seen else Decimal(0)))
+
+    def _catch_up(self, reason: str) -> None:
+        """Publish whatever REST knows that we have not said (after (re)subscribing, or while disconnected)."""
+        snap = self._snapshot()
+        if snap is None:
+            return
+        behind = self._behind(snap)
+        if behind:
+            self.rt.event("rest_catch_up", reason=reason, orders=len(behind),
+                          client_order_ids=[o.client_order_id for o in behind][:20])
+            self._publish_rest(behind)
+        self.first_run = False
+
+    def _cross_check(self, snap: list[Order]) -> None:
+        """Compare a REST snapshot (taken `grace_sec` ago) with what the stream has said since."""
+        behind = self._behind(snap)
+        if not behind:
+            return
+        self.rt.event("stream_missed_updates", level="warning", orders=len(behind),
+                      client_order_ids=[o.client_order_id for o in behind][:20],
+                      statuses=[o.status for o in behind][:20], subscription_id=self.subscription_id)
+        self._publish_rest(behind)
+        raise Reconnect("stream missed updates that REST reports")
+
+
+def run(rt: Runtime, client: BinanceClient) -> None:
+    """The service loop (until SIGTERM/SIGINT)."""
+    from shared.service_loop import run_guarded
+    us = UserStream(rt, client)
+    try:
+        client.sync_time()
+    except (BinanceError, OSError) as e:
+        rt.log.warning("exchange_unreachable", error=str(e))
+    rt.log.info("user_stream_start", url=us.url, check_sec=us.check_sec)
+    if rt.cfg.TRADE_MODE == "margin":
+        rt.log.warning("user_stream_spot_only", detail="margin orders are not on the spot user data stream; "
+                                                      "only spot orders are published")
+    run_guarded(rt, us.step)
+    rt.log.info("stopped", published=us.published)
+

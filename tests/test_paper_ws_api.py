@@ -1,0 +1,290 @@
+"""The paper exchange's WebSocket API user data stream, seen by a plain `websockets` client (not ours)."""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.sync.client import ClientConnection, connect
+
+from services.paper_exchange.ws_api import WsApiServer
+from tests.pe_helpers import KEY, SECRET, SYMBOL, Paper, paper_env
+
+Q = Decimal("0.001")
+REPORT_KEYS = {"e", "E", "s", "c", "S", "o", "f", "q", "p", "P", "F", "g", "C", "x", "X", "r", "i", "l", "z", "L",
+               "n", "N", "T", "t", "w", "m", "M", "O", "Z", "Y", "Q", "V"}
+LIST_KEYS = {"e", "E", "s", "g", "c", "l", "L", "r", "C", "T", "O"}
+
+
+@pytest.fixture
+def px(tmp_path: Path) -> Iterator[tuple[Paper, str]]:
+    """A paper exchange (in this process) with its WebSocket API on a free port: (paper, ws url)."""
+    p = Paper(paper_env(tmp_path))
+    ws = WsApiServer(p.server.app, "127.0.0.1", 0)
+    port = ws.start()
+    yield p, f"ws://127.0.0.1:{port}/ws-api/v3"
+    ws.stop()
+    p.stop()
+
+
+def signed(params: dict[str, Any], secret: str = SECRET) -> dict[str, Any]:
+    """Binance WS API signing: HMAC-SHA256 over the params sorted by name, joined as k=v&..."""
+    payload = "&".join(f"{k}={v}" for k, v in sorted(params.items()))
+    return {**params, "signature": hmac.new(secret.encode(), payload.encode(), hashlib.sha256).hexdigest()}
+
+
+def call(ws: ClientConnection, method: str, params: dict[str, Any] | None = None, rid: Any = 1) -> dict[str, Any]:
+    """One request; returns its answer (events arriving first are skipped: tests subscribe before acting)."""
+    ws.send(json.dumps({"id": rid, "method": method, **({"params": params} if params is not None else {})}))
+    deadline = time.monotonic() + 5
+    while True:
+        msg = json.loads(ws.recv(timeout=max(0.01, deadline - time.monotonic())))
+        if msg.get("id") == rid:
+            return msg
+
+
+def subscribe(ws: ClientConnection, key: str = KEY, secret: str = SECRET) -> dict[str, Any]:
+    return call(ws, "userDataStream.subscribe.signature",
+                signed({"apiKey": key, "timestamp": int(time.time() * 1000)}, secret))
+
+
+@contextmanager
+def subscribed(url: str) -> Iterator[ClientConnection]:
+    with connect(url, open_timeout=5) as ws:
+        assert subscribe(ws)["result"] == {"subscriptionId": 0}
+        yield ws
+
+
+class Events:
+    """Events received on one connection, with waits on conditions (deadlines, no fixed sleeps)."""
+
+    def __init__(self, ws: ClientConnection):
+        self.ws = ws
+        self.got: list[dict[str, Any]] = []
+
+    def until(self, cond: Callable[[list[dict[str, Any]]], bool], timeout: float = 5.0) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        while not cond(self.got):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"timed out; events so far: {[(e['e'], e.get('x'), e.get('c')) for e in self.got]}")
+            try:
+                msg = json.loads(self.ws.recv(timeout=left))
+            except TimeoutError:
+                continue
+            if "event" in msg:
+                assert msg["subscriptionId"] == 0
+                self.got.append(msg["event"])
+        return self.got
+
+    def reports(self, cid: str) -> list[dict[str, Any]]:
+        return [e for e in self.got if e["e"] == "executionReport" and cid in (e["c"], e["C"])]
+
+    def wait_report(self, cid: str, x: str, timeout: float = 5.0) -> dict[str, Any]:
+        self.until(lambda _: any(r["x"] == x for r in self.reports(cid)), timeout)
+        return [r for r in self.reports(cid) if r["x"] == x][-1]
+
+    def wait_last(self, kind: str, timeout: float = 5.0) -> dict[str, Any]:
+        n = len([e for e in self.got if e["e"] == kind])
+        self.until(lambda g: len([e for e in g if e["e"] == kind]) > n, timeout)
+        return [e for e in self.got if e["e"] == kind][-1]
+
+
+def test_subscribe_then_place_fill_cancel_and_balances(px):
+    p, url = px
+    c = p.client()
+    with subscribed(url) as ws:
+        ev = Events(ws)
+        bid, ask = c.book_ticker(SYMBOL)
+        c.place_order(SYMBOL, "BUY", "LIMIT", Q, price=bid - 100, time_in_force="GTC", client_order_id="rest-1")
+        new = ev.wait_report("rest-1", "NEW")
+        assert REPORT_KEYS <= set(new)
+        assert (new["s"], new["S"], new["o"], new["X"], new["q"], new["p"], new["w"]) == \
+            (SYMBOL, "BUY", "LIMIT", "NEW", "0.00100000", f"{bid - 100:.8f}", True)
+        acct = ev.until(lambda g: any(e["e"] == "outboundAccountPosition" for e in g))
+        pos = [e for e in acct if e["e"] == "outboundAccountPosition"][-1]
+        usdc = {b["a"]: b for b in pos["B"]}["USDC"]
+        assert Decimal(usdc["l"]) == (bid - 100) * Q  # the locked quote shows up
+
+        c.cancel_order(SYMBOL, client_order_id="rest-1")
+        cx = ev.wait_report("rest-1", "CANCELED")
+        assert cx["X"] == "CANCELED" and cx["C"] == "rest-1" and cx["c"] != "rest-1"  # as Binance: c = the cancel's id
+        pos = ev.wait_last("outboundAccountPosition")
+        assert {b["a"]: b for b in pos["B"]}["USDC"]["l"] == "0.00000000"
+
+        # A marketable limit: NEW, then TRADE (FILLED) with the trade's fields, then the balances.
+        c.place_order(SYMBOL, "BUY", "LIMIT", Q, price=ask + 50, time_in_force="GTC", client_order_id="take-1")
+        tr = ev.wait_report("take-1", "TRADE")
+        assert [r["x"] for r in ev.reports("take-1")] == ["NEW", "TRADE"]
+        assert (tr["X"], tr["l"], tr["z"], tr["L"], tr["N"], tr["m"]) == \
+            ("FILLED", "0.00100000", "0.00100000", f"{ask:.8f}", "BTC", False)
+        assert tr["t"] > 0 and Decimal(tr["n"]) == Q * Decimal("0.001") and Decimal(tr["Z"]) == ask * Q
+        pos = ev.wait_last("outboundAccountPosition")
+        assert Decimal({b["a"]: b for b in pos["B"]}["BTC"]["f"]) == Decimal("0.5") + Q - Q * Decimal("0.001")
+
+
+def test_oco_fill_expires_the_sibling_and_reports_the_list(px):
+    p, url = px
+    c = p.client()
+    last = p.last()
+    with subscribed(url) as ws:
+        ev = Events(ws)
+        c.place_oco(SYMBOL, "SELL", Decimal("0.2"), above_type="LIMIT_MAKER", above_price=last + 200,
+                    below_type="STOP_LOSS_LIMIT", below_stop_price=last - 100, below_price=last - 110,
+                    below_time_in_force="GTC", list_client_order_id="L1", above_client_order_id="L1-tp",
+                    below_client_order_id="L1-sl")
+        started = ev.wait_last("listStatus")
+        assert LIST_KEYS <= set(started)
+        assert (started["c"], started["l"], started["L"], started["C"]) == ("OCO", "EXEC_STARTED", "EXECUTING", "L1")
+        assert {o["c"] for o in started["O"]} == {"L1-tp", "L1-sl"}
+        sl_new, tp_new = ev.wait_report("L1-sl", "NEW"), ev.wait_report("L1-tp", "NEW")
+        assert sl_new["w"] is False and tp_new["w"] is True and sl_new["g"] == tp_new["g"] == started["g"]
+
+        p.price(last + 250)  # trades through the take-profit: it fills, the stop leg expires, the list is done
+        tp = ev.wait_report("L1-tp", "TRADE")
+        sl = ev.wait_report("L1-sl", "EXPIRED")
+        assert (tp["X"], tp["m"], sl["X"]) == ("FILLED", True, "EXPIRED")
+        done = ev.wait_last("listStatus")
+        assert (done["l"], done["L"], done["g"]) == ("ALL_DONE", "ALL_DONE", started["g"])
+
+
+def test_stop_trigger_is_reported(px):
+    p, url = px
+    c = p.client()
+    last = p.last()
+    with subscribed(url) as ws:
+        ev = Events(ws)
+        # A stop-limit whose limit the market gaps past: it triggers (isWorking) and rests.
+        c.place_order(SYMBOL, "SELL", "STOP_LOSS_LIMIT", Q, price=last - 90, stop_price=last - 100,
+                      time_in_force="GTC", client_order_id="stop-1")
+        assert ev.wait_report("stop-1", "NEW")["w"] is False
+        p.price(last - 300, gap=True)
+        ev.until(lambda _: len(ev.reports("stop-1")) == 2)
+        trig = ev.reports("stop-1")[-1]
+        assert (trig["x"], trig["X"], trig["w"]) == ("NEW", "NEW", True) and "W" in trig
+
+
+def test_errors_bad_signature_key_params_method_path(px):
+    p, url = px
+    with connect(url, open_timeout=5) as ws:
+        bad = subscribe(ws, secret="not-the-secret")
+        assert (bad["status"], bad["error"]["code"]) == (400, -1022)
+        assert bad["error"]["msg"] == "Signature for this request is not valid."
+        wrong_key = subscribe(ws, key="someone-else")
+        assert (wrong_key["status"], wrong_key["error"]["code"]) == (401, -2015)
+        missing = call(ws, "userDataStream.subscribe.signature", {"apiKey": KEY})
+        assert missing["error"]["code"] == -1102
+        stale = call(ws, "userDataStream.subscribe.signature",
+                     signed({"apiKey": KEY, "timestamp": int(time.time() * 1000) - 60_000}))
+        assert stale["error"]["code"] == -1021
+        assert call(ws, "no.such.method", {})["status"] == 400
+        assert call(ws, "session.subscriptions", {})["result"] == []  # nothing was subscribed by the failures
+        ok = subscribe(ws)
+        assert ok["status"] == 200 and ok["result"] == {"subscriptionId": 0} and ok["rateLimits"]
+        assert subscribe(ws)["error"]["code"] == -2035  # one subscription per account per connection
+        assert call(ws, "userDataStream.unsubscribe", {})["result"] == {}
+        assert call(ws, "session.subscriptions", {})["result"] == []
+    with pytest.raises(InvalidStatus):
+        with connect(url.replace("/ws-api/v3", "/ws"), open_timeout=5):
+            pass
+
+
+def test_session_logon_then_subscribe_and_unsubscribed_gets_nothing(px):
+    p, url = px
+    c = p.client()
+    with connect(url, open_timeout=5) as a, connect(url, open_timeout=5) as b:
+        assert call(a, "userDataStream.subscribe", {})["status"] == 401  # not logged on
+        logon = call(a, "session.logon", signed({"apiKey": KEY, "timestamp": int(time.time() * 1000)}))
+        assert logon["result"]["apiKey"] == KEY
+        assert call(a, "userDataStream.subscribe", {})["result"] == {"subscriptionId": 0}
+        assert subscribe(b)["result"] == {"subscriptionId": 0}
+        assert call(b, "userDataStream.unsubscribe", {"subscriptionId": 0})["result"] == {}
+        bid, _ = c.book_ticker(SYMBOL)
+        c.place_order(SYMBOL, "BUY", "LIMIT", Q, price=bid - 100, time_in_force="GTC", client_order_id="lg-1")
+        Events(a).wait_report("lg-1", "NEW")
+        c.cancel_order(SYMBOL, client_order_id="lg-1")
+        # b unsubscribed: a ping answered after the events were sent proves none reached it.
+        b.send(json.dumps({"id": "p", "method": "ping"}))
+        assert json.loads(b.recv(timeout=5))["id"] == "p"
+
+
+def test_two_clients_see_the_same_events(px):
+    p, url = px
+    c = p.client()
+    with subscribed(url) as a, subscribed(url) as b:
+        ea, eb = Events(a), Events(b)
+        bid, _ = c.book_ticker(SYMBOL)
+        for i in range(3):
+            c.place_order(SYMBOL, "BUY", "LIMIT", Q, price=bid - 100 - i, time_in_force="GTC", client_order_id=f"two-{i}")
+        c.cancel_order(SYMBOL, client_order_id="two-1")
+        for e in (ea, eb):
+            e.wait_report("two-1", "CANCELED")
+        strip = [(x["e"], x.get("c"), x.get("x"), x.get("B")) for x in ea.got]
+        eb.until(lambda g: len(g) >= len(ea.got))
+        assert strip == [(x["e"], x.get("c"), x.get("x"), x.get("B")) for x in eb.got]
+
+
+def test_fault_ws_silent_swallows_events_then_ws_drop_closes(px):
+    p, url = px
+    c = p.client()
+    with subscribed(url) as ws:
+        ev = Events(ws)
+        p.post("/admin/faults", {"ws_silent": -1})
+        bid, _ = c.book_ticker(SYMBOL)
+        c.place_order(SYMBOL, "BUY", "LIMIT", Q, price=bid - 100, time_in_force="GTC", client_order_id="quiet")
+        p.post("/admin/faults", {"clear": True})
+        c.place_order(SYMBOL, "BUY", "LIMIT", Q, price=bid - 101, time_in_force="GTC", client_order_id="loud")
+        ev.wait_report("loud", "NEW")
+        assert ev.reports("quiet") == []  # swallowed, and the connection stayed open
+        p.post("/admin/faults", {"ws_drop": 1})
+        with pytest.raises(ConnectionClosed):
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:
+                try:
+                    ws.recv(timeout=0.5)
+                except TimeoutError:
+                    continue
+    with subscribed(url) as ws:  # a new connection works again
+        assert call(ws, "ping", {})["result"] == {}
+
+
+def test_binance_sdk_websocket_api_client_subscribes_and_decodes_events(px):
+    """Binance's own connector (binance-sdk-spot) as the client: signing, subscription and event models."""
+    pytest.importorskip("binance_sdk_spot")
+    import asyncio
+
+    from binance_common.configuration import ConfigurationWebSocketAPI
+    from binance_sdk_spot.spot import Spot
+
+    p, url = px
+    c = p.client()
+
+    async def run() -> list[Any]:
+        api = Spot(config_ws_api=ConfigurationWebSocketAPI(api_key=KEY, api_secret=SECRET, stream_url=url))
+        conn = await api.websocket_api.create_connection()
+        try:
+            got: list[Any] = []
+            sub = await conn.user_data_stream_subscribe_signature()
+            assert sub.response.data().result.subscription_id == 0
+            sub.stream.on("message", got.append)
+            bid, _ = await asyncio.to_thread(c.book_ticker, SYMBOL)
+            await asyncio.to_thread(lambda: c.place_order(SYMBOL, "BUY", "LIMIT", Q, price=bid - 100,
+                                                          time_in_force="GTC", client_order_id="sdk-1"))
+            deadline = time.monotonic() + 5
+            while len(got) < 2 and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
+            return [g.actual_instance for g in got]
+        finally:
+            await conn.close_connection()
+
+    report, position = asyncio.run(run())[:2]
+    assert type(report).__name__ == "ExecutionReport" and (report.c, report.x, report.X) == ("sdk-1", "NEW", "NEW")
+    assert type(position).__name__ == "OutboundAccountPosition" and position.B[0].a == "USDC"
