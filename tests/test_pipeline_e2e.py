@@ -50,9 +50,10 @@ def _assert_closed_cleanly(s: Stack) -> None:
     st = s.state()
     assert st.position is None and st.last_closed is not None
     assert s.open_orders() == [], "orders of the closed trade are still open"
-    # The state in Redis and the file snapshot agree.
-    snap = s.snapshot()
-    assert snap.version == st.version and snap.last_closed == st.last_closed
+    # The state in Redis and the file snapshot agree (the file is written right after the Redis commit).
+    s.wait(lambda: s.snapshot().version == s.state().version, 10, "snapshot caught up with Redis")
+    snap, st = s.snapshot(), s.state()
+    assert snap.last_closed == st.last_closed and snap.position is None
     # The recorded result equals the exchange's fills: what was bought was sold, at the exchange's prices.
     fills = [o for o in s.orders() if o["status"] in ("FILLED", "PARTIALLY_FILLED", "CANCELED", "EXPIRED")
              and Decimal(o["executedQty"]) > 0]

@@ -45,8 +45,10 @@ class StateStore:
         self.r.set(self.key, encode_state(snap), nx=True)
         return decode_state(self.r.get(self.key))
 
-    def update(self, fn: Transition, retries: int = 50) -> State:
-        """Apply `fn` with optimistic concurrency; returns the state after the change (or unchanged)."""
+    def update(self, fn: Transition, retries: int = 50, snapshot: bool = True) -> State:
+        """Apply `fn` with optimistic concurrency; returns the state after the change (or unchanged).
+        `snapshot=False` leaves the file snapshot to a later `sync_snapshot()` (a latency-critical caller
+        that has another way back after losing Redis, e.g. reconciling with the exchange)."""
         for _ in range(retries):
             with self.r.pipeline() as pipe:
                 try:
@@ -67,7 +69,8 @@ class StateStore:
                     pipe.execute()
                 except redis.WatchError:
                     continue
-            write_snapshot(self.snapshot, new)
+            if snapshot:
+                write_snapshot(self.snapshot, new)
             return new
         raise RuntimeError(f"state update by {self.actor} lost {retries} races in a row")
 

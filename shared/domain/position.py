@@ -88,6 +88,10 @@ class Position(msgspec.Struct, kw_only=True):
     flatten_requested: str = ""    # why a flatten was asked for (failsafe, operator, stop_immediate, gap)
     margin_borrowed: Decimal = Decimal(0)
     margin_borrow_asset: str = ""
+    margin_borrow_tran_id: int = 0         # position_engine: the manual borrow's transaction (-1: confirmed by the account)
+    margin_debt_before: Decimal = Decimal(0)  # position_engine: the asset's debt before the manual borrow
+    entry_cancel_requested: bool = False   # position_engine: the operator cancelled the entry (no Plan B, no re-send)
+    adopted: bool = False                  # position_engine: found on the exchange by start-up reconcile, not from a signal
 
 
 def net_qty(p: Position) -> Decimal:

@@ -1,0 +1,82 @@
+"""From one signal to a PENDING position and its entry order, or to a recorded reason why not."""
+from __future__ import annotations
+
+import os
+import time
+from decimal import Decimal
+
+from services.position_engine.sender import EntrySender
+from services.position_engine.tracker import EntryTracker
+from services.position_engine.writer import PositionWriter
+from shared.adapters.agg_feed import FeedUnavailable, read_last_bars
+from shared.domain.bars import BadHeader
+from shared.domain.entry_rules import pending_position, refusal, side_refusal
+from shared.domain.exit_plan import EntryPlan, PlanError, build_plan
+from shared.domain.messages import Signal
+from shared.domain.symbol import SymbolFilters
+from shared.runtime import Runtime
+
+_swing_cache: dict[tuple, Decimal | None] = {}
+
+
+def swing_extreme(rt: Runtime, side: str) -> Decimal | None:
+    """Lowest low (long) / highest high (short) of the last SWING_MINS bars of AGG_CSV; None without a feed.
+    Cached per (file identity, size, mtime): the feed grows once a minute, signals may come faster."""
+    try:
+        st = os.stat(rt.cfg.AGG_CSV)
+        key = (rt.cfg.AGG_CSV, st.st_ino, st.st_size, st.st_mtime_ns, rt.cfg.SWING_MINS, side)
+        if key not in _swing_cache:
+            bars = read_last_bars(rt.cfg.AGG_CSV, rt.cfg.SWING_MINS).bars
+            _swing_cache.clear()
+            _swing_cache[key] = (min(b.low for b in bars) if side == "long" else max(b.high for b in bars)) if bars else None
+        return _swing_cache[key]
+    except (FeedUnavailable, BadHeader, OSError) as e:
+        rt.event("swing_unavailable", level="warning", reason=str(e))
+        return None
+
+
+class SignalHandler:
+    """Gates, plan, claim of the slot, send."""
+
+    def __init__(self, rt: Runtime, f: SymbolFilters, writer: PositionWriter, sender: EntrySender,
+                 tracker: EntryTracker) -> None:
+        self.rt, self.cfg, self.f = rt, rt.cfg, f
+        self.writer, self.sender, self.tracker = writer, sender, tracker
+
+    def on_signal(self, sig: Signal) -> None:
+        """Refuse (with a recorded reason) or open a position for one signal."""
+        received = time.time()
+        state, now = self.rt.store.load(), self.rt.clock.now()
+        if state.position is not None and state.position.signal_key == sig.key:
+            return  # re-delivered after a crash: the position for it already exists
+        why = refusal(state, now, self.rt.halted()) or side_refusal(sig.kind, self.cfg.TRADE_MODE)
+        if why is not None:
+            self._ignore(sig, why)
+            return
+        plan = self._plan(sig)
+        if plan is None:
+            return
+        pos = pending_position(sig, plan, self.cfg.SYMBOL, self.cfg.ENTRY_MODE, now, time.time())
+        if not self.writer.claim(pos, now):
+            self._ignore(sig, "slot_taken_concurrently")
+            return
+        self.rt.event("entry_planned", pos.trade_key, side=pos.side, entry=pos.entry_price, qty=pos.qty, sl=pos.sl,
+                      tp1=pos.tp1, tp2=pos.tp2, r=pos.r, sl_source=plan.sl_source, mode=pos.entry_mode,
+                      client_id=pos.entry_client_id, signal_key=sig.key, wall_received=received)
+        sent = self.sender.send(pos)
+        self.rt.store.sync_snapshot()
+        self.tracker.resume(pos, sent)
+
+    def _ignore(self, sig: Signal, why: str) -> None:
+        self.rt.event("signal_ignored", reason=why, signal_key=sig.key, side=sig.kind, price=sig.price)
+
+    def _plan(self, sig: Signal) -> EntryPlan | None:
+        c = self.cfg
+        try:
+            return build_plan(sig.kind, sig.price, self.f, offset=c.ENTRY_OFFSET_USD, qty_usd=c.QTY_USD,
+                              sl_pct=c.SL_PCT, r_list=c.TP_R_LIST, swing_extreme=swing_extreme(self.rt, sig.kind))
+        except PlanError as e:
+            self.rt.event("signal_aborted", level="warning", reason=str(e), signal_key=sig.key, side=sig.kind,
+                          price=sig.price)
+            self.rt.notify("entry_aborted", f"invalid plan: {e}", "WARN", signal_key=sig.key)
+            return None
