@@ -1,6 +1,6 @@
 # The two commands of the README: `make demo` and `make test`.
 SHELL := /bin/bash
-.PHONY: setup demo test bench up ctl down
+.PHONY: setup demo test bench up ctl down chaos chaos-short
 
 setup:
 	@bash scripts/setup.sh
@@ -22,3 +22,12 @@ ctl:
 
 down:
 	@bash scripts/ctl.sh shutdown
+
+# Proof under fire (chaos/README.md): kill -9 of every process, exchange faults, corrupted inputs; exit 1 on
+# any violation. SEED=n replays a run; `make chaos` is long (about 12 min), `make chaos-short` about 2 min.
+SEED ?= 1
+chaos: setup
+	@.venv/bin/python -m chaos --seed $(SEED) $(CHAOS_ARGS)
+
+chaos-short: setup
+	@.venv/bin/python -m chaos --short --seed $(SEED) $(CHAOS_ARGS)

@@ -34,7 +34,7 @@ def wait_for_filters(rt: Runtime, client: BinanceClient) -> SymbolFilters:
             rt.event("filters_loaded", symbol=f.symbol, tick=f.tick_size, step=f.step_size, min_qty=f.min_qty,
                      min_notional=f.min_notional)
             return f
-        except (BinanceError, OSError) as e:
+        except (BinanceError, OSError, redis.RedisError) as e:
             rt.log.warning("exchange_unreachable", error=str(e), retry_in=delay)
             time.sleep(delay)  # back-off between connection attempts, not synchronisation
             delay = min(delay * 2, 5.0)

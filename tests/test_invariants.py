@@ -151,6 +151,15 @@ def test_i1_replacing_leg_gets_grace_from_its_placement():
     assert checks(check_i1(state(pos), snap(pos, skip=("trail",)), NOW, P)) == {("I1", "CRITICAL")}
 
 
+def test_i1_orders_gone_and_no_free_coins_is_a_fill_not_yet_settled():
+    pos = position("long")
+    gone = snap(pos, skip=("tp1",))
+    gone.free_base = D("0")          # the OCO filled: its coins are sold
+    assert check_i1(state(pos), gone, NOW, P) == []
+    gone.free_base = D("0.00029")    # the coins are there and no order backs them: unprotected
+    assert checks(check_i1(state(pos), gone, NOW, P)) == {("I1", "CRITICAL")}
+
+
 def test_i1_only_for_filled():
     pos = position(status="OPEN")
     assert check_i1(state(pos), ExchangeSnapshot(open_orders=[]), NOW, P) == []

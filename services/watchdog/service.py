@@ -203,6 +203,8 @@ class Watchdog:
                 try:
                     snap.open_orders = list(prov.open_orders())
                     snap.open_orders_at = now
+                    if pos.side == "long" and hasattr(prov, "free_base"):
+                        snap.free_base = prov.free_base()
                 except Exception as e:  # noqa: BLE001 - the exchange being unreachable is a finding, not a crash
                     snap.errors["open_orders"] = _err(e)
         if pos is not None and (pos.status == "OPEN_FILLED" or pos.trailing):

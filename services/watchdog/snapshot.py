@@ -19,6 +19,9 @@ class SnapshotProvider(Protocol):
     def margin_debts(self) -> dict[str, Decimal]:
         """Margin debt (borrowed + interest) per asset of the configured symbol."""
 
+    def free_base(self) -> Decimal:
+        """Free (not locked by an order) balance of the symbol's base asset."""
+
 
 def to_open_order(o: Any) -> OpenOrder:
     """An OpenOrder from a `shared.domain.orders.Order` (or anything with the same attribute names)."""
@@ -34,6 +37,12 @@ class BinanceSnapshotProvider:
 
     def open_orders(self) -> list[OpenOrder]:
         return [to_open_order(o) for o in self.client.open_orders(self.symbol)]
+
+    def free_base(self) -> Decimal:
+        base = self.assets[0]
+        if self.margin:
+            return self.client.margin_account()[base].free
+        return self.client.account().get(base, (Decimal(0), Decimal(0)))[0]
 
     def margin_debts(self) -> dict[str, Decimal]:
         if hasattr(self.client, "margin_debts"):

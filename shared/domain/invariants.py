@@ -56,6 +56,7 @@ class ExchangeSnapshot(msgspec.Struct, kw_only=True):
     open_orders_at: float = 0.0
     margin_debts: dict[str, Decimal] | None = None   # asset -> borrowed + interest
     margin_debts_at: float = 0.0
+    free_base: Decimal | None = None   # base asset not locked by any order (a long's coins without an order)
     feed_configured: bool = True
     feed_readable: bool = False
     feed_last_bar_ts: float | None = None
@@ -160,6 +161,8 @@ def check_i1(state: State, snapshot: ExchangeSnapshot | None, now: float, p: Par
     if stops is None:
         return out
     unprotected = [leg for leg in _live_legs(pos) if leg.stop_client_id not in stops]
+    if unprotected and _sold_not_settled(pos, unprotected, snapshot, p):
+        return out
     if unprotected:
         # A stop being moved (REPLACING) may be absent for a moment: grace from its placement too.
         in_grace = (pos.filled_at > 0 and now - pos.filled_at < p.grace_sec) or all(
@@ -172,6 +175,15 @@ def check_i1(state: State, snapshot: ExchangeSnapshot | None, now: float, p: Par
                       legs=[leg.name for leg in unprotected], unprotected_qty=_s(qty), age_sec=age,
                       stop_client_ids=[leg.stop_client_id for leg in unprotected]))
     return out
+
+
+def _sold_not_settled(pos: Position, unprotected: list[Leg], snap: ExchangeSnapshot, p: Params) -> bool:
+    """A long's legs whose orders are gone while no coins are free: they filled (a take-profit or their stop)
+    and the exit manager has not recorded it yet. Coins that are free are not backed by any order: those are
+    really unprotected."""
+    if pos.side != "long" or snap.free_base is None:
+        return False
+    return snap.free_base < p.min_qty
 
 
 def check_i2(state: State, snapshot: ExchangeSnapshot | None, now: float, p: Params) -> list[Finding]:

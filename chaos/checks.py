@@ -1,0 +1,279 @@
+"""The verdict of a chaos run, from the exchange's own records (GET /admin/orders, myTrades) and the
+product's Redis (state, events, signals, rejects). Pure: everything it needs is gathered into `Evidence`."""
+from __future__ import annotations
+
+from collections import defaultdict
+from decimal import Decimal
+from typing import Any, Callable
+
+import msgspec
+
+from chaos.inputs import Written
+from shared.domain.messages import Event, Reject, Signal
+from shared.domain.order_ids import trade_key_of
+from shared.domain.orders import Trade
+from shared.domain.position import State
+
+OPEN = ("NEW", "PARTIALLY_FILLED")
+STOP_TYPES = ("STOP_LOSS_LIMIT", "STOP_LOSS")
+PROTECT_EVENTS = ("leg_placed", "leg_adopted")
+
+
+class Evidence(msgspec.Struct):
+    orders: list[dict]
+    entry_trades: dict[int, list[Trade]]          # orderId -> myTrades of each filled entry order
+    events: list[tuple[int, Event]]               # (wall ms of the stream id, event)
+    signals: list[Signal]
+    rejects: list[Reject]
+    state: State
+    written: list[Written]
+    window_target_sec: float
+    qty_step: Decimal
+    trade_mode: str = "spot"
+    margin: dict = {}                             # /admin/state "margin" (wallets) when trade_mode is margin
+
+
+class Verdict(msgspec.Struct):
+    violations: list[str]
+    notes: list[str]
+    figures: dict
+    windows: list[dict]
+
+
+def _d(v: Any) -> Decimal:
+    return Decimal(str(v)) if v is not None and v != "" else Decimal(0)
+
+
+def verify(ev: Evidence, wall_after: Callable[[int], float | None],
+           wall_before: Callable[[int], float | None]) -> Verdict:
+    bad: list[str] = []
+    notes: list[str] = []
+    by_tk: dict[str, list[dict]] = defaultdict(list)
+    for o in ev.orders:
+        tk = trade_key_of(o["clientOrderId"])
+        if tk is None:
+            bad.append(f"order {o['orderId']} {o['clientOrderId']!r} is not one of the executor's client ids")
+            continue
+        by_tk[tk].append(o)
+    events_of: dict[str, list[tuple[int, Event]]] = defaultdict(list)
+    for wall_ms, e in ev.events:
+        if e.trade_key:
+            events_of[e.trade_key].append((wall_ms, e))
+
+    # 1. one signal -> at most one trade key; one trade key -> at most one filled entry
+    planned: dict[str, Event] = {}
+    tks_of_signal: dict[str, set[str]] = defaultdict(set)
+    for _w, e in ev.events:
+        if e.kind == "entry_planned":
+            planned.setdefault(e.trade_key, e)
+            tks_of_signal[str(e.data.get("signal_key"))].add(e.trade_key)
+    for sk, tks in tks_of_signal.items():
+        if len(tks) > 1:
+            bad.append(f"signal {sk} produced {len(tks)} trade keys: {sorted(tks)}")
+    filled_tks = []
+    for tk, orders in sorted(by_tk.items()):
+        entries = [o for o in orders if "-en-" in o["clientOrderId"] and _d(o["executedQty"]) > 0]
+        if len(entries) > 1:
+            bad.append(f"trade {tk}: {len(entries)} entry orders with fills: "
+                       + ", ".join(f"{o['clientOrderId']} {o['status']} {o['executedQty']}" for o in entries))
+        if entries:
+            filled_tks.append(tk)
+            got = sum(_d(o["executedQty"]) for o in entries)
+            if tk in planned and got > _d(planned[tk].data.get("qty")):
+                bad.append(f"trade {tk}: entries filled {got} > planned {planned[tk].data.get('qty')}")
+        if tk not in planned and any("-en-" in o["clientOrderId"] for o in orders):
+            bad.append(f"trade {tk}: entry orders on the exchange but no entry_planned event")
+
+    # 2. every filled quantity had a stop on the exchange within the target window (wall clock)
+    windows = []
+    for tk in filled_tks:
+        orders = by_tk[tk]
+        entry_ids = [o["orderId"] for o in orders if "-en-" in o["clientOrderId"] and _d(o["executedQty"]) > 0]
+        fill_ms = [t.time for oid in entry_ids for t in ev.entry_trades.get(oid, [])]
+        if not fill_ms:  # no trade list: the order's last update is its last fill, or later (a cancel)
+            fill_ms = [o["updateTime"] for o in orders if o["orderId"] in entry_ids]
+            notes.append(f"trade {tk}: no myTrades for its filled entry; fill time taken from updateTime")
+        t_fill = min(fill_ms)
+        lbs = [w for w in (wall_after(t_fill),) if w is not None]
+        if tk in planned:
+            lbs.append(next(w for w, e in events_of[tk] if e.kind == "entry_planned") / 1000)
+        fill_lb = max(lbs) if lbs else None
+        ends = []
+        ev_stop = next((w / 1000 for w, e in events_of[tk] if e.kind in PROTECT_EVENTS), None)
+        if ev_stop is not None:
+            ends.append(ev_stop)
+        stops = sorted((o for o in orders if o["type"] in STOP_TYPES), key=lambda o: (o["time"], o["orderId"]))
+        if stops:
+            ub = wall_before(stops[0]["time"])
+            if ub is not None:
+                ends.append(ub)
+        sells_flat = sorted((o for o in orders if "-fl-" in o["clientOrderId"] and _d(o["executedQty"]) > 0),
+                            key=lambda o: o["time"])
+        if not stops and sells_flat:
+            ub = wall_before(sells_flat[0]["time"])
+            if ub is not None:
+                ends.append(ub)
+        ev_filled = next((w / 1000 for w, e in events_of[tk] if e.kind == "entry_filled"), None)
+        row = {"trade_key": tk, "fill_market_ms": t_fill, "stop_orders": len(stops),
+               "event_window_sec": round(ev_stop - ev_filled, 3) if ev_stop and ev_filled else None}
+        if not stops and not sells_flat:
+            bad.append(f"trade {tk}: entry filled but no stop order was ever placed on the exchange")
+        elif fill_lb is None or not ends:
+            notes.append(f"trade {tk}: window not measurable (clock samples missing)")
+        else:
+            win = max(0.0, min(ends) - fill_lb)
+            row["window_sec"] = round(win, 3)
+            if win > ev.window_target_sec:
+                bad.append(f"trade {tk}: filled quantity unprotected for up to {win:.2f} s wall "
+                           f"(target {ev.window_target_sec:g} s)")
+        windows.append(row)
+
+    # 3. no order of a finished trade is still open
+    current = ev.state.position.trade_key if ev.state.position is not None else None
+    for tk, orders in sorted(by_tk.items()):
+        if tk == current:
+            continue
+        for o in orders:
+            if o["status"] in OPEN:
+                bad.append(f"trade {tk} is finished but {o['clientOrderId']} ({o['type']} {o['side']}) is still "
+                           f"{o['status']} on the exchange")
+
+    # 3b. the open position (if any) is covered by resting stops
+    pos = ev.state.position
+    if pos is not None and pos.trade_key in by_tk:
+        orders = by_tk[pos.trade_key]
+        entry_side = next((o["side"] for o in orders if "-en-" in o["clientOrderId"]), "BUY")
+        got = sum(_d(o["executedQty"]) for o in orders if "-en-" in o["clientOrderId"])
+        fee = sum(_d(t.commission) for o in orders if "-en-" in o["clientOrderId"]
+                  for t in ev.entry_trades.get(o["orderId"], []) if t.commission_asset != "USDC")
+        out = sum(_d(o["executedQty"]) for o in orders if "-en-" not in o["clientOrderId"] and o["side"] != entry_side)
+        held = got - fee - out
+        resting = sum(_d(o["origQty"]) - _d(o["executedQty"]) for o in orders
+                      if o["type"] in STOP_TYPES and o["status"] in OPEN)
+        if held >= ev.qty_step and held - resting >= ev.qty_step:
+            bad.append(f"open trade {pos.trade_key}: holds {held} but resting stops cover {resting}")
+        notes.append(f"trade {pos.trade_key} still open at the end ({pos.status}): holds {held}, stops cover {resting}")
+
+    # 4. margin debt after the close
+    margin_note = "n/a (TRADE_MODE=spot)"
+    if ev.trade_mode == "margin":
+        if pos is None:
+            debt = {f"{acct}:{a}": b.get("borrowed") for acct, w in ev.margin.items() for a, b in w.items()
+                    if _d(b.get("borrowed")) != 0}
+            margin_note = "0" if not debt else str(debt)
+            if debt:
+                bad.append(f"margin debt left with no position open: {debt}")
+        else:
+            margin_note = "n/a (a position is still open)"
+
+    # 5. recorded PnL == the exchange's fills
+    closes = [(w, e) for w, e in ev.events if e.kind == "position_closed"]
+    seen_close: set[str] = set()
+    for _w, e in closes:
+        tk = e.trade_key
+        if tk in seen_close:
+            bad.append(f"trade {tk}: position_closed recorded twice")
+            continue
+        seen_close.add(tk)
+        orders = by_tk.get(tk, [])
+        entries = [o for o in orders if "-en-" in o["clientOrderId"] and _d(o["executedQty"]) > 0]
+        if not entries:
+            bad.append(f"trade {tk}: closed but no filled entry on the exchange")
+            continue
+        side = entries[0]["side"]
+        exits = [o for o in orders
+                 if "-en-" not in o["clientOrderId"] and o["side"] != side and _d(o["executedQty"]) > 0]
+        q_out = sum(_d(o["executedQty"]) for o in exits)
+        quote_out = sum(_d(o["cummulativeQuoteQty"]) for o in exits)
+        q_in = sum(_d(o["executedQty"]) for o in entries)
+        quote_in = sum(_d(o["cummulativeQuoteQty"]) for o in entries)
+        d = e.data
+        qty, avg_entry = _d(d.get("qty")), _d(d.get("avg_entry"))
+        avg_exit, pnl = _d(d.get("avg_exit")), _d(d.get("pnl"))
+        exch_pnl = (quote_out - avg_entry * q_out) if side == "BUY" else (avg_entry * q_out - quote_out)
+        problems = []
+        if qty != q_out:
+            problems.append(f"qty {qty} != exchange exits {q_out}")
+        if q_in and abs(avg_entry - quote_in / q_in) > Decimal("0.01"):
+            problems.append(f"avg_entry {avg_entry} != exchange {quote_in / q_in:.2f}")
+        if q_out and abs(avg_exit - quote_out / q_out) > Decimal("0.01"):
+            problems.append(f"avg_exit {avg_exit} != exchange {quote_out / q_out:.2f}")
+        if abs(pnl - exch_pnl) > Decimal("0.001"):
+            problems.append(f"pnl {pnl} != exchange {exch_pnl:.6f}")
+        if problems:
+            bad.append(f"trade {tk}: recorded result differs from the exchange's fills: " + "; ".join(problems))
+
+    # 6. no valid signal lost; no garbage line published
+    sig_keys: dict[str, int] = defaultdict(int)
+    for s in ev.signals:
+        sig_keys[s.key] += 1
+    for k, n in sig_keys.items():
+        if n > 1:
+            bad.append(f"signal {k} published {n} times")
+    handled: dict[str, str] = {}
+    for _w, e in ev.events:
+        sk = e.data.get("signal_key") if isinstance(e.data, dict) else None
+        if sk and e.kind in ("entry_planned", "signal_ignored", "signal_aborted"):
+            handled.setdefault(str(sk), e.kind if e.kind == "entry_planned" else f"{e.kind}: {e.data.get('reason')}")
+    valid = [w for w in ev.written if w.valid]
+    reasons: dict[str, int] = defaultdict(int)
+    for w in valid:
+        if w.key not in sig_keys:
+            rej = next((r for r in ev.rejects if r.line.startswith(w.line[:200])), None)
+            bad.append(f"valid line lost: {w.line}" + (f" (rejected: {rej.reason} {rej.detail})" if rej else
+                                                       " (neither on signals nor on rejects)"))
+        elif w.key not in handled:
+            bad.append(f"signal {w.key} was published but position_engine recorded no decision for it")
+        else:
+            h = handled[w.key]
+            reasons["entry" if h == "entry_planned" else h.split(" (")[0]] += 1
+    wrong_reason = 0
+    for w in ev.written:
+        if w.valid:
+            continue
+        rej = next((r for r in ev.rejects if w.token in r.line), None)
+        if rej is None:
+            bad.append(f"garbage line not on rejects: {w.line[:120]}")
+        elif rej.reason not in w.expect.split("|"):
+            wrong_reason += 1
+            notes.append(f"garbage {w.token}: rejected as {rej.reason}, expected {w.expect}")
+
+    figures = {
+        "signals_written_valid": len(valid),
+        "lines_written_invalid": len(ev.written) - len(valid),
+        "signals_published": len(ev.signals),
+        "rejects": len(ev.rejects),
+        "signal_decisions": dict(sorted(reasons.items())),
+        "entries_filled": len(filled_tks),
+        "trades_closed": len(seen_close),
+        "orders_on_exchange": len(ev.orders),
+        "worst_window_sec": max((w["window_sec"] for w in windows if "window_sec" in w), default=None),
+        "worst_event_window_sec": max((w["event_window_sec"] for w in windows if w.get("event_window_sec") is not None),
+                                      default=None),
+        "worst_stop_move_ms": max((float(e.data.get("ms", 0)) for _w, e in ev.events if e.kind == "stop_move_window"),
+                                  default=None),
+        "stop_moves": sum(1 for _w, e in ev.events if e.kind == "stop_move_window"),
+        "margin_debt_after_close": margin_note,
+        "reject_reason_mismatches": wrong_reason,
+    }
+    return Verdict(bad, notes, figures, windows)
+
+
+def verify_saved(run_dir: str) -> Verdict:
+    """Recompute the verdict of a finished run from its `evidence.json` (after a change to the checks)."""
+    import bisect
+    import json
+    from pathlib import Path
+
+    raw = json.loads((Path(run_dir) / "evidence.json").read_text())
+    walls, markets = raw["clock"]["walls"], raw["clock"]["markets"]
+
+    def after(m: int) -> float | None:
+        i = bisect.bisect_left(markets, m)
+        return walls[i - 1] if i > 0 else None
+
+    def before(m: int) -> float | None:
+        i = bisect.bisect_right(markets, m)
+        return walls[i] if i < len(markets) else None
+
+    return verify(msgspec.convert(raw["evidence"], Evidence, strict=False), after, before)
