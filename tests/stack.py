@@ -68,7 +68,7 @@ class Stack:
         wait_until(self._paper_up, 20, 0.02, "paper exchange")
         for s in SERVICES:
             self.start(s)
-        wait_until(lambda: all(self.r.exists(f"{self.prefix}hb:{s}") for s in SERVICES), 30, 0.05, "heartbeats")
+        wait_until(lambda: all(self.r.exists(f"{self.prefix}hb:{s}") for s in SERVICES), 90, 0.05, "heartbeats")
 
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
         p = self.procs.pop(name)

@@ -1,0 +1,126 @@
+"""executorctl: the operator's command for a running Executor stack.
+
+Settings come from the same environment as the services (REDIS_URL, EXEC_PREFIX, BINANCE_*, SYMBOL, ...).
+
+    executorctl status [--json]                     processes, halt, position, orders, streams, alerts
+    executorctl events [--follow] [--trade KEY]     the audit trail, readable
+    executorctl signals|rejects [--follow]          validated signals / refused lines
+    executorctl halt|resume|cancel-entry|flatten    operator commands, acknowledged by their owner
+    executorctl emergency [--keep-position]         halt, cancel the entry, flatten (or verify stops), report
+    executorctl report [--since DATE] [--csv F] [--chart F.png]
+    executorctl replay --agg FILE --signals FILE --speed N
+
+Exit status: 0 done / healthy, 1 unhealthy or a step failed, 2 usage or configuration error, 3 not
+acknowledged in time.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+import redis
+
+from services.executorctl.ctx import CtlError, Ctx, Out
+from shared.config import ConfigError, load_config
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="executorctl", description="Operate an Executor stack (settings from the "
+                                "environment, like the services).")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--plain", action="store_true", help="no colour or tables (also when not a terminal)")
+    common.add_argument("--json", action="store_true", help="machine-readable JSON on stdout")
+    sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+    sub.add_parser("status", parents=[common], help="one screen: processes, halt, position, orders, streams, alerts")
+    for name, what in (("events", "the audit trail"), ("signals", "validated PEAK signals"),
+                       ("rejects", "lines that were not signals, with the reason")):
+        sp = sub.add_parser(name, parents=[common], help=what)
+        sp.add_argument("--follow", "-f", action="store_true", help="keep printing new entries (Ctrl-C stops)")
+        sp.add_argument("--last", "-n", type=int, default=50, help="how many past entries (default 50)")
+        if name == "events":
+            sp.add_argument("--trade", help="only this trade key")
+            sp.add_argument("--kind", action="append", help="only events of this kind (repeatable)")
+    for name, what in (("halt", "no new entries (exits keep protecting)"), ("resume", "allow new entries again"),
+                       ("cancel-entry", "cancel the pending entry (no Plan B)"),
+                       ("flatten", "close the position at market (through the exit manager)")):
+        sp = sub.add_parser(name, parents=[common], help=what)
+        sp.add_argument("--reason", default="", help="why (recorded in the audit trail)")
+        sp.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the acknowledgement")
+        if name == "flatten":
+            sp.add_argument("--no-wait", action="store_true", help="do not wait for the position to close")
+    sp = sub.add_parser("emergency", parents=[common], help="halt, cancel the entry, flatten (or keep and verify)")
+    sp.add_argument("--keep-position", action="store_true",
+                    help="keep the position; verify each live leg's stop rests on the exchange")
+    sp.add_argument("--last-resort", action="store_true",
+                    help="if the exit manager is dead, sell at market with its deterministic flatten id "
+                         "(never twice: the id is checked first and adopted by the exit manager)")
+    sp.add_argument("--reason", default="emergency", help="why (recorded in the audit trail)")
+    sp.add_argument("--timeout", type=float, default=30.0, help="seconds to wait at each step")
+    sp = sub.add_parser("report", parents=[common], help="closed trades: exits, fees, PnL, totals; CSV, chart")
+    sp.add_argument("--since", help="only trades closed since (2025-01-13, ISO time or epoch s, UTC)")
+    sp.add_argument("--csv", help="also write the trades to this CSV file")
+    sp.add_argument("--chart", help="draw price and trades to this PNG file")
+    sp.add_argument("--agg", help="price data for the chart (default AGG_CSV)")
+    sp = sub.add_parser("replay", parents=[common], help="history through the real processes, faster than real time")
+    sp.add_argument("--agg", required=True, help="market data (aggregated.csv v2) to replay")
+    sp.add_argument("--signals", required=True, help="DeltaScout JSONL lines, fed at their ts")
+    sp.add_argument("--speed", type=float, default=60.0, help="market seconds per wall second (default 60)")
+    sp.add_argument("--start", help="market start (default: a few minutes before the first signal)")
+    sp.add_argument("--lead", type=int, default=300, help="seconds of market before the first signal (default 300)")
+    sp.add_argument("--dir", help="run directory (default var/replay/<time>)")
+    sp.add_argument("--timeout", type=float, default=3600.0, help="wall seconds before giving up")
+    sp.add_argument("--csv", help="write the report's CSV here")
+    sp.add_argument("--chart", help="draw the report's chart here")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    out = Out(plain=args.plain, as_json=args.json)
+    try:
+        if args.cmd == "replay":
+            from services.executorctl import replay
+            return replay.run(out, args.agg, args.signals, args.speed, args.dir, args.start, args.lead,
+                              args.timeout, args.csv, args.chart)
+        try:
+            cfg = load_config()
+        except ConfigError as e:
+            raise CtlError(f"configuration error: {e}") from None
+        ctx = Ctx(cfg, out)
+        try:
+            return _dispatch(ctx, args)
+        finally:
+            ctx.close()
+    except CtlError as e:
+        print(f"executorctl: {e}", file=sys.stderr)
+        return e.code
+    except redis.ConnectionError as e:
+        print(f"executorctl: Redis unreachable at the configured REDIS_URL: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _dispatch(ctx: Ctx, args: argparse.Namespace) -> int:
+    if args.cmd == "status":
+        from services.executorctl import status
+        return status.run(ctx)
+    if args.cmd in ("events", "signals", "rejects"):
+        from services.executorctl import trail
+        return trail.show(ctx, args.cmd, follow=args.follow, trade=getattr(args, "trade", None),
+                          kinds=set(args.kind) if getattr(args, "kind", None) else None, last=args.last)
+    if args.cmd in ("halt", "resume", "cancel-entry", "flatten"):
+        from services.executorctl import commands
+        return commands.run_simple(ctx, args.cmd.replace("-", "_"), args.reason, args.timeout,
+                                   wait_close=not getattr(args, "no_wait", False))
+    if args.cmd == "emergency":
+        from services.executorctl import commands
+        return commands.emergency(ctx, args.keep_position, args.reason, args.timeout, args.last_resort)
+    if args.cmd == "report":
+        from services.executorctl import report
+        return report.run(ctx, args.since, args.csv, args.chart, args.agg)
+    raise CtlError(f"unknown command {args.cmd}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

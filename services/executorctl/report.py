@@ -1,0 +1,401 @@
+"""`executorctl report`: every closed trade, rebuilt from the `positions` stream (CLOSED) and the audit trail
+(entry_planned, entry_filled, stop_move, leg_settled, position_closed), with the exchange's own records of each
+of the trade's orders (allOrders + myTrades: quantities, prices, fees). Totals, win rate, CSV, chart.
+
+The state keeps only the last closed trade, so the streams are the history: a trade whose events were trimmed
+(STREAM_MAXLEN) is reported from what is left, and says so.
+"""
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from services.executorctl.ctx import CtlError, Ctx, decode_row, fmt_dur, fmt_ts, human, jsonable
+from shared.domain.bars import parse_ts
+from shared.domain.messages import Event, PositionEvent
+from shared.domain.order_ids import LEG_CODES, trade_key_of
+from shared.domain.orders import Order, Trade
+
+ZERO = Decimal(0)
+_CODE_LEG = {v: k for k, v in LEG_CODES.items()}
+# Which exit leg an order belongs to, and how it exits, from its client id's leg code.
+_EXIT_OF = {"p1": ("tp1", "tp"), "s1": ("tp1", "stop"), "p2": ("tp2", "tp"), "s2": ("tp2", "stop"),
+            "tr": ("trail", "stop"), "fl": ("flatten", "flatten")}
+EVENT_KINDS = {"entry_planned", "entry_filled", "stop_move", "leg_settled", "leg_placed", "position_closed",
+               "flatten_requested", "flatten_filled", "break_even_done", "trailing_on", "manual_close_detected"}
+Q4 = Decimal("0.0001")
+
+
+class Fill(msgspec.Struct):
+    """One execution of one of the trade's orders."""
+    client_id: str
+    leg: str          # entry | tp1 | tp2 | trail | flatten
+    how: str          # entry | tp | stop | flatten
+    side: str
+    order_type: str
+    qty: Decimal
+    quote: Decimal
+    price: Decimal
+    fee_quote: Decimal
+    fee_other: dict[str, Decimal]
+    at: float         # market time of the execution (s)
+
+
+class TradeRow(msgspec.Struct, kw_only=True):
+    """One closed trade as the report shows it."""
+    trade_key: str
+    side: str = ""
+    opened_at: float = 0.0
+    closed_at: float = 0.0
+    planned_entry: Decimal | None = None
+    initial_stop: Decimal | None = None
+    tp1: Decimal | None = None
+    tp2: Decimal | None = None
+    r_unit: Decimal | None = None
+    entry_qty: Decimal = ZERO
+    entry_quote: Decimal = ZERO
+    avg_entry: Decimal = ZERO
+    exit_qty: Decimal = ZERO
+    exit_quote: Decimal = ZERO
+    avg_exit: Decimal = ZERO
+    legs: dict[str, dict[str, Any]] = {}
+    fees_quote: Decimal = ZERO
+    fees_other: dict[str, Decimal] = {}
+    gross_pnl: Decimal = ZERO
+    net_pnl: Decimal = ZERO
+    gross_r: Decimal | None = None
+    net_r: Decimal | None = None
+    reason: str = ""
+    duration_sec: float | None = None
+    stop_moves: list[dict[str, Any]] = []
+    fills: list[Fill] = []
+    source: str = "exchange"   # exchange: fills from the exchange's records; events: from the audit trail only
+    notes: list[str] = []
+
+
+# ---- reading the streams ------------------------------------------------------------------------------
+
+def _scan(ctx: Ctx, stream: str) -> Iterator[tuple[str, Any]]:
+    key = ctx.key(stream)
+    start = "-"
+    while True:
+        rows = ctx.r.xrange(key, start, "+", count=2000)
+        for eid, fields in rows:
+            m = decode_row(fields)
+            if m is not None:
+                yield eid.decode(), m
+        if len(rows) < 2000:
+            return
+        start = "(" + rows[-1][0].decode()
+
+
+def _collect(ctx: Ctx) -> tuple[dict[str, dict[str, list[Event]]], dict[str, PositionEvent]]:
+    events: dict[str, dict[str, list[Event]]] = {}
+    for _id, m in _scan(ctx, "events"):
+        if isinstance(m, Event) and m.trade_key and m.kind in EVENT_KINDS:
+            events.setdefault(m.trade_key, {}).setdefault(m.kind, []).append(m)
+    closed: dict[str, PositionEvent] = {}
+    for _id, m in _scan(ctx, "positions"):
+        if isinstance(m, PositionEvent) and m.kind == "CLOSED":
+            closed[m.trade_key] = m
+    return events, closed
+
+
+def _d(v: Any) -> Decimal | None:
+    if v is None or v == "":
+        return None
+    try:
+        return Decimal(str(v))
+    except ArithmeticError:
+        return None
+
+
+# ---- the exchange's records ------------------------------------------------------------------------------
+
+def _exchange_fills(ctx: Ctx, keys: set[str], base: str, quote: str) -> dict[str, list[Fill]]:
+    """Each trade's executions from allOrders (recent orders of the symbol) and myTrades (per order, for the
+    commissions). Commissions in the base asset are valued at the execution's price."""
+    client = ctx.client()
+    out: dict[str, list[Fill]] = {}
+    orders: list[Order] = client.all_orders(ctx.cfg.SYMBOL, limit=1000)
+    for o in orders:
+        tk = trade_key_of(o.client_order_id)
+        if tk not in keys or o.executed_qty <= 0:
+            continue
+        code = o.client_order_id.rsplit("-", 2)[1]
+        leg, how = ("entry", "entry") if code == "en" else _EXIT_OF.get(code, (_CODE_LEG.get(code, code), "other"))
+        trades: list[Trade] = client.my_trades(ctx.cfg.SYMBOL, order_id=o.order_id)
+        if not trades:  # no per-execution records: one fill from the order itself, no fee known
+            price = o.cummulative_quote_qty / o.executed_qty
+            out.setdefault(tk, []).append(Fill(o.client_order_id, leg, how, o.side, o.type, o.executed_qty,
+                                               o.cummulative_quote_qty, price, ZERO, {}, (o.update_time or o.time) / 1000))
+            continue
+        for t in trades:
+            fee_q, other = ZERO, {}
+            if t.commission_asset == quote:
+                fee_q = t.commission
+            elif t.commission_asset == base:
+                fee_q = t.commission * t.price
+            elif t.commission > 0:
+                other[t.commission_asset] = t.commission
+            out.setdefault(tk, []).append(Fill(o.client_order_id, leg, how, o.side, o.type, t.qty, t.quote_qty,
+                                               t.price, fee_q, other, t.time / 1000))
+    return out
+
+
+# ---- building the rows ------------------------------------------------------------------------------------
+
+def build(ctx: Ctx, since: float | None = None, use_exchange: bool = True) -> list[TradeRow]:
+    """Every closed trade (closed at or after `since`, market time), oldest first."""
+    events, closed = _collect(ctx)
+    keys = set(closed) | {tk for tk, kinds in events.items() if "position_closed" in kinds}
+    st = ctx.state()
+    base, quote = _assets(ctx)
+    fills: dict[str, list[Fill]] = {}
+    exchange_error = ""
+    if use_exchange and keys:
+        try:
+            fills = _exchange_fills(ctx, keys, base, quote)
+        except Exception as e:  # noqa: BLE001 - report from the audit trail alone, and say so
+            exchange_error = f"{type(e).__name__}: {e}"[:200]
+    rows = []
+    for tk in keys:
+        row = _row(tk, events.get(tk, {}), closed.get(tk), fills.get(tk, []), st)
+        if exchange_error:
+            row.notes.append(f"exchange unreadable ({exchange_error}): figures from the audit trail")
+        if since is not None and row.closed_at < since:
+            continue
+        rows.append(row)
+    rows.sort(key=lambda r: (r.closed_at, r.trade_key))
+    return rows
+
+
+def _assets(ctx: Ctx) -> tuple[str, str]:
+    sym = ctx.cfg.SYMBOL
+    for q in ("USDC", "USDT", "FDUSD", "BUSD", "TUSD", "BTC", "ETH", "BNB", "EUR", "TRY"):
+        if sym.endswith(q) and len(sym) > len(q):
+            return sym[: -len(q)], q
+    return sym, ""
+
+
+def _first(evs: dict[str, list[Event]], kind: str) -> Event | None:
+    lst = evs.get(kind)
+    return lst[0] if lst else None
+
+
+def _row(tk: str, evs: dict[str, list[Event]], closed: PositionEvent | None, fills: list[Fill], st) -> TradeRow:
+    row = TradeRow(trade_key=tk, legs={}, fees_other={}, stop_moves=[], fills=fills, notes=[])
+    plan, filled, pc = _first(evs, "entry_planned"), _first(evs, "entry_filled"), _first(evs, "position_closed")
+    lc = st.last_closed if st.last_closed is not None and st.last_closed.trade_key == tk else None
+    if plan is not None:
+        d = plan.data
+        row.side = str(d.get("side", ""))
+        row.planned_entry, row.initial_stop = _d(d.get("entry")), _d(d.get("sl"))
+        row.tp1, row.tp2, row.r_unit = _d(d.get("tp1")), _d(d.get("tp2")), _d(d.get("r"))
+        row.opened_at = plan.at
+    else:
+        row.notes.append("entry_planned not in the audit trail (trimmed or adopted): plan unknown")
+    if filled is not None:
+        row.opened_at = filled.at
+        row.side = row.side or str(filled.data.get("side", ""))
+    if lc is not None:
+        row.side = row.side or lc.side
+        row.opened_at = row.opened_at or lc.opened_at
+    row.side = row.side or ("long" if "-L-" in tk else "short")
+    row.closed_at = pc.at if pc is not None else (closed.at if closed is not None else 0.0)
+    row.reason = str((pc.data.get("reason") if pc is not None else None)
+                     or (closed.detail.get("reason") if closed is not None else "") or "")
+    row.duration_sec = (row.closed_at - row.opened_at) if row.opened_at and row.closed_at else None
+    row.stop_moves = [{"at": e.at, "leg": e.data.get("leg"), "stop": _d(e.data.get("stop")), "why": e.data.get("why")}
+                      for e in evs.get("stop_move", [])]
+    sign = 1 if row.side == "long" else -1
+    if fills:
+        entry = [f for f in fills if f.leg == "entry"]
+        exits = [f for f in fills if f.leg != "entry"]
+        row.entry_qty = sum((f.qty for f in entry), ZERO)
+        row.entry_quote = sum((f.quote for f in entry), ZERO)
+        row.exit_qty = sum((f.qty for f in exits), ZERO)
+        row.exit_quote = sum((f.quote for f in exits), ZERO)
+        row.fees_quote = sum((f.fee_quote for f in fills), ZERO)
+        for f in fills:
+            for a, v in f.fee_other.items():
+                row.fees_other[a] = row.fees_other.get(a, ZERO) + v
+        for f in sorted(exits, key=lambda f: f.at):
+            lg = row.legs.setdefault(f.leg, {"qty": ZERO, "quote": ZERO, "how": [], "at": f.at})
+            lg["qty"] += f.qty
+            lg["quote"] += f.quote
+            lg["at"] = f.at
+            if f.how not in lg["how"]:
+                lg["how"].append(f.how)
+        for lg in row.legs.values():
+            lg["price"] = (lg["quote"] / lg["qty"]).quantize(Decimal("0.01")) if lg["qty"] else ZERO
+            lg["how"] = "+".join(lg["how"])
+        row.avg_entry = row.entry_quote / row.entry_qty if row.entry_qty else ZERO
+        if filled is not None and _d(filled.data.get("avg_entry")):
+            row.avg_entry = _d(filled.data.get("avg_entry"))  # the product's own average (same fills)
+        row.avg_exit = row.exit_quote / row.exit_qty if row.exit_qty else ZERO
+        row.gross_pnl = (sign * (row.exit_quote - row.avg_entry * row.exit_qty)).quantize(Q4)
+    else:
+        row.source = "events"
+        _from_events(row, evs, pc, lc, sign)
+    row.net_pnl = (row.gross_pnl - row.fees_quote).quantize(Q4)
+    risk = (row.r_unit or ZERO) * row.exit_qty
+    if risk > 0:
+        row.gross_r = (row.gross_pnl / risk).quantize(Decimal("0.001"))
+        row.net_r = (row.net_pnl / risk).quantize(Decimal("0.001"))
+    elif pc is not None and _d(pc.data.get("r")) is not None:
+        row.gross_r = _d(pc.data.get("r"))
+    row.avg_entry = row.avg_entry.quantize(Decimal("0.01")) if row.avg_entry else ZERO
+    row.avg_exit = row.avg_exit.quantize(Decimal("0.01")) if row.avg_exit else ZERO
+    return row
+
+
+def _from_events(row: TradeRow, evs: dict[str, list[Event]], pc: Event | None, lc, sign: int) -> None:
+    """Figures from the audit trail when the exchange's records are not available (no fees then)."""
+    if pc is not None:
+        d = pc.data
+        row.exit_qty = _d(d.get("qty")) or ZERO
+        row.avg_entry = _d(d.get("avg_entry")) or ZERO
+        row.avg_exit = _d(d.get("avg_exit")) or ZERO
+        row.gross_pnl = _d(d.get("pnl")) or ZERO
+    elif lc is not None:
+        row.exit_qty, row.avg_entry, row.avg_exit, row.gross_pnl = lc.qty, lc.avg_entry, lc.avg_exit, lc.pnl_quote
+    row.exit_quote = row.avg_exit * row.exit_qty
+    filled = _first(evs, "entry_filled")
+    if filled is not None:
+        row.entry_qty = _d(filled.data.get("qty")) or ZERO
+        row.entry_quote = row.entry_qty * row.avg_entry
+    for e in evs.get("leg_settled", []):
+        q = _d(e.data.get("filled")) or ZERO
+        if q <= 0:
+            continue
+        lg = row.legs.setdefault(str(e.data.get("leg")), {"qty": ZERO, "quote": ZERO, "how": "", "at": e.at})
+        lg["qty"] += q
+        lg["quote"] += _d(e.data.get("quote")) or ZERO
+        lg["how"] = str(e.data.get("reason") or lg["how"])
+        lg["at"] = e.at
+    for e in evs.get("flatten_filled", []):
+        q = _d(e.data.get("qty")) or ZERO
+        if q > 0:
+            lg = row.legs.setdefault("flatten", {"qty": ZERO, "quote": ZERO, "how": "flatten", "at": e.at})
+            lg["qty"] += q
+            lg["quote"] += _d(e.data.get("quote")) or ZERO
+    for lg in row.legs.values():
+        lg["price"] = (lg["quote"] / lg["qty"]).quantize(Decimal("0.01")) if lg["qty"] and lg["quote"] else ZERO
+    row.notes.append("no exchange records of this trade's orders: fees unknown (0)")
+
+
+def totals(rows: list[TradeRow]) -> dict[str, Any]:
+    n = len(rows)
+    wins = sum(1 for r in rows if r.net_pnl > 0)
+    rs = [r.net_r for r in rows if r.net_r is not None]
+    return {
+        "trades": n, "wins": wins, "losses": n - wins, "win_rate": (wins / n) if n else None,
+        "gross_pnl": sum((r.gross_pnl for r in rows), ZERO), "fees_quote": sum((r.fees_quote for r in rows), ZERO),
+        "net_pnl": sum((r.net_pnl for r in rows), ZERO), "net_r": sum(rs, ZERO),
+        "entry_qty": sum((r.entry_qty for r in rows), ZERO), "entry_quote": sum((r.entry_quote for r in rows), ZERO),
+        "exit_qty": sum((r.exit_qty for r in rows), ZERO), "exit_quote": sum((r.exit_quote for r in rows), ZERO),
+    }
+
+
+# ---- output ---------------------------------------------------------------------------------------------
+
+LEG_ORDER = ("tp1", "tp2", "trail", "flatten")
+
+
+def _leg_text(lg: dict[str, Any] | None) -> str:
+    if not lg:
+        return "-"
+    return f"{human(lg['qty'])}@{human(lg['price'])} {lg['how']}"
+
+
+def _n(v: Any) -> str:
+    return human(v)
+
+
+def render(ctx: Ctx, rows: list[TradeRow], tot: dict[str, Any]) -> None:
+    out = ctx.out
+    out.heading(f"closed trades ({len(rows)})")
+    if not rows:
+        out.line("no closed trade in the positions/events streams")
+        return
+    legs = [k for k in LEG_ORDER if any(k in r.legs for r in rows)]
+    out.table(["trade", "side", "opened (UTC)", "duration", "entry", "qty", *legs, "fees", "PnL", "net", "net R",
+               "reason"],
+              [[r.trade_key, r.side, fmt_ts(r.opened_at)[:16], fmt_dur(r.duration_sec), _n(r.avg_entry), _n(r.entry_qty),
+                *(_leg_text(r.legs.get(k)) for k in legs), _n(r.fees_quote.quantize(Q4)), _n(r.gross_pnl),
+                _n(r.net_pnl), _n(r.net_r), r.reason] for r in rows],
+              styles=["green" if r.net_pnl > 0 else "red" for r in rows],
+              wrap=range(1, 11 + len(legs)))  # all but the trade key may wrap on a narrow terminal
+    for r in rows:
+        for note in r.notes:
+            out.line(f"  {r.trade_key}: {note}", "yellow")
+    wr = tot["win_rate"]
+    out.line(f"total: {tot['trades']} trades, {tot['wins']} won, win rate {wr * 100:.1f}%  |  gross "
+             f"{_n(tot['gross_pnl'])}  fees {_n(tot['fees_quote'].quantize(Q4))}  net {_n(tot['net_pnl'])} "
+             f"({_n(tot['net_r'])} R)", "bold green" if tot["net_pnl"] > 0 else "bold red")
+
+
+CSV_COLUMNS = ["trade_key", "side", "opened_at", "closed_at", "duration_sec", "planned_entry", "initial_stop", "tp1",
+               "tp2", "r_unit", "entry_qty", "entry_quote", "avg_entry", "exit_qty", "exit_quote", "avg_exit",
+               "tp1_exit", "tp2_exit", "trail_exit", "flatten_exit", "stop_moves", "fees_quote", "gross_pnl",
+               "net_pnl", "gross_r", "net_r", "reason", "source"]
+
+
+def write_csv(path: Path, rows: list[TradeRow]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(CSV_COLUMNS)
+        for r in rows:
+            iso = lambda t: datetime.fromtimestamp(t, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if t else ""
+            w.writerow([r.trade_key, r.side, iso(r.opened_at), iso(r.closed_at),
+                        "" if r.duration_sec is None else round(r.duration_sec, 1), _c(r.planned_entry),
+                        _c(r.initial_stop), _c(r.tp1), _c(r.tp2), _c(r.r_unit), _c(r.entry_qty), _c(r.entry_quote),
+                        _c(r.avg_entry), _c(r.exit_qty), _c(r.exit_quote), _c(r.avg_exit),
+                        *(_leg_text(r.legs.get(k)) if r.legs.get(k) else "" for k in LEG_ORDER),
+                        ";".join(f"{m['leg']}:{m['stop']}({m['why']})" for m in r.stop_moves),
+                        _c(r.fees_quote), _c(r.gross_pnl), _c(r.net_pnl), _c(r.gross_r), _c(r.net_r), r.reason,
+                        r.source])
+
+
+def _c(v: Any) -> str:
+    return "" if v is None else (format(v, "f") if isinstance(v, Decimal) else str(v))
+
+
+def parse_since(text: str) -> float:
+    """--since: a date (2025-01-13), a date-time (ISO-8601) or epoch seconds; UTC."""
+    s = text.strip()
+    if len(s) == 10 and s[4] == "-" and s[7] == "-":
+        s += "T00:00:00Z"
+    try:
+        return float(parse_ts(s))
+    except ValueError as e:
+        raise CtlError(f"--since {text!r}: expected a date (2025-01-13), an ISO-8601 time or epoch seconds") from e
+
+
+def run(ctx: Ctx, since: str | None, csv_path: str | None, chart_path: str | None, agg: str | None,
+        extra: dict[str, Any] | None = None) -> int:
+    rows = build(ctx, parse_since(since) if since else None)
+    tot = totals(rows)
+    if csv_path:
+        write_csv(Path(csv_path), rows)
+    if chart_path:
+        from services.executorctl.chart import draw
+        draw(Path(chart_path), rows, Path(agg or ctx.cfg.AGG_CSV), ctx.cfg.SYMBOL)
+    if ctx.out.as_json:
+        ctx.out.json({"trades": [jsonable(r) for r in rows], "totals": tot, "csv": csv_path, "chart": chart_path,
+                      **(extra or {})})
+        return 0
+    render(ctx, rows, tot)
+    if csv_path:
+        ctx.out.line(f"CSV: {csv_path}")
+    if chart_path:
+        ctx.out.line(f"chart: {chart_path}")
+    return 0
