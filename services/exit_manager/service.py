@@ -8,17 +8,42 @@ Every order id is deterministic (trade key, leg, attempt): after a crash the man
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from decimal import Decimal
-from typing import Callable
 
+from services.exit_manager.holdings import foreign_fills
+from services.exit_manager.margin import repay_after_close, side_effect
 from shared.adapters.agg_feed import FeedUnavailable, read_last_bars
-from shared.adapters.binance_rest import (BinanceClient, BinanceError, CancelReplaceFailed, CancelReplacePartial,
-                                          NotFound, RateLimited, Rejected, UnknownOutcome)
+from shared.adapters.binance_rest import (
+    BinanceClient,
+    BinanceError,
+    CancelReplaceFailed,
+    CancelReplacePartial,
+    NotFound,
+    RateLimited,
+    Rejected,
+    UnknownOutcome,
+)
 from shared.adapters.redis_streams import GroupConsumer
 from shared.domain.bars import BadHeader
 from shared.domain.exit_plan import stop_limit_price
-from shared.domain.exit_rules import (LegFills, be_price, better, close_summary, exit_side, leg_ids, plan_legs,
-                                      read_attempt, remaining, trail_candidate, trail_move, with_ids)
+from shared.domain.exit_rules import (
+    LegFills,
+    be_price,
+    better,
+    close_summary,
+    exit_side,
+    immediate_reason,
+    leg_ids,
+    oco_stop_lost,
+    plan_legs,
+    read_attempt,
+    remaining,
+    share_out,
+    trail_candidate,
+    trail_move,
+    with_ids,
+)
 from shared.domain.messages import Command, PositionEvent
 from shared.domain.order_ids import client_id, trade_key_of
 from shared.domain.orders import Order, order_is_open
@@ -44,6 +69,8 @@ class ExitManager:
         self.positions = GroupConsumer(rt.r, self.cfg.key("positions"), PROCESS, PROCESS)
         self.commands = GroupConsumer(rt.r, self.cfg.key("commands"), PROCESS, PROCESS, start_id="$")
         self._next_tick = 0.0
+        self._flatten_retry_at: dict[str, float] = {}  # a refused market close waits EXITS_RETRY_EVERY_SEC
+        self._fresh: set[str] = set()  # leg ids this process created and has not sent yet (no adopt query needed)
 
     # ---- state helpers --------------------------------------------------------------------------
 
@@ -89,6 +116,10 @@ class ExitManager:
             self._tick(pos)
         except TickAborted as e:
             self.rt.log.warning("tick_aborted", trade_key=pos.trade_key, reason=str(e))
+        except BinanceError as e:
+            # Unreachable, or a refusal nobody planned for: every step is recorded before it is taken, so the
+            # next tick resumes from the state and the exchange.
+            self.rt.log.warning("tick_failed", trade_key=pos.trade_key, error=str(e), kind=type(e).__name__)
 
     def _tick(self, pos: Position) -> None:
         if not pos.legs and not pos.flatten_requested:
@@ -97,26 +128,35 @@ class ExitManager:
         if pos is None:
             return
         if pos.flatten_requested:
-            self._flatten(pos)
+            if self.rt.clock.now() >= self._flatten_retry_at.get(pos.trade_key, 0.0):
+                self._flatten(pos)
         elif all(leg.status == "DONE" for leg in pos.legs):
             self._close(pos)
         else:
             self._act(pos)
 
     def _act(self, pos: Position) -> None:
-        for leg in list(pos.legs):
-            if leg.status == "NEW" and self.rt.clock.now() >= pos.exits_next_at:
-                pos = self._place(pos, leg) or pos
-            elif leg.status == "REPLACING":
-                pos = self._resolve_replacing(pos, leg) or pos
-            if pos.flatten_requested:
+        for name in [lg.name for lg in pos.legs]:
+            leg = next(lg for lg in pos.legs if lg.name == name)
+            if leg.status not in ("NEW", "REPLACING") or (leg.errors and self.rt.clock.now() < pos.exits_next_at):
+                continue  # a leg that was refused waits EXITS_RETRY_EVERY_SEC; the others are placed at once
+            p = self._place(pos, leg) if leg.status == "NEW" else self._resolve_replacing(pos, leg)
+            pos = p or self._pos()
+            if pos is None or pos.flatten_requested:
                 return
         pos = self._maybe_break_even(pos) or pos
         self._maybe_trail(pos)
 
     def _init_legs(self, pos: Position) -> Position:
-        legs = plan_legs(pos, self.f, self.cfg.SL_LIMIT_GAP_TICKS)
-        p = self._mutate(pos.trade_key, lambda p: setattr(p, "legs", legs) if not p.legs else None) or pos
+        legs, wrote = plan_legs(pos, self.f, self.cfg.SL_LIMIT_GAP_TICKS), []
+
+        def fn(p: Position) -> None:
+            if not p.legs:
+                p.legs = legs
+                wrote.append(True)
+        p = self._mutate(pos.trade_key, fn) or pos
+        if wrote:  # this process wrote these ids first: nothing can exist under them yet
+            self._fresh.update(lg.list_client_id or lg.stop_client_id for lg in legs)
         self.rt.event("legs_planned", p.trade_key, legs=[{"name": lg.name, "qty": lg.qty, "tp": lg.tp_price,
                                                          "stop": lg.stop_price} for lg in p.legs],
                       dust=net_qty(p) - sum((lg.qty for lg in p.legs), Decimal(0)), fee_base=p.entry_fee_base)
@@ -125,6 +165,8 @@ class ExitManager:
     # ---- learning (terminal first) --------------------------------------------------------------
 
     def _learn(self, pos: Position) -> Position | None:
+        if not any(leg.status == "PLACED" for leg in pos.legs):
+            return pos  # nothing resting to learn about
         try:
             open_ = {o.client_order_id: o for o in self.client.open_orders(self.cfg.SYMBOL)}
         except (UnknownOutcome, RateLimited) as e:
@@ -139,13 +181,33 @@ class ExitManager:
             orders = {i: open_.get(i) or self._query(i) for i in ids}
             if any(o is None for o in orders.values()) and time.time() - leg.placed_at < NOT_FOUND_GRACE_SEC:
                 continue  # -2013 right after placing is not proof of absence
-            fills = read_attempt(leg, {k: v for k, v in orders.items() if v is not None})
+            known = {k: v for k, v in orders.items() if v is not None}
+            fills = read_attempt(leg, known)
             if fills.open:
                 if fills.triggered_stop is not None:
                     self._check_gap(pos, leg, fills.triggered_stop)
+                elif oco_stop_lost(leg, known):
+                    pos = self._reprotect(pos, leg) or pos
                 continue
             pos = self._settle(pos, leg.name, leg.attempt, fills) or pos
         return self._pos()
+
+    def _reprotect(self, pos: Position, leg: Leg) -> Position | None:
+        """The take-profit of an OCO partially filled and the exchange expired its stop: cancel the rest of the
+        take-profit and place a new OCO (take-profit + stop) for what is really held. While the market is still at
+        or beyond the take-profit a new LIMIT_MAKER would be refused, and the take-profit keeps filling: wait."""
+        px = self._executable(pos.side)
+        if px is None or immediate_reason(pos.side, leg, px):
+            self.rt.log.info("tp_partial_wait", trade_key=pos.trade_key, leg=leg.name, market=str(px))
+            return None
+        self._cancel_old(leg_ids(pos.trade_key, leg.name, leg.attempt))
+        orders = {i: self._query(i) for i in (leg.tp_client_id, leg.stop_client_id)}
+        fills = read_attempt(leg, {k: v for k, v in orders.items() if v is not None})
+        if fills.open:
+            raise TickAborted(f"{leg.name}: take-profit still open after cancel")
+        self.rt.event("leg_reprotect", pos.trade_key, level="warning", leg=leg.name, attempt=leg.attempt,
+                      filled=fills.qty, reason="oco stop expired after a partial take-profit")
+        return self._settle(pos, leg.name, leg.attempt, fills)
 
     def _settle(self, pos: Position, name: str, attempt: int, fills: LegFills) -> Position | None:
         """Count an attempt's fills into its leg; the leg is DONE when nothing tradeable remains, else it
@@ -168,7 +230,13 @@ class ExitManager:
             level = "info" if leg.status == "DONE" else "warning"
             self.rt.event("leg_settled", p.trade_key, level=level, leg=name, attempt=attempt, filled=fills.qty,
                           quote=fills.quote, reason=fills.reason, status=leg.status, remaining=remaining(leg))
+            self._report_dust(p, leg)
         return p
+
+    def _report_dust(self, pos: Position, leg: Leg) -> None:
+        if leg.status == "DONE" and remaining(leg) > 0:
+            self.rt.event("leg_dust", pos.trade_key, level="warning", leg=leg.name, qty=remaining(leg),
+                          min_qty=self.f.min_qty, action="left in the account (below the exchange's minimum)")
 
     def _check_gap(self, pos: Position, leg: Leg, stop: Order) -> None:
         """A triggered stop-limit whose limit the market has gapped through: close the rest at market."""
@@ -195,6 +263,8 @@ class ExitManager:
 
     def _adopt(self, leg: Leg) -> bool:
         """True when the leg's current attempt already exists on the exchange."""
+        if (leg.list_client_id or leg.stop_client_id) in self._fresh:
+            return False
         if leg.list_client_id:
             try:
                 self.client.get_order_list(list_client_order_id=leg.list_client_id)
@@ -211,8 +281,8 @@ class ExitManager:
             self.client.place_order(self.cfg.SYMBOL, side, "STOP_LOSS_LIMIT", qty, client_order_id=leg.stop_client_id,
                                     price=leg.stop_limit, stop_price=leg.stop_price, time_in_force="GTC")
             return
-        tp = dict(type="LIMIT_MAKER", price=leg.tp_price, cid=leg.tp_client_id)
-        sl = dict(type="STOP_LOSS_LIMIT", price=leg.stop_limit, stop=leg.stop_price, cid=leg.stop_client_id)
+        tp = {"type": "LIMIT_MAKER", "price": leg.tp_price, "cid": leg.tp_client_id}
+        sl = {"type": "STOP_LOSS_LIMIT", "price": leg.stop_limit, "stop": leg.stop_price, "cid": leg.stop_client_id}
         above, below = (tp, sl) if pos.side == "long" else (sl, tp)
         self.client.place_oco(
             self.cfg.SYMBOL, side, qty, list_client_order_id=leg.list_client_id,
@@ -226,6 +296,7 @@ class ExitManager:
             self.rt.event("leg_adopted", pos.trade_key, leg=leg.name, attempt=leg.attempt)
             return self._mark_placed(pos, leg.name)
         t0 = time.perf_counter()
+        self._fresh.discard(leg.list_client_id or leg.stop_client_id)  # sent from here on: ask before re-sending
         try:
             self._send_leg(pos, leg)
         except UnknownOutcome as e:
@@ -249,10 +320,25 @@ class ExitManager:
         return self._mutate_leg(pos.trade_key, name, fn)
 
     def _placement_failed(self, pos: Position, leg: Leg, e: Rejected) -> Position | None:
-        if any(s in e.msg.lower() for s in _IMMEDIATE):
-            self.rt.event("leg_would_trigger", pos.trade_key, level="warning", leg=leg.name, error=e.msg,
-                          action="flatten at market")
-            return self._request_flatten(pos, "stop_immediate" if "trigger" in e.msg.lower() else "tp_immediate")
+        if e.code == -2010 and self._coins_missing(pos):
+            return self._pos()
+        why = self._why_immediate(pos, leg, e)
+        if why:
+            self.rt.event("leg_would_trigger", pos.trade_key, level="warning", leg=leg.name, error=e.msg, reason=why,
+                          stop=leg.stop_price, tp=leg.tp_price, action="flatten at market")
+            return self._request_flatten(pos, why)
+        return self._count_rejection(pos, leg, e)
+
+    def _why_immediate(self, pos: Position, leg: Leg, e: Rejected) -> str:
+        """stop_immediate / tp_immediate when the refusal is because the market is already through a price
+        (Binance words it differently per endpoint: the OCO says 'relationship of the prices'), else ""."""
+        px = self._executable(pos.side)
+        why = immediate_reason(pos.side, leg, px) if px is not None else ""
+        if not why and any(s in e.msg.lower() for s in _IMMEDIATE):
+            why = "stop_immediate" if "trigger" in e.msg.lower() else "tp_immediate"
+        return why
+
+    def _count_rejection(self, pos: Position, leg: Leg, e: Rejected) -> Position | None:
         now = self.rt.clock.now()
 
         def fn(p: Position, lg: Leg) -> None:
@@ -273,12 +359,21 @@ class ExitManager:
     def _move_stop(self, pos: Position, name: str, new_stop: Decimal, why: str) -> Position | None:
         """Record the move (new attempt, new ids) first, then carry it out; a crash in between resumes."""
         limit = stop_limit_price(pos.side, new_stop, self.cfg.SL_LIMIT_GAP_TICKS, self.f.tick_size)
+        cur = next(lg for lg in pos.legs if lg.name == name)
+        if not better(pos.side, new_stop, cur.stop_price):
+            self.rt.event("stop_move_refused", pos.trade_key, level="error", leg=name, stop=cur.stop_price,
+                          to=new_stop, why=why, reason="a stop only moves in the position's favour")
+            return None
+
+        moved = []
 
         def fn(p: Position, leg: Leg) -> None:
-            if leg.status != "PLACED":
+            if leg.status != "PLACED" or not better(p.side, new_stop, leg.stop_price):
                 return
+            moved.append(leg_ids(p.trade_key, name, leg.attempt + 1))
             leg.attempt += 1
             leg.status, leg.stop_price, leg.stop_limit = "REPLACING", new_stop, limit
+            leg.placed_at = time.time()  # the watchdog's grace for a stop in motion runs from here
             with_ids(leg, p.trade_key)
         p = self._mutate_leg(pos.trade_key, name, fn)
         if p is None:
@@ -286,6 +381,8 @@ class ExitManager:
         leg = next(lg for lg in p.legs if lg.name == name)
         if leg.status != "REPLACING":
             return p
+        if moved:  # recorded by this process just now: nothing exists under the new ids yet
+            self._fresh.add(moved[-1].list_id or moved[-1].stop_id)
         self.rt.event("stop_move", p.trade_key, leg=name, stop=new_stop, why=why, attempt=leg.attempt)
         return self._resolve_replacing(p, leg)
 
@@ -293,7 +390,9 @@ class ExitManager:
         """Finish a stop move: adopt the new orders if they exist, else cancel the old ones, count what
         they filled, and place the new ones for what remains."""
         if self._adopt(leg):
-            return self._mark_placed(pos, leg.name)
+            self.rt.event("leg_adopted", pos.trade_key, leg=leg.name, attempt=leg.attempt, during="stop_move")
+            p = self._count_attempt(pos, leg.name, leg.attempt - 1) or pos
+            return self._mark_placed(p, leg.name)
         old = leg_ids(pos.trade_key, leg.name, leg.attempt - 1)
         t0 = time.perf_counter()
         if leg.name == "trail" and self._old_open(old.stop_id):
@@ -302,13 +401,7 @@ class ExitManager:
                 return done
         else:
             self._cancel_old(old)
-        olds = {i: self._query(i) for i in (old.tp_id, old.stop_id) if i}
-        prev = Leg(name=leg.name, qty=leg.qty, stop_price=leg.stop_price, stop_limit=leg.stop_limit,
-                   tp_client_id=old.tp_id, stop_client_id=old.stop_id)
-        fills = read_attempt(prev, {k: v for k, v in olds.items() if v is not None})
-        if fills.open:
-            raise TickAborted(f"old orders of {leg.name} still open after cancel")
-        p = self._count_old(pos, leg.name, leg.attempt - 1, fills)
+        p = self._count_attempt(pos, leg.name, leg.attempt - 1)
         if p is None:
             return None
         leg = next(lg for lg in p.legs if lg.name == leg.name)
@@ -318,6 +411,20 @@ class ExitManager:
         self.rt.event("stop_move_window", p.trade_key, leg=leg.name, ms=round((time.perf_counter() - t0) * 1000, 2))
         return result
 
+    def _count_attempt(self, pos: Position, name: str, attempt: int) -> Position | None:
+        """Count what `attempt` of a leg filled (its orders must be final by now)."""
+        leg = next(lg for lg in pos.legs if lg.name == name)
+        if attempt < 0 or leg.counted_attempt >= attempt:
+            return pos
+        ids = leg_ids(pos.trade_key, name, attempt)
+        orders = {i: self._query(i) for i in (ids.tp_id, ids.stop_id) if i}
+        prev = Leg(name=name, qty=leg.qty, stop_price=leg.stop_price, stop_limit=leg.stop_limit,
+                   tp_client_id=ids.tp_id, stop_client_id=ids.stop_id)
+        fills = read_attempt(prev, {k: v for k, v in orders.items() if v is not None})
+        if fills.open:
+            raise TickAborted(f"orders of {name} attempt {attempt} still open after cancel")
+        return self._count_old(pos, name, attempt, fills)
+
     def _old_open(self, cid: str) -> bool:
         o = self._query(cid)
         return o is not None and order_is_open(o)
@@ -325,6 +432,7 @@ class ExitManager:
     def _cancel_replace_trail(self, pos: Position, leg: Leg, old_id: str) -> Position | None:
         """Move the trailing stop in one request; returns None when the caller must fall back."""
         t0 = time.perf_counter()
+        self._fresh.discard(leg.stop_client_id)
         try:
             self.client.cancel_replace(self.cfg.SYMBOL, exit_side(pos.side), "STOP_LOSS_LIMIT", remaining(leg),
                                        cancel_orig_client_order_id=old_id, new_client_order_id=leg.stop_client_id,
@@ -420,11 +528,12 @@ class ExitManager:
         try:
             feed = read_last_bars(self.cfg.AGG_CSV, self.cfg.TRAIL_SWING_LOOKBACK)
         except BadHeader as e:
-            self.rt.event("trail_feed_bad_header", pos.trade_key, level="error", error=str(e))
+            self.rt.event("trail_feed_bad_header", pos.trade_key, level="error", error=str(e), action="no move")
             self.rt.notify("trail_feed_bad_header", str(e), "ERROR", pos.trade_key)
             return None
         except FeedUnavailable as e:
             self.rt.event("trail_feed_missing", pos.trade_key, level="error", error=str(e), action="no move")
+            self.rt.notify("trail_feed_missing", str(e), "ERROR", pos.trade_key)
             return None
         if not feed.bars or now - (feed.bars[-1].ts + 60) > self.cfg.INVAR_FEED_STALE_SEC:
             self.rt.event("trail_feed_stale", pos.trade_key, level="warning",
@@ -476,11 +585,10 @@ class ExitManager:
         """Cancel every order of the trade, count what they filled, sell the rest at market, close."""
         self._cancel_all(pos)
         for leg in pos.legs:
-            if leg.status == "DONE":
-                continue
-            orders = {i: self._query(i) for i in (leg.tp_client_id, leg.stop_client_id) if i}
-            fills = read_attempt(leg, {k: v for k, v in orders.items() if v is not None})
-            pos = self._count_old(pos, leg.name, leg.attempt, fills) or pos
+            for attempt in range(max(leg.counted_attempt + 1, 0), leg.attempt + 1):
+                if leg.status != "DONE":
+                    pos = self._count_attempt(pos, leg.name, attempt) or pos
+                    leg = next(lg for lg in pos.legs if lg.name == leg.name)
         pos = self._market_rest(pos)
         if pos is None:
             return
@@ -497,39 +605,59 @@ class ExitManager:
         sold = sum((lg.filled_qty for lg in pos.legs), Decimal(0)) + pos.flatten_qty
         return net_qty(pos) - sold
 
-    def _market_rest(self, pos: Position) -> Position | None:
+    def _market_rest(self, pos: Position | None) -> Position | None:
         """MARKET-close what is still held, adopting an earlier attempt that reached the exchange."""
-        while True:
+        while pos is not None:
             rest = (self._held(pos) // self.f.step_size) * self.f.step_size
-            if rest < self.f.min_qty:
+            if rest < self.f.min_qty or rest * pos.avg_entry < self.f.min_notional:
+                if rest > 0:
+                    self.rt.event("flatten_dust", pos.trade_key, level="warning", qty=rest, min_qty=self.f.min_qty,
+                                  min_notional=self.f.min_notional, action="left in the account (below the minimum)")
                 return pos
             cid = client_id(pos.trade_key, "flatten", pos.flatten_attempt)
-            o = self._query(cid)
-            if o is None:
-                try:
-                    o = self.client.place_order(self.cfg.SYMBOL, exit_side(pos.side), "MARKET", rest, client_order_id=cid)
-                except (UnknownOutcome, RateLimited) as e:
-                    raise TickAborted(str(e)) from None
-                except Rejected as e:
-                    self.rt.event("flatten_rejected", pos.trade_key, level="error", code=e.code, error=e.msg)
-                    self.rt.notify("flatten_failed", f"{e.code} {e.msg}", "CRITICAL", pos.trade_key)
-                    raise TickAborted(e.msg) from None
+            o = self._query(cid) or self._send_market(pos, rest, cid)
+            if o is None:  # the coins were gone: booked as a manual close
+                pos = self._pos()
+                continue
             if order_is_open(o):
                 raise TickAborted("flatten order still open")
-            self.rt.event("flatten_filled", pos.trade_key, qty=o.executed_qty, quote=o.cummulative_quote_qty, client_id=cid)
+            pos = self._count_flatten(pos, o)
+            if o.executed_qty == 0:
+                raise TickAborted("market close filled nothing (no liquidity?): retry next tick")
+        return None
 
-            def fn(p: Position, o=o) -> None:
-                if p.flatten_attempt == int(o.client_order_id.rsplit("-", 1)[1]):
-                    p.flatten_qty += o.executed_qty
-                    p.flatten_quote += o.cummulative_quote_qty
-                    p.flatten_attempt += 1
-            pos = self._mutate(pos.trade_key, fn)
-            if pos is None:
+    def _send_market(self, pos: Position, qty: Decimal, cid: str) -> Order | None:
+        try:
+            return self.client.place_order(self.cfg.SYMBOL, exit_side(pos.side), "MARKET", qty, client_order_id=cid)
+        except (UnknownOutcome, RateLimited) as e:
+            raise TickAborted(str(e)) from None
+        except Rejected as e:
+            if e.code == -2010 and self._coins_missing(pos):
                 return None
+            self._flatten_rejected(pos, e)
+            raise TickAborted(e.msg) from None
+
+    def _count_flatten(self, pos: Position, o: Order) -> Position | None:
+        self.rt.event("flatten_filled", pos.trade_key, qty=o.executed_qty, quote=o.cummulative_quote_qty,
+                      client_id=o.client_order_id)
+
+        def fn(p: Position) -> None:
+            if p.flatten_attempt == int(o.client_order_id.rsplit("-", 1)[1]):
+                p.flatten_qty += o.executed_qty
+                p.flatten_quote += o.cummulative_quote_qty
+                p.flatten_attempt += 1
+        return self._mutate(pos.trade_key, fn)
+
+    def _flatten_rejected(self, pos: Position, e: Rejected) -> None:
+        self._flatten_retry_at[pos.trade_key] = self.rt.clock.now() + self.cfg.EXITS_RETRY_EVERY_SEC
+        self.rt.event("flatten_rejected", pos.trade_key, level="error", code=e.code, error=e.msg,
+                      retry_in=self.cfg.EXITS_RETRY_EVERY_SEC)
+        self.rt.notify("flatten_failed", f"{e.code} {e.msg}", "CRITICAL", pos.trade_key)
 
     def _close(self, pos: Position) -> None:
         """All legs done: verify nothing of the trade is left open, then free the slot and start the cooldown."""
         self._cancel_all(pos)
+        repay_after_close(self.rt, self.client, pos)
         now = self.rt.clock.now()
         summary = close_summary(pos, now)
         leftover = self._held(pos)
@@ -550,6 +678,65 @@ class ExitManager:
         self.rt.notify("closed", f"{summary.exit_reason}: pnl {summary.pnl_quote} ({summary.r_multiple} R)", "INFO",
                        pos.trade_key)
 
+    # ---- coins that left outside our orders (a person closed the trade by hand) ------------------
+
+    def _coins_missing(self, pos: Position) -> bool:
+        """After -2010: are coins the position holds gone from the account? Then book them as sold by hand
+        (at the prices of the account's own trades that are not ours), close what nothing holds any more, and
+        alert. Never sells: whoever sold them already did."""
+        gap = self._holdings_gap(pos)
+        if gap < self.f.min_qty:
+            return False
+        qty, quote = foreign_fills(self.client, self.cfg.SYMBOL, pos, gap)
+        self.rt.event("manual_close_detected", pos.trade_key, level="error", missing=gap, found_qty=qty,
+                      found_quote=quote, held=self._held(pos))
+        self.rt.notify("manual_close", f"{gap} {self.f.base_asset} of the position left the account outside the "
+                       f"executor's orders; booked as a manual close", "CRITICAL", pos.trade_key)
+        p = self._book_manual(pos, gap, quote * gap / qty if qty > 0 else Decimal(0))
+        if p is not None and all(lg.status == "DONE" for lg in p.legs) and not p.flatten_requested:
+            self._close(p)
+        return True
+
+    def _holdings_gap(self, pos: Position) -> Decimal:
+        """What the position holds minus what the account has (free + locked) of the asset it holds (spot
+        long: the base asset). 0 when the account cannot be read or the mode is not spot."""
+        if pos.side != "long" or self.cfg.TRADE_MODE != "spot":
+            return Decimal(0)
+        try:
+            free, locked = self.client.account().get(self.f.base_asset, (Decimal(0), Decimal(0)))
+        except BinanceError as e:
+            self.rt.log.warning("account_unreadable", error=str(e))
+            return Decimal(0)
+        return self._held(pos) - self._uncounted(pos) - (free + locked)
+
+    def _uncounted(self, pos: Position) -> Decimal:
+        """What our orders sold that the legs do not count yet (open or not yet read attempts)."""
+        total = Decimal(0)
+        for leg in pos.legs:
+            for attempt in range(max(leg.counted_attempt + 1, 0), leg.attempt + 1):
+                ids = leg_ids(pos.trade_key, leg.name, attempt)
+                for cid in (ids.tp_id, ids.stop_id):
+                    o = self._query(cid) if cid and leg.status != "DONE" else None
+                    total += o.executed_qty if o is not None else Decimal(0)
+        return total
+
+    def _book_manual(self, pos: Position, qty: Decimal, quote: Decimal) -> Position | None:
+        """Book `qty` (worth `quote`) as sold by hand on the legs that have no resting orders."""
+        def fn(p: Position) -> None:
+            idle = [lg for lg in reversed(p.legs) if lg.status in ("NEW", "REPLACING")] or \
+                   [lg for lg in reversed(p.legs) if lg.status != "DONE"]
+            shares = share_out(idle, qty, quote)
+            for leg in p.legs:
+                if leg.name in shares:
+                    leg.filled_qty += shares[leg.name][0]
+                    leg.filled_quote += shares[leg.name][1]
+                    leg.exit_reason = "manual"
+                    if remaining(leg) < self.f.min_qty:
+                        leg.status = "DONE"
+            if all(lg.status == "DONE" for lg in p.legs):
+                p.close_reason = p.close_reason or "manual"
+        return self._mutate(pos.trade_key, fn)
+
     # ---- commands ------------------------------------------------------------------------------
 
     def on_command(self, cmd: Command) -> None:
@@ -567,6 +754,8 @@ class ExitManager:
 def run(rt: Runtime) -> None:
     """Start-up then the loop: wake on `positions` events, tick the exits, handle flatten."""
     client = rt.client()
+    if client.margin:
+        client.side_effect_type = side_effect(rt)
     mgr = ExitManager(rt, client, wait_for_filters(rt, client))
     rt.store.sync_snapshot()
     rt.event("exit_manager_ready", state_version=rt.store.load().version)

@@ -2,8 +2,8 @@
 records into leg outcomes, and the closing summary."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from decimal import Decimal
-from typing import Sequence
 
 import msgspec
 
@@ -119,6 +119,39 @@ def read_attempt(leg: Leg, orders: dict[str, Order]) -> LegFills:
     reason = "tp" if tp is not None and tp.executed_qty > 0 else ("stop" if stop is not None and stop.executed_qty > 0 else "")
     trig = stop if stop is not None and order_is_open(stop) and stop.is_working else None
     return LegFills(open=any(order_is_open(o) for o in present), qty=qty, quote=quote, reason=reason, triggered_stop=trig)
+
+
+def oco_stop_lost(leg: Leg, orders: dict[str, Order]) -> bool:
+    """True when an OCO attempt's take-profit is still open but its stop is gone without filling: the exchange
+    expires the stop when the take-profit (partially) fills, which leaves the rest of the leg unprotected."""
+    tp, stop = orders.get(leg.tp_client_id), orders.get(leg.stop_client_id)
+    if not leg.tp_client_id or tp is None or stop is None:
+        return False
+    return order_is_open(tp) and not order_is_open(stop) and stop.executed_qty == 0
+
+
+def immediate_reason(side: str, leg: Leg, market: Decimal) -> str:
+    """Why placing `leg` now would execute at once: "stop_immediate" (the market is at or through its stop),
+    "tp_immediate" (at or through its take-profit), or "" (it would rest)."""
+    if not better(side, market, leg.stop_price):
+        return "stop_immediate"
+    if leg.tp_price is not None and not better(side, leg.tp_price, market):
+        return "tp_immediate"
+    return ""
+
+
+def share_out(legs: Sequence[Leg], qty: Decimal, quote: Decimal) -> dict[str, tuple[Decimal, Decimal]]:
+    """Spread `qty` (and `quote` pro rata) over `legs` in order, each up to what it has remaining:
+    leg name -> (qty, quote). Used to book coins that left the account outside our orders."""
+    out: dict[str, tuple[Decimal, Decimal]] = {}
+    left = qty
+    for leg in legs:
+        take = min(remaining(leg), left)
+        if take <= 0:
+            continue
+        out[leg.name] = (take, (quote * take / qty) if qty > 0 else Decimal(0))
+        left -= take
+    return out
 
 
 def is_filled(o: Order | None) -> bool:

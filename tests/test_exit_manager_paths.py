@@ -1,0 +1,205 @@
+"""Every way a long leaves the market, through the real processes on real Redis and the paper exchange
+(PAPER_SPEED=0: the market moves only when the test says so). Shorts need TRADE_MODE=margin, which the
+engine does not open yet: long only."""
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from services.demo.moment import find_moment
+from shared.config import load_config
+from shared.domain.symbol import SymbolFilters
+from tests.stack import Stack
+from tests.test_exit_manager_support import (
+    MARGIN,
+    alerts,
+    assert_closed,
+    assert_no_duplicates,
+    assert_stops_only_tighten,
+    events,
+    leg,
+    open_long,
+    price,
+    restart_exit_manager,
+    settle,
+    start_stack,
+    trade_orders,
+    wait_closed,
+    wait_event,
+)
+
+TICK = Decimal("0.01")
+
+
+@pytest.fixture(scope="module")
+def moment(market_bars):
+    cfg = load_config({})
+    f = SymbolFilters(cfg.SYMBOL, "BTC", "USDC", cfg.TICK_SIZE, cfg.QTY_STEP, cfg.MIN_QTY, Decimal(9000), cfg.MIN_NOTIONAL)
+    return find_moment(market_bars, cfg, f)
+
+
+@pytest.fixture()
+def make(tmp_path: Path, redis_url, market_file, market_bars, moment):
+    stacks: list[Stack] = []
+
+    def _make(**env: str) -> Stack:
+        s = start_stack(tmp_path, redis_url, market_file, market_bars[moment.index + 1].ts, **env)
+        stacks.append(s)
+        return s
+    yield _make
+    for s in stacks:
+        s.stop_all()
+
+
+SIDES = [pytest.param("long", id="long-spot"), pytest.param("short", id="short-margin")]
+
+
+def _make_side(make, side: str, **env: str) -> Stack:
+    return make(**(MARGIN if side == "short" else {}), **env)
+
+
+@pytest.mark.parametrize("side", SIDES)
+def test_stop_loss_first_all_three_stops(make, side):
+    s = _make_side(make, side)
+    pos = open_long(s, side=side)
+    price(s, pos.sl)
+    wait_closed(s)
+    assert_closed(s, pos.trade_key, "stop")
+    assert all(lg.exit_reason == "stop" for lg in s.state().last_closed.legs)
+    assert_no_duplicates(s, pos.trade_key, pos.filled_qty, side)
+
+
+@pytest.mark.parametrize("side", SIDES)
+def test_tp1_then_rest_stopped_at_break_even(make, side):
+    s = _make_side(make, side)
+    pos = open_long(s, side=side)
+    through = TICK if side == "long" else -TICK
+    price(s, pos.tp1 + through)
+    wait_event(s, "break_even_done")
+    be = leg(s, "trail").stop_price
+    assert (be >= pos.avg_entry if side == "long" else be <= pos.avg_entry) and leg(s, "tp2").stop_price == be
+    s.wait(lambda: all(lg.status in ("PLACED", "DONE") for lg in s.state().position.legs), 10, "moves done")
+    price(s, be)
+    wait_closed(s)
+    assert_closed(s, pos.trade_key, "stop")
+    reasons = {lg.name: lg.exit_reason for lg in s.state().last_closed.legs}
+    assert reasons == {"tp1": "tp", "tp2": "stop", "trail": "stop"}
+    assert s.state().last_closed.pnl_quote > 0
+    assert_stops_only_tighten(s, pos.trade_key, side)
+    assert_no_duplicates(s, pos.trade_key, pos.filled_qty, side)
+    assert events(s, "stop_move_window", pos.trade_key)
+
+
+@pytest.mark.parametrize("side", SIDES)
+def test_tp2_and_tp1_in_one_jump_then_trailing_leg_at_break_even(make, side):
+    s = _make_side(make, side)
+    pos = open_long(s, side=side)
+    price(s, pos.tp2 + (TICK if side == "long" else -TICK))  # through both take-profits in one point
+    wait_event(s, "trailing_on")
+    wait_event(s, "break_even_done")
+    s.wait(lambda: leg(s, "trail").status == "PLACED", 10, "trail stop resting")
+    price(s, leg(s, "trail").stop_price)
+    wait_closed(s)
+    assert_closed(s, pos.trade_key, "stop")
+    reasons = {lg.name: lg.exit_reason for lg in s.state().last_closed.legs}
+    assert reasons == {"tp1": "tp", "tp2": "tp", "trail": "stop"}
+    assert_stops_only_tighten(s, pos.trade_key, side)
+    assert_no_duplicates(s, pos.trade_key, pos.filled_qty, side)
+
+
+def test_manual_close_on_the_exchange(make):
+    s = make()
+    pos = open_long(s)
+    em = s.procs["exit_manager"]
+    em.send_signal(19)  # SIGSTOP: the person acts while the exit manager is not looking
+    try:
+        person = _client(s)
+        for lg in s.state().position.legs:
+            if lg.list_client_id:
+                person.cancel_order_list("BTCUSDC", list_client_order_id=lg.list_client_id)
+            else:
+                person.cancel_order("BTCUSDC", client_order_id=lg.stop_client_id)
+        free = person.account()["BTC"][0]
+        sell = (free // Decimal("0.00001")) * Decimal("0.00001")
+        person.place_order("BTCUSDC", "SELL", "MARKET", sell, client_order_id="by-hand-1")
+    finally:
+        em.send_signal(18)  # SIGCONT
+    wait_closed(s)
+    st = s.state()
+    assert st.last_closed.exit_reason == "manual"
+    assert_closed(s, pos.trade_key, "manual")
+    ours = [o for o in trade_orders(s, pos.trade_key) if o["side"] == "SELL" and Decimal(o["executedQty"]) > 0]
+    assert ours == [], "the exit manager sold coins a person had already sold"
+    assert any(a["event"] == "manual_close" for a in alerts(s, pos.trade_key))
+    assert events(s, "manual_close_detected", pos.trade_key)
+
+
+def _client(s: Stack):
+    from shared.adapters.binance_rest import BinanceClient
+    return BinanceClient(s.env["BINANCE_BASE_URL"], s.env["BINANCE_API_KEY"], s.env["BINANCE_API_SECRET"])
+
+
+def test_partial_take_profit_fill_gets_a_new_stop(make):
+    s = make(PAPER_PARTIAL_FILL_RATIO="0.5")
+    pos = open_long(s)
+    tp1 = leg(s, "tp1")
+    price(s, pos.tp1 + TICK)  # the take-profit fills half; the exchange expires the OCO's stop
+    settle()
+    price(s, pos.tp1 - TICK * 100)  # back below: the rest of tp1 needs a stop again
+    ev = wait_event(s, "leg_reprotect", leg="tp1")
+    s.wait(lambda: leg(s, "tp1").attempt == 1 and leg(s, "tp1").status == "PLACED", 10, "tp1 re-protected")
+    new = leg(s, "tp1")
+    assert new.filled_qty == Decimal(str(ev.data["filled"])) > 0
+    opened = {o["clientOrderId"]: o for o in s.open_orders()}
+    assert Decimal(opened[new.stop_client_id]["origQty"]) == tp1.qty - new.filled_qty
+    # the break-even after a partial take-profit is not due yet: close everything at the stop
+    price(s, leg(s, "tp1").stop_price)
+    wait_closed(s)
+    assert_closed(s, pos.trade_key, "stop")
+    assert_no_duplicates(s, pos.trade_key, pos.filled_qty)
+    closed = events(s, "position_closed", pos.trade_key)[-1]
+    assert Decimal(0) < Decimal(str(closed.data["dust"])) < Decimal("0.00001")  # the entry fee's part of a step
+
+
+@pytest.mark.parametrize("side", SIDES)
+def test_gap_through_the_stop_limit_closes_at_market(make, side):
+    s = _make_side(make, side)
+    pos = open_long(s, side=side)
+    jump = -TICK * 500 if side == "long" else TICK * 500
+    price(s, pos.sl + jump, gap=True)  # a jump far through the stops' limits: they trigger and rest
+    wait_event(s, "stop_gapped")
+    wait_closed(s)
+    assert_closed(s, pos.trade_key, "flatten:stop_gapped")
+    assert events(s, "flatten_filled", pos.trade_key)
+    assert_no_duplicates(s, pos.trade_key, pos.filled_qty, side)
+
+
+def test_stop_would_trigger_at_placement_flattens(make):
+    s = make(exit_manager=False)
+    pos = open_long(s, legs_resting=False)
+    price(s, pos.sl - TICK)  # while nobody protects it
+    restart_exit_manager(s)
+    ev = wait_event(s, "leg_would_trigger")
+    assert ev.data["reason"] == "stop_immediate" and "flatten" in ev.data["action"]
+    wait_closed(s)
+    assert_closed(s, pos.trade_key, "flatten:stop_immediate")
+    assert_no_duplicates(s, pos.trade_key, pos.filled_qty)
+
+
+def test_exits_rejected_until_failsafe_flatten(make):
+    s = make(FAILSAFE_FLATTEN="true", FAILSAFE_EXITS_MAX_TRIES="3", EXITS_RETRY_EVERY_SEC="5")
+    s.admin("/faults", {"reject_orders": -1, "path": "/api/v3/orderList/oco"})
+    pos = open_long(s, legs_resting=False)
+    wait_event(s, "leg_rejected")
+    for _ in range(6):  # each point is 15 market seconds: a retry is due after each
+        if s.state().position is None or s.state().position.flatten_requested:
+            break
+        s.admin("/advance", {"points": 1})
+        settle()
+    wait_closed(s)
+    assert_closed(s, pos.trade_key, "flatten:failsafe")
+    assert len(events(s, "leg_rejected", pos.trade_key)) >= 3
+    assert any(a["event"] == "flatten" for a in alerts(s, pos.trade_key))
+    assert_no_duplicates(s, pos.trade_key, pos.filled_qty)
