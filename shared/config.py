@@ -39,6 +39,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     WATCHDOG_PROCESSES: tuple[str, ...] = ("signal_ingest", "position_engine", "exit_manager", "notifier",
                                            "user_stream")
     REST_POLL_MS: int = 250        # REST fallback polling of order status (weight budget: see README)
+    REST_WEIGHT_BUDGET_PER_MIN: int = 1200   # position_engine: REST weight/min its fallback polling may use
     # signals
     COOLDOWN_SEC: int = 180
     LOCK_SEC: int = 15
@@ -272,6 +273,9 @@ def validate(cfg: Config) -> None:
                           f"multiples, e.g. 1,2")
     if not cfg.EXEC_PREFIX or any(c.isspace() for c in cfg.EXEC_PREFIX):
         raise ConfigError(f"EXEC_PREFIX={cfg.EXEC_PREFIX!r} must be a non-empty string without spaces")
+    if not 8 <= cfg.REST_WEIGHT_BUDGET_PER_MIN <= 6000:
+        raise ConfigError(f"REST_WEIGHT_BUDGET_PER_MIN={cfg.REST_WEIGHT_BUDGET_PER_MIN} must be 8..6000 "
+                          f"(request weight a minute; Binance allows 6000 per IP)")
     _validate_margin(cfg)
 
 

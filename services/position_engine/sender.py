@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 
 from services.position_engine.margin import MarginBorrower
+from services.position_engine.order_feed import OrderFeed
 from services.position_engine.writer import PositionWriter
 from shared.adapters.binance_rest import (
     BinanceClient,
@@ -25,9 +26,16 @@ from shared.runtime import Runtime
 class EntrySender:
     """POST the entry order (after the manual margin borrow, when configured)."""
 
-    def __init__(self, rt: Runtime, client: BinanceClient, f: SymbolFilters, writer: PositionWriter) -> None:
+    def __init__(self, rt: Runtime, client: BinanceClient, f: SymbolFilters, writer: PositionWriter,
+                 feed: OrderFeed | None = None) -> None:
         self.rt, self.cfg, self.client, self.f, self.writer = rt, rt.cfg, client, f, writer
         self.margin = MarginBorrower(rt, client, f, writer)
+        self.feed = feed
+
+    def _learned(self, trade_key: str) -> dict:
+        """How the entry was followed: REST order queries this process made for it (the rest came from the
+        order responses and the `orders` stream)."""
+        return {} if self.feed is None else {"rest_queries": self.feed.rest_queries.get(trade_key, 0)}
 
     def send(self, pos: Position) -> Order | None:
         """Send the entry; the exchange's order, or None when the outcome is not known yet (or it was aborted)."""
@@ -66,7 +74,8 @@ class EntrySender:
         """The entry is done (filled, or partly filled and over): OPEN_FILLED + ENTRY_FILLED, and tell the operator."""
         p = self.writer.hand_over(trade_key)
         if p is not None:
-            self.rt.event("entry_filled", p.trade_key, qty=p.filled_qty, avg_entry=p.avg_entry, side=p.side)
+            self.rt.event("entry_filled", p.trade_key, qty=p.filled_qty, avg_entry=p.avg_entry, side=p.side,
+                          **self._learned(p.trade_key))
             self.rt.notify("opened", f"{p.side} {p.filled_qty} {p.symbol} @ {p.avg_entry}", "INFO", p.trade_key)
 
     def abort(self, pos: Position, reason: str) -> None:
@@ -80,7 +89,7 @@ class EntrySender:
         gone = self.writer.abort(pos.trade_key, reason)
         if gone is None:
             return
-        self.rt.event("entry_aborted", pos.trade_key, level="warning", reason=reason)
+        self.rt.event("entry_aborted", pos.trade_key, level="warning", reason=reason, **self._learned(pos.trade_key))
         self.rt.notify("entry_aborted", reason, "WARN", pos.trade_key)
         if gone.margin_borrowed > 0 and gone.filled_qty == 0:
             self.margin.repay(gone)

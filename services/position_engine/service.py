@@ -1,14 +1,16 @@
 """position_engine: from a signal to a filled, recorded entry, exactly once.
 
 Start-up: exchange filters, then reconciliation with the exchange (reconcile.py), then the loop. The loop
-reads operator commands (commands.py), ticks the entry in progress (tracker.py) and takes signals
-(signals.py). Every step is idempotent against a crash: the intent (client id) is saved before sending
+reads operator commands (commands.py), the `orders` stream (order updates from user_stream, order_feed.py), ticks
+the entry in progress (tracker.py: timeouts, and REST queries only as the fallback, within a weight budget) and
+takes signals (signals.py). Every step is idempotent against a crash: the intent (client id) is saved before sending
 (sender.py), an UNKNOWN outcome is resolved by querying that id, and the hand-over (ENTRY_FILLED) is
 written in the same Redis transaction as the state change (writer.py).
 """
 from __future__ import annotations
 
 from services.position_engine.commands import CommandHandler
+from services.position_engine.order_feed import OrderFeed
 from services.position_engine.reconcile import Reconciler
 from services.position_engine.sender import EntrySender
 from services.position_engine.signals import SignalHandler
@@ -17,6 +19,7 @@ from services.position_engine.writer import PositionWriter
 from shared.adapters.binance_rest import BinanceClient
 from shared.adapters.redis_streams import GroupConsumer
 from shared.domain.messages import Command, Signal
+from shared.domain.order_updates import OrderUpdate
 from shared.domain.position import ENGINE_PHASES
 from shared.domain.symbol import SymbolFilters
 from shared.runtime import Runtime, boot
@@ -31,8 +34,9 @@ class Engine:
     def __init__(self, rt: Runtime, client: BinanceClient, filters: SymbolFilters) -> None:
         self.rt = rt
         self.writer = PositionWriter(rt, filters)
-        self.sender = EntrySender(rt, client, filters, self.writer)
-        self.tracker = EntryTracker(rt, client, filters, self.writer, self.sender)
+        self.feed = OrderFeed(rt, margin=bool(client.margin))
+        self.sender = EntrySender(rt, client, filters, self.writer, self.feed)
+        self.tracker = EntryTracker(rt, client, filters, self.writer, self.sender, self.feed)
         self.signal_handler = SignalHandler(rt, filters, self.writer, self.sender, self.tracker)
         self.command_handler = CommandHandler(rt, self.writer, self.tracker)
         self.reconciler = Reconciler(rt, client, filters, self.writer)
@@ -40,10 +44,12 @@ class Engine:
         self.commands = GroupConsumer(rt.r, rt.cfg.key("commands"), PROCESS, PROCESS, start_id="$")
 
     def step(self) -> None:
-        """One loop iteration: heartbeat, commands, the entry in progress, at most one signal."""
-        self.rt.beater.maybe_beat()
+        """One loop iteration: heartbeat, commands, order updates, the entry in progress, at most one signal."""
+        self.rt.beater.maybe_beat(self.feed.info())
         for e in self.commands.read(block_ms=None, count=10):
             handle_entry(self.rt, e, self._command, self.commands)
+        for e in self.feed.consumer.read(block_ms=None, count=50):
+            handle_entry(self.rt, e, self._order_update, self.feed.consumer)
         self.tracker.tick()
         for e in self.signals.read(block_ms=20 if self._entry_in_progress() else 200, count=1):
             handle_entry(self.rt, e, self._signal, self.signals)
@@ -51,6 +57,10 @@ class Engine:
     def _command(self, m: object) -> None:
         if isinstance(m, Command):
             self.command_handler.on_command(m)
+
+    def _order_update(self, m: object) -> None:
+        if isinstance(m, OrderUpdate):
+            self.tracker.on_update(m)
 
     def _signal(self, m: object) -> None:
         if isinstance(m, Signal):

@@ -1,14 +1,31 @@
-"""Following the entry order on the exchange until it is filled (hand-over) or ends unfilled (Plan B or abort)."""
+"""Following the entry order on the exchange until it is filled (hand-over) or ends unfilled (Plan B or abort).
+
+The exchange's answers come, in order of preference, from the order's own responses (the POST of the entry, the
+DELETE of a cancel), from the `orders` stream (user_stream, the exchange's user data stream) and, only as a
+fallback, from a REST query of the client id: when the stream is down, when an update we expect (after a send or
+a cancel) is not on it within STREAM_SILENT_SEC, or to confirm a quiet entry every STREAM_TRUST_SEC. The fallback
+takes its weight from REST_WEIGHT_BUDGET_PER_MIN (a token bucket) and pauses when the IP's reported weight is high.
+"""
 from __future__ import annotations
 
 import time
 from decimal import Decimal
 
+from services.position_engine.order_feed import TRADES_WEIGHT, OrderFeed
 from services.position_engine.sender import EntrySender
 from services.position_engine.writer import PositionWriter
 from shared.adapters.binance_rest import BinanceClient, BinanceError, NotFound
-from shared.domain.entry_rules import planb_decision, wants_planb
+from shared.domain.entry_rules import (
+    complete_fills,
+    entry_attempt_of,
+    entry_order_args,
+    order_from_update,
+    planb_decision,
+    rest_poll_reason,
+    wants_planb,
+)
 from shared.domain.order_ids import client_id
+from shared.domain.order_updates import OrderUpdate
 from shared.domain.orders import FILLED, Order, order_is_open
 from shared.domain.position import ENGINE_PHASES, Position
 from shared.domain.symbol import SymbolFilters
@@ -16,23 +33,57 @@ from shared.runtime import Runtime
 
 # A -2013 for an order we may have just sent is not proof of absence: wait this long (wall s) before re-sending.
 NOT_FOUND_GRACE_SEC = 3.0
+CANCEL_RETRY_SEC = 1.0     # wall s between cancel attempts of one entry
 
 
 class EntryTracker:
-    """Reads the entry order's status and moves the position on."""
+    """Learns the entry order's status and moves the position on."""
 
     def __init__(self, rt: Runtime, client: BinanceClient, f: SymbolFilters, writer: PositionWriter,
-                 sender: EntrySender) -> None:
+                 sender: EntrySender, feed: OrderFeed) -> None:
         self.rt, self.cfg, self.client, self.f = rt, rt.cfg, client, f
-        self.writer, self.sender = writer, sender
+        self.writer, self.sender, self.feed = writer, sender, feed
         self._next_poll = 0.0
+        self._next_cancel = 0.0
+        self._starved = False
+        # What we know of the current entry order (by client id; wall times).
+        self._cid: str | None = None
+        self._expect: float | None = None   # since when an update is due (a send, a cancel)
+        self._heard = 0.0                   # last time its state was learned (response, stream, REST)
+        self._last_rest = 0.0
+
+    def _watch(self, pos: Position) -> None:
+        if pos.entry_client_id != self._cid:
+            # A new attempt, or the first sight after a start: what was sent at entry_sent_at is not heard of yet.
+            self._cid, self._expect, self._heard, self._last_rest = pos.entry_client_id, pos.entry_sent_at, 0.0, 0.0
+
+    def _expect_update(self) -> None:
+        self._expect = time.time()
 
     def tick(self) -> None:
-        """Query the entry in progress (at most every REST_POLL_MS) and act on the answer."""
+        """The entry in progress: cancel it when due, and query it by REST only when the stream does not tell."""
         pos = self.rt.store.load().position
-        if pos is None or pos.status not in ENGINE_PHASES or time.monotonic() < self._next_poll:
+        if pos is None or pos.status not in ENGINE_PHASES:
+            return
+        self._watch(pos)
+        if self._cancel_due(pos):
+            return
+        wall = time.time()
+        reason = rest_poll_reason(stream_ok=self.feed.stream_ok(), now=wall, expect_since=self._expect,
+                                  heard_at=self._heard, last_rest=self._last_rest)
+        if reason is None or time.monotonic() < self._next_poll:
             return
         self._next_poll = time.monotonic() + self.cfg.REST_POLL_MS / 1000
+        if not self.feed.budget.take(self.feed.query_weight, wall):
+            if not self._starved:
+                self._starved = True
+                self.rt.log.warning("rest_budget_exhausted", trade_key=pos.trade_key, reason=reason,
+                                    budget_per_min=self.feed.budget.per_min, ip_used=self.client.used_weight,
+                                    wait_sec=round(self.feed.budget.wait_sec(self.feed.query_weight, wall), 2))
+            return
+        self._starved = False
+        self._last_rest = wall
+        self.feed.count_query(pos.trade_key)
         try:
             o = self.client.get_order(self.cfg.SYMBOL, client_order_id=pos.entry_client_id)
         except NotFound:
@@ -41,7 +92,39 @@ class EntryTracker:
         except (BinanceError, OSError) as e:
             self.rt.log.warning("entry_query_failed", trade_key=pos.trade_key, error=str(e))
             return
+        finally:
+            self.feed.budget.note_ip_usage(self.client.used_weight, time.time())
         self.on_order(pos, o)
+
+    def on_update(self, u: OrderUpdate) -> None:
+        """An `orders` stream update: if it is about the current entry order, act on it like on a REST answer."""
+        if u.symbol != self.cfg.SYMBOL or entry_attempt_of(u.client_order_id) is None:
+            return  # not an entry order of ours (exits are the exit manager's)
+        self.feed.remember(u)
+        pos = self.rt.store.load().position
+        if pos is None or pos.status not in ENGINE_PHASES or u.client_order_id != pos.entry_client_id:
+            return
+        self.feed.updates += 1
+        fills = [] if u.is_open else complete_fills(self.feed.fills.get(u.client_order_id, []), u.executed_qty)
+        o = order_from_update(u, fills)
+        if not u.is_open and _doubtful(o):
+            o = self._confirm(pos, o)
+            if o is None:
+                return
+        self.on_order(pos, o)
+
+    def _confirm(self, pos: Position, o: Order) -> Order | None:
+        """One REST query of the client id when the stream's final record does not add up."""
+        self.rt.event("entry_update_confirm", pos.trade_key, client_id=o.client_order_id, status=o.status,
+                      executed=o.executed_qty, quote=o.cummulative_quote_qty)
+        self.feed.count_query(pos.trade_key)
+        self.feed.budget.charge(self.feed.query_weight, time.time())
+        try:
+            return self.client.get_order(self.cfg.SYMBOL, client_order_id=o.client_order_id)
+        except (BinanceError, OSError) as e:
+            self.rt.log.warning("entry_query_failed", trade_key=pos.trade_key, error=str(e))
+            self._expect_update()  # the REST fallback takes it from here
+            return None
 
     def _on_missing(self, pos: Position) -> None:
         if time.time() - pos.entry_sent_at < NOT_FOUND_GRACE_SEC:
@@ -62,12 +145,19 @@ class EntryTracker:
             self.resume(pos, self.sender.send(pos))
 
     def resume(self, pos: Position, o: Order | None) -> None:
-        """Act on a send's result (None: outcome unknown, the next tick queries)."""
+        """Act on a send's result (None: outcome unknown: the stream, or else a REST query, will tell)."""
         if o is not None:
             self.on_order(pos, o)
+        else:
+            self._watch(pos)
+            self._expect_update()
 
     def on_order(self, pos: Position, o: Order) -> None:
         """The exchange's record of the current attempt: acknowledge, then fill / wait / end."""
+        if o.client_order_id and o.client_order_id != pos.entry_client_id:
+            return
+        self._watch(pos)
+        self._heard = time.time()
         if pos.status == "PENDING":
             pos = self.writer.update(pos.trade_key, lambda p: _acknowledged(p, o))
             if pos is None:
@@ -77,31 +167,48 @@ class EntryTracker:
             if o.status == FILLED:
                 self._filled(pos, o)
             elif order_is_open(o):
-                self._maybe_cancel(pos, o)
+                self._cancel_due(pos)
             else:
                 self._ended_unfilled(pos, o)
-        except (BinanceError, OSError) as e:  # every step is repeatable: the next tick starts it again
+        except (BinanceError, OSError) as e:  # every step is repeatable: a REST query starts it again
+            self._expect_update()
             self.rt.event("entry_step_failed", pos.trade_key, level="warning", error=str(e), status=o.status)
 
-    def _maybe_cancel(self, pos: Position, o: Order) -> None:
-        """Cancel a working entry when the operator asked, or when LIVE_ENTRY_TIMEOUT_SEC (market time) is up."""
+    def _cancel_due(self, pos: Position) -> bool:
+        """Cancel a working entry when the operator asked, or when LIVE_ENTRY_TIMEOUT_SEC (market time) is up
+        (at most every CANCEL_RETRY_SEC). True when a cancel was attempted (the position may have moved on)."""
+        if pos.status != "OPEN":
+            return False
+        timed_out = (entry_order_args(pos)["order_type"] != "MARKET"
+                     and self.rt.clock.now() - pos.created_at >= self.cfg.LIVE_ENTRY_TIMEOUT_SEC)
+        if not (pos.entry_cancel_requested or timed_out) or time.monotonic() < self._next_cancel:
+            return False
+        self._next_cancel = time.monotonic() + CANCEL_RETRY_SEC
         if pos.entry_cancel_requested:
             self.cancel(pos, "operator")
-            return
-        if o.type == "MARKET" or self.rt.clock.now() - pos.created_at < self.cfg.LIVE_ENTRY_TIMEOUT_SEC:
-            return
-        self.rt.event("entry_timeout", pos.trade_key, executed=o.executed_qty, timeout=self.cfg.LIVE_ENTRY_TIMEOUT_SEC)
-        self.cancel(pos, "timeout")
+        else:
+            self.rt.event("entry_timeout", pos.trade_key, timeout=self.cfg.LIVE_ENTRY_TIMEOUT_SEC)
+            self.cancel(pos, "timeout")
+        return True
 
     def cancel(self, pos: Position, why: str) -> None:
-        """Ask the exchange to cancel the entry; the next query tells how it ended."""
+        """Ask the exchange to cancel the entry, and act on its answer (the order as it ended)."""
+        self._watch(pos)
         try:
-            self.client.cancel_order(self.cfg.SYMBOL, client_order_id=pos.entry_client_id)
-            self.rt.event("entry_cancel_sent", pos.trade_key, client_id=pos.entry_client_id, why=why)
+            o = self.client.cancel_order(self.cfg.SYMBOL, client_order_id=pos.entry_client_id)
+            self.rt.event("entry_cancel_sent", pos.trade_key, client_id=pos.entry_client_id, why=why,
+                          status=o.status, executed=o.executed_qty)
         except NotFound:
-            pass  # filled, cancelled or not there yet: the next query tells which
+            self._expect_update()  # filled, cancelled or not there yet: the stream (or a query) tells which
+            return
         except (BinanceError, OSError) as e:
+            self._expect_update()
             self.rt.event("entry_cancel_failed", pos.trade_key, level="warning", error=str(e))
+            return
+        if not order_is_open(o):
+            self.on_order(pos, o)
+        else:
+            self._expect_update()
 
     def _ended_unfilled(self, pos: Position, o: Order) -> None:
         """The entry order was cancelled/expired: keep a partial fill, go to Plan B, or abort."""
@@ -146,13 +253,22 @@ class EntryTracker:
         sell). A short's entry commission is paid in the quote asset and changes no quantity."""
         if o.executed_qty <= 0 or o.side != "BUY":
             return Decimal(0)
-        fills = o.fills or self.client.my_trades(self.cfg.SYMBOL, order_id=o.order_id)
+        fills = o.fills
+        if not fills:
+            self.feed.budget.charge(TRADES_WEIGHT, time.time())
+            fills = self.client.my_trades(self.cfg.SYMBOL, order_id=o.order_id)
         return sum((f.commission for f in fills if f.commission_asset == self.f.base_asset), Decimal(0))
 
     def _filled(self, pos: Position, o: Order) -> None:
         fee = self._fee_base(o)
         if self.writer.update(pos.trade_key, lambda p: _add_fill(p, o, fee)) is not None:
             self.sender.hand_over(pos.trade_key)
+
+
+def _doubtful(o: Order) -> bool:
+    """A final record whose cumulative fields do not add up (then one REST query confirms it)."""
+    return (o.executed_qty > o.orig_qty > 0 or (o.executed_qty > 0 and o.cummulative_quote_qty <= 0)
+            or (o.status == FILLED and o.orig_qty > 0 and o.executed_qty != o.orig_qty))
 
 
 def _acknowledged(p: Position, o: Order) -> None:

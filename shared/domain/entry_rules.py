@@ -16,7 +16,8 @@ from shared.domain.exit_plan import (
 )
 from shared.domain.messages import Signal
 from shared.domain.order_ids import LEG_CODES, client_id, trade_key_for, trade_key_of
-from shared.domain.orders import Order, order_is_open
+from shared.domain.order_updates import OrderUpdate
+from shared.domain.orders import Fill, Order, order_is_open
 from shared.domain.position import LIVE_STATUSES, Position, State
 from shared.domain.risk_math import ceil_to_step, floor_to_step
 from shared.domain.symbol import SymbolFilters
@@ -203,3 +204,55 @@ def adopted_position(o: Order, plan: EntryPlan, symbol: str, now: float, wall_no
         entry_client_id=o.client_order_id, entry_attempt=entry_attempt_of(o.client_order_id) or 0,
         entry_order_id=o.order_id, entry_sent_at=wall_now, adopted=True,
     )
+
+
+# ---- learning the entry's fate: the `orders` stream first, REST as the fallback ---------------------------
+
+STREAM_SILENT_SEC = 1.5    # wall s: an expected update (after a send, a cancel) not on the stream by then -> REST
+STREAM_TRUST_SEC = 15.0    # wall s: even while the stream is healthy, confirm a quiet entry by REST this often
+
+
+def rest_poll_reason(*, stream_ok: bool, now: float, expect_since: float | None, heard_at: float,
+                     last_rest: float, silent_sec: float = STREAM_SILENT_SEC,
+                     trust_sec: float = STREAM_TRUST_SEC) -> str | None:
+    """Why the entry must be queried by REST now (wall times), or None while the stream is enough.
+
+    `stream_ok`: user_stream's heartbeat is there and connected (and the account's orders are on its stream);
+    `expect_since`: when we did something the exchange answers with an update (send, cancel), None if nothing;
+    `heard_at`: the last time we learned the order's state (stream, an order response or REST);
+    `last_rest`: the last REST query of it."""
+    if not stream_ok:
+        return "stream_down"
+    if expect_since is not None and heard_at < expect_since and now - expect_since >= silent_sec:
+        return "stream_silent"
+    if now - max(last_rest, heard_at, expect_since or 0.0) >= trust_sec:
+        return "confirm"
+    return None
+
+
+def order_from_update(u: OrderUpdate, fills: Sequence[Fill] = ()) -> Order:
+    """The exchange's record of an order as an `orders` stream update reports it (cumulative quantity and quote are
+    exact; `fills`: its trades seen on the stream, given only when they add up to the executed quantity, so that a
+    missing commission is looked up instead of taken as zero)."""
+    return Order(symbol=u.symbol, order_id=u.order_id, client_order_id=u.client_order_id, price=u.price,
+                 orig_qty=u.orig_qty, executed_qty=u.executed_qty, cummulative_quote_qty=u.cum_quote,
+                 status=u.status, time_in_force=u.time_in_force, type=u.order_type, side=u.side,
+                 order_list_id=u.order_list_id, stop_price=u.stop_price, update_time=u.transact_time,
+                 transact_time=u.transact_time, is_working=u.is_working, fills=list(fills))
+
+
+def stream_fill(u: OrderUpdate) -> Fill | None:
+    """The trade an update reports (a stream TRADE with its commission), else None."""
+    if u.source != "ws" or u.exec_type != "TRADE" or u.last_qty <= 0:
+        return None
+    return Fill(price=u.last_price, qty=u.last_qty, commission=u.commission, commission_asset=u.commission_asset,
+                trade_id=u.trade_id)
+
+
+def complete_fills(fills: Sequence[Fill], executed_qty: Decimal) -> list[Fill]:
+    """`fills` (deduplicated by trade id) when they account for all of `executed_qty`, else [] (look them up)."""
+    seen: dict[int, Fill] = {}
+    for f in fills:
+        seen.setdefault(f.trade_id, f)
+    out = list(seen.values())
+    return out if executed_qty > 0 and sum((f.qty for f in out), Decimal(0)) == executed_qty else []
