@@ -9,14 +9,14 @@ import select
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 import requests
 
+from tests.redis_helpers import wait_until  # noqa: F401 - re-exported for the paper exchange tests
 from shared.adapters.binance_rest import BinanceClient
 from shared.adapters.market_files import write_bars
 from shared.domain.bars import Bar
@@ -28,7 +28,6 @@ REPO = Path(__file__).resolve().parents[1]
 KEY, SECRET = "test-key-123", "test-secret-456"
 SYMBOL = "BTCUSDC"
 HISTORY = 50
-T = TypeVar("T")
 
 
 def sample_bars(n: int = 200, seed: int = 11) -> list[Bar]:
@@ -105,18 +104,6 @@ class Paper:
             c.close()
         self._http.close()
         self.server.stop()
-
-
-def wait_until(cond: Callable[[], T], timeout: float = 5.0, what: str = "condition") -> T:
-    """Poll `cond` until it returns something truthy, or fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        v = cond()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.01)
 
 
 @pytest.fixture

@@ -31,7 +31,7 @@ def wait_until(cond, timeout: float = 10.0, interval: float = 0.005, what: str =
 
 
 @contextlib.contextmanager
-def redis_server(timeout: float = 10.0, port: int | None = None) -> Iterator[str]:
+def redis_server(timeout: float = 10.0, port: int | None = None, extra_args: tuple[str, ...] = ()) -> Iterator[str]:
     """Start `redis-server` on a free port (or `port`) in a temp dir, without persistence; wait for PING with a
     deadline; yield its URL; kill it."""
     exe = shutil.which("redis-server")
@@ -42,7 +42,7 @@ def redis_server(timeout: float = 10.0, port: int | None = None) -> Iterator[str
     for _attempt in range(5):
         port = fixed or free_port()
         proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                                 "--dir", tmp], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                 "--dir", tmp, *extra_args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         url = f"redis://127.0.0.1:{port}/0"
         r = redis.Redis.from_url(url, socket_connect_timeout=0.2)
         deadline = time.monotonic() + timeout

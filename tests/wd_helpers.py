@@ -2,72 +2,25 @@
 receiver on loopback, a dict-backed exchange provider (the outside exchange), and polling with a deadline."""
 from __future__ import annotations
 
-import contextlib
 import http.server
 import json
 import os
-import shutil
-import socket
 import subprocess
 import sys
-import tempfile
 import threading
-import time
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
-import redis
 
 from shared.domain.invariants import OpenOrder
+from tests.redis_helpers import free_port, redis_server, wait_until  # noqa: F401 - re-exported
 
 REPO = Path(__file__).resolve().parent.parent
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(cond: Callable[[], Any], timeout: float, interval: float = 0.05, what: str = "condition") -> Any:
-    """Poll `cond` until it returns something truthy; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        v = cond()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
-
-
-@contextlib.contextmanager
-def redis_server(timeout: float = 10.0, extra_args: tuple[str, ...] = ()) -> Iterator[str]:
-    """Start `redis-server` on a free port in a temp dir (no persistence); yield its URL; kill it."""
-    tmp = tempfile.mkdtemp(prefix="wd-redis-")
-    port = free_port()
-    proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                             "--appendonly", "no", "--dir", tmp, *extra_args],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp)
-    url = f"redis://127.0.0.1:{port}/0"
-    try:
-        r = redis.Redis.from_url(url, socket_connect_timeout=0.5)
-
-        def up() -> bool:
-            if proc.poll() is not None:
-                raise RuntimeError(f"redis-server exited with {proc.returncode}")
-            try:
-                return bool(r.ping())
-            except redis.ConnectionError:
-                return False
-        wait_for(up, timeout, what="redis-server PING")
-        r.close()
-        yield url
-    finally:
-        proc.kill()
-        proc.wait(timeout=5)
-        shutil.rmtree(tmp, ignore_errors=True)
+# One implementation of these for every test module.
+wait_for = wait_until
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
