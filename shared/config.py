@@ -40,6 +40,8 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
                                            "user_stream")
     REST_POLL_MS: int = 250        # REST fallback polling of order status (weight budget: see README)
     REST_WEIGHT_BUDGET_PER_MIN: int = 1200   # position_engine: REST weight/min its fallback polling may use
+    EXIT_REST_WEIGHT_BUDGET_PER_MIN: int = 3000   # exit_manager: REST weight/min its order polling may use
+    EXIT_REST_SWEEP_SEC: float = 5.0   # exit_manager: REST safety sweep of its orders while the stream is healthy
     # signals
     COOLDOWN_SEC: int = 180
     LOCK_SEC: int = 15
@@ -276,6 +278,10 @@ def validate(cfg: Config) -> None:
     if not 8 <= cfg.REST_WEIGHT_BUDGET_PER_MIN <= 6000:
         raise ConfigError(f"REST_WEIGHT_BUDGET_PER_MIN={cfg.REST_WEIGHT_BUDGET_PER_MIN} must be 8..6000 "
                           f"(request weight a minute; Binance allows 6000 per IP)")
+    if not 8 <= cfg.EXIT_REST_WEIGHT_BUDGET_PER_MIN <= 6000:
+        raise ConfigError(f"EXIT_REST_WEIGHT_BUDGET_PER_MIN={cfg.EXIT_REST_WEIGHT_BUDGET_PER_MIN} must be 8..6000 "
+                          f"(request weight a minute; Binance allows 6000 per IP)")
+    _positive(cfg, "EXIT_REST_SWEEP_SEC")
     _validate_margin(cfg)
 
 

@@ -46,6 +46,8 @@ class Stack:
             "REST_POLL_MS": "50", "HEARTBEAT_TTL_SEC": "5", "PAPER_WS_PORT": str(self.ws_port),
             "BINANCE_WS_URL": f"ws://127.0.0.1:{self.ws_port}/ws-api/v3",
             "WATCHDOG_PROCESSES": "signal_ingest,position_engine,exit_manager",
+            # REST_POLL_MS=50 without user_stream: the exit manager's fallback polling needs the IP's whole minute
+            "EXIT_REST_WEIGHT_BUDGET_PER_MIN": "6000",
             **overrides,
         }
         self.env["PAPER_CLOCK_REDIS_URL"] = self.env["REDIS_URL"]

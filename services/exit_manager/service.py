@@ -2,8 +2,12 @@
 
 Legs: tp1 and tp2 each rest as an OCO (LIMIT_MAKER take-profit + STOP_LOSS_LIMIT for that leg's quantity)
 and the rest as a STOP_LOSS_LIMIT (the trailing leg), so the stops cover the whole position without
-locking a coin twice. Each tick first learns what filled from the exchange's records, then acts.
-Every order id is deterministic (trade key, leg, attempt): after a crash the manager adopts what exists.
+locking a coin twice. Each tick first learns what filled from the exchange's records, then acts: the records come
+from the `orders` stream (user_stream) as they happen, an update about one of the trade's orders wakes a tick at
+once; REST (open orders, then queries) is the fallback: at start, while the stream is down, when an update our own
+action is owed is not on it in time, and as a slow safety sweep, all within EXIT_REST_WEIGHT_BUDGET_PER_MIN.
+Placing, cancelling and flattening never wait for that budget. Every order id is deterministic (trade key, leg,
+attempt): after a crash the manager adopts what exists.
 """
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from decimal import Decimal
 
 from services.exit_manager.holdings import foreign_fills
 from services.exit_manager.margin import repay_after_close, side_effect
+from services.exit_manager.order_feed import ExitFeed, Waker
 from shared.adapters.agg_feed import FeedUnavailable, read_last_bars
 from shared.adapters.binance_rest import (
     BinanceClient,
@@ -24,7 +29,7 @@ from shared.adapters.binance_rest import (
     Rejected,
     UnknownOutcome,
 )
-from shared.adapters.redis_streams import GroupConsumer
+from shared.adapters.redis_streams import Entry, GroupConsumer
 from shared.domain.bars import BadHeader
 from shared.domain.exit_plan import stop_limit_price
 from shared.domain.exit_rules import (
@@ -39,13 +44,16 @@ from shared.domain.exit_rules import (
     plan_legs,
     read_attempt,
     remaining,
+    rest_learn_reason,
     share_out,
+    stream_view,
     trail_candidate,
     trail_move,
     with_ids,
 )
 from shared.domain.messages import Command, PositionEvent
 from shared.domain.order_ids import client_id, trade_key_of
+from shared.domain.order_updates import OrderUpdate
 from shared.domain.orders import Order, order_is_open
 from shared.domain.position import EXIT_PHASES, Leg, Position, State, net_qty
 from shared.domain.symbol import SymbolFilters
@@ -54,6 +62,8 @@ from shared.service_loop import handle_entry, run_guarded, wait_for_filters
 
 PROCESS = "exit_manager"
 NOT_FOUND_GRACE_SEC = 3.0
+BOOK_TICKER_WEIGHT = 2
+ORDER_LIST_WEIGHT = 4
 _IMMEDIATE = ("would trigger immediately", "would immediately match")
 
 
@@ -71,6 +81,8 @@ class ExitManager:
         self._next_tick = 0.0
         self._flatten_retry_at: dict[str, float] = {}  # a refused market close waits EXITS_RETRY_EVERY_SEC
         self._fresh: set[str] = set()  # leg ids this process created and has not sent yet (no adopt query needed)
+        self.feed = ExitFeed(rt, margin=bool(client.margin))
+        self._starved = False          # the REST budget refused a due read (logged once per episode)
 
     # ---- state helpers --------------------------------------------------------------------------
 
@@ -94,13 +106,21 @@ class ExitManager:
             fn(p, next(leg for leg in p.legs if leg.name == name))
         return self._mutate(trade_key, on_pos)
 
-    def _query(self, cid: str) -> Order | None:
+    def _query(self, cid: str, poll: str = "") -> Order | None:
+        """GET one order by client id. `poll`: the REST read it is part of (counted as polling), else an action."""
+        if poll:
+            self.feed.poll_weight += self.feed.query_weight
+            self.feed.budget.charge(self.feed.query_weight, time.time())
+        else:
+            self.feed.charge_action(self.feed.query_weight)
         try:
-            return self.client.get_order(self.cfg.SYMBOL, client_order_id=cid)
+            o = self.client.get_order(self.cfg.SYMBOL, client_order_id=cid)
         except NotFound:
             return None
         except (UnknownOutcome, RateLimited) as e:
             raise TickAborted(str(e)) from None
+        self.feed.note(o)
+        return o
 
     # ---- the tick -------------------------------------------------------------------------------
 
@@ -112,6 +132,7 @@ class ExitManager:
         pos = self._pos()
         if pos is None:
             return
+        self.feed.follow(pos.trade_key)
         try:
             self._tick(pos)
         except TickAborted as e:
@@ -167,21 +188,23 @@ class ExitManager:
     def _learn(self, pos: Position) -> Position | None:
         if not any(leg.status == "PLACED" for leg in pos.legs):
             return pos  # nothing resting to learn about
-        try:
-            open_ = {o.client_order_id: o for o in self.client.open_orders(self.cfg.SYMBOL)}
-        except (UnknownOutcome, RateLimited) as e:
-            raise TickAborted(str(e)) from None
+        open_, reason = self._rest_read(pos)
         for leg in pos.legs:
             if leg.status != "PLACED":
                 continue
-            ids = [i for i in (leg.tp_client_id, leg.stop_client_id) if i]
-            if all(i in open_ for i in ids):
-                self._check_gap(pos, leg, open_[leg.stop_client_id])
-                continue
-            orders = {i: open_.get(i) or self._query(i) for i in ids}
-            if any(o is None for o in orders.values()) and time.time() - leg.placed_at < NOT_FOUND_GRACE_SEC:
-                continue  # -2013 right after placing is not proof of absence
-            known = {k: v for k, v in orders.items() if v is not None}
+            if open_ is None:  # the stream's records only; an order it never reported waits for REST
+                known = stream_view(leg, self.feed.records)
+                if known is None:
+                    continue
+            else:
+                ids = [i for i in (leg.tp_client_id, leg.stop_client_id) if i]
+                if all(i in open_ and self.feed.final(i) is None for i in ids):
+                    self._check_gap(pos, leg, open_[leg.stop_client_id])
+                    continue
+                orders = {i: self.feed.final(i) or open_.get(i) or self._query(i, poll=reason) for i in ids}
+                if any(o is None for o in orders.values()) and time.time() - leg.placed_at < NOT_FOUND_GRACE_SEC:
+                    continue  # -2013 right after placing is not proof of absence
+                known = {k: v for k, v in orders.items() if v is not None}
             fills = read_attempt(leg, known)
             if fills.open:
                 if fills.triggered_stop is not None:
@@ -189,8 +212,37 @@ class ExitManager:
                 elif oco_stop_lost(leg, known):
                     pos = self._reprotect(pos, leg) or pos
                 continue
-            pos = self._settle(pos, leg.name, leg.attempt, fills) or pos
+            pos = self._settle(pos, leg.name, leg.attempt, fills, "stream" if open_ is None else "rest") or pos
         return self._pos()
+
+    def _rest_read(self, pos: Position) -> tuple[dict[str, Order] | None, str]:
+        """The exchange's open orders by REST when a read is due and the budget allows it, else (None, "")."""
+        wall = time.time()
+        reason = rest_learn_reason(stream_ok=self.feed.stream_ok(), now=wall, last_rest=self.feed.last_rest,
+                                   expect_since=self.feed.expect_since(), sweep_sec=self.cfg.EXIT_REST_SWEEP_SEC)
+        if reason is None:
+            return None, ""
+        weight = self.feed.open_orders_weight
+        if not self.feed.budget.take(weight, wall):
+            if not self._starved:
+                self._starved = True
+                self.rt.log.warning("rest_budget_exhausted", trade_key=pos.trade_key, reason=reason,
+                                    budget_per_min=self.feed.budget.per_min, ip_used=self.client.used_weight,
+                                    wait_sec=round(self.feed.budget.wait_sec(weight, wall), 2))
+            return None, ""
+        self._starved = False
+        self.feed.polled(reason, weight)
+        try:
+            orders = self.client.open_orders(self.cfg.SYMBOL)
+        except (UnknownOutcome, RateLimited) as e:
+            raise TickAborted(str(e)) from None
+        finally:
+            self.feed.budget.note_ip_usage(self.client.used_weight, time.time())
+        self.feed.last_rest = wall
+        self.feed.expect.clear()  # what they were owed, REST now tells (or the queries that follow)
+        for o in orders:
+            self.feed.note(o)
+        return {o.client_order_id: o for o in orders}, reason
 
     def _reprotect(self, pos: Position, leg: Leg) -> Position | None:
         """The take-profit of an OCO partially filled and the exchange expired its stop: cancel the rest of the
@@ -209,7 +261,8 @@ class ExitManager:
                       filled=fills.qty, reason="oco stop expired after a partial take-profit")
         return self._settle(pos, leg.name, leg.attempt, fills)
 
-    def _settle(self, pos: Position, name: str, attempt: int, fills: LegFills) -> Position | None:
+    def _settle(self, pos: Position, name: str, attempt: int, fills: LegFills,
+                source: str = "rest") -> Position | None:
         """Count an attempt's fills into its leg; the leg is DONE when nothing tradeable remains, else it
         goes back to NEW (orders cancelled outside, or a partial fill) to protect the rest."""
         def fn(p: Position, leg: Leg) -> None:
@@ -229,7 +282,8 @@ class ExitManager:
             leg = next(lg for lg in p.legs if lg.name == name)
             level = "info" if leg.status == "DONE" else "warning"
             self.rt.event("leg_settled", p.trade_key, level=level, leg=name, attempt=attempt, filled=fills.qty,
-                          quote=fills.quote, reason=fills.reason, status=leg.status, remaining=remaining(leg))
+                          quote=fills.quote, reason=fills.reason, status=leg.status, remaining=remaining(leg),
+                          source=source)
             self._report_dust(p, leg)
         return p
 
@@ -252,6 +306,7 @@ class ExitManager:
 
     def _executable(self, side: str) -> Decimal | None:
         """The price a closing market order would get (bid for a long, ask for a short)."""
+        self.feed.charge_action(BOOK_TICKER_WEIGHT)
         try:
             bid, ask = self.client.book_ticker(self.cfg.SYMBOL)
         except BinanceError as e:
@@ -266,6 +321,7 @@ class ExitManager:
         if (leg.list_client_id or leg.stop_client_id) in self._fresh:
             return False
         if leg.list_client_id:
+            self.feed.charge_action(ORDER_LIST_WEIGHT)
             try:
                 self.client.get_order_list(list_client_order_id=leg.list_client_id)
                 return True
@@ -307,6 +363,7 @@ class ExitManager:
             return None
         except Rejected as e:
             return self._placement_failed(pos, leg, e)
+        self.feed.expect_update(leg.tp_client_id, leg.stop_client_id)
         p = self._mark_placed(pos, leg.name)
         self.rt.event("leg_placed", pos.trade_key, leg=leg.name, attempt=leg.attempt, qty=remaining(leg),
                       tp=leg.tp_price, stop=leg.stop_price, limit=leg.stop_limit,
@@ -417,7 +474,7 @@ class ExitManager:
         if attempt < 0 or leg.counted_attempt >= attempt:
             return pos
         ids = leg_ids(pos.trade_key, name, attempt)
-        orders = {i: self._query(i) for i in (ids.tp_id, ids.stop_id) if i}
+        orders = {i: self.feed.final(i) or self._query(i) for i in (ids.tp_id, ids.stop_id) if i}
         prev = Leg(name=name, qty=leg.qty, stop_price=leg.stop_price, stop_limit=leg.stop_limit,
                    tp_client_id=ids.tp_id, stop_client_id=ids.stop_id)
         fills = read_attempt(prev, {k: v for k, v in orders.items() if v is not None})
@@ -426,7 +483,8 @@ class ExitManager:
         return self._count_old(pos, name, attempt, fills)
 
     def _old_open(self, cid: str) -> bool:
-        o = self._query(cid)
+        o = self.feed.records.get(cid) if self.feed.stream_ok() else None  # a stale "open" only makes the
+        o = o or self._query(cid)                                          # cancelReplace fail: then cancel+place
         return o is not None and order_is_open(o)
 
     def _cancel_replace_trail(self, pos: Position, leg: Leg, old_id: str) -> Position | None:
@@ -442,11 +500,13 @@ class ExitManager:
             return None
         except UnknownOutcome as e:
             raise TickAborted(str(e)) from None
+        self.feed.expect_update(old_id, leg.stop_client_id)
         self.rt.event("stop_move_window", pos.trade_key, leg=leg.name, ms=round((time.perf_counter() - t0) * 1000, 2),
                       atomic=True)
         return self._mark_placed(pos, leg.name)
 
     def _cancel_old(self, old) -> None:
+        self.feed.expect_update(old.tp_id, old.stop_id)
         try:
             if old.list_id:
                 self.client.cancel_order_list(self.cfg.SYMBOL, list_client_order_id=old.list_id)
@@ -561,6 +621,7 @@ class ExitManager:
         return p
 
     def _trade_open_orders(self, trade_key: str) -> list[Order]:
+        self.feed.charge_action(self.feed.open_orders_weight)
         try:
             return [o for o in self.client.open_orders(self.cfg.SYMBOL) if trade_key_of(o.client_order_id) == trade_key]
         except (UnknownOutcome, RateLimited) as e:
@@ -737,6 +798,24 @@ class ExitManager:
                 p.close_reason = p.close_reason or "manual"
         return self._mutate(pos.trade_key, fn)
 
+    # ---- the `orders` stream --------------------------------------------------------------------
+
+    def on_updates(self, entries: list[Entry]) -> bool:
+        """Take in `orders` stream entries; True when one is about the current trade's exit orders."""
+        if not entries:
+            return False
+        pos = self._pos()
+        if pos is not None:
+            self.feed.follow(pos.trade_key)
+        woke = False
+        for e in entries:
+            if e.msg is None:
+                self.rt.event("stream_entry_undecodable", level="error", stream=self.feed.consumer.stream, id=e.id,
+                              error=e.error)
+            elif isinstance(e.msg, OrderUpdate) and pos is not None:
+                woke = self.feed.on_update(e.msg) or woke
+        return woke
+
     # ---- commands ------------------------------------------------------------------------------
 
     def on_command(self, cmd: Command) -> None:
@@ -752,21 +831,29 @@ class ExitManager:
 
 
 def run(rt: Runtime) -> None:
-    """Start-up then the loop: wake on `positions` events, tick the exits, handle flatten."""
+    """Start-up then the loop: wake on `positions`, `orders` and `commands` entries, tick the exits."""
     client = rt.client()
     if client.margin:
         client.side_effect_type = side_effect(rt)
     mgr = ExitManager(rt, client, wait_for_filters(rt, client))
     rt.store.sync_snapshot()
     rt.event("exit_manager_ready", state_version=rt.store.load().version)
+    waker = Waker(rt.r, [rt.cfg.key("positions"), rt.cfg.key("orders"), rt.cfg.key("commands")])
+
     def step() -> None:
-        rt.beater.maybe_beat()
+        rt.beater.maybe_beat(mgr.feed.info())
+        waker.mark()  # before the reads: whatever arrives after them ends the wait below at once
         for e in mgr.commands.read(block_ms=None, count=10):
             handle_entry(rt, e, lambda m: mgr.on_command(m) if isinstance(m, Command) else None, mgr.commands)
-        woke = mgr.positions.read(block_ms=50, count=10)
+        woke = mgr.positions.read(block_ms=None, count=10)
         for e in woke:
             mgr.positions.ack(e.id)
-        mgr.tick(force=bool(woke))
+        updates = mgr.feed.consumer.read(block_ms=None, count=50)
+        mgr.tick(force=bool(woke) or mgr.on_updates(updates))
+        for e in updates:  # after the tick: what they caused is in the state (or REST will tell again)
+            mgr.feed.consumer.ack(e.id)
+        if not woke and not updates:
+            waker.wait(50)
     run_guarded(rt, step)
 
 

@@ -175,3 +175,42 @@ def close_summary(pos: Position, now: float) -> ClosedTrade:
                        pnl_quote=pnl.quantize(Decimal("0.0001")),
                        r_multiple=(pnl / risk).quantize(Decimal("0.001")) if risk > 0 else Decimal(0),
                        exit_reason=reason, entry_fee_base=pos.entry_fee_base, opened_at=pos.filled_at, closed_at=now, legs=pos.legs)
+
+
+# ---- learning fills: the `orders` stream first, REST as the fallback ------------------------------------------
+
+EXIT_STREAM_SILENT_SEC = 1.5   # wall s: an update we caused (place, cancel) not on the stream by then -> REST
+
+
+def rest_learn_reason(*, stream_ok: bool, now: float, last_rest: float, expect_since: float | None,
+                      sweep_sec: float, silent_sec: float = EXIT_STREAM_SILENT_SEC) -> str | None:
+    """Why the exit manager must read its legs' orders by REST now (wall times), or None while the `orders`
+    stream is enough. `last_rest`: the last REST read (0 = never, e.g. just started); `expect_since`: the oldest
+    of our own actions (a placement, a cancel) whose update has not been on the stream yet, None if none."""
+    if last_rest <= 0:
+        return "start"
+    if not stream_ok:
+        return "stream_down"
+    if expect_since is not None and now - expect_since >= silent_sec:
+        return "stream_silent"
+    if now - last_rest >= sweep_sec:
+        return "sweep"
+    return None
+
+
+def newer_record(old: Order | None, new: Order) -> bool:
+    """`new` tells at least as much as `old` about the same order (status final, executed qty, triggered), so
+    that a late or re-delivered update never takes back what a newer one said."""
+    if old is None:
+        return True
+    def rank(o: Order) -> tuple[int, Decimal, int]:
+        return (0 if order_is_open(o) else 1, o.executed_qty, 1 if o.is_working else 0)
+    return rank(new) >= rank(old)
+
+
+def stream_view(leg: Leg, records: dict[str, Order]) -> dict[str, Order] | None:
+    """The exchange's records of the current attempt's orders as the stream reported them, or None while any of
+    them was never reported (then only REST can say)."""
+    ids = [i for i in (leg.tp_client_id, leg.stop_client_id) if i]
+    out = {i: records[i] for i in ids if i in records}
+    return out if len(out) == len(ids) else None
