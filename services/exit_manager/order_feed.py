@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import time
 
-import msgspec
 import redis
 
-from shared.adapters.heartbeat import Heartbeat
+from shared.adapters.heartbeat import UserStreamHealth
 from shared.adapters.redis_streams import GroupConsumer
 from shared.domain.entry_rules import order_from_update
 from shared.domain.exit_rules import newer_record
@@ -52,8 +51,7 @@ class ExitFeed:
         self.polls: dict[str, int] = {}            # reason -> REST reads of the legs
         self.poll_weight = 0                       # weight of those reads (openOrders + queries)
         self.action_weight = 0                     # GETs made as part of an action (adopt, count after cancel, ...)
-        self._hb_at = 0.0
-        self._hb_ok = False
+        self._stream_health = UserStreamHealth(self.rt.r, self.cfg.EXEC_PREFIX, HB_CHECK_SEC)
 
     # ---- the trade's records ----------------------------------------------------------------------
 
@@ -97,15 +95,7 @@ class ExitFeed:
         """user_stream is alive and connected to the exchange (margin orders are not on its stream)."""
         if self.margin:
             return False
-        now = time.monotonic()
-        if now - self._hb_at >= HB_CHECK_SEC:
-            self._hb_at = now
-            raw = self.rt.r.get(self.cfg.key("hb:user_stream"))
-            try:
-                self._hb_ok = raw is not None and bool(msgspec.json.decode(raw, type=Heartbeat).info.get("connected"))
-            except (msgspec.DecodeError, msgspec.ValidationError):
-                self._hb_ok = False
-        return self._hb_ok
+        return self._stream_health.ok()
 
     def polled(self, reason: str, weight: int) -> None:
         self.polls[reason] = self.polls.get(reason, 0) + 1

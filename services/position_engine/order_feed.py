@@ -3,11 +3,9 @@ own consumer group, whether the stream can be relied on right now, the trades it
 REST weight budget and counters of the fallback polling."""
 from __future__ import annotations
 
-import time
 
-import msgspec
 
-from shared.adapters.heartbeat import Heartbeat
+from shared.adapters.heartbeat import UserStreamHealth
 from shared.adapters.redis_streams import GroupConsumer
 from shared.domain.entry_rules import entry_attempt_of, stream_fill
 from shared.domain.order_updates import OrderUpdate
@@ -38,8 +36,7 @@ class OrderFeed:
         self.rest_queries: dict[str, int] = {}     # trade key -> GET order queries made for it (this process)
         self.total_queries = 0
         self.updates = 0                           # stream updates about the current entry
-        self._hb_at = 0.0
-        self._hb_ok = False
+        self._stream_health = UserStreamHealth(self.rt.r, self.cfg.EXEC_PREFIX, HB_CHECK_SEC)
 
     def remember(self, u: OrderUpdate) -> None:
         """Keep the trades (with commissions) the stream reports for our entry orders."""
@@ -54,15 +51,7 @@ class OrderFeed:
         """user_stream is alive and connected to the exchange (margin orders are not on its stream)."""
         if self.margin:
             return False
-        now = time.monotonic()
-        if now - self._hb_at >= HB_CHECK_SEC:
-            self._hb_at = now
-            raw = self.rt.r.get(self.cfg.key("hb:user_stream"))
-            try:
-                self._hb_ok = raw is not None and bool(msgspec.json.decode(raw, type=Heartbeat).info.get("connected"))
-            except (msgspec.DecodeError, msgspec.ValidationError):
-                self._hb_ok = False
-        return self._hb_ok
+        return self._stream_health.ok()
 
     def count_query(self, trade_key: str) -> None:
         self.total_queries += 1

@@ -46,3 +46,25 @@ class Beater:
         if now - self._last >= self._every:
             beat(*self._args, info=info)
             self._last = now
+
+
+class UserStreamHealth:
+    """Is `user_stream` alive and connected to the exchange? Read from its heartbeat at most every `every_sec`
+    wall seconds (consumers of the `orders` stream ask on every loop)."""
+
+    def __init__(self, r: redis.Redis, prefix: str, every_sec: float = 0.5) -> None:
+        self._r, self._key, self._every = r, f"{prefix}hb:user_stream", every_sec
+        self._at = 0.0
+        self._ok = False
+
+    def ok(self) -> bool:
+        """True while the last heartbeat exists and says `connected`."""
+        now = time.monotonic()
+        if now - self._at >= self._every:
+            self._at = now
+            raw = self._r.get(self._key)
+            try:
+                self._ok = raw is not None and bool(msgspec.json.decode(raw, type=Heartbeat).info.get("connected"))
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                self._ok = False
+        return self._ok
