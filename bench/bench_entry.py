@@ -62,6 +62,9 @@ class Events:
         raise AssertionError(f"no {kind} event within {timeout}s")
 
 
+PACE_SEC = 0.05
+
+
 def _one(s: EngineStack, ev: Events, fire) -> tuple[float, float, float]:
     """Fire one signal, wait for its entry_sent, free the slot; ms to POST start, to the reply, and the engine's
     own share (signal handed to on_signal -> POST start)."""
@@ -80,6 +83,9 @@ def _run(s: EngineStack, n: int, fire_factory) -> tuple[list[float], list[float]
     for i in range(n):
         for xs, x in zip(out, _one(s, ev, fire_factory(i))):
             xs.append(x)
+        # Pacing, not synchronisation: real signals come minutes apart, so the next one must not land while
+        # the engine is still writing the previous abort's snapshot (that would measure back-to-back load).
+        time.sleep(PACE_SEC)
     return out
 
 

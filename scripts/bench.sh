@@ -9,7 +9,8 @@
 #
 # Targets (T_*) can be overridden from the environment. Where the benchmark script prints its own target it is
 # used as is (ingest latency and throughput, paper round trip); the others are set here:
-#   signal -> entry order on the exchange  p99 < 50 ms      (a Redis transaction, a fsynced snapshot, one POST)
+#   signal XADD -> entry order received    p99 < 5 ms       (issue 5; the original product polls every 5 s)
+#   log line -> entry order received       p99 < 10 ms      (issue 5)
 #   entry fill -> first stop on exchange   p99 < 250 ms     ("never longer than a retry"; REST_POLL_MS=50)
 #   stop-move window (cancel -> new stop)  p99 < 100 ms
 #   RSS of each process of the stack      < 150 MiB
@@ -39,7 +40,7 @@ from pathlib import Path
 
 out = Path(sys.argv[1])
 T = {k: float(os.environ.get(k, v)) for k, v in {
-    "T_LINE_SIGNAL_P99_MS": 5, "T_THROUGHPUT_LPS": 20000, "T_TAIL_RATIO": 2, "T_SIGNAL_ORDER_P99_MS": 50,
+    "T_LINE_SIGNAL_P99_MS": 5, "T_THROUGHPUT_LPS": 20000, "T_TAIL_RATIO": 2, "T_SIGNAL_ORDER_P99_MS": 5, "T_LINE_ORDER_P99_MS": 10,
     "T_FILL_STOP_P99_MS": 250, "T_STOP_MOVE_P99_MS": 100, "T_RSS_MIB": 150, "T_REDIS_MIB": 64,
     "T_ROUNDTRIP_P50_MS": 2}.items()}
 
@@ -87,14 +88,17 @@ if pk and m:
 else:
     na("tail cost: new line, 1 KB vs 1 GB log", tgt)
 
-# signal -> order (bench_entry)
+# signal -> order (bench_entry). The exchange receives the order between the engine starting the POST and the
+# reply reaching it: both bounds are shown and the verdict is taken on the reply (the conservative bound).
 t = text("entry")
-tgt = f"p99 < {T['T_SIGNAL_ORDER_P99_MS']:g} ms"
 for label in ("XADD signals -> entry order", "deltascout.log line -> entry order"):
-    m = t and re.search(re.escape(label) + r".*?\n.*?\n\s*-> exchange reply\s+p50\s+([\d.]+) ms\s+p99\s+([\d.]+) ms", t)
+    key = "T_SIGNAL_ORDER_P99_MS" if label.startswith("XADD") else "T_LINE_ORDER_P99_MS"
+    tgt = f"p99 < {T[key]:g} ms"
+    m = t and re.search(re.escape(label) + r".*?\n\s*-> POST starts\s+p50\s+([\d.]+) ms\s+p99\s+([\d.]+) ms.*?\n"
+                        r"\s*-> exchange reply\s+p50\s+([\d.]+) ms\s+p99\s+([\d.]+) ms", t)
     fig = "signal -> entry order (bench_entry)" if label.startswith("XADD") else "log line -> entry order (bench_entry)"
     if m:
-        add(fig, f"p50 {m[1]} ms, p99 {m[2]} ms", tgt, num(m[2]) < T["T_SIGNAL_ORDER_P99_MS"])
+        add(fig, f"sent p99 {m[2]} ms, replied p50 {m[3]} ms p99 {m[4]} ms", tgt, num(m[4]) < T[key])
     elif t is None:
         na(fig, tgt)
     else:

@@ -5,7 +5,12 @@ from pathlib import Path
 
 import pytest
 
+from decimal import Decimal
+
+from services.demo.moment import find_moment
 from shared.adapters.market_files import find_market_file, load_bars
+from shared.config import load_config
+from shared.domain.symbol import SymbolFilters
 from tests.redis_helpers import redis_server
 
 HOME = Path(__file__).resolve().parents[1]
@@ -22,6 +27,15 @@ def market_file() -> Path:
 def market_bars(market_file: Path):
     bars, _bad = load_bars(market_file)
     return bars
+
+
+@pytest.fixture(scope="session")
+def moment(market_bars):
+    """A moment in the market data where a long with the default settings runs through TP1, TP2 and a
+    trailing exit (the demo's own finder), so integration tests replay a whole real trade."""
+    cfg = load_config({})
+    f = SymbolFilters(cfg.SYMBOL, "BTC", "USDC", cfg.TICK_SIZE, cfg.QTY_STEP, cfg.MIN_QTY, Decimal(9000), cfg.MIN_NOTIONAL)
+    return find_moment(market_bars, cfg, f)
 
 
 @pytest.fixture(scope="module")

@@ -11,20 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from services.demo.moment import find_moment
 from shared.adapters.market_files import write_bars
-from shared.config import load_config
-from shared.domain.symbol import SymbolFilters
 from tests.stack import HOME, Stack
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
-@pytest.fixture(scope="module")
-def moment(market_bars):
-    cfg = load_config({})
-    f = SymbolFilters(cfg.SYMBOL, "BTC", "USDC", cfg.TICK_SIZE, cfg.QTY_STEP, cfg.MIN_QTY, Decimal(9000), cfg.MIN_NOTIONAL)
-    return find_moment(market_bars, cfg, f)
 
 
 @pytest.fixture()

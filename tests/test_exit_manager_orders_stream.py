@@ -13,10 +13,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from services.demo.moment import find_moment
 from shared.adapters.heartbeat import Heartbeat
-from shared.config import load_config
-from shared.domain.symbol import SymbolFilters
 from tests.stack import Stack
 from tests.test_exit_manager_support import (
     assert_closed,
@@ -33,13 +30,6 @@ from tests.test_exit_manager_support import (
 
 TICK = Decimal("0.01")
 OLD_POLL_WEIGHT_PER_SEC = 6 / 0.050   # before: GET openOrders (weight 6) every REST_POLL_MS (50 ms in the stack)
-
-
-@pytest.fixture(scope="module")
-def moment(market_bars):
-    cfg = load_config({})
-    f = SymbolFilters(cfg.SYMBOL, "BTC", "USDC", cfg.TICK_SIZE, cfg.QTY_STEP, cfg.MIN_QTY, Decimal(9000), cfg.MIN_NOTIONAL)
-    return find_moment(market_bars, cfg, f)
 
 
 @pytest.fixture()

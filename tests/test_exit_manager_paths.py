@@ -8,9 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from services.demo.moment import find_moment
-from shared.config import load_config
-from shared.domain.symbol import SymbolFilters
 from tests.stack import Stack
 from tests.test_exit_manager_support import (
     MARGIN,
@@ -31,13 +28,6 @@ from tests.test_exit_manager_support import (
 )
 
 TICK = Decimal("0.01")
-
-
-@pytest.fixture(scope="module")
-def moment(market_bars):
-    cfg = load_config({})
-    f = SymbolFilters(cfg.SYMBOL, "BTC", "USDC", cfg.TICK_SIZE, cfg.QTY_STEP, cfg.MIN_QTY, Decimal(9000), cfg.MIN_NOTIONAL)
-    return find_moment(market_bars, cfg, f)
 
 
 @pytest.fixture()

@@ -8,20 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from services.demo.moment import find_moment
-from shared.config import load_config
-from shared.domain.symbol import SymbolFilters
 from tests.stack import Stack
 
 
 @pytest.fixture()
-def stack(tmp_path: Path, redis_url, market_file, market_bars):
-    cfg = load_config({})
-    f = SymbolFilters(cfg.SYMBOL, "BTC", "USDC", cfg.TICK_SIZE, cfg.QTY_STEP, cfg.MIN_QTY, Decimal(9000), cfg.MIN_NOTIONAL)
-    m = find_moment(market_bars, cfg, f)
-    s = Stack(tmp_path, redis_url, market_file, market_bars[m.index + 1].ts, COOLDOWN_SEC="0", LOCK_SEC="0")
+def stack(tmp_path: Path, redis_url, market_file, market_bars, moment):
+    s = Stack(tmp_path, redis_url, market_file, market_bars[moment.index + 1].ts, COOLDOWN_SEC="0", LOCK_SEC="0")
     s.start_all()
-    yield s, market_bars[m.index].close
+    yield s, market_bars[moment.index].close
     s.stop_all()
 
 

@@ -12,7 +12,7 @@ from shared.adapters.agg_feed import FeedUnavailable, read_last_bars
 from shared.domain.bars import BadHeader
 from shared.domain.entry_rules import pending_position, refusal, side_refusal
 from shared.domain.exit_plan import EntryPlan, PlanError, build_plan
-from shared.domain.messages import Signal
+from shared.domain.messages import Event, Signal
 from shared.domain.symbol import SymbolFilters
 from shared.runtime import Runtime
 
@@ -46,10 +46,10 @@ class SignalHandler:
     def on_signal(self, sig: Signal) -> None:
         """Refuse (with a recorded reason) or open a position for one signal."""
         received = time.time()
-        state, now = self.rt.store.load(), self.rt.clock.now()
+        state, now, halted = self.rt.store.load(), self.rt.clock.now(), self.rt.halted()
         if state.position is not None and state.position.signal_key == sig.key:
             return  # re-delivered after a crash: the position for it already exists
-        why = refusal(state, now, self.rt.halted()) or side_refusal(sig.kind, self.cfg.TRADE_MODE)
+        why = refusal(state, now, halted) or side_refusal(sig.kind, self.cfg.TRADE_MODE)
         if why is not None:
             self._ignore(sig, why)
             return
@@ -57,13 +57,16 @@ class SignalHandler:
         if plan is None:
             return
         pos = pending_position(sig, plan, self.cfg.SYMBOL, self.cfg.ENTRY_MODE, now, time.time())
-        if not self.writer.claim(pos, now):
+        planned = Event(service=self.rt.process, kind="entry_planned", at=now, trade_key=pos.trade_key, data=dict(
+            side=pos.side, entry=pos.entry_price, qty=pos.qty, sl=pos.sl, tp1=pos.tp1, tp2=pos.tp2, r=pos.r,
+            sl_source=plan.sl_source, mode=pos.entry_mode, client_id=pos.entry_client_id, signal_key=sig.key,
+            wall_received=received))
+        # The audit entry rides in the claim's transaction: one round trip less before the order leaves.
+        if not self.writer.claim(pos, now, halted, audit=[(self.cfg.key("events"), planned)]):
             self._ignore(sig, "slot_taken_concurrently")
             return
-        self.rt.event("entry_planned", pos.trade_key, side=pos.side, entry=pos.entry_price, qty=pos.qty, sl=pos.sl,
-                      tp1=pos.tp1, tp2=pos.tp2, r=pos.r, sl_source=plan.sl_source, mode=pos.entry_mode,
-                      client_id=pos.entry_client_id, signal_key=sig.key, wall_received=received)
         sent = self.sender.send(pos)
+        self.rt.log.info("entry_planned", trade_key=pos.trade_key, **planned.data)
         self.rt.store.sync_snapshot()
         self.tracker.resume(pos, sent)
 

@@ -29,19 +29,18 @@ class PositionWriter:
         p = self.rt.store.update(tx).position
         return p if p is not None and p.trade_key == trade_key and p.status in ENGINE_PHASES else None
 
-    def claim(self, pos: Position, now: float) -> bool:
+    def claim(self, pos: Position, now: float, halted: bool, audit: list | None = None) -> bool:
         """Write the PENDING position and start the lock, re-checking the gates inside the transaction.
 
         The file snapshot is left to the caller's `sync_snapshot()` after the send: Redis holds the intent
         before the order leaves, and if Redis and the snapshot were both lost, start-up reconciliation
-        adopts the order from the exchange."""
-        halted = self.rt.halted()
-
+        adopts the order from the exchange. `audit` entries ((stream, message) pairs) are appended in the same
+        transaction, which saves the hot path a round trip."""
         def tx(st: State):
             if refusal(st, now, halted) is not None:
                 return None
             st.position, st.lock_until = pos, now + self.cfg.LOCK_SEC
-            return st, [self._msg("ENTRY_PLACED", pos.trade_key, now, client_id=pos.entry_client_id)]
+            return st, [self._msg("ENTRY_PLACED", pos.trade_key, now, client_id=pos.entry_client_id), *(audit or [])]
         p = self.rt.store.update(tx, snapshot=False).position
         return p is not None and p.trade_key == pos.trade_key
 

@@ -2,6 +2,7 @@
 pending entries after a crash."""
 from __future__ import annotations
 
+import time
 from typing import Iterator
 
 import msgspec
@@ -40,9 +41,13 @@ class GroupConsumer:
     restart), then entries idle too long in dead consumers' lists, then new ones."""
 
     def __init__(self, r: redis.Redis, stream: str, group: str, consumer: str, claim_idle_ms: int = 30_000,
-                 start_id: str = "0") -> None:
+                 start_id: str = "0", claim_every_sec: float = 2.0) -> None:
         self.r, self.stream, self.group, self.consumer = r, stream, group, consumer
         self.claim_idle_ms = claim_idle_ms
+        # Orphans only appear when a consumer dies: looking for them on every read would cost a round trip
+        # on the hot path of every loop.
+        self.claim_every_sec = claim_every_sec
+        self._next_claim = 0.0
         self._start_id = start_id
         self._backlog = True
         self.ensure_group()
@@ -91,9 +96,12 @@ class GroupConsumer:
             if own:
                 return own
             self._backlog = False
-        claimed = self._claim(count)
-        if claimed:
-            return claimed
+        if time.monotonic() >= self._next_claim:
+            self._next_claim = time.monotonic() + self.claim_every_sec
+            claimed = self._claim(count)
+            if claimed:
+                self._next_claim = 0.0  # there may be more
+                return claimed
         return self._read(">", block_ms, count)
 
     def ack(self, entry_id: str) -> None:
