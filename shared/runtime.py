@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import sys
+import time
 from typing import Any
 
 import redis
@@ -13,9 +14,10 @@ from shared.adapters.heartbeat import Beater
 from shared.adapters.redis_streams import publish
 from shared.adapters.shared_backoff import RedisBackoff
 from shared.adapters.state_store import StateStore
-from shared.clock import Clock, make_clock
+from shared.clock import Clock, ReplayClock, make_clock
 from shared.config import Config, ConfigError, load_config
 from shared.domain.messages import Event
+from shared.domain.position import State, decode_state
 from shared.jsonlog import JsonLogger
 
 
@@ -58,6 +60,19 @@ class Runtime:
             enqueue_webhook(self.r, self.cfg, payload)
         except redis.RedisError as e:
             self.log.error("notify_enqueue_failed", trade_key=trade_key, error=str(e))
+
+    def load_gate(self) -> tuple[State, float, bool]:
+        """The state, the clock's time and the halt flag in one round trip (a signal's hot path)."""
+        pipe = self.r.pipeline(transaction=False)
+        pipe.get(self.cfg.key("state"))
+        pipe.exists(self.cfg.key("halt"))
+        replay = isinstance(self.clock, ReplayClock)
+        if replay:
+            pipe.get(self.cfg.key("clock"))
+        res = pipe.execute()
+        state = decode_state(res[0]) if res[0] is not None else self.store.load()  # load() restores a lost state
+        now = (int(res[2]) / 1000.0 if res[2] is not None else time.time()) if replay else self.clock.now()
+        return state, now, bool(res[1])
 
     def halted(self) -> bool:
         """True while the halt flag is set (no new entries)."""

@@ -13,7 +13,7 @@ from services.position_engine.commands import CommandHandler
 from services.position_engine.order_feed import OrderFeed
 from services.position_engine.reconcile import Reconciler
 from services.position_engine.sender import EntrySender
-from services.position_engine.signals import SignalHandler
+from services.position_engine.signals import SignalHandler, warm_swing_cache
 from services.position_engine.tracker import EntryTracker
 from services.position_engine.writer import PositionWriter
 from shared.adapters.binance_rest import BinanceClient
@@ -51,6 +51,7 @@ class Engine:
         for e in self.feed.consumer.read(block_ms=None, count=50):
             handle_entry(self.rt, e, self._order_update, self.feed.consumer)
         self.tracker.tick()
+        warm_swing_cache(self.rt)
         for e in self.signals.read(block_ms=20 if self._entry_in_progress() else 200, count=1):
             handle_entry(self.rt, e, self._signal, self.signals)
 

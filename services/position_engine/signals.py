@@ -16,23 +16,40 @@ from shared.domain.messages import Event, Signal
 from shared.domain.symbol import SymbolFilters
 from shared.runtime import Runtime
 
-_swing_cache: dict[tuple, Decimal | None] = {}
+_swing_cache: dict[tuple, tuple[Decimal, Decimal] | None] = {}
+
+
+def _feed_key(rt: Runtime) -> tuple:
+    st = os.stat(rt.cfg.AGG_CSV)
+    return (rt.cfg.AGG_CSV, st.st_ino, st.st_size, st.st_mtime_ns, rt.cfg.SWING_MINS)
+
+
+def _load_extremes(rt: Runtime, key: tuple) -> tuple[Decimal, Decimal] | None:
+    if key not in _swing_cache:
+        bars = read_last_bars(rt.cfg.AGG_CSV, rt.cfg.SWING_MINS).bars
+        _swing_cache.clear()
+        _swing_cache[key] = (min(b.low for b in bars), max(b.high for b in bars)) if bars else None
+    return _swing_cache[key]
+
+
+def warm_swing_cache(rt: Runtime) -> None:
+    """Re-read the feed's window when the file changed, from the idle loop: parsing SWING_MINS rows costs a few
+    milliseconds, which must not be spent between a signal and its order. Errors are left to the signal path."""
+    try:
+        _load_extremes(rt, _feed_key(rt))
+    except (FeedUnavailable, BadHeader, OSError):
+        pass  # reported by swing_extreme() when a signal needs the feed
 
 
 def swing_extreme(rt: Runtime, side: str) -> Decimal | None:
     """Lowest low (long) / highest high (short) of the last SWING_MINS bars of AGG_CSV; None without a feed.
     Cached per (file identity, size, mtime): the feed grows once a minute, signals may come faster."""
     try:
-        st = os.stat(rt.cfg.AGG_CSV)
-        key = (rt.cfg.AGG_CSV, st.st_ino, st.st_size, st.st_mtime_ns, rt.cfg.SWING_MINS, side)
-        if key not in _swing_cache:
-            bars = read_last_bars(rt.cfg.AGG_CSV, rt.cfg.SWING_MINS).bars
-            _swing_cache.clear()
-            _swing_cache[key] = (min(b.low for b in bars) if side == "long" else max(b.high for b in bars)) if bars else None
-        return _swing_cache[key]
+        ext = _load_extremes(rt, _feed_key(rt))
     except (FeedUnavailable, BadHeader, OSError) as e:
         rt.event("swing_unavailable", level="warning", reason=str(e))
         return None
+    return None if ext is None else (ext[0] if side == "long" else ext[1])
 
 
 class SignalHandler:
@@ -46,7 +63,7 @@ class SignalHandler:
     def on_signal(self, sig: Signal) -> None:
         """Refuse (with a recorded reason) or open a position for one signal."""
         received = time.time()
-        state, now, halted = self.rt.store.load(), self.rt.clock.now(), self.rt.halted()
+        state, now, halted = self.rt.load_gate()
         if state.position is not None and state.position.signal_key == sig.key:
             return  # re-delivered after a crash: the position for it already exists
         why = refusal(state, now, halted) or side_refusal(sig.kind, self.cfg.TRADE_MODE)
