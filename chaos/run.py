@@ -51,6 +51,10 @@ def build_env(rd: Path, market: Path, redis_port: int, paper_port: int, **overri
     return env
 
 
+# `--short`: the CI-sized run (about 90 s wall)
+SHORT = {"duration": 50.0, "speed": 120.0, "mean_gap": 2.5, "settle": 30.0, "random_every_bars": 15.0}
+
+
 class Options(msgspec.Struct, kw_only=True):
     seed: int = 1
     duration: float = 600.0        # wall seconds of chaos
@@ -63,7 +67,7 @@ class Options(msgspec.Struct, kw_only=True):
     lock_sec: int = 15             # LOCK_SEC (market seconds)
     run_dir: str = ""
     trade_mode: str = "spot"
-    user_stream: bool = False      # also run (and kill) services.user_stream on the paper exchange's WebSocket API
+    user_stream: bool = True       # run (and kill) services.user_stream on the paper exchange's WebSocket API
     quiet: bool = False
 
 
@@ -96,11 +100,14 @@ class Run:
         self.bars = bars
         redis_port, paper_port, ws_port = free_port(), free_port(), free_port()
         rd = self.run_dir
+        self.services = SERVICES + (("user_stream",) if o.user_stream else ())
         env = build_env(rd, market, redis_port, paper_port, COOLDOWN_SEC=str(o.cooldown_sec),
                         LOCK_SEC=str(o.lock_sec), TRADE_MODE=o.trade_mode, PAPER_WS_PORT=str(ws_port),
                         BINANCE_WS_URL=f"ws://127.0.0.1:{ws_port}/ws-api/v3",
+                        # the heartbeats the watchdog checks: the services this run starts (with --no-user-stream,
+                        # a missing user_stream heartbeat is not a finding)
+                        WATCHDOG_PROCESSES=",".join(s for s in self.services if s != "watchdog"),
                         **({"MARGIN_BORROW_MODE": "auto"} if o.trade_mode == "margin" else {}))
-        self.services = SERVICES + (("user_stream",) if o.user_stream else ())
         self.killable = ("redis", "paper_exchange") + self.services
         for sub in ("paper", "feed", "state", "logs"):
             (rd / sub).mkdir(parents=True, exist_ok=True)
@@ -335,8 +342,7 @@ def report(run: Run, v: Verdict) -> dict:
         print(f"VIOLATION  {x}")
     for x in v.notes[:40]:
         print(f"note       {x}")
-    print(f"replay:    python -m chaos --seed {o.seed} --duration {o.duration:g} --speed {o.speed:g} "
-          f"--mean-gap {o.mean_gap:g}  (run dir {run.run_dir})")
+    print(f"replay:    python -m chaos {replay_args(o)}  (run dir {run.run_dir})")
     out = {"seed": o.seed, "violations": v.violations, "notes": v.notes, "figures": f, "windows": v.windows,
            "kills": dict(run.kills), "faults": dict(run.faults), "corruptions": dict(run.corruptions),
            "crashes": run.crashes, "alerts": dict(run.alert_counts), "actions_log": run.log_lines}
@@ -345,6 +351,18 @@ def report(run: Run, v: Verdict) -> dict:
                                      "entries": f["entries_filled"], "kills": sum(run.kills.values()),
                                      "faults": sum(run.faults.values()), "worst_window_sec": f["worst_window_sec"]}))
     return out
+
+
+def replay_args(o: Options) -> str:
+    """The command-line arguments that plan the same run again (only `--short` sets random_every_bars)."""
+    args = ["--short"] if o.random_every_bars == SHORT["random_every_bars"] else []
+    args += [f"--seed {o.seed}", f"--duration {o.duration:g}", f"--speed {o.speed:g}", f"--mean-gap {o.mean_gap:g}",
+             f"--settle {o.settle:g}"]
+    if o.trade_mode != "spot":
+        args.append(f"--trade-mode {o.trade_mode}")
+    if not o.user_stream:
+        args.append("--no-user-stream")
+    return " ".join(args)
 
 
 def main(opts: Options) -> int:

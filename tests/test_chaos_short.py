@@ -1,6 +1,6 @@
-"""A very short seeded chaos run (60-90 s wall): the whole stack as separate processes, kill -9 of every
-process, exchange faults and corrupted inputs, then the verdict from the exchange's own records. A failure
-prints the seed and the violations; replay it with `python -m chaos --short --seed N`."""
+"""A very short seeded chaos run (60-90 s wall): the whole stack as separate processes (user_stream included),
+kill -9 of every process, exchange faults and corrupted inputs, then the verdict from the exchange's own records.
+A failure prints the seed and the violations; replay it with `python -m chaos --short --seed N`."""
 from __future__ import annotations
 
 import os
@@ -16,9 +16,10 @@ SEED = int(os.environ.get("CHAOS_SEED", "11"))
 @pytest.mark.chaos
 def test_short_chaos_has_no_violation(tmp_path: Path):
     opts = Options(seed=SEED, duration=30.0, speed=120.0, mean_gap=1.2, settle=15.0, random_every_bars=12.0,
-                   run_dir=str(tmp_path / "chaos"), quiet=True)
+                   run_dir=str(tmp_path / "chaos"), quiet=True, user_stream=True)
     run = Run(opts)
     run.prepare()
+    assert "user_stream" in run.services and "user_stream" in run.killable
     try:
         verdict = run.execute()
     finally:
@@ -27,6 +28,26 @@ def test_short_chaos_has_no_violation(tmp_path: Path):
     assert run.kills, "no process was killed"
     assert out["violations"] == [], (f"chaos seed {SEED}: {len(out['violations'])} violations (replay: "
                                      f"python -m chaos --short --seed {SEED})\n" + "\n".join(out["violations"]))
+
+
+# ---- the command line (fast, no stack) ------------------------------------------------------------------------
+
+from chaos.__main__ import options, parse  # noqa: E402
+from chaos.run import replay_args  # noqa: E402
+
+
+def test_user_stream_is_on_by_default_and_can_be_left_out():
+    assert Options().user_stream is True
+    assert options(parse(["--short"])).user_stream is True
+    assert options(parse(["--short", "--user-stream"])).user_stream is True
+    off = options(parse(["--short", "--seed", "4", "--no-user-stream"]))
+    assert off.user_stream is False
+    # the replay line plans the same run again: --short (random_every_bars) and --no-user-stream (killable set)
+    assert replay_args(off) == "--short --seed 4 --duration 50 --speed 120 --mean-gap 2.5 --settle 30 --no-user-stream"
+    assert options(parse(replay_args(off).split())) == off
+    on = options(parse(["--seed", "7"]))
+    assert "--no-user-stream" not in replay_args(on) and "--short" not in replay_args(on)
+    assert options(parse(replay_args(on).split())) == on
 
 
 # ---- the checker itself (fast, no stack): it must see each kind of violation ---------------------------------

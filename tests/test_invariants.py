@@ -156,7 +156,9 @@ def test_i1_orders_gone_and_no_free_coins_is_a_fill_not_yet_settled():
     gone = snap(pos, skip=("tp1",))
     gone.free_base = D("0")          # the OCO filled: its coins are sold
     assert check_i1(state(pos), gone, NOW, P) == []
-    gone.free_base = D("0.00029")    # the coins are there and no order backs them: unprotected
+    gone.free_base = D("0.0000364")  # dust of earlier trades is free, far below the leg: still a settled fill
+    assert check_i1(state(pos), gone, NOW, P) == []
+    gone.free_base = pos.legs[0].qty  # the leg's coins are there and no order backs them: unprotected
     assert checks(check_i1(state(pos), gone, NOW, P)) == {("I1", "CRITICAL")}
 
 

@@ -23,6 +23,7 @@ from decimal import Decimal
 from typing import Any
 
 import msgspec
+import redis
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI, WebSocketException
 from websockets.sync.client import ClientConnection, connect
 
@@ -107,13 +108,24 @@ class UserStream:
             pipe.hset(self.known_key, str(msg.order_id), msgspec.json.encode(seen))
             self.known[msg.order_id] = seen
             self._prune(pipe)
-        pipe.execute()
+        self._execute(pipe)
         self.published += 1
+
+    def _execute(self, pipe: Any) -> None:
+        """Run the write; if it fails the in-memory baseline is ahead of Redis, so reload it from Redis before
+        anything else is decided (else a missed update would pass for already published)."""
+        try:
+            pipe.execute()
+        except redis.RedisError:
+            self._loaded = False
+            raise
 
     def _record_silently(self, o: Order) -> None:
         seen = Seen(o.symbol, o.status, o.executed_qty, o.cummulative_quote_qty, o.is_working)
+        pipe = self.rt.r.pipeline(transaction=False)
+        pipe.hset(self.known_key, str(o.order_id), msgspec.json.encode(seen))
         self.known[o.order_id] = seen
-        self.rt.r.hset(self.known_key, str(o.order_id), msgspec.json.encode(seen))
+        self._execute(pipe)
 
     def _prune(self, pipe: Any) -> None:
         if len(self.known) <= KNOWN_MAX:

@@ -183,7 +183,8 @@ def _sold_not_settled(pos: Position, unprotected: list[Leg], snap: ExchangeSnaps
     really unprotected."""
     if pos.side != "long" or snap.free_base is None:
         return False
-    return snap.free_base < p.min_qty
+    # Dust of earlier trades stays free in the account: compare with what one missing leg would hold.
+    return snap.free_base < min(leg.qty - leg.filled_qty for leg in unprotected)
 
 
 def check_i2(state: State, snapshot: ExchangeSnapshot | None, now: float, p: Params) -> list[Finding]:
