@@ -92,7 +92,9 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     EXITS_RETRY_EVERY_SEC: int = 15
     FAILSAFE_FLATTEN: bool = False
     FAILSAFE_EXITS_MAX_TRIES: int = 5
-    FAILSAFE_EXITS_GRACE_SEC: int = 60
+    FAILSAFE_EXITS_GRACE_SEC: int = 60   # market s since the first refusal before the failsafe flatten
+    STOP_IMMEDIATE_ACTION: str = "flatten"   # a stop that would trigger at placement: flatten | nearest
+    EXIT_FEE_RATE_FALLBACK: Decimal = Decimal("0.001")   # exits: commission rate when the account does not say
     LIVE_STATUS_POLL_EVERY: int = 10
     MANAGE_EVERY_SEC: int = 15
     SL_WATCHDOG_GRACE_SEC: int = 3
@@ -158,10 +160,11 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "ENTRY_MODE": ("LIMIT_ONLY", "LIMIT_THEN_MARKET", "MARKET_ONLY"),
     "TRAIL_SOURCE": ("AGG",),
     "CLOCK": ("wall", "replay"),
+    "STOP_IMMEDIATE_ACTION": ("flatten", "nearest"),
 }
 # Variables read case-insensitively, as the original did for these.
 _UPPER_CHOICES = {"MARGIN_SIDE_EFFECT", "ENTRY_MODE", "TRAIL_SOURCE"}
-_LOWER_CHOICES = {"TRADE_MODE", "MARGIN_BORROW_MODE", "CLOCK"}
+_LOWER_CHOICES = {"TRADE_MODE", "MARGIN_BORROW_MODE", "CLOCK", "STOP_IMMEDIATE_ACTION"}
 # The seed guide calls INVAR_KILL_ON_DEBT "I13_KILL_ON_DEBT": accept both names.
 ALIASES = {"I13_KILL_ON_DEBT": "INVAR_KILL_ON_DEBT"}
 
@@ -267,7 +270,11 @@ def validate(cfg: Config) -> None:
     _non_negative(cfg, "MIN_QTY", "MIN_NOTIONAL", "ENTRY_OFFSET_USD", "COOLDOWN_SEC", "LOCK_SEC",
                   "DEDUP_PRICE_DECIMALS", "SWING_MINS", "PLANB_MAX_DEV_R_MULT", "PLANB_MAX_DEV_USD",
                   "TRAIL_STEP_USD", "TRAIL_SWING_BUFFER_USD", "TRAIL_CONFIRM_BUFFER_USD", "SL_LIMIT_GAP_TICKS",
-                  "LIVE_ENTRY_TIMEOUT_SEC", "MARGIN_BORROW_BUFFER_PCT", "I2_BE_TOLERANCE_USD", "MARGIN_DEBT_EPS", "TP1_BE_COOLDOWN_SEC")
+                  "LIVE_ENTRY_TIMEOUT_SEC", "MARGIN_BORROW_BUFFER_PCT", "I2_BE_TOLERANCE_USD", "MARGIN_DEBT_EPS", "TP1_BE_COOLDOWN_SEC",
+                  "FAILSAFE_EXITS_GRACE_SEC", "EXIT_FEE_RATE_FALLBACK")
+    if cfg.EXIT_FEE_RATE_FALLBACK >= 1:
+        raise ConfigError(f"EXIT_FEE_RATE_FALLBACK={cfg.EXIT_FEE_RATE_FALLBACK} must be a fraction below 1 "
+                          f"(0.001 = 0.1 %)")
     if cfg.SL_PCT >= 1:
         raise ConfigError(f"SL_PCT={cfg.SL_PCT} must be a fraction below 1 (0.002 = 0.2 %)")
     if len(cfg.TP_R_LIST) != 2 or not (0 < cfg.TP_R_LIST[0] < cfg.TP_R_LIST[1]):

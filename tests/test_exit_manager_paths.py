@@ -1,6 +1,6 @@
 """Every way a long leaves the market, through the real processes on real Redis and the paper exchange
-(PAPER_SPEED=0: the market moves only when the test says so). Shorts need TRADE_MODE=margin, which the
-engine does not open yet: long only."""
+(PAPER_SPEED=0: the market moves only when the test says so). The `SIDES` tests run a long on spot and a short on
+cross margin with a manual borrow (whose repayment, after buys grossed up for their commission, leaves no debt)."""
 from __future__ import annotations
 
 from decimal import Decimal
@@ -17,6 +17,7 @@ from tests.test_exit_manager_support import (
     assert_stops_only_tighten,
     events,
     leg,
+    legs_placed,
     open_long,
     price,
     restart_exit_manager,
@@ -126,18 +127,43 @@ def test_manual_close_on_the_exchange(make):
     assert events(s, "manual_close_detected", pos.trade_key)
 
 
-def _client(s: Stack):
+def _client(s: Stack, margin: str | None = None):
     from shared.adapters.binance_rest import BinanceClient
-    return BinanceClient(s.env["BINANCE_BASE_URL"], s.env["BINANCE_API_KEY"], s.env["BINANCE_API_SECRET"])
+    return BinanceClient(s.env["BINANCE_BASE_URL"], s.env["BINANCE_API_KEY"], s.env["BINANCE_API_SECRET"],
+                         margin=margin)
 
 
-def test_partial_take_profit_fill_gets_a_new_stop(make):
-    s = make(PAPER_PARTIAL_FILL_RATIO="0.5")
-    pos = open_long(s)
+def test_short_exit_buys_cover_their_commission_no_debt_left(make):
+    """Cross margin, manual borrow: the exit buys are grossed up for the commission taken in BTC, so the whole
+    borrow is repaid from what they received (before, ~fee x qty of BTC stayed borrowed)."""
+    s = make(**MARGIN)
+    pos = open_long(s, side="short")
+    assert pos.margin_borrowed > 0 and pos.margin_borrow_asset == "BTC"
+    rate = Decimal(str(events(s, "exit_fee_rate")[-1].data["rate"]))
+    assert rate > 0
+    assert pos.exit_qty > pos.filled_qty and sum(lg.qty for lg in pos.legs) == pos.exit_qty
+    price(s, pos.tp1 - TICK)  # tp1 fills (a maker buy), then the rest at break-even (taker buys)
+    wait_event(s, "break_even_done")
+    s.wait(lambda: all(lg.status in ("PLACED", "DONE") for lg in s.state().position.legs), 10, "moves done")
+    price(s, leg(s, "trail").stop_price)
+    wait_closed(s)
+    assert_closed(s, pos.trade_key, "stop")
+    debts = _client(s, margin="cross").margin_debts("BTCUSDC")
+    assert debts.get("BTC", Decimal(0)) == 0 and debts.get("USDC", Decimal(0)) == 0, debts
+    repaid = events(s, "margin_repaid", pos.trade_key)[-1]
+    assert Decimal(str(repaid.data["debt_left"])) == 0
+    assert_no_duplicates(s, pos.trade_key, pos.filled_qty, "short")
+
+
+@pytest.mark.parametrize("side", SIDES)
+def test_partial_take_profit_fill_gets_a_new_stop(make, side):
+    s = _make_side(make, side, PAPER_PARTIAL_FILL_RATIO="0.5")
+    pos = open_long(s, side=side)
     tp1 = leg(s, "tp1")
-    price(s, pos.tp1 + TICK)  # the take-profit fills half; the exchange expires the OCO's stop
+    sign = 1 if side == "long" else -1
+    price(s, pos.tp1 + sign * TICK)  # the take-profit fills half; the exchange expires the OCO's stop
     settle()
-    price(s, pos.tp1 - TICK * 100)  # back below: the rest of tp1 needs a stop again
+    price(s, pos.tp1 - sign * TICK * 100)  # back short of it: the rest of tp1 needs a stop again
     ev = wait_event(s, "leg_reprotect", leg="tp1")
     s.wait(lambda: leg(s, "tp1").attempt == 1 and leg(s, "tp1").status == "PLACED", 10, "tp1 re-protected")
     new = leg(s, "tp1")
@@ -148,9 +174,12 @@ def test_partial_take_profit_fill_gets_a_new_stop(make):
     price(s, leg(s, "tp1").stop_price)
     wait_closed(s)
     assert_closed(s, pos.trade_key, "stop")
-    assert_no_duplicates(s, pos.trade_key, pos.filled_qty)
+    assert_no_duplicates(s, pos.trade_key, pos.filled_qty, side)
     closed = events(s, "position_closed", pos.trade_key)[-1]
-    assert Decimal(0) < Decimal(str(closed.data["dust"])) < Decimal("0.00001")  # the entry fee's part of a step
+    if side == "long":  # the entry fee's part of a step
+        assert Decimal(0) < Decimal(str(closed.data["dust"])) < Decimal("0.00001")
+    else:  # a short's legs buy exactly the grossed-up total in whole steps
+        assert Decimal(str(closed.data["dust"])) == 0
 
 
 @pytest.mark.parametrize("side", SIDES)
@@ -166,30 +195,64 @@ def test_gap_through_the_stop_limit_closes_at_market(make, side):
     assert_no_duplicates(s, pos.trade_key, pos.filled_qty, side)
 
 
-def test_stop_would_trigger_at_placement_flattens(make):
-    s = make(exit_manager=False)
-    pos = open_long(s, legs_resting=False)
-    price(s, pos.sl - TICK)  # while nobody protects it
+@pytest.mark.parametrize("side", SIDES)
+def test_stop_would_trigger_at_placement_flattens(make, side):
+    s = _make_side(make, side, exit_manager=False)
+    pos = open_long(s, legs_resting=False, side=side)
+    price(s, pos.sl + (-TICK if side == "long" else TICK))  # while nobody protects it
     restart_exit_manager(s)
     ev = wait_event(s, "leg_would_trigger")
     assert ev.data["reason"] == "stop_immediate" and "flatten" in ev.data["action"]
     wait_closed(s)
     assert_closed(s, pos.trade_key, "flatten:stop_immediate")
-    assert_no_duplicates(s, pos.trade_key, pos.filled_qty)
+    assert_no_duplicates(s, pos.trade_key, pos.filled_qty, side)
 
 
-def test_exits_rejected_until_failsafe_flatten(make):
-    s = make(FAILSAFE_FLATTEN="true", FAILSAFE_EXITS_MAX_TRIES="3", EXITS_RETRY_EVERY_SEC="5")
-    s.admin("/faults", {"reject_orders": -1, "path": "/api/v3/orderList/oco"})
-    pos = open_long(s, legs_resting=False)
+@pytest.mark.parametrize("side", SIDES)
+def test_stop_would_trigger_at_placement_nearest(make, side):
+    """STOP_IMMEDIATE_ACTION=nearest: the stops go one tick beyond the bid (long) / ask (short) instead of a
+    market close."""
+    s = _make_side(make, side, exit_manager=False, STOP_IMMEDIATE_ACTION="nearest")
+    pos = open_long(s, legs_resting=False, side=side)
+    sign = 1 if side == "long" else -1
+    price(s, pos.sl - sign * TICK * 30)  # while nobody protects it
+    restart_exit_manager(s)
+    ev = wait_event(s, "leg_would_trigger")
+    assert ev.data["reason"] == "stop_immediate" and "nearest" in ev.data["action"]
+    to = Decimal(str(ev.data["stop_to"]))
+    assert to == Decimal(str(ev.data["market"])) - sign * TICK and sign * (pos.sl - to) > 0
+    s.wait(lambda: legs_placed(s), 20, "three legs resting at the nearest stop")
+    assert not events(s, "flatten_requested", pos.trade_key)
+    resting = {o["clientOrderId"]: o for o in s.open_orders()}
+    for lg in s.state().position.legs:
+        assert sign * (pos.sl - lg.stop_price) > 0
+        assert Decimal(resting[lg.stop_client_id]["stopPrice"]) == lg.stop_price
+    stops = [lg.stop_price for lg in s.state().position.legs]
+    price(s, min(stops) if side == "long" else max(stops))
+    wait_closed(s)
+    assert_closed(s, pos.trade_key, "stop")
+    assert_no_duplicates(s, pos.trade_key, pos.filled_qty, side)
+
+
+@pytest.mark.parametrize("side", SIDES)
+def test_exits_rejected_until_failsafe_flatten(make, side):
+    s = _make_side(make, side, FAILSAFE_FLATTEN="true", FAILSAFE_EXITS_MAX_TRIES="3", EXITS_RETRY_EVERY_SEC="5",
+                   FAILSAFE_EXITS_GRACE_SEC="40")
+    oco = "/api/v3/orderList/oco" if side == "long" else "/sapi/v1/margin/order/oco"
+    s.admin("/faults", {"reject_orders": -1, "path": oco})
+    pos = open_long(s, legs_resting=False, side=side)
     wait_event(s, "leg_rejected")
-    for _ in range(6):  # each point is 15 market seconds: a retry is due after each
+    for _ in range(8):  # each point is 15 market seconds: a retry is due after each
         if s.state().position is None or s.state().position.flatten_requested:
             break
         s.admin("/advance", {"points": 1})
         settle()
     wait_closed(s)
     assert_closed(s, pos.trade_key, "flatten:failsafe")
-    assert len(events(s, "leg_rejected", pos.trade_key)) >= 3
+    rejected = events(s, "leg_rejected", pos.trade_key)
+    assert len(rejected) >= 3
+    # 3 tries were reached at the third round (a round every 15 market s), but the flatten waited for the 40 s
+    # grace since the first refusal: the rounds at 0, 15, 30 s did not flatten, the one at 45 s did
+    assert max(e.data["tries"] for e in rejected) >= 4, [e.data["tries"] for e in rejected]
     assert any(a["event"] == "flatten" for a in alerts(s, pos.trade_key))
-    assert_no_duplicates(s, pos.trade_key, pos.filled_qty)
+    assert_no_duplicates(s, pos.trade_key, pos.filled_qty, side)

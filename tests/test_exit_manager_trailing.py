@@ -10,8 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from services.demo.moment import Moment
+from shared.config import load_config
+from shared.domain.exit_plan import PlanError, build_plan
+from shared.domain.symbol import SymbolFilters
 from tests.stack import Stack
 from tests.test_exit_manager_support import (
+    MARGIN,
     alerts,
     assert_closed,
     assert_no_duplicates,
@@ -41,6 +46,44 @@ def make(tmp_path: Path, redis_url, market_file, market_bars, moment):
     yield _make
     for s in stacks:
         s.stop_all()
+
+
+def _short_moment(bars, min_history: int = 400, min_bars_to_tp2: int = 20, min_bars_after: int = 8) -> Moment:
+    """services/demo/moment.py's search mirrored for a short: the quickest short in the data that reaches TP2
+    without touching its stop, then rises enough after it for the trailing stop to move and be hit."""
+    cfg = load_config({})
+    f = SymbolFilters(cfg.SYMBOL, "BTC", "USDC", cfg.TICK_SIZE, cfg.QTY_STEP, cfg.MIN_QTY, Decimal(9000),
+                      cfg.MIN_NOTIONAL)
+    best: Moment | None = None
+    for i in range(max(min_history, cfg.SWING_MINS), len(bars) - 10):
+        window = bars[i - cfg.SWING_MINS + 1:i + 1]
+        try:
+            plan = build_plan("short", bars[i].close, f, offset=cfg.ENTRY_OFFSET_USD, qty_usd=cfg.QTY_USD,
+                              sl_pct=cfg.SL_PCT, r_list=cfg.TP_R_LIST, swing_extreme=max(b.high for b in window))
+        except PlanError:
+            continue
+        to_tp2 = None
+        for j in range(i + 1, min(len(bars), i + 180)):
+            if bars[j].high >= plan.sl:
+                break
+            if bars[j].low <= plan.tp2:
+                to_tp2 = j - i
+                break
+        if to_tp2 is None or to_tp2 < min_bars_to_tp2:
+            continue
+        k0, trough, after = i + to_tp2, bars[i + to_tp2].low, None
+        for k in range(k0 + 1, min(len(bars), k0 + 120)):
+            trough = min(trough, bars[k].low)
+            if bars[k].high - trough >= plan.r / 2 + cfg.TRAIL_SWING_BUFFER_USD * 2:
+                after = k - k0
+                break
+        if after is None or after < min_bars_after:
+            continue
+        if best is None or to_tp2 + after < best.bars_to_tp2 + best.bars_after_tp2:
+            best = Moment(index=i, bars_to_tp2=to_tp2, bars_after_tp2=after)
+    if best is None:
+        pytest.skip("no moment in the market data where a short reaches TP2")
+    return best
 
 
 def _replay_until(s: Stack, done, max_points: int) -> None:
@@ -78,6 +121,28 @@ def test_tp1_tp2_then_trailing_stop_on_real_rows(make, moment):
     lc = s.state().last_closed
     trail_stop = Decimal(str(moves[-1].data["stop"]))
     assert lc.pnl_quote > 0 and trail_stop > pos.avg_entry
+
+
+def test_short_tp1_tp2_then_trailing_stop_on_real_rows(tmp_path: Path, redis_url, market_file, market_bars):
+    """The same on a short (cross margin, manual borrow): the stop follows swing highs, only downwards."""
+    m = _short_moment(market_bars)
+    s = start_stack(tmp_path, redis_url, market_file, market_bars[m.index + 1].ts, **MARGIN)
+    try:
+        pos = open_long(s, side="short")
+        _replay_until(s, lambda: s.state().position is None, (m.bars_to_tp2 + m.bars_after_tp2 + 90) * 2)
+        assert_closed(s, pos.trade_key, "stop")
+        reasons = {lg.name: lg.exit_reason for lg in s.state().last_closed.legs}
+        assert reasons == {"tp1": "tp", "tp2": "tp", "trail": "stop"}
+        assert events(s, "trailing_on", pos.trade_key)
+        moves = [e for e in events(s, "stop_move", pos.trade_key) if e.data["why"] == "trailing"]
+        assert moves, "the trailing stop never moved"
+        assert_stops_only_tighten(s, pos.trade_key, "short")
+        assert_no_duplicates(s, pos.trade_key, pos.filled_qty, "short")
+        lc = s.state().last_closed
+        trail_stop = Decimal(str(moves[-1].data["stop"]))
+        assert lc.pnl_quote > 0 and trail_stop < pos.avg_entry
+    finally:
+        s.stop_all()
 
 
 def test_kill_during_a_trailing_move_resumes_it(make, moment):

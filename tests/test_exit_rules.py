@@ -13,13 +13,17 @@ from shared.domain.exit_rules import (
     better,
     close_summary,
     dust,
+    exit_total,
+    failsafe_due,
     immediate_reason,
     leg_ids,
+    nearest_stop,
     oco_stop_lost,
     plan_legs,
     read_attempt,
     remaining,
     share_out,
+    short_exit_qty,
     trail_candidate,
     trail_move,
 )
@@ -143,3 +147,68 @@ def test_close_summary_counts_every_leg_and_flatten():
     assert c.qty == D("0.0009") and c.avg_exit == (D("89.9") / D("0.0009")).quantize(D("0.0001"))
     assert c.pnl_quote == D("89.9") - D(90) and c.exit_reason == "stop"
     assert remaining(legs[1]) == D("0.0004")
+
+
+def test_short_exit_qty_covers_the_base_commission():
+    step = D("0.00001")
+    assert short_exit_qty(D("0.00167"), D("0.001"), step) == D("0.00168")  # 0.00167 / 0.999 = 0.0016716..
+    assert short_exit_qty(D("0.999"), D("0.001"), step) == D("1.00000")    # exact: no extra step
+    assert short_exit_qty(D("0.00167"), D(0), step) == D("0.00167")
+    assert short_exit_qty(D(0), D("0.001"), step) == 0
+
+
+@given(held=st.integers(1, 10**7), fee_bp=st.integers(0, 100))
+def test_short_exit_qty_received_after_commission_repays_what_is_held(held, fee_bp):
+    step, rate = D("0.00001"), D(fee_bp) / 10000
+    qty = short_exit_qty(held * step, rate, step)
+    assert qty % step == 0
+    assert qty * (1 - rate) >= held * step          # what is received covers what must be given back
+    assert (qty - step) * (1 - rate) < held * step  # and not one step more than needed
+
+
+def test_short_legs_add_up_to_the_grossed_up_total_long_unchanged():
+    short = _pos(side="short", sl=D("101000"), tp1=D("99000"), tp2=D("98000"), entry_fee_base=D(0),
+                 filled_qty=D("0.0009"))
+    total = exit_total(short, D("0.001"), F.step_size)
+    assert total == D("0.00091")
+    assert sum(lg.qty for lg in plan_legs(short, F, 2, D("0.001"))) == total
+    long = _pos()
+    assert exit_total(long, D("0.001"), F.step_size) == long.filled_qty - long.entry_fee_base
+    assert sum(lg.qty for lg in plan_legs(long, F, 2, D("0.001"))) == D("0.00089")
+
+
+def test_nearest_stop_is_one_tick_on_the_losing_side():
+    tick = D("0.01")
+    assert nearest_stop("long", D("98999.99"), tick) == D("98999.98")
+    assert nearest_stop("short", D("101000.01"), tick) == D("101000.02")
+    leg = Leg(name="trail", qty=D(1), stop_price=nearest_stop("long", D(99000), tick), stop_limit=D(1))
+    assert immediate_reason("long", leg, D(99000)) == ""  # it would rest
+    leg = Leg(name="trail", qty=D(1), stop_price=nearest_stop("short", D(99000), tick), stop_limit=D(1))
+    assert immediate_reason("short", leg, D(99000)) == ""
+
+
+def test_failsafe_needs_both_the_tries_and_the_grace():
+    kw = {"max_tries": 3, "grace_sec": 60}
+    assert not failsafe_due(tries=2, first_error_at=100, now=1000, **kw)   # not enough tries
+    assert not failsafe_due(tries=5, first_error_at=100, now=159, **kw)    # too soon after the first refusal
+    assert failsafe_due(tries=3, first_error_at=100, now=160, **kw)
+    assert not failsafe_due(tries=3, first_error_at=0, now=160, **kw)      # no refusal recorded
+    assert failsafe_due(tries=3, first_error_at=100, now=100, max_tries=3, grace_sec=0)
+
+
+def test_exit_fee_rate_from_the_account_or_the_fallback():
+    from services.exit_manager.fees import exit_fee_rate
+    from shared.adapters.binance_rest import Unreachable
+
+    class Fake:
+        def __init__(self, body):
+            self.body = body
+
+        def _request(self, *a, **kw):
+            if isinstance(self.body, Exception):
+                raise self.body
+            return msgspec.json.encode(self.body)
+    rates = {"commissionRates": {"maker": "0.00075000", "taker": "0.00100000"}}
+    assert exit_fee_rate(Fake(rates), D("0.002")) == (D("0.001"), "account")
+    assert exit_fee_rate(Fake({"balances": []}), D("0.002")) == (D("0.002"), "fallback")
+    assert exit_fee_rate(Fake(Unreachable("down")), D("0.002")) == (D("0.002"), "fallback")

@@ -215,6 +215,16 @@ def test_i3_sum_mismatch_and_small_leg():
     assert checks(check_i3(state(pos), None, NOW, P)) == {("I3", "ERROR")}
 
 
+def test_i3_short_legs_grossed_up_by_the_commission_add_up_to_exit_qty():
+    pos = position("short")
+    legs = sum((leg.qty for leg in pos.legs), D(0))
+    for leg in pos.legs:
+        leg.qty += D("0.00002")               # the exits buy back more than was sold: commission in BTC
+    assert checks(check_i3(state(pos), None, NOW, P)) == {("I3", "ERROR")}
+    pos.exit_qty = legs + D("0.00006")        # what the exit manager planned
+    assert check_i3(state(pos), None, NOW, P) == []
+
+
 def test_i3_degraded_split_with_zero_leg_is_fine():
     pos = position(filled_qty=D("0.0001"))
     pos.legs[0].qty, pos.legs[1].qty, pos.legs[2].qty = D("0.00005"), D("0.00005"), D(0)

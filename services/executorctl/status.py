@@ -50,8 +50,10 @@ def halt_flag(ctx: Ctx) -> dict[str, Any] | None:
 
 
 def held(p: Position) -> Decimal:
-    """What the position still holds: net filled quantity less what the legs and flatten sold."""
-    return net_qty(p) - sum((lg.filled_qty for lg in p.legs), ZERO) - p.flatten_qty
+    """What the exits still have to trade: the planned exit quantity (a short's is grossed up by the buy's
+    commission; before the legs are planned, the net fill) less what the legs and flatten already traded."""
+    total = p.exit_qty if p.exit_qty > 0 else net_qty(p)
+    return total - sum((lg.filled_qty for lg in p.legs), ZERO) - p.flatten_qty
 
 
 def expected_orders(p: Position | None) -> dict[str, str]:

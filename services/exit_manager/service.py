@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from decimal import Decimal
 
+from services.exit_manager.fees import exit_fee_rate
 from services.exit_manager.holdings import foreign_fills
 from services.exit_manager.margin import repay_after_close, side_effect
 from services.exit_manager.order_feed import ExitFeed, Waker
@@ -38,8 +39,11 @@ from shared.domain.exit_rules import (
     better,
     close_summary,
     exit_side,
+    exit_total,
+    failsafe_due,
     immediate_reason,
     leg_ids,
+    nearest_stop,
     oco_stop_lost,
     plan_legs,
     read_attempt,
@@ -74,8 +78,10 @@ class TickAborted(Exception):
 class ExitManager:
     """The exit phase of the position."""
 
-    def __init__(self, rt: Runtime, client: BinanceClient, f: SymbolFilters) -> None:
+    def __init__(self, rt: Runtime, client: BinanceClient, f: SymbolFilters, fee_rate: Decimal | None = None) -> None:
         self.rt, self.cfg, self.client, self.f = rt, rt.cfg, client, f
+        # commission rate of the exits (a short's legs buy enough to cover it): read once at start
+        self.fee_rate = rt.cfg.EXIT_FEE_RATE_FALLBACK if fee_rate is None else fee_rate
         self.positions = GroupConsumer(rt.r, self.cfg.key("positions"), PROCESS, PROCESS)
         self.commands = GroupConsumer(rt.r, self.cfg.key("commands"), PROCESS, PROCESS, start_id="$")
         self._next_tick = 0.0
@@ -169,18 +175,21 @@ class ExitManager:
         self._maybe_trail(pos)
 
     def _init_legs(self, pos: Position) -> Position:
-        legs, wrote = plan_legs(pos, self.f, self.cfg.SL_LIMIT_GAP_TICKS), []
+        legs, wrote = plan_legs(pos, self.f, self.cfg.SL_LIMIT_GAP_TICKS, self.fee_rate), []
+        total = exit_total(pos, self.fee_rate, self.f.step_size)
 
         def fn(p: Position) -> None:
             if not p.legs:
                 p.legs = legs
+                p.exit_qty = total
                 wrote.append(True)
         p = self._mutate(pos.trade_key, fn) or pos
         if wrote:  # this process wrote these ids first: nothing can exist under them yet
             self._fresh.update(lg.list_client_id or lg.stop_client_id for lg in legs)
         self.rt.event("legs_planned", p.trade_key, legs=[{"name": lg.name, "qty": lg.qty, "tp": lg.tp_price,
                                                          "stop": lg.stop_price} for lg in p.legs],
-                      dust=net_qty(p) - sum((lg.qty for lg in p.legs), Decimal(0)), fee_base=p.entry_fee_base)
+                      dust=self._target(p) - sum((lg.qty for lg in p.legs), Decimal(0)), fee_base=p.entry_fee_base,
+                      exit_qty=self._target(p), fee_rate=self.fee_rate)
         return p
 
     # ---- learning (terminal first) --------------------------------------------------------------
@@ -380,11 +389,38 @@ class ExitManager:
         if e.code == -2010 and self._coins_missing(pos):
             return self._pos()
         why = self._why_immediate(pos, leg, e)
+        if why == "stop_immediate" and self.cfg.STOP_IMMEDIATE_ACTION == "nearest":
+            p = self._stop_at_nearest(pos, leg, e)
+            if p is not None:
+                return p
         if why:
             self.rt.event("leg_would_trigger", pos.trade_key, level="warning", leg=leg.name, error=e.msg, reason=why,
                           stop=leg.stop_price, tp=leg.tp_price, action="flatten at market")
             return self._request_flatten(pos, why)
         return self._count_rejection(pos, leg, e)
+
+    def _stop_at_nearest(self, pos: Position, leg: Leg, e: Rejected) -> Position | None:
+        """STOP_IMMEDIATE_ACTION=nearest: move the leg's stop to the closest price on the losing side of the
+        market that does not trigger now; the next tick places it. None (the caller flattens) when the market
+        cannot be read or the stop is already there (the exchange refused that too)."""
+        px = self._executable(pos.side)
+        if px is None:
+            return None
+        new = nearest_stop(pos.side, px, self.f.tick_size)
+        if new <= 0 or new == leg.stop_price:
+            return None
+        limit = stop_limit_price(pos.side, new, self.cfg.SL_LIMIT_GAP_TICKS, self.f.tick_size)
+
+        def fn(p: Position, lg: Leg) -> None:
+            if lg.status == "NEW":
+                lg.stop_price, lg.stop_limit = new, limit
+        p = self._mutate_leg(pos.trade_key, leg.name, fn)
+        self.rt.event("leg_would_trigger", pos.trade_key, level="warning", leg=leg.name, error=e.msg,
+                      reason="stop_immediate", stop=leg.stop_price, tp=leg.tp_price, stop_to=new, limit_to=limit,
+                      market=px, action="stop placed at the nearest price that does not trigger")
+        self.rt.notify("stop_nearest", f"{leg.name}: stop {leg.stop_price} would trigger at once (market {px}); "
+                       f"placed at {new} instead", "WARN", pos.trade_key)
+        return p
 
     def _why_immediate(self, pos: Position, leg: Leg, e: Rejected) -> str:
         """stop_immediate / tp_immediate when the refusal is because the market is already through a price
@@ -402,12 +438,16 @@ class ExitManager:
             lg.errors += 1
             p.exits_tries += 1
             p.exits_next_at = now + self.cfg.EXITS_RETRY_EVERY_SEC
+            if p.exits_first_error_at <= 0:
+                p.exits_first_error_at = now
         p = self._mutate_leg(pos.trade_key, leg.name, fn)
         tries = p.exits_tries if p else pos.exits_tries + 1
         self.rt.event("leg_rejected", pos.trade_key, level="error", leg=leg.name, code=e.code, error=e.msg, tries=tries,
                       retry_in=self.cfg.EXITS_RETRY_EVERY_SEC)
         self.rt.notify("exits_error", f"{leg.name} rejected: {e.code} {e.msg}", "ERROR", pos.trade_key)
-        if p is not None and tries >= self.cfg.FAILSAFE_EXITS_MAX_TRIES and self.cfg.FAILSAFE_FLATTEN:
+        if p is not None and self.cfg.FAILSAFE_FLATTEN and failsafe_due(
+                tries=tries, max_tries=self.cfg.FAILSAFE_EXITS_MAX_TRIES, first_error_at=p.exits_first_error_at,
+                now=now, grace_sec=self.cfg.FAILSAFE_EXITS_GRACE_SEC):
             return self._request_flatten(p, "failsafe")
         return p
 
@@ -662,9 +702,17 @@ class ExitManager:
         if pos is not None:
             self._close(pos)
 
+    def _target(self, pos: Position) -> Decimal:
+        """What the exits close in total (a short's grossed up for the buys' base commission)."""
+        if pos.exit_qty > 0:
+            return pos.exit_qty
+        if pos.legs:  # planned before exit_qty existed: the legs cover what is held, not grossed up
+            return net_qty(pos)
+        return exit_total(pos, self.fee_rate, self.f.step_size)
+
     def _held(self, pos: Position) -> Decimal:
         sold = sum((lg.filled_qty for lg in pos.legs), Decimal(0)) + pos.flatten_qty
-        return net_qty(pos) - sold
+        return self._target(pos) - sold
 
     def _market_rest(self, pos: Position | None) -> Position | None:
         """MARKET-close what is still held, adopting an earlier attempt that reached the exchange."""
@@ -835,7 +883,10 @@ def run(rt: Runtime) -> None:
     client = rt.client()
     if client.margin:
         client.side_effect_type = side_effect(rt)
-    mgr = ExitManager(rt, client, wait_for_filters(rt, client))
+    f = wait_for_filters(rt, client)
+    fee_rate, source = exit_fee_rate(client, rt.cfg.EXIT_FEE_RATE_FALLBACK)
+    rt.event("exit_fee_rate", rate=fee_rate, source=source)
+    mgr = ExitManager(rt, client, f, fee_rate)
     rt.store.sync_snapshot()
     rt.event("exit_manager_ready", state_version=rt.store.load().version)
     waker = Waker(rt.r, [rt.cfg.key("positions"), rt.cfg.key("orders"), rt.cfg.key("commands")])

@@ -387,6 +387,11 @@ class BinanceClient:
         body = msgspec.json.decode(self._request("GET", "/api/v3/account", {"omitZeroBalances": "false"}, signed=True))
         return {b["asset"]: (Decimal(b["free"]), Decimal(b["locked"])) for b in body["balances"]}
 
+    def commission_rates(self) -> dict[str, Decimal]:
+        """The account's commission rates (`maker`, `taker`, ...) as Binance reports them on `/api/v3/account`."""
+        body = msgspec.json.decode(self._request("GET", "/api/v3/account", {"omitZeroBalances": "true"}, signed=True))
+        return {k: Decimal(str(v)) for k, v in (body.get("commissionRates") or {}).items()}
+
     def my_trades(self, symbol: str, order_id: int | None = None) -> list[Trade]:
         """Our trades on `symbol` (optionally of one order)."""
         path = "/sapi/v1/margin/myTrades" if self.margin else "/api/v3/myTrades"

@@ -40,10 +40,29 @@ def with_ids(leg: Leg, trade_key: str) -> Leg:
     return leg
 
 
-def plan_legs(pos: Position, f: SymbolFilters, gap_ticks: int) -> list[Leg]:
+def short_exit_qty(held_short: Decimal, fee_rate: Decimal, step: Decimal) -> Decimal:
+    """What a short's exit legs must buy in total so that, after the exchange takes its commission in the
+    base asset, what is received covers what must be given back: ceil_to_step(held / (1 - fee_rate))."""
+    if held_short <= 0:
+        return Decimal(0)
+    if not Decimal(0) <= fee_rate < 1:
+        raise ValueError(f"fee rate {fee_rate} must be in [0, 1)")
+    return ceil_to_step(held_short / (1 - fee_rate), step)
+
+
+def exit_total(pos: Position, fee_rate: Decimal, step: Decimal) -> Decimal:
+    """What the exits close in total: a long sells what it holds; a short buys back what it sold, grossed up
+    for the base-asset commission of the buys (`short_exit_qty`)."""
+    if pos.side == "long":
+        return net_qty(pos)
+    return short_exit_qty(net_qty(pos), fee_rate, step)
+
+
+def plan_legs(pos: Position, f: SymbolFilters, gap_ticks: int, fee_rate: Decimal = Decimal(0)) -> list[Leg]:
     """The three legs for the filled quantity (tp1 + tp2 as OCOs, the rest as a trailing stop); legs of
-    zero quantity (degraded split) are left out."""
-    q1, q2, q3 = split_qty_3legs(net_qty(pos), f.step_size, f.min_qty, f.min_notional, pos.avg_entry)
+    zero quantity (degraded split) are left out. A short's legs add up to `exit_total` (commission gross-up)."""
+    total = exit_total(pos, fee_rate, f.step_size)
+    q1, q2, q3 = split_qty_3legs(total, f.step_size, f.min_qty, f.min_notional, pos.avg_entry)
     limit = stop_limit_price(pos.side, pos.sl, gap_ticks, f.tick_size)
     legs = [Leg(name="tp1", qty=q1, tp_price=pos.tp1, stop_price=pos.sl, stop_limit=limit),
             Leg(name="tp2", qty=q2, tp_price=pos.tp2, stop_price=pos.sl, stop_limit=limit),
@@ -138,6 +157,18 @@ def immediate_reason(side: str, leg: Leg, market: Decimal) -> str:
     if leg.tp_price is not None and not better(side, leg.tp_price, market):
         return "tp_immediate"
     return ""
+
+
+def nearest_stop(side: str, market: Decimal, tick: Decimal) -> Decimal:
+    """STOP_IMMEDIATE_ACTION=nearest: the closest stop on the losing side of the market that does not trigger
+    now: one tick below the bid for a long's sell stop, one tick above the ask for a short's buy stop."""
+    return floor_to_step(market, tick) - tick if side == "long" else ceil_to_step(market, tick) + tick
+
+
+def failsafe_due(*, tries: int, max_tries: int, first_error_at: float, now: float, grace_sec: float) -> bool:
+    """FAILSAFE_FLATTEN: flatten only after FAILSAFE_EXITS_MAX_TRIES refusals AND FAILSAFE_EXITS_GRACE_SEC (market
+    seconds) since the first one (`first_error_at` 0 = no refusal recorded)."""
+    return tries >= max_tries and first_error_at > 0 and now - first_error_at >= grace_sec
 
 
 def share_out(legs: Sequence[Leg], qty: Decimal, quote: Decimal) -> dict[str, tuple[Decimal, Decimal]]:

@@ -225,12 +225,13 @@ def check_i2(state: State, snapshot: ExchangeSnapshot | None, now: float, p: Par
 
 
 def check_i3(state: State, snapshot: ExchangeSnapshot | None, now: float, p: Params) -> list[Finding]:
-    """I3: the legs' quantities add up to the filled quantity within one step, each leg >= MIN_QTY (a leg of
-    0 is allowed: the split degrades to 50/50/0 or 100/0/0)."""
+    """I3: the legs' quantities add up to what the exits must trade within one step (the filled quantity; for
+    a short grossed up by the commission: `exit_qty`), each leg >= MIN_QTY (a leg of 0 is allowed: the split
+    degrades to 50/50/0 or 100/0/0)."""
     pos = state.position
     if pos is None or pos.status not in ("OPEN_FILLED", "CLOSING") or not pos.legs:
         return []
-    total = pos.filled_qty if pos.filled_qty > 0 else pos.qty
+    total = pos.exit_qty if pos.exit_qty > 0 else (pos.filled_qty if pos.filled_qty > 0 else pos.qty)
     legs_sum = sum((leg.qty for leg in pos.legs), Decimal(0))
     problems: list[str] = []
     if abs(legs_sum - total) > p.qty_step:
