@@ -8,8 +8,9 @@ command frees the slot before the next one, so every signal goes the whole way: 
 PENDING written (Redis transaction + fsynced snapshot), POST /api/v3/order.
 
 Two paths, all wall-clock times taken on this host (time.time() in each process):
-1. `XADD signals` -> the engine starts the POST (`entry_sent.wall_sent`), and -> the exchange's reply
-   (`wall_sent` + `ms`): the order was received by the paper exchange between these two instants.
+1. `XADD signals` -> the engine starts the POST (`entry_sent.wall_sent`), -> the paper exchange's order
+   handler receives it (`receivedWallTime` of /admin/orders: the issue's figure), and -> the reply reaches
+   the engine (`wall_sent` + `ms`).
 2. a line appended to deltascout.log -> the same two instants (adds signal_ingest's tail, validation, dedup).
 """
 from __future__ import annotations
@@ -35,10 +36,11 @@ def _pct(xs: list[float], p: float) -> float:
     return xs[min(len(xs) - 1, round(p / 100 * (len(xs) - 1)))]
 
 
-def _report(name: str, to_send: list[float], to_reply: list[float], inside: list[float]) -> None:
+def _report(name: str, to_send: list[float], to_reply: list[float], inside: list[float],
+            to_received: list[float]) -> None:
     print(f"{name}  (n={len(to_send)})")
-    for label, xs in (("-> POST starts   ", to_send), ("-> exchange reply", to_reply),
-                      ("engine: on_signal -> POST starts", inside)):
+    for label, xs in (("-> POST starts   ", to_send), ("-> order received", to_received),
+                      ("-> exchange reply", to_reply), ("engine: on_signal -> POST starts", inside)):
         print(f"   {label}  p50 {statistics.median(xs):7.2f} ms   p99 {_pct(xs, 99):7.2f} ms   "
               f"max {max(xs):7.2f} ms")
 
@@ -65,7 +67,15 @@ class Events:
 PACE_SEC = 0.05
 
 
-def _one(s: EngineStack, ev: Events, fire) -> tuple[float, float, float]:
+def _received(s: EngineStack, client_id: str) -> float:
+    """Wall time the paper exchange's order handler received `client_id` (from /admin/orders)."""
+    for o in s.admin("/orders"):
+        if o["clientOrderId"] == client_id:
+            return float(o["receivedWallTime"])
+    raise AssertionError(f"order {client_id} not on the exchange")
+
+
+def _one(s: EngineStack, ev: Events, fire) -> tuple[float, float, float, float]:
     """Fire one signal, wait for its entry_sent, free the slot; ms to POST start, to the reply, and the engine's
     own share (signal handed to on_signal -> POST start)."""
     t0 = fire()
@@ -74,11 +84,13 @@ def _one(s: EngineStack, ev: Events, fire) -> tuple[float, float, float]:
     s.command("cancel_entry", "bench")
     ev.next("entry_aborted")
     sent = (sent_ev.data["wall_sent"] - t0) * 1000
-    return sent, sent + sent_ev.data["ms"], (sent_ev.data["wall_sent"] - planned.data["wall_received"]) * 1000
+    received = (_received(s, sent_ev.data["client_id"]) - t0) * 1000
+    return (sent, sent + sent_ev.data["ms"], (sent_ev.data["wall_sent"] - planned.data["wall_received"]) * 1000,
+            received)
 
 
-def _run(s: EngineStack, n: int, fire_factory) -> tuple[list[float], list[float], list[float]]:
-    out: tuple[list[float], list[float], list[float]] = ([], [], [])
+def _run(s: EngineStack, n: int, fire_factory) -> tuple[list[float], list[float], list[float], list[float]]:
+    out: tuple[list[float], list[float], list[float], list[float]] = ([], [], [], [])
     ev = Events(s)
     for i in range(n):
         for xs, x in zip(out, _one(s, ev, fire_factory(i))):

@@ -49,7 +49,11 @@ def state(app: PaperApp, body: dict[str, Any]) -> Any:
 def orders(app: PaperApp, body: dict[str, Any]) -> Any:
     """GET /admin/orders: every order ever, with fills and times (the exchange's truth)."""
     with app.lock:
-        return [views.order_admin(o, app.s.symbol) for _, o in sorted(app.engine.st.orders.items())]
+        out = [views.order_admin(o, app.s.symbol) for _, o in sorted(app.engine.st.orders.items())]
+    for o in out:
+        if o["orderId"] in app.received_wall:
+            o["receivedWallTime"] = app.received_wall[o["orderId"]]
+    return out
 
 
 def price(app: PaperApp, body: dict[str, Any]) -> Any:

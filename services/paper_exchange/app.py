@@ -32,6 +32,7 @@ class Request:
     body: str
     headers: Any
     client_ip: str = "127.0.0.1"
+    received_at: float = 0.0  # wall time the whole request had been read (benchmarks: order received)
 
 
 @dataclass
@@ -52,6 +53,9 @@ class PaperApp:
         self.faults = FaultBook()
         self.speed = s.speed
         self.placed_wall: dict[int, float] = {}  # order id -> monotonic time placed (transient_2013)
+        # order id -> wall time its POST had been read by the server: lets a benchmark measure "signal ->
+        # order received by the exchange" (admin only, not journaled, lost on restart).
+        self.received_wall: dict[int, float] = {}
         self.state_path = Path(s.state_fn)
         market_path, self.market_label = market_csv_path(s)
         self.market_file = str(market_path)

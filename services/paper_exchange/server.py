@@ -42,7 +42,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         length = int(raw_length)
         body = self.rfile.read(length).decode("utf-8", errors="replace") if length else ""
-        req = Request(self.command, path, query, body, self.headers, self.client_address[0])
+        req = Request(self.command, path, query, body, self.headers, self.client_address[0], time.time())
         try:
             resp = self.server.router.dispatch(req)
         except Exception:  # noqa: BLE001 - a bug must answer 500 (outcome unknown), not drop the socket
