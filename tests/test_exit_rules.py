@@ -30,6 +30,7 @@ from shared.domain.exit_rules import (
 from shared.domain.orders import Order
 from shared.domain.position import Leg, Position
 from shared.domain.symbol import SymbolFilters
+from tests.pe_helpers import pe  # noqa: F401 - the paper exchange fixture
 
 D = Decimal
 F = SymbolFilters("BTCUSDC", "BTC", "USDC", D("0.01"), D("0.00001"), D("0.00001"), D(9000), D(5))
@@ -196,19 +197,19 @@ def test_failsafe_needs_both_the_tries_and_the_grace():
     assert failsafe_due(tries=3, first_error_at=100, now=100, max_tries=3, grace_sec=0)
 
 
-def test_exit_fee_rate_from_the_account_or_the_fallback():
+def test_exit_fee_rate_picks_the_larger_of_maker_and_taker_or_the_fallback():
+    from services.exit_manager.fees import pick_fee_rate
+
+    assert pick_fee_rate({"maker": D("0.00075"), "taker": D("0.001")}, D("0.002")) == (D("0.001"), "account")
+    assert pick_fee_rate({}, D("0.002")) == (D("0.002"), "fallback")
+    assert pick_fee_rate({"maker": D("1.5")}, D("0.002")) == (D("0.002"), "fallback")
+
+
+def test_exit_fee_rate_from_the_paper_exchange_account_or_the_fallback(pe):  # noqa: F811
     from services.exit_manager.fees import exit_fee_rate
-    from shared.adapters.binance_rest import Unreachable
+    from shared.adapters.binance_rest import BinanceClient
+    from tests.redis_helpers import free_port
 
-    class Fake:
-        def __init__(self, body):
-            self.body = body
-
-        def _request(self, *a, **kw):
-            if isinstance(self.body, Exception):
-                raise self.body
-            return msgspec.json.encode(self.body)
-    rates = {"commissionRates": {"maker": "0.00075000", "taker": "0.00100000"}}
-    assert exit_fee_rate(Fake(rates), D("0.002")) == (D("0.001"), "account")
-    assert exit_fee_rate(Fake({"balances": []}), D("0.002")) == (D("0.002"), "fallback")
-    assert exit_fee_rate(Fake(Unreachable("down")), D("0.002")) == (D("0.002"), "fallback")
+    assert exit_fee_rate(pe.client(), D("0.002")) == (D("0.001"), "account")
+    down = BinanceClient(f"http://127.0.0.1:{free_port()}", "k", "s", timeout=1)  # nothing listens there
+    assert exit_fee_rate(down, D("0.002")) == (D("0.002"), "fallback")

@@ -8,15 +8,20 @@ import msgspec
 from shared.adapters.binance_rest import BinanceClient, BinanceError
 
 
-def exit_fee_rate(client: BinanceClient, fallback: Decimal) -> tuple[Decimal, str]:
-    """(rate, source): the larger of the account's maker and taker commission rates (take-profits are makers,
-    stops and market closes takers), or `fallback` when the account cannot be read or does not say."""
-    try:
-        rates = client.commission_rates()
-        found = [rates[k] for k in ("maker", "taker") if k in rates]
-    except (BinanceError, msgspec.DecodeError, InvalidOperation, OSError):
-        return fallback, "fallback"
+def pick_fee_rate(rates: dict[str, Decimal], fallback: Decimal) -> tuple[Decimal, str]:
+    """(rate, source): the larger of maker and taker (take-profits are makers, stops and market closes takers),
+    or `fallback` when the account does not say or says something impossible."""
+    found = [rates[k] for k in ("maker", "taker") if k in rates]
     rate = max(found) if found else None
     if rate is None or not Decimal(0) <= rate < 1:
         return fallback, "fallback"
     return rate, "account"
+
+
+def exit_fee_rate(client: BinanceClient, fallback: Decimal) -> tuple[Decimal, str]:
+    """The exits' commission rate from the account, or `fallback` when the account cannot be read."""
+    try:
+        rates = client.commission_rates()
+    except (BinanceError, msgspec.DecodeError, InvalidOperation, OSError):
+        return fallback, "fallback"
+    return pick_fee_rate(rates, fallback)
