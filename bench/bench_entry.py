@@ -9,7 +9,7 @@ PENDING written (Redis transaction + fsynced snapshot), POST /api/v3/order.
 
 Two paths, all wall-clock times taken on this host (time.time() in each process):
 1. `XADD signals` -> the engine starts the POST (`entry_sent.wall_sent`), -> the paper exchange's order
-   handler receives it (`receivedWallTime` of /admin/orders: the issue's figure), and -> the reply reaches
+   has read its request (`/admin/received`: the issue's figure), and -> the reply reaches
    the engine (`wall_sent` + `ms`).
 2. a line appended to deltascout.log -> the same two instants (adds signal_ingest's tail, validation, dedup).
 """
@@ -67,12 +67,9 @@ class Events:
 PACE_SEC = 0.05
 
 
-def _received(s: EngineStack, client_id: str) -> float:
-    """Wall time the paper exchange's order handler received `client_id` (from /admin/orders)."""
-    for o in s.admin("/orders"):
-        if o["clientOrderId"] == client_id:
-            return float(o["receivedWallTime"])
-    raise AssertionError(f"order {client_id} not on the exchange")
+def _received(s: EngineStack, order_id: int) -> float:
+    """Wall time the paper exchange had read the order's request (its /admin/received)."""
+    return float(s.admin("/received")[str(order_id)])
 
 
 def _one(s: EngineStack, ev: Events, fire) -> tuple[float, float, float, float]:
@@ -84,7 +81,7 @@ def _one(s: EngineStack, ev: Events, fire) -> tuple[float, float, float, float]:
     s.command("cancel_entry", "bench")
     ev.next("entry_aborted")
     sent = (sent_ev.data["wall_sent"] - t0) * 1000
-    received = (_received(s, sent_ev.data["client_id"]) - t0) * 1000
+    received = (_received(s, sent_ev.data["order_id"]) - t0) * 1000
     return (sent, sent + sent_ev.data["ms"], (sent_ev.data["wall_sent"] - planned.data["wall_received"]) * 1000,
             received)
 

@@ -49,11 +49,14 @@ def state(app: PaperApp, body: dict[str, Any]) -> Any:
 def orders(app: PaperApp, body: dict[str, Any]) -> Any:
     """GET /admin/orders: every order ever, with fills and times (the exchange's truth)."""
     with app.lock:
-        out = [views.order_admin(o, app.s.symbol) for _, o in sorted(app.engine.st.orders.items())]
-    for o in out:
-        if o["orderId"] in app.received_wall:
-            o["receivedWallTime"] = app.received_wall[o["orderId"]]
-    return out
+        return [views.order_admin(o, app.s.symbol) for _, o in sorted(app.engine.st.orders.items())]
+
+
+def received(app: PaperApp, body: dict[str, Any]) -> Any:
+    """GET /admin/received: {orderId: wall time its request had been read} for orders placed since start
+    (benchmarks measure "signal -> order received by the exchange" with it; not persisted)."""
+    with app.lock:
+        return {str(k): v for k, v in app.received_wall.items()}
 
 
 def price(app: PaperApp, body: dict[str, Any]) -> Any:
@@ -116,6 +119,7 @@ def _int(body: dict[str, Any], key: str) -> int:
 ROUTES = {
     ("GET", "/admin/state"): state,
     ("GET", "/admin/orders"): orders,
+    ("GET", "/admin/received"): received,
     ("POST", "/admin/price"): price,
     ("POST", "/admin/advance"): advance,
     ("POST", "/admin/speed"): speed,
