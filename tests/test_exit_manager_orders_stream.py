@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import time
 from decimal import Decimal
-from pathlib import Path
 
 import msgspec
-import pytest
 
 from shared.adapters.heartbeat import Heartbeat
 from tests.stack import Stack
-from tests.test_exit_manager_support import (
+from tests.test_exit_manager_support import (  # noqa: F401 - make is a fixture
+    make,
     assert_closed,
     assert_no_duplicates,
     assert_stops_only_tighten,
@@ -23,26 +22,12 @@ from tests.test_exit_manager_support import (
     leg,
     open_long,
     price,
-    start_stack,
     wait_closed,
     wait_event,
 )
 
 TICK = Decimal("0.01")
 OLD_POLL_WEIGHT_PER_SEC = 6 / 0.050   # before: GET openOrders (weight 6) every REST_POLL_MS (50 ms in the stack)
-
-
-@pytest.fixture()
-def make(tmp_path: Path, redis_url, market_file, market_bars, moment):
-    stacks: list[Stack] = []
-
-    def _make(**env: str) -> Stack:
-        s = start_stack(tmp_path, redis_url, market_file, market_bars[moment.index + 1].ts, **env)
-        stacks.append(s)
-        return s
-    yield _make
-    for s in stacks:
-        s.stop_all()
 
 
 def _hb(s: Stack, process: str) -> Heartbeat | None:

@@ -4,12 +4,12 @@ cross margin with a manual borrow (whose repayment, after buys grossed up for th
 from __future__ import annotations
 
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 
 from tests.stack import Stack
-from tests.test_exit_manager_support import (
+from tests.test_exit_manager_support import (  # noqa: F401 - make is a fixture
+    make,
     MARGIN,
     alerts,
     assert_closed,
@@ -22,26 +22,12 @@ from tests.test_exit_manager_support import (
     price,
     restart_exit_manager,
     settle,
-    start_stack,
     trade_orders,
     wait_closed,
     wait_event,
 )
 
 TICK = Decimal("0.01")
-
-
-@pytest.fixture()
-def make(tmp_path: Path, redis_url, market_file, market_bars, moment):
-    stacks: list[Stack] = []
-
-    def _make(**env: str) -> Stack:
-        s = start_stack(tmp_path, redis_url, market_file, market_bars[moment.index + 1].ts, **env)
-        stacks.append(s)
-        return s
-    yield _make
-    for s in stacks:
-        s.stop_all()
 
 
 SIDES = [pytest.param("long", id="long-spot"), pytest.param("short", id="short-margin")]

@@ -3,12 +3,11 @@ exchange (orders by client id), adopts what exists, places what is missing and n
 from __future__ import annotations
 
 from decimal import Decimal
-from pathlib import Path
 
-import pytest
 
 from tests.stack import Stack
-from tests.test_exit_manager_support import (
+from tests.test_exit_manager_support import (  # noqa: F401 - make is a fixture
+    make,
     assert_closed,
     assert_no_duplicates,
     assert_stops_only_tighten,
@@ -18,25 +17,11 @@ from tests.test_exit_manager_support import (
     open_long,
     price,
     restart_exit_manager,
-    start_stack,
     wait_closed,
     wait_event,
 )
 
 TICK = Decimal("0.01")
-
-
-@pytest.fixture()
-def make(tmp_path: Path, redis_url, market_file, market_bars, moment):
-    stacks: list[Stack] = []
-
-    def _make(**kw) -> Stack:
-        s = start_stack(tmp_path, redis_url, market_file, market_bars[moment.index + 1].ts, **kw)
-        stacks.append(s)
-        return s
-    yield _make
-    for s in stacks:
-        s.stop_all()
 
 
 def _stop_out(s: Stack, pos) -> None:

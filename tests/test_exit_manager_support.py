@@ -7,6 +7,7 @@ from collections import Counter
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
 import redis
 from rq import Queue
 
@@ -172,3 +173,17 @@ def assert_stops_only_tighten(s: Stack, trade_key: str, side: str = "long") -> N
 
 def settle(seconds: float = 0.3) -> None:
     time.sleep(seconds)  # let the exit manager's 50 ms ticks see a price point before the next one
+
+
+@pytest.fixture()
+def make(tmp_path: Path, redis_url, market_file, market_bars, moment):
+    """A factory of stacks (stopped at the end of the test) starting at the demo's moment in the data."""
+    stacks: list[Stack] = []
+
+    def _make(**env: str) -> Stack:
+        s = start_stack(tmp_path, redis_url, market_file, market_bars[moment.index + 1].ts, **env)
+        stacks.append(s)
+        return s
+    yield _make
+    for s in stacks:
+        s.stop_all()

@@ -15,7 +15,8 @@ from shared.config import load_config
 from shared.domain.exit_plan import PlanError, build_plan
 from shared.domain.symbol import SymbolFilters
 from tests.stack import Stack
-from tests.test_exit_manager_support import (
+from tests.test_exit_manager_support import (  # noqa: F401 - make is a fixture
+    make,
     MARGIN,
     alerts,
     assert_closed,
@@ -33,19 +34,6 @@ from tests.test_exit_manager_support import (
 )
 
 TICK = Decimal("0.01")
-
-
-@pytest.fixture()
-def make(tmp_path: Path, redis_url, market_file, market_bars, moment):
-    stacks: list[Stack] = []
-
-    def _make(**env: str) -> Stack:
-        s = start_stack(tmp_path, redis_url, market_file, market_bars[moment.index + 1].ts, **env)
-        stacks.append(s)
-        return s
-    yield _make
-    for s in stacks:
-        s.stop_all()
 
 
 def _short_moment(bars, min_history: int = 400, min_bars_to_tp2: int = 20, min_bars_after: int = 8) -> Moment:
