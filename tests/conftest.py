@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import redis
 
 from decimal import Decimal
 
@@ -42,3 +43,12 @@ def moment(market_bars):
 def redis_url():
     with redis_server() as url:
         yield url
+
+
+@pytest.fixture()
+def r(redis_url):
+    """A connection to the module's redis-server, emptied for each test."""
+    conn = redis.Redis.from_url(redis_url)
+    conn.flushdb()
+    yield conn
+    conn.close()

@@ -5,31 +5,15 @@ from __future__ import annotations
 import base64
 import time
 
-import pytest
-import redis
 from rq import Queue, Retry
 from rq.job import Job
 from rq.registry import FailedJobRegistry
 
 from shared.adapters.notify import QUEUE_NAME, RETRY_INTERVALS, enqueue_webhook, make_payload
 from shared.config import load_config
-from tests.wd_helpers import WebhookReceiver, free_port, redis_server, service_env, start_service
+from tests.wd_helpers import WebhookReceiver, free_port, service_env, start_service
 
 PASSWORD = "s3cr3t-pa55"
-
-
-@pytest.fixture(scope="module")
-def redis_url():
-    with redis_server() as url:
-        yield url
-
-
-@pytest.fixture
-def r(redis_url):
-    conn = redis.Redis.from_url(redis_url)
-    conn.flushdb()
-    yield conn
-    conn.close()
 
 
 def cfg_for(url: str, user: str = "n8n"):

@@ -6,21 +6,11 @@ import threading
 from decimal import Decimal
 from pathlib import Path
 
-import pytest
-import redis
 
 from shared.adapters.redis_streams import GroupConsumer, publish
 from shared.adapters.state_store import StateStore, read_snapshot, write_snapshot
 from shared.domain.messages import PositionEvent, Signal
 from shared.domain.position import State, decode_state, encode_state
-
-
-@pytest.fixture()
-def r(redis_url):
-    client = redis.Redis.from_url(redis_url)
-    client.flushdb()
-    yield client
-    client.close()
 
 
 def _sig(i: int) -> Signal:

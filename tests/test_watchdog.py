@@ -9,7 +9,6 @@ import json
 import time
 from decimal import Decimal as D
 
-import pytest
 import redis
 from rq import Queue
 
@@ -27,20 +26,6 @@ from tests.wd_helpers import (
 )
 
 PREFIX = "t:"
-
-
-@pytest.fixture(scope="module")
-def redis_url():
-    with redis_server() as url:
-        yield url
-
-
-@pytest.fixture
-def r(redis_url):
-    conn = redis.Redis.from_url(redis_url)
-    conn.flushdb()
-    yield conn
-    conn.close()
 
 
 def cfg(redis_url: str, **env):
