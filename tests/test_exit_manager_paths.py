@@ -10,7 +10,10 @@ import pytest
 from tests.stack import Stack
 from tests.test_exit_manager_support import (  # noqa: F401 - make is a fixture
     make,
+    ISOLATED_AUTO,
     MARGIN,
+    SIDES,
+    make_side,
     alerts,
     assert_closed,
     assert_no_duplicates,
@@ -28,18 +31,14 @@ from tests.test_exit_manager_support import (  # noqa: F401 - make is a fixture
 )
 
 TICK = Decimal("0.01")
+STEP_QTY = Decimal("0.00001")
 
 
-SIDES = [pytest.param("long", id="long-spot"), pytest.param("short", id="short-margin")]
-
-
-def _make_side(make, side: str, **env: str) -> Stack:
-    return make(**(MARGIN if side == "short" else {}), **env)
 
 
 @pytest.mark.parametrize("side", SIDES)
 def test_stop_loss_first_all_three_stops(make, side):
-    s = _make_side(make, side)
+    s, side = make_side(make, side)
     pos = open_long(s, side=side)
     price(s, pos.sl)
     wait_closed(s)
@@ -50,7 +49,7 @@ def test_stop_loss_first_all_three_stops(make, side):
 
 @pytest.mark.parametrize("side", SIDES)
 def test_tp1_then_rest_stopped_at_break_even(make, side):
-    s = _make_side(make, side)
+    s, side = make_side(make, side)
     pos = open_long(s, side=side)
     through = TICK if side == "long" else -TICK
     price(s, pos.tp1 + through)
@@ -71,7 +70,7 @@ def test_tp1_then_rest_stopped_at_break_even(make, side):
 
 @pytest.mark.parametrize("side", SIDES)
 def test_tp2_and_tp1_in_one_jump_then_trailing_leg_at_break_even(make, side):
-    s = _make_side(make, side)
+    s, side = make_side(make, side)
     pos = open_long(s, side=side)
     price(s, pos.tp2 + (TICK if side == "long" else -TICK))  # through both take-profits in one point
     wait_event(s, "trailing_on")
@@ -113,6 +112,88 @@ def test_manual_close_on_the_exchange(make):
     assert events(s, "manual_close_detected", pos.trade_key)
 
 
+def _wallet_base_net(s: Stack, margin: str = "cross") -> Decimal:
+    from services.exit_manager.holdings import base_net
+    return base_net(_client(s, margin=margin), "BTCUSDC", "BTC")
+
+
+def test_manual_buy_back_of_a_short_on_margin(make):
+    """A person buys the short back by hand without touching our orders (a margin buy needs none of our coins):
+    the wallet's base net says the coins came back, the account's own trade proves it, our resting buys are
+    cancelled before they could buy a second time, the trade is booked `manual` and the borrow repaid."""
+    s = make(**MARGIN)
+    pos = open_long(s, side="short")
+    wait_event(s, "wallet_baseline")
+    person = _client(s, margin="cross")
+    person.place_order("BTCUSDC", "BUY", "MARKET", pos.exit_qty, client_order_id="by-hand-1",
+                       side_effect_type="NO_SIDE_EFFECT")
+    wait_closed(s)
+    st = s.state()
+    assert st.last_closed.exit_reason == "manual", st.last_closed
+    assert s.open_orders() == [], "an order of the trade is still resting"
+    ours = [o for o in trade_orders(s, pos.trade_key) if o["side"] == "BUY" and Decimal(o["executedQty"]) > 0]
+    assert ours == [], "the exit manager bought back what a person had already bought"
+    assert st.last_closed.qty <= pos.exit_qty and st.last_closed.qty >= pos.exit_qty - STEP_QTY
+    found = events(s, "manual_close_detected", pos.trade_key)
+    assert found and found[-1].data["side"] == "short"
+    assert any(a["event"] == "manual_close" for a in alerts(s, pos.trade_key))
+    debts = _client(s, margin="cross").margin_debts("BTCUSDC")
+    assert debts.get("BTC", Decimal(0)) == 0, debts
+
+
+def test_partial_manual_buy_back_of_a_short_keeps_the_rest_protected(make):
+    """Half bought back by hand: that half is booked `manual`, the legs are placed again for what is still short
+    (the stops cover exactly that), and the rest leaves by its stop."""
+    s = make(**MARGIN)
+    pos = open_long(s, side="short")
+    wait_event(s, "wallet_baseline")
+    half = (pos.exit_qty / 2 // STEP_QTY) * STEP_QTY
+    _client(s, margin="cross").place_order("BTCUSDC", "BUY", "MARKET", half, client_order_id="by-hand-2",
+                                           side_effect_type="NO_SIDE_EFFECT")
+    wait_event(s, "manual_close_detected")
+    s.wait(lambda: all(lg.status in ("PLACED", "DONE") for lg in s.state().position.legs)
+           and any(lg.attempt > 0 and lg.status == "PLACED" for lg in s.state().position.legs), 20,
+           "legs placed again for the rest")
+    p = s.state().position
+    booked = sum(lg.filled_qty for lg in p.legs if lg.exit_reason == "manual")
+    assert half - STEP_QTY <= booked <= half
+    resting = sum(Decimal(o["origQty"]) for o in s.open_orders() if o["type"] == "STOP_LOSS_LIMIT")
+    assert resting == p.exit_qty - booked, (resting, p.exit_qty, booked)
+    price(s, max(lg.stop_price for lg in p.legs))
+    wait_closed(s)
+    assert s.open_orders() == []
+    bought_by_us = sum(Decimal(o["executedQty"]) for o in trade_orders(s, pos.trade_key) if o["side"] == "BUY")
+    assert bought_by_us == p.exit_qty - booked
+
+
+def test_manual_close_of_a_long_on_isolated_margin(make):
+    """Isolated margin, auto borrow: a person cancels our orders and sells by hand. The exits' sells use
+    AUTO_REPAY, so the re-placement cannot borrow the missing coins (an accidental short); the trade is booked
+    `manual` and nothing of ours sold."""
+    s = make(**ISOLATED_AUTO)
+    pos = open_long(s)
+    wait_event(s, "wallet_baseline")
+    em = s.procs["exit_manager"]
+    em.send_signal(19)  # SIGSTOP: the person acts while the exit manager is not looking
+    try:
+        person = _client(s, margin="isolated")
+        for lg in s.state().position.legs:
+            if lg.list_client_id:
+                person.cancel_order_list("BTCUSDC", list_client_order_id=lg.list_client_id)
+            else:
+                person.cancel_order("BTCUSDC", client_order_id=lg.stop_client_id)
+        person.place_order("BTCUSDC", "SELL", "MARKET", (pos.exit_qty // STEP_QTY) * STEP_QTY, client_order_id="by-hand-3",
+                           side_effect_type="AUTO_REPAY")
+    finally:
+        em.send_signal(18)  # SIGCONT
+    wait_closed(s)
+    assert s.state().last_closed.exit_reason == "manual"
+    assert s.open_orders() == []
+    ours = [o for o in trade_orders(s, pos.trade_key) if o["side"] == "SELL" and Decimal(o["executedQty"]) > 0]
+    assert ours == [], "the exit manager sold coins a person had already sold"
+    assert _wallet_base_net(s, "isolated") >= 0, "an exit borrowed the base asset: the long became a short"
+
+
 def _client(s: Stack, margin: str | None = None):
     from shared.adapters.binance_rest import BinanceClient
     return BinanceClient(s.env["BINANCE_BASE_URL"], s.env["BINANCE_API_KEY"], s.env["BINANCE_API_SECRET"],
@@ -143,7 +224,7 @@ def test_short_exit_buys_cover_their_commission_no_debt_left(make):
 
 @pytest.mark.parametrize("side", SIDES)
 def test_partial_take_profit_fill_gets_a_new_stop(make, side):
-    s = _make_side(make, side, PAPER_PARTIAL_FILL_RATIO="0.5")
+    s, side = make_side(make, side, PAPER_PARTIAL_FILL_RATIO="0.5")
     pos = open_long(s, side=side)
     tp1 = leg(s, "tp1")
     sign = 1 if side == "long" else -1
@@ -170,7 +251,7 @@ def test_partial_take_profit_fill_gets_a_new_stop(make, side):
 
 @pytest.mark.parametrize("side", SIDES)
 def test_gap_through_the_stop_limit_closes_at_market(make, side):
-    s = _make_side(make, side)
+    s, side = make_side(make, side)
     pos = open_long(s, side=side)
     jump = -TICK * 500 if side == "long" else TICK * 500
     price(s, pos.sl + jump, gap=True)  # a jump far through the stops' limits: they trigger and rest
@@ -183,7 +264,7 @@ def test_gap_through_the_stop_limit_closes_at_market(make, side):
 
 @pytest.mark.parametrize("side", SIDES)
 def test_stop_would_trigger_at_placement_flattens(make, side):
-    s = _make_side(make, side, exit_manager=False)
+    s, side = make_side(make, side, exit_manager=False)
     pos = open_long(s, legs_resting=False, side=side)
     price(s, pos.sl + (-TICK if side == "long" else TICK))  # while nobody protects it
     restart_exit_manager(s)
@@ -198,7 +279,7 @@ def test_stop_would_trigger_at_placement_flattens(make, side):
 def test_stop_would_trigger_at_placement_nearest(make, side):
     """STOP_IMMEDIATE_ACTION=nearest: the stops go one tick beyond the bid (long) / ask (short) instead of a
     market close."""
-    s = _make_side(make, side, exit_manager=False, STOP_IMMEDIATE_ACTION="nearest")
+    s, side = make_side(make, side, exit_manager=False, STOP_IMMEDIATE_ACTION="nearest")
     pos = open_long(s, legs_resting=False, side=side)
     sign = 1 if side == "long" else -1
     price(s, pos.sl - sign * TICK * 30)  # while nobody protects it
@@ -222,9 +303,9 @@ def test_stop_would_trigger_at_placement_nearest(make, side):
 
 @pytest.mark.parametrize("side", SIDES)
 def test_exits_rejected_until_failsafe_flatten(make, side):
-    s = _make_side(make, side, FAILSAFE_FLATTEN="true", FAILSAFE_EXITS_MAX_TRIES="3", EXITS_RETRY_EVERY_SEC="5",
+    s, side = make_side(make, side, FAILSAFE_FLATTEN="true", FAILSAFE_EXITS_MAX_TRIES="3", EXITS_RETRY_EVERY_SEC="5",
                    FAILSAFE_EXITS_GRACE_SEC="40")
-    oco = "/api/v3/orderList/oco" if side == "long" else "/sapi/v1/margin/order/oco"
+    oco = "/sapi/v1/margin/order/oco" if s.env.get("TRADE_MODE") == "margin" else "/api/v3/orderList/oco"
     s.admin("/faults", {"reject_orders": -1, "path": oco})
     pos = open_long(s, legs_resting=False, side=side)
     wait_event(s, "leg_rejected")

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import pytest
 
 from tests.stack import Stack
 from tests.test_exit_manager_support import (  # noqa: F401 - make is a fixture
     make,
+    SIDES,
+    make_side,
     assert_closed,
     assert_no_duplicates,
     assert_stops_only_tighten,
@@ -26,24 +29,34 @@ TICK = Decimal("0.01")
 
 def _stop_out(s: Stack, pos) -> None:
     s.wait(lambda: legs_placed(s) or s.state().position is None, 10, "legs resting")
-    price(s, max(lg.stop_price for lg in s.state().position.legs))
+    stops = [lg.stop_price for lg in s.state().position.legs]
+    price(s, min(stops) if pos.side == "long" else max(stops))  # through every stop
     wait_closed(s)
     assert_closed(s, pos.trade_key, "stop")
 
 
-def test_killed_after_the_fill_before_any_leg(make):
-    s = make(exit_manager=False)
-    pos = open_long(s, legs_resting=False)  # filled while the exit manager is down
+def _paths(s: Stack) -> tuple[str, str]:
+    """(OCO placement path, order-list cancel path) of the stack's wallet."""
+    if s.env.get("TRADE_MODE") == "margin":
+        return "/sapi/v1/margin/order/oco", "/sapi/v1/margin/orderList"
+    return "/api/v3/orderList/oco", "/api/v3/orderList"
+
+
+@pytest.mark.parametrize("case", SIDES)
+def test_killed_after_the_fill_before_any_leg(make, case):
+    s, side = make_side(make, case, exit_manager=False)
+    pos = open_long(s, legs_resting=False, side=side)  # filled while the exit manager is down
     restart_exit_manager(s)
     s.wait(lambda: legs_placed(s), 10, "legs placed after the restart")
     _stop_out(s, pos)
-    assert_no_duplicates(s, pos.trade_key, pos.filled_qty)
+    assert_no_duplicates(s, pos.trade_key, pos.filled_qty, side)
 
 
-def test_killed_after_one_leg_was_accepted(make):
-    s = make()
-    s.admin("/faults", {"after_accept_delay_ms": 3000, "path": "/api/v3/orderList/oco"})
-    s.append_peak("long", Decimal(s.admin("/state")["last"]))
+@pytest.mark.parametrize("case", SIDES)
+def test_killed_after_one_leg_was_accepted(make, case):
+    s, side = make_side(make, case)
+    s.admin("/faults", {"after_accept_delay_ms": 3000, "path": _paths(s)[0]})
+    s.append_peak(side, Decimal(s.admin("/state")["last"]))
     tk = lambda: s.state().position.trade_key
     s.wait(lambda: s.state().position is not None and any(o["clientOrderId"].endswith("-o1-0") or
                                                            o["clientOrderId"].endswith("-p1-0") for o in s.orders()),
@@ -55,16 +68,18 @@ def test_killed_after_one_leg_was_accepted(make):
     restart_exit_manager(s)
     s.wait(lambda: legs_placed(s), 10, "legs after the restart")
     assert [e for e in events(s, "leg_adopted", tk()) if e.data["leg"] == "tp1"]
-    assert_no_duplicates(s, pos.trade_key, pos.filled_qty)
+    assert_no_duplicates(s, pos.trade_key, pos.filled_qty, side)
     _stop_out(s, pos)
-    assert_no_duplicates(s, pos.trade_key, pos.filled_qty)
+    assert_no_duplicates(s, pos.trade_key, pos.filled_qty, side)
 
 
-def test_killed_between_cancel_and_new_placement_of_a_break_even_move(make):
-    s = make()
-    pos = open_long(s)
-    s.admin("/faults", {"after_accept_delay_ms": 3000, "path": "/api/v3/orderList"})  # the DELETE of tp2's OCO
-    price(s, pos.tp1 + TICK)
+@pytest.mark.parametrize("case", SIDES)
+def test_killed_between_cancel_and_new_placement_of_a_break_even_move(make, case):
+    s, side = make_side(make, case)
+    pos = open_long(s, side=side)
+    sign = 1 if side == "long" else -1
+    s.admin("/faults", {"after_accept_delay_ms": 3000, "path": _paths(s)[1]})  # the DELETE of tp2's OCO
+    price(s, pos.tp1 + sign * TICK)
     s.wait(lambda: any(o["clientOrderId"] == f"{pos.trade_key}-s2-0" and o["status"] == "CANCELED"
                        for o in s.orders()), 10, "tp2's old OCO cancelled")
     s.kill("exit_manager")
@@ -76,9 +91,9 @@ def test_killed_between_cancel_and_new_placement_of_a_break_even_move(make):
     s.wait(lambda: legs_placed(s) or all(lg.status in ("PLACED", "DONE") for lg in s.state().position.legs), 10,
            "moves finished")
     be = leg(s, "tp2").stop_price
-    assert be >= pos.avg_entry and leg(s, "trail").stop_price == be
+    assert sign * (be - pos.avg_entry) >= 0 and leg(s, "trail").stop_price == be
     price(s, be)
     wait_closed(s)
     assert_closed(s, pos.trade_key, "stop")
-    assert_stops_only_tighten(s, pos.trade_key)
-    assert_no_duplicates(s, pos.trade_key, pos.filled_qty)
+    assert_stops_only_tighten(s, pos.trade_key, side)
+    assert_no_duplicates(s, pos.trade_key, pos.filled_qty, side)

@@ -52,6 +52,19 @@ def price(s: Stack, p: Decimal, gap: bool = False) -> None:
 
 
 MARGIN = {"TRADE_MODE": "margin", "MARGIN_BORROW_MODE": "manual", "MARGIN_SIDE_EFFECT": "NO_SIDE_EFFECT"}
+ISOLATED_AUTO = {"TRADE_MODE": "margin", "MARGIN_ISOLATED": "true", "MARGIN_BORROW_MODE": "auto",
+                 "MARGIN_SIDE_EFFECT": "AUTO_BORROW_REPAY"}
+
+
+SIDES = [pytest.param("long", id="long-spot"), pytest.param("short", id="short-margin"),
+         pytest.param("long/isolated", id="long-isolated-margin-auto")]
+
+
+def make_side(make, case: str, **env: str) -> tuple[Stack, str]:
+    """The stack for a case: a long on spot, a short on cross margin with a manual borrow, a long on isolated
+    margin with the exchange borrowing (auto); and the case's side."""
+    wallet = {"short": MARGIN, "long/isolated": ISOLATED_AUTO}.get(case, {})
+    return make(**wallet, **env), case.split("/")[0]
 
 
 def open_long(s: Stack, legs_resting: bool = True, side: str = "long") -> Position:
@@ -135,11 +148,14 @@ def _base_fee(fills: list[dict], side: str) -> Decimal:
 
 
 def _assert_repaid(s: Stack, trade_key: str, fills: list[dict], leave: str) -> None:
-    """The manual borrow is repaid in full: a short's buys were sized to cover their base-asset commission."""
-    debt = s.admin("/state")["margin"]["CROSS"]
-    repaid = [e for e in s.events("margin_repaid") if e.trade_key == trade_key]
-    assert len(repaid) == 1
-    assert Decimal(str(repaid[0].data["debt_left"])) == 0, repaid[0].data
+    """No debt left: a manual borrow is repaid in full (a short's buys were sized to cover their base-asset
+    commission); in auto mode the exits' AUTO_REPAY paid back what the entry borrowed."""
+    wallet = "ISOLATED" if s.env.get("MARGIN_ISOLATED") == "true" else "CROSS"
+    debt = s.admin("/state")["margin"][wallet]
+    if s.env.get("MARGIN_BORROW_MODE") == "manual":
+        repaid = [e for e in s.events("margin_repaid") if e.trade_key == trade_key]
+        assert len(repaid) == 1
+        assert Decimal(str(repaid[0].data["debt_left"])) == 0, repaid[0].data
     for asset in ("BTC", "USDC"):
         assert Decimal(debt[asset]["borrowed"]) + Decimal(debt[asset]["interest"]) == 0, (asset, debt[asset])
 

@@ -40,3 +40,10 @@ def _is_ours(client: BinanceClient, symbol: str, order_id: int, trade_key: str) 
     except BinanceError:
         return True  # unknown: do not book it as somebody else's
     return trade_key_of(o.client_order_id) == trade_key
+
+
+def base_net(client: BinanceClient, symbol: str, asset: str) -> Decimal:
+    """The margin wallet's net of `asset` (free + locked - borrowed - interest): cross, or the isolated pair's."""
+    wallet = client.isolated_account(symbol) if client.margin == "isolated" else client.margin_account()
+    b = wallet.get(asset)
+    return b.free + b.locked - b.borrowed - b.interest if b is not None else Decimal(0)

@@ -9,8 +9,10 @@ from shared.runtime import Runtime
 
 
 def side_effect(rt: Runtime) -> str:
-    """sideEffectType of exit orders: auto mode lets the exchange repay (MARGIN_SIDE_EFFECT); manual repays here."""
-    return rt.cfg.MARGIN_SIDE_EFFECT if rt.cfg.MARGIN_BORROW_MODE == "auto" else "NO_SIDE_EFFECT"
+    """sideEffectType of exit orders: AUTO_REPAY in auto mode (what a fill brings in pays the trade's loan, and an
+    exit never borrows: with MARGIN_SIDE_EFFECT's AUTO_BORROW_REPAY a sell of coins that are gone would open a
+    short); manual mode repays after the close."""
+    return "AUTO_REPAY" if rt.cfg.MARGIN_BORROW_MODE == "auto" else "NO_SIDE_EFFECT"
 
 
 def repay_after_close(rt: Runtime, client: BinanceClient, pos: Position) -> None:

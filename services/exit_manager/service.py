@@ -16,7 +16,7 @@ from collections.abc import Callable
 from decimal import Decimal
 
 from services.exit_manager.fees import exit_fee_rate
-from services.exit_manager.holdings import foreign_fills
+from services.exit_manager.manual_close import ManualCloseWatch
 from services.exit_manager.margin import repay_after_close, side_effect
 from services.exit_manager.order_feed import ExitFeed, Waker
 from shared.adapters.agg_feed import FeedUnavailable, read_last_bars
@@ -43,13 +43,13 @@ from shared.domain.exit_rules import (
     failsafe_due,
     immediate_reason,
     leg_ids,
+    leg_spent,
     nearest_stop,
     oco_stop_lost,
     plan_legs,
     read_attempt,
     remaining,
     rest_learn_reason,
-    share_out,
     stream_view,
     trail_candidate,
     trail_move,
@@ -66,6 +66,7 @@ from shared.service_loop import handle_entry, run_guarded, wait_for_filters
 
 PROCESS = "exit_manager"
 NOT_FOUND_GRACE_SEC = 3.0
+STARVED_LOG_SEC = 10.0  # a REST budget that refuses every other tick is one log line per this, not one per tick
 BOOK_TICKER_WEIGHT = 2
 ORDER_LIST_WEIGHT = 4
 _IMMEDIATE = ("would trigger immediately", "would immediately match")
@@ -88,7 +89,8 @@ class ExitManager:
         self._flatten_retry_at: dict[str, float] = {}  # a refused market close waits EXITS_RETRY_EVERY_SEC
         self._fresh: set[str] = set()  # leg ids this process created and has not sent yet (no adopt query needed)
         self.feed = ExitFeed(rt, margin=bool(client.margin))
-        self._starved = False          # the REST budget refused a due read (logged once per episode)
+        self._starved_logged = 0.0     # monotonic: the last `rest_budget_exhausted` line (one per STARVED_LOG_SEC)
+        self.manual = ManualCloseWatch(self)
 
     # ---- state helpers --------------------------------------------------------------------------
 
@@ -152,6 +154,7 @@ class ExitManager:
         if not pos.legs and not pos.flatten_requested:
             pos = self._init_legs(pos)
         pos = self._learn(pos)
+        pos = self.manual.watch(pos) if pos is not None else None
         if pos is None:
             return
         if pos.flatten_requested:
@@ -233,13 +236,12 @@ class ExitManager:
             return None, ""
         weight = self.feed.open_orders_weight
         if not self.feed.budget.take(weight, wall):
-            if not self._starved:
-                self._starved = True
+            if time.monotonic() - self._starved_logged >= STARVED_LOG_SEC:
+                self._starved_logged = time.monotonic()
                 self.rt.log.warning("rest_budget_exhausted", trade_key=pos.trade_key, reason=reason,
                                     budget_per_min=self.feed.budget.per_min, ip_used=self.client.used_weight,
                                     wait_sec=round(self.feed.budget.wait_sec(weight, wall), 2))
             return None, ""
-        self._starved = False
         self.feed.polled(reason, weight)
         try:
             orders = self.client.open_orders(self.cfg.SYMBOL)
@@ -280,7 +282,7 @@ class ExitManager:
             leg.filled_qty += fills.qty
             leg.filled_quote += fills.quote
             leg.counted_attempt = attempt
-            if remaining(leg) < self.f.min_qty:
+            if leg_spent(leg, self.f):
                 leg.status, leg.exit_reason = "DONE", fills.reason or leg.exit_reason or "cancelled"
             elif leg.status == "PLACED":
                 leg.attempt += 1
@@ -386,7 +388,7 @@ class ExitManager:
         return self._mutate_leg(pos.trade_key, name, fn)
 
     def _placement_failed(self, pos: Position, leg: Leg, e: Rejected) -> Position | None:
-        if e.code == -2010 and self._coins_missing(pos):
+        if e.code == -2010 and self.manual.coins_missing(pos):
             return self._pos()
         why = self._why_immediate(pos, leg, e)
         if why == "stop_immediate" and self.cfg.STOP_IMMEDIATE_ACTION == "nearest":
@@ -564,7 +566,7 @@ class ExitManager:
             leg.filled_qty += fills.qty
             leg.filled_quote += fills.quote
             leg.counted_attempt = attempt
-            if remaining(leg) < self.f.min_qty:
+            if leg_spent(leg, self.f):
                 leg.status, leg.exit_reason = "DONE", fills.reason or "cancelled"
         p = self._mutate_leg(pos.trade_key, name, fn)
         if fills.qty > 0 and p is not None:
@@ -741,7 +743,7 @@ class ExitManager:
         except (UnknownOutcome, RateLimited) as e:
             raise TickAborted(str(e)) from None
         except Rejected as e:
-            if e.code == -2010 and self._coins_missing(pos):
+            if e.code == -2010 and self.manual.coins_missing(pos):
                 return None
             self._flatten_rejected(pos, e)
             raise TickAborted(e.msg) from None
@@ -786,65 +788,6 @@ class ExitManager:
                       r=summary.r_multiple, dust=leftover)
         self.rt.notify("closed", f"{summary.exit_reason}: pnl {summary.pnl_quote} ({summary.r_multiple} R)", "INFO",
                        pos.trade_key)
-
-    # ---- coins that left outside our orders (a person closed the trade by hand) ------------------
-
-    def _coins_missing(self, pos: Position) -> bool:
-        """After -2010: are coins the position holds gone from the account? Then book them as sold by hand
-        (at the prices of the account's own trades that are not ours), close what nothing holds any more, and
-        alert. Never sells: whoever sold them already did."""
-        gap = self._holdings_gap(pos)
-        if gap < self.f.min_qty:
-            return False
-        qty, quote = foreign_fills(self.client, self.cfg.SYMBOL, pos, gap)
-        self.rt.event("manual_close_detected", pos.trade_key, level="error", missing=gap, found_qty=qty,
-                      found_quote=quote, held=self._held(pos))
-        self.rt.notify("manual_close", f"{gap} {self.f.base_asset} of the position left the account outside the "
-                       f"executor's orders; booked as a manual close", "CRITICAL", pos.trade_key)
-        p = self._book_manual(pos, gap, quote * gap / qty if qty > 0 else Decimal(0))
-        if p is not None and all(lg.status == "DONE" for lg in p.legs) and not p.flatten_requested:
-            self._close(p)
-        return True
-
-    def _holdings_gap(self, pos: Position) -> Decimal:
-        """What the position holds minus what the account has (free + locked) of the asset it holds (spot
-        long: the base asset). 0 when the account cannot be read or the mode is not spot."""
-        if pos.side != "long" or self.cfg.TRADE_MODE != "spot":
-            return Decimal(0)
-        try:
-            free, locked = self.client.account().get(self.f.base_asset, (Decimal(0), Decimal(0)))
-        except BinanceError as e:
-            self.rt.log.warning("account_unreadable", error=str(e))
-            return Decimal(0)
-        return self._held(pos) - self._uncounted(pos) - (free + locked)
-
-    def _uncounted(self, pos: Position) -> Decimal:
-        """What our orders sold that the legs do not count yet (open or not yet read attempts)."""
-        total = Decimal(0)
-        for leg in pos.legs:
-            for attempt in range(max(leg.counted_attempt + 1, 0), leg.attempt + 1):
-                ids = leg_ids(pos.trade_key, leg.name, attempt)
-                for cid in (ids.tp_id, ids.stop_id):
-                    o = self._query(cid) if cid and leg.status != "DONE" else None
-                    total += o.executed_qty if o is not None else Decimal(0)
-        return total
-
-    def _book_manual(self, pos: Position, qty: Decimal, quote: Decimal) -> Position | None:
-        """Book `qty` (worth `quote`) as sold by hand on the legs that have no resting orders."""
-        def fn(p: Position) -> None:
-            idle = [lg for lg in reversed(p.legs) if lg.status in ("NEW", "REPLACING")] or \
-                   [lg for lg in reversed(p.legs) if lg.status != "DONE"]
-            shares = share_out(idle, qty, quote)
-            for leg in p.legs:
-                if leg.name in shares:
-                    leg.filled_qty += shares[leg.name][0]
-                    leg.filled_quote += shares[leg.name][1]
-                    leg.exit_reason = "manual"
-                    if remaining(leg) < self.f.min_qty:
-                        leg.status = "DONE"
-            if all(lg.status == "DONE" for lg in p.legs):
-                p.close_reason = p.close_reason or "manual"
-        return self._mutate(pos.trade_key, fn)
 
     # ---- the `orders` stream --------------------------------------------------------------------
 

@@ -80,6 +80,14 @@ def remaining(leg: Leg) -> Decimal:
     return leg.qty - leg.filled_qty
 
 
+def leg_spent(leg: Leg, f: SymbolFilters) -> bool:
+    """Nothing of the leg can be placed any more: what remains is below the exchange's minimum quantity, or its
+    notional at the leg's lowest price is below the minimum notional (the order would be refused)."""
+    left = remaining(leg)
+    prices = [p for p in (leg.tp_price, leg.stop_limit, leg.stop_price) if p]
+    return left < f.min_qty or left * min(prices, default=Decimal(0)) < f.min_notional
+
+
 def dust(pos: Position) -> Decimal:
     """Held quantity that is in no leg (below one step)."""
     return net_qty(pos) - sum((leg.qty for leg in pos.legs), Decimal(0))

@@ -95,6 +95,8 @@ class Position(msgspec.Struct, kw_only=True):
     margin_debt_before: Decimal = Decimal(0)  # position_engine: the asset's debt before the manual borrow
     entry_cancel_requested: bool = False   # position_engine: the operator cancelled the entry (no Plan B, no re-send)
     adopted: bool = False                  # position_engine: found on the exchange by start-up reconcile, not from a signal
+    wallet_base0: Decimal | None = None    # exit_manager (margin): the wallet's base net less the trade's counted
+                                           # exits, read once the legs rest (see shared/domain/holdings.py)
 
 
 def net_qty(p: Position) -> Decimal:

@@ -1,0 +1,190 @@
+"""Coins of the position that left the account (a long) or came back to it (a short) outside the executor's
+orders: a person closed the trade by hand on the exchange. They are booked as `manual` at the prices of the
+account's own trades, the trade's resting orders are resized or cancelled, and nothing is traded twice.
+
+Spot: a long's coins are locked by its legs, so a person has to cancel them first; the re-placement then fails
+with -2010 and the spot balance tells what is gone. Margin: a short's buy-back needs no coin of ours and a sell
+can borrow, so the wallet's base net is watched on the REST sweep's cadence against a baseline (see
+`shared/domain/holdings.py`), and only what the account's own trades outside our orders prove is booked."""
+from __future__ import annotations
+
+import time
+from decimal import Decimal
+from typing import TYPE_CHECKING
+
+from services.exit_manager.holdings import base_net, foreign_fills
+from shared.adapters.binance_rest import BinanceError
+from shared.domain.exit_rules import leg_ids, leg_spent, read_attempt, share_out
+from shared.domain.holdings import exposure_gap, gap_tolerance, manual_booking, traded_qty, wallet_baseline
+from shared.domain.position import Position
+
+if TYPE_CHECKING:
+    from services.exit_manager.service import ExitManager
+
+WALLET_WEIGHT = 10  # GET /sapi/v1/margin/account | /sapi/v1/margin/isolated/account (IP weight)
+
+
+class ManualCloseWatch:
+    """Detects and books a manual close; the exit manager calls it before it acts on a tick."""
+
+    def __init__(self, mgr: ExitManager) -> None:
+        self.mgr, self.rt, self.cfg, self.client, self.f = mgr, mgr.rt, mgr.cfg, mgr.client, mgr.f
+        self._next_check = 0.0          # monotonic: the wallet's next read on the sweep's cadence
+        self._unexplained: set[tuple[str, Decimal]] = set()  # (trade, gap) already alerted as not a trade
+
+    # ---- margin: the wallet's base net against the baseline ----------------------------------------------
+
+    def watch(self, pos: Position) -> Position | None:
+        """Margin: take the baseline once the legs rest, then compare on the sweep's cadence; the position as it
+        is afterwards (None once closed)."""
+        if not self.client.margin or pos.flatten_requested:
+            return pos
+        if any(lg.status not in ("PLACED", "DONE") for lg in pos.legs) or not pos.legs:
+            return pos  # legs being placed or moved: their fills are not all counted yet
+        if pos.wallet_base0 is not None and time.monotonic() < self._next_check:
+            return pos
+        if not self.mgr.feed.budget.take(WALLET_WEIGHT, time.time()):
+            return pos
+        self._next_check = time.monotonic() + self.cfg.EXIT_REST_SWEEP_SEC
+        self.mgr.feed.poll_weight += WALLET_WEIGHT
+        self.check(pos)
+        return self.mgr._pos()
+
+    def check(self, pos: Position) -> bool:
+        """Read the wallet; True when coins were booked as closed by hand. The first read sets the baseline."""
+        net = self._net(pos)
+        if net is None:
+            return False
+        if pos.wallet_base0 is None:
+            self._set_baseline(pos, net)
+            return False
+        fee = self.mgr.fee_rate
+        gap = exposure_gap(pos, pos.wallet_base0, net, fee)
+        tol = gap_tolerance(pos, fee, self.f.min_qty)
+        if gap < tol or gap - self._uncounted(pos) < tol:
+            return False
+        found_qty, found_quote = foreign_fills(self.client, self.cfg.SYMBOL, pos, traded_qty(pos.side, gap, fee))
+        if manual_booking(traded_qty(pos.side, gap, fee), found_qty, self.f.step_size, self.f.min_qty) <= 0:
+            self._unexplained_gap(pos, gap)
+            return False
+        pos = self._stop_resting(pos)
+        # measured again now that every fill of ours is counted: only the rest is somebody else's
+        net = self._net(pos)
+        gap = exposure_gap(pos, pos.wallet_base0, net, fee) if net is not None else Decimal(0)
+        book = manual_booking(traded_qty(pos.side, gap, fee), found_qty, self.f.step_size, self.f.min_qty)
+        if book <= 0:
+            return False
+        self._detected(pos, gap, found_qty, found_quote)
+        self._book_and_close(pos, book, found_quote * book / found_qty)
+        return True
+
+    def _net(self, pos: Position) -> Decimal | None:
+        try:
+            return base_net(self.client, self.cfg.SYMBOL, self.f.base_asset)
+        except BinanceError as e:
+            self.rt.log.warning("wallet_unreadable", trade_key=pos.trade_key, error=str(e))
+            return None
+
+    def _set_baseline(self, pos: Position, net: Decimal) -> None:
+        base = wallet_baseline(pos, net, self.mgr.fee_rate)
+
+        def fn(p: Position) -> None:
+            if p.wallet_base0 is None:
+                p.wallet_base0 = base
+        self.mgr._mutate(pos.trade_key, fn)
+        self.rt.event("wallet_baseline", pos.trade_key, asset=self.f.base_asset, net=net, baseline=base)
+
+    def _unexplained_gap(self, pos: Position, gap: Decimal) -> None:
+        """The wallet moved but no trade of the account outside our orders says so (a transfer, a liquidation):
+        nothing is booked, the legs stay, the operator is told once per amount."""
+        key = (pos.trade_key, gap)
+        if key in self._unexplained:
+            return
+        self._unexplained.add(key)
+        self.rt.event("wallet_gap_unexplained", pos.trade_key, level="error", gap=gap, asset=self.f.base_asset,
+                      action="legs kept: no trade of the account outside the executor's orders explains it")
+        self.rt.notify("wallet_gap_unexplained", f"{gap} {self.f.base_asset} of the position moved without a trade "
+                       "of ours or of the account; the legs are kept", "ERROR", pos.trade_key)
+
+    def _stop_resting(self, pos: Position) -> Position:
+        """Cancel the trade's resting orders (sized for coins that are no longer the trade's) and count what they
+        filled; their legs go back to NEW, to be placed again for what remains."""
+        self.mgr._cancel_all(pos)
+        for leg in pos.legs:
+            if leg.status != "PLACED":
+                continue
+            orders = {i: self.mgr._query(i) for i in (leg.tp_client_id, leg.stop_client_id) if i}
+            fills = read_attempt(leg, {k: v for k, v in orders.items() if v is not None})
+            pos = self.mgr._settle(pos, leg.name, leg.attempt, fills) or pos
+        return self.mgr._pos() or pos
+
+    # ---- spot (and the -2010 of a margin sell): what the account no longer holds ----------------------------
+
+    def coins_missing(self, pos: Position) -> bool:
+        """After -2010: are coins the position holds gone from the account? Then book them as sold by hand (at the
+        prices of the account's own trades that are not ours), close what nothing holds any more, and alert.
+        Never sells: whoever sold them already did."""
+        if self.client.margin:
+            self.mgr.feed.charge_action(WALLET_WEIGHT)
+            return pos.wallet_base0 is not None and self.check(pos)
+        gap = self._spot_gap(pos)
+        if gap < self.f.min_qty:
+            return False
+        qty, quote = foreign_fills(self.client, self.cfg.SYMBOL, pos, gap)
+        self._detected(pos, gap, qty, quote)
+        self._book_and_close(pos, gap, quote * gap / qty if qty > 0 else Decimal(0))
+        return True
+
+    def _spot_gap(self, pos: Position) -> Decimal:
+        """What a spot long holds minus what the account has (free + locked) of the base asset; 0 when the account
+        cannot be read or for a short (a spot short does not exist)."""
+        if pos.side != "long":
+            return Decimal(0)
+        try:
+            free, locked = self.client.account().get(self.f.base_asset, (Decimal(0), Decimal(0)))
+        except BinanceError as e:
+            self.rt.log.warning("account_unreadable", trade_key=pos.trade_key, error=str(e))
+            return Decimal(0)
+        return self.mgr._held(pos) - self._uncounted(pos) - (free + locked)
+
+    def _uncounted(self, pos: Position) -> Decimal:
+        """What our orders traded that the legs do not count yet (open or not yet read attempts)."""
+        total = Decimal(0)
+        for leg in pos.legs:
+            for attempt in range(max(leg.counted_attempt + 1, 0), leg.attempt + 1):
+                ids = leg_ids(pos.trade_key, leg.name, attempt)
+                for cid in (ids.tp_id, ids.stop_id):
+                    o = self.mgr._query(cid) if cid and leg.status != "DONE" else None
+                    total += o.executed_qty if o is not None else Decimal(0)
+        return total
+
+    # ---- booking ---------------------------------------------------------------------------------------------
+
+    def _detected(self, pos: Position, gap: Decimal, found_qty: Decimal, found_quote: Decimal) -> None:
+        self.rt.event("manual_close_detected", pos.trade_key, level="error", missing=gap, found_qty=found_qty,
+                      found_quote=found_quote, held=self.mgr._held(pos), side=pos.side)
+        what = "left the account" if pos.side == "long" else "was bought back"
+        self.rt.notify("manual_close", f"{gap} {self.f.base_asset} of the position {what} outside the executor's "
+                       f"orders; booked as a manual close", "CRITICAL", pos.trade_key)
+
+    def _book_and_close(self, pos: Position, qty: Decimal, quote: Decimal) -> None:
+        p = self._book(pos, qty, quote)
+        if p is not None and all(lg.status == "DONE" for lg in p.legs) and not p.flatten_requested:
+            self.mgr._close(p)
+
+    def _book(self, pos: Position, qty: Decimal, quote: Decimal) -> Position | None:
+        """Book `qty` (worth `quote`) as closed by hand on the legs that have no resting orders, trailing leg first."""
+        def fn(p: Position) -> None:
+            idle = [lg for lg in reversed(p.legs) if lg.status in ("NEW", "REPLACING")] or \
+                   [lg for lg in reversed(p.legs) if lg.status != "DONE"]
+            shares = share_out(idle, qty, quote)
+            for leg in p.legs:
+                if leg.name in shares:
+                    leg.filled_qty += shares[leg.name][0]
+                    leg.filled_quote += shares[leg.name][1]
+                    leg.exit_reason = "manual"
+                    if leg_spent(leg, self.f):
+                        leg.status = "DONE"
+            if all(lg.status == "DONE" for lg in p.legs):
+                p.close_reason = p.close_reason or "manual"
+        return self.mgr._mutate(pos.trade_key, fn)
