@@ -1,0 +1,148 @@
+"""Learning what the exchange did with the legs, terminal first: the `orders` stream's records, REST as the
+budgeted fallback; settling each leg's attempt, re-protecting a partial take-profit, a stop gapped through."""
+from __future__ import annotations
+
+import time
+
+from services.exit_manager.base import ExitBase, TickAborted
+from shared.adapters.binance_rest import RateLimited, UnknownOutcome
+from shared.domain.exit_rules import (
+    LegFills,
+    immediate_reason,
+    leg_ids,
+    leg_spent,
+    oco_stop_lost,
+    read_attempt,
+    remaining,
+    rest_learn_reason,
+    stream_view,
+    with_ids,
+)
+from shared.domain.orders import Order
+from shared.domain.position import Leg, Position
+
+
+NOT_FOUND_GRACE_SEC = 3.0
+STARVED_LOG_SEC = 10.0  # a REST budget that refuses every other tick is one log line per this, not one per tick
+
+
+class Learning(ExitBase):
+    """The learning step of a tick."""
+
+    def _learn(self, pos: Position) -> Position | None:
+        if not any(leg.status == "PLACED" for leg in pos.legs):
+            return pos  # nothing resting to learn about
+        open_, reason = self._rest_read(pos)
+        for leg in pos.legs:
+            if leg.status != "PLACED":
+                continue
+            if open_ is None:  # the stream's records only; an order it never reported waits for REST
+                known = stream_view(leg, self.feed.records)
+                if known is None:
+                    continue
+            else:
+                ids = [i for i in (leg.tp_client_id, leg.stop_client_id) if i]
+                if all(i in open_ and self.feed.final(i) is None for i in ids):
+                    self._check_gap(pos, leg, open_[leg.stop_client_id])
+                    continue
+                orders = {i: self.feed.final(i) or open_.get(i) or self._query(i, poll=reason) for i in ids}
+                if any(o is None for o in orders.values()) and time.time() - leg.placed_at < NOT_FOUND_GRACE_SEC:
+                    continue  # -2013 right after placing is not proof of absence
+                known = {k: v for k, v in orders.items() if v is not None}
+            fills = read_attempt(leg, known)
+            if fills.open:
+                if fills.triggered_stop is not None:
+                    self._check_gap(pos, leg, fills.triggered_stop)
+                elif oco_stop_lost(leg, known):
+                    pos = self._reprotect(pos, leg) or pos
+                continue
+            pos = self._settle(pos, leg.name, leg.attempt, fills, "stream" if open_ is None else "rest") or pos
+        return self._pos()
+
+    def _rest_read(self, pos: Position) -> tuple[dict[str, Order] | None, str]:
+        """The exchange's open orders by REST when a read is due and the budget allows it, else (None, "")."""
+        wall = time.time()
+        reason = rest_learn_reason(stream_ok=self.feed.stream_ok(), now=wall, last_rest=self.feed.last_rest,
+                                   expect_since=self.feed.expect_since(), sweep_sec=self.cfg.EXIT_REST_SWEEP_SEC)
+        if reason is None:
+            return None, ""
+        weight = self.feed.open_orders_weight
+        if not self.feed.budget.take(weight, wall):
+            if time.monotonic() - self._starved_logged >= STARVED_LOG_SEC:
+                self._starved_logged = time.monotonic()
+                self.rt.log.warning("rest_budget_exhausted", trade_key=pos.trade_key, reason=reason,
+                                    budget_per_min=self.feed.budget.per_min, ip_used=self.client.used_weight,
+                                    wait_sec=round(self.feed.budget.wait_sec(weight, wall), 2))
+            return None, ""
+        self.feed.polled(reason, weight)
+        try:
+            orders = self.client.open_orders(self.cfg.SYMBOL)
+        except (UnknownOutcome, RateLimited) as e:
+            raise TickAborted(str(e)) from None
+        finally:
+            self.feed.budget.note_ip_usage(self.client.used_weight, time.time())
+        self.feed.last_rest = wall
+        self.feed.expect.clear()  # what they were owed, REST now tells (or the queries that follow)
+        for o in orders:
+            self.feed.note(o)
+        return {o.client_order_id: o for o in orders}, reason
+
+    def _reprotect(self, pos: Position, leg: Leg) -> Position | None:
+        """The take-profit of an OCO partially filled and the exchange expired its stop: cancel the rest of the
+        take-profit and place a new OCO (take-profit + stop) for what is really held. While the market is still at
+        or beyond the take-profit a new LIMIT_MAKER would be refused, and the take-profit keeps filling: wait."""
+        px = self._executable(pos.side)
+        if px is None or immediate_reason(pos.side, leg, px):
+            self.rt.log.info("tp_partial_wait", trade_key=pos.trade_key, leg=leg.name, market=str(px))
+            return None
+        self._cancel_old(leg_ids(pos.trade_key, leg.name, leg.attempt))
+        orders = {i: self._query(i) for i in (leg.tp_client_id, leg.stop_client_id)}
+        fills = read_attempt(leg, {k: v for k, v in orders.items() if v is not None})
+        if fills.open:
+            raise TickAborted(f"{leg.name}: take-profit still open after cancel")
+        self.rt.event("leg_reprotect", pos.trade_key, level="warning", leg=leg.name, attempt=leg.attempt,
+                      filled=fills.qty, reason="oco stop expired after a partial take-profit")
+        return self._settle(pos, leg.name, leg.attempt, fills)
+
+    def _settle(self, pos: Position, name: str, attempt: int, fills: LegFills,
+                source: str = "rest") -> Position | None:
+        """Count an attempt's fills into its leg; the leg is DONE when nothing tradeable remains, else it
+        goes back to NEW (orders cancelled outside, or a partial fill) to protect the rest."""
+        def fn(p: Position, leg: Leg) -> None:
+            if leg.counted_attempt >= attempt:
+                return
+            leg.filled_qty += fills.qty
+            leg.filled_quote += fills.quote
+            leg.counted_attempt = attempt
+            if leg_spent(leg, self.f):
+                leg.status, leg.exit_reason = "DONE", fills.reason or leg.exit_reason or "cancelled"
+            elif leg.status == "PLACED":
+                leg.attempt += 1
+                leg.status = "NEW"
+                with_ids(leg, p.trade_key)
+        p = self._mutate_leg(pos.trade_key, name, fn)
+        if p is not None:
+            leg = next(lg for lg in p.legs if lg.name == name)
+            level = "info" if leg.status == "DONE" else "warning"
+            self.rt.event("leg_settled", p.trade_key, level=level, leg=name, attempt=attempt, filled=fills.qty,
+                          quote=fills.quote, reason=fills.reason, status=leg.status, remaining=remaining(leg),
+                          source=source)
+            self._report_dust(p, leg)
+        return p
+
+    def _report_dust(self, pos: Position, leg: Leg) -> None:
+        if leg.status == "DONE" and remaining(leg) > 0:
+            self.rt.event("leg_dust", pos.trade_key, level="warning", leg=leg.name, qty=remaining(leg),
+                          min_qty=self.f.min_qty, action="left in the account (below the exchange's minimum)")
+
+    def _check_gap(self, pos: Position, leg: Leg, stop: Order) -> None:
+        """A triggered stop-limit whose limit the market has gapped through: close the rest at market."""
+        if not stop.is_working or stop.type not in ("STOP_LOSS_LIMIT", "STOP_LOSS"):
+            return
+        px = self._executable(pos.side)
+        if px is None:
+            return
+        gapped = px < stop.price if pos.side == "long" else px > stop.price
+        if gapped:
+            self.rt.event("stop_gapped", pos.trade_key, level="error", leg=leg.name, limit=stop.price, market=px)
+            self._request_flatten(pos, "stop_gapped")

@@ -1,0 +1,145 @@
+"""Placing a leg exactly once (adopt what exists under its id first) and what a refusal means: coins gone, a
+stop that would trigger at once (flatten or nearest), or a retry that ends in the failsafe."""
+from __future__ import annotations
+
+import time
+
+from services.exit_manager.base import ExitBase, TickAborted
+from shared.adapters.binance_rest import NotFound, RateLimited, Rejected, UnknownOutcome
+from shared.domain.exit_plan import stop_limit_price
+from shared.domain.exit_rules import exit_side, failsafe_due, immediate_reason, nearest_stop, remaining
+from shared.domain.position import Leg, Position
+
+
+ORDER_LIST_WEIGHT = 4
+_IMMEDIATE = ("would trigger immediately", "would immediately match")
+
+
+class Placement(ExitBase):
+    """Placing legs."""
+
+    def _adopt(self, leg: Leg) -> bool:
+        """True when the leg's current attempt already exists on the exchange."""
+        if (leg.list_client_id or leg.stop_client_id) in self._fresh:
+            return False
+        if leg.list_client_id:
+            self.feed.charge_action(ORDER_LIST_WEIGHT)
+            try:
+                self.client.get_order_list(list_client_order_id=leg.list_client_id)
+                return True
+            except NotFound:
+                return False
+            except (UnknownOutcome, RateLimited) as e:
+                raise TickAborted(str(e)) from None
+        return self._query(leg.stop_client_id) is not None
+
+    def _send_leg(self, pos: Position, leg: Leg) -> None:
+        qty, side = remaining(leg), exit_side(pos.side)
+        if leg.name == "trail":
+            self.client.place_order(self.cfg.SYMBOL, side, "STOP_LOSS_LIMIT", qty, client_order_id=leg.stop_client_id,
+                                    price=leg.stop_limit, stop_price=leg.stop_price, time_in_force="GTC")
+            return
+        tp = {"type": "LIMIT_MAKER", "price": leg.tp_price, "cid": leg.tp_client_id}
+        sl = {"type": "STOP_LOSS_LIMIT", "price": leg.stop_limit, "stop": leg.stop_price, "cid": leg.stop_client_id}
+        above, below = (tp, sl) if pos.side == "long" else (sl, tp)
+        self.client.place_oco(
+            self.cfg.SYMBOL, side, qty, list_client_order_id=leg.list_client_id,
+            above_type=above["type"], above_price=above["price"], above_stop_price=above.get("stop"),
+            above_client_order_id=above["cid"], above_time_in_force="GTC" if "stop" in above else None,
+            below_type=below["type"], below_price=below["price"], below_stop_price=below.get("stop"),
+            below_client_order_id=below["cid"], below_time_in_force="GTC" if "stop" in below else None)
+
+    def _place(self, pos: Position, leg: Leg) -> Position | None:
+        if self._adopt(leg):
+            self.rt.event("leg_adopted", pos.trade_key, leg=leg.name, attempt=leg.attempt)
+            return self._mark_placed(pos, leg.name)
+        t0 = time.perf_counter()
+        self._fresh.discard(leg.list_client_id or leg.stop_client_id)  # sent from here on: ask before re-sending
+        try:
+            self._send_leg(pos, leg)
+        except UnknownOutcome as e:
+            self.rt.event("leg_unknown_outcome", pos.trade_key, level="warning", leg=leg.name, error=str(e))
+            return None  # next tick adopts it if it exists
+        except RateLimited as e:
+            self.rt.event("leg_rate_limited", pos.trade_key, level="warning", leg=leg.name, retry_after=e.retry_after)
+            return None
+        except Rejected as e:
+            return self._placement_failed(pos, leg, e)
+        self.feed.expect_update(leg.tp_client_id, leg.stop_client_id)
+        p = self._mark_placed(pos, leg.name)
+        self.rt.event("leg_placed", pos.trade_key, leg=leg.name, attempt=leg.attempt, qty=remaining(leg),
+                      tp=leg.tp_price, stop=leg.stop_price, limit=leg.stop_limit,
+                      ms=round((time.perf_counter() - t0) * 1000, 2),
+                      since_fill_s=round(self.rt.clock.now() - pos.filled_at, 3))
+        return p
+
+    def _mark_placed(self, pos: Position, name: str) -> Position | None:
+        def fn(p: Position, leg: Leg) -> None:
+            leg.status, leg.placed_at = "PLACED", time.time()
+        return self._mutate_leg(pos.trade_key, name, fn)
+
+    def _placement_failed(self, pos: Position, leg: Leg, e: Rejected) -> Position | None:
+        if e.code == -2010 and self.manual.coins_missing(pos):
+            return self._pos()
+        why = self._why_immediate(pos, leg, e)
+        if why == "stop_immediate" and self.cfg.STOP_IMMEDIATE_ACTION == "nearest":
+            p = self._stop_at_nearest(pos, leg, e)
+            if p is not None:
+                return p
+        if why:
+            self.rt.event("leg_would_trigger", pos.trade_key, level="warning", leg=leg.name, error=e.msg, reason=why,
+                          stop=leg.stop_price, tp=leg.tp_price, action="flatten at market")
+            return self._request_flatten(pos, why)
+        return self._count_rejection(pos, leg, e)
+
+    def _stop_at_nearest(self, pos: Position, leg: Leg, e: Rejected) -> Position | None:
+        """STOP_IMMEDIATE_ACTION=nearest: move the leg's stop to the closest price on the losing side of the
+        market that does not trigger now; the next tick places it. None (the caller flattens) when the market
+        cannot be read or the stop is already there (the exchange refused that too)."""
+        px = self._executable(pos.side)
+        if px is None:
+            return None
+        new = nearest_stop(pos.side, px, self.f.tick_size)
+        if new <= 0 or new == leg.stop_price:
+            return None
+        limit = stop_limit_price(pos.side, new, self.cfg.SL_LIMIT_GAP_TICKS, self.f.tick_size)
+
+        def fn(p: Position, lg: Leg) -> None:
+            if lg.status == "NEW":
+                lg.stop_price, lg.stop_limit = new, limit
+        p = self._mutate_leg(pos.trade_key, leg.name, fn)
+        self.rt.event("leg_would_trigger", pos.trade_key, level="warning", leg=leg.name, error=e.msg,
+                      reason="stop_immediate", stop=leg.stop_price, tp=leg.tp_price, stop_to=new, limit_to=limit,
+                      market=px, action="stop placed at the nearest price that does not trigger")
+        self.rt.notify("stop_nearest", f"{leg.name}: stop {leg.stop_price} would trigger at once (market {px}); "
+                       f"placed at {new} instead", "WARN", pos.trade_key)
+        return p
+
+    def _why_immediate(self, pos: Position, leg: Leg, e: Rejected) -> str:
+        """stop_immediate / tp_immediate when the refusal is because the market is already through a price
+        (Binance words it differently per endpoint: the OCO says 'relationship of the prices'), else ""."""
+        px = self._executable(pos.side)
+        why = immediate_reason(pos.side, leg, px) if px is not None else ""
+        if not why and any(s in e.msg.lower() for s in _IMMEDIATE):
+            why = "stop_immediate" if "trigger" in e.msg.lower() else "tp_immediate"
+        return why
+
+    def _count_rejection(self, pos: Position, leg: Leg, e: Rejected) -> Position | None:
+        now = self.rt.clock.now()
+
+        def fn(p: Position, lg: Leg) -> None:
+            lg.errors += 1
+            p.exits_tries += 1
+            p.exits_next_at = now + self.cfg.EXITS_RETRY_EVERY_SEC
+            if p.exits_first_error_at <= 0:
+                p.exits_first_error_at = now
+        p = self._mutate_leg(pos.trade_key, leg.name, fn)
+        tries = p.exits_tries if p else pos.exits_tries + 1
+        self.rt.event("leg_rejected", pos.trade_key, level="error", leg=leg.name, code=e.code, error=e.msg, tries=tries,
+                      retry_in=self.cfg.EXITS_RETRY_EVERY_SEC)
+        self.rt.notify("exits_error", f"{leg.name} rejected: {e.code} {e.msg}", "ERROR", pos.trade_key)
+        if p is not None and self.cfg.FAILSAFE_FLATTEN and failsafe_due(
+                tries=tries, max_tries=self.cfg.FAILSAFE_EXITS_MAX_TRIES, first_error_at=p.exits_first_error_at,
+                now=now, grace_sec=self.cfg.FAILSAFE_EXITS_GRACE_SEC):
+            return self._request_flatten(p, "failsafe")
+        return p
