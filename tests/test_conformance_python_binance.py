@@ -131,10 +131,11 @@ def test_auth_errors(exchange):
 
     late = Client(KEY, "test-secret-456", ping=False)
     late.API_URL = exchange.url + "/api"
-    late.timestamp_offset = -10_000  # python-binance's own clock-offset knob: the request is 10 s old
+    late.timestamp_offset = -15_000  # python-binance's own clock-offset knob: the request is 15 s old (its default
+    # recvWindow is 10 s: at exactly 10 s the outcome depended on the millisecond)
     e = pyb_error(lambda: late.get_account())
     assert (e.status_code, e.code, e.message) == (
         400, -1021, "Timestamp for this request is outside of the recvWindow.")
-    late.REQUEST_RECVWINDOW = 20_000
+    late.REQUEST_RECVWINDOW = 30_000
     assert late.get_account()["accountType"] == "SPOT"
     late.close_connection()

@@ -15,6 +15,8 @@ from shared.adapters.heartbeat import Heartbeat
 from tests.stack import Stack
 from tests.test_exit_manager_support import (  # noqa: F401 - make is a fixture
     make,
+    MARGIN,
+    alerts,
     assert_closed,
     assert_no_duplicates,
     assert_stops_only_tighten,
@@ -157,3 +159,24 @@ def test_records_never_go_back_and_a_leg_needs_all_its_orders_reported():
              stop_client_id="s")
     assert stream_view(lg, {"p": filled}) is None
     assert set(stream_view(lg, {"p": filled, "s": new, "x": new})) == {"p", "s"}
+
+
+def test_a_short_bought_back_by_hand_is_seen_on_the_margin_stream_at_once(make):
+    """Cross margin: user_stream follows the margin wallet (listenToken). A person's buy-back reaches the exit
+    manager as a trade of an order that is not the trade's, which makes the wallet check due at once: the sweep
+    (EXIT_REST_SWEEP_SEC=120) would only have found it two minutes later."""
+    s = _with_stream(make(**MARGIN, EXIT_REST_SWEEP_SEC="120"))
+    pos = open_long(s, side="short")
+    wait_event(s, "wallet_baseline")
+    from shared.adapters.binance_rest import BinanceClient
+    person = BinanceClient(s.env["BINANCE_BASE_URL"], s.env["BINANCE_API_KEY"], s.env["BINANCE_API_SECRET"],
+                           margin="cross")
+    t0 = time.monotonic()
+    person.place_order("BTCUSDC", "BUY", "MARKET", pos.exit_qty, client_order_id="by-hand-s",
+                       side_effect_type="NO_SIDE_EFFECT")
+    wait_closed(s, timeout=15)
+    assert time.monotonic() - t0 < 15 < 120
+    assert s.state().last_closed.exit_reason == "manual"
+    assert s.open_orders() == []
+    assert any(a["event"] == "manual_close" for a in alerts(s, pos.trade_key))
+

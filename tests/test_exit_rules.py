@@ -9,6 +9,8 @@ from hypothesis import strategies as st
 
 from shared.domain.bars import Bar
 from shared.domain.exit_rules import (
+    LegFills,
+    count_attempt,
     be_price,
     better,
     close_summary,
@@ -213,3 +215,13 @@ def test_exit_fee_rate_from_the_paper_exchange_account_or_the_fallback(pe):  # n
     assert exit_fee_rate(pe.client(), D("0.002")) == (D("0.001"), "account")
     down = BinanceClient(f"http://127.0.0.1:{free_port()}", "k", "s", timeout=1)  # nothing listens there
     assert exit_fee_rate(down, D("0.002")) == (D("0.002"), "fallback")
+
+
+def test_an_attempt_is_counted_once_and_a_spent_leg_is_done():
+    leg = Leg(name="tp1", qty=D("0.0003"), tp_price=D(101000), stop_price=D(99000), stop_limit=D(98990),
+              status="PLACED")
+    half = LegFills(qty=D("0.0001"), quote=D("10.1"), reason="tp", open=False)
+    assert count_attempt(leg, 0, half, F) and leg.filled_qty == D("0.0001") and leg.status == "PLACED"
+    assert not count_attempt(leg, 0, half, F) and leg.filled_qty == D("0.0001")   # re-delivered: not twice
+    rest = LegFills(qty=D("0.00015"), quote=D("15.15"), reason="tp", open=False)   # 0.00005 left: < 5 USDC
+    assert count_attempt(leg, 1, rest, F) and leg.status == "DONE" and leg.exit_reason == "tp"

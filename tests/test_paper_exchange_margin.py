@@ -1,11 +1,17 @@
 """Margin (cross and isolated) through the client's margin mode: routing, loans, side effects."""
 from __future__ import annotations
 
+import hashlib
+import hmac
+import time
 from decimal import ROUND_FLOOR, Decimal
+from urllib.parse import urlencode
 
 import pytest
+import requests
 
 from shared.adapters.binance_rest import NotFound, Rejected
+from shared.adapters.market_files import write_bars
 
 from tests.pe_helpers import SYMBOL, pe  # noqa: F401  (pytest fixture: a real paper exchange)
 
@@ -164,3 +170,111 @@ def test_transient_2013_on_margin_query(pe):
     with pytest.raises(NotFound):
         cross.get_order(SYMBOL, client_order_id="mt1")
     assert cross.get_order(SYMBOL, client_order_id="mt1").status == "NEW"
+
+
+# ---- allOrders: GET /sapi/v1/margin/allOrders (and the spot endpoint's limit / orderId) --------------------
+
+def _signed(pe, path: str, **params) -> tuple[int, object, dict]:
+    """A signed GET built by hand (so that any parameter, valid or not, can be sent): (status, body, headers)."""
+    q = urlencode({**params, "timestamp": int(time.time() * 1000)})
+    sig = hmac.new(pe.env["PAPER_API_SECRET"].encode(), q.encode(), hashlib.sha256).hexdigest()
+    r = requests.get(f"{pe.url}{path}?{q}&signature={sig}", headers={"X-MBX-APIKEY": pe.env["PAPER_API_KEY"]},
+                     timeout=5)
+    return r.status_code, r.json(), r.headers
+
+
+def _cids(body) -> list[str]:
+    return [o["clientOrderId"] for o in body]
+
+
+def _resting(c, tag: str, n: int) -> list[int]:
+    """`n` BUY limits resting well below the market in `c`'s wallet; their order ids."""
+    bid, _ = c.book_ticker(SYMBOL)
+    return [c.place_order(SYMBOL, "BUY", "LIMIT", Decimal("0.01"), price=bid - 100 - i, time_in_force="GTC",
+                          client_order_id=f"{tag}{i}").order_id for i in range(n)]
+
+
+def test_margin_all_orders_keeps_the_wallets_apart(pe):
+    spot, cross, iso = pe.client(), pe.client(margin="cross"), pe.client(margin="isolated")
+    _resting(cross, "c", 1)
+    _resting(iso, "i", 1)
+    _resting(spot, "s", 1)
+    cross.place_order(SYMBOL, "SELL", "MARKET", Decimal("0.01"), client_order_id="c-sold")
+    cross.cancel_order(SYMBOL, client_order_id="c0")
+    got = cross.all_orders(SYMBOL)
+    assert [(o.client_order_id, o.status, o.is_isolated) for o in got] == [
+        ("c0", "CANCELED", False), ("c-sold", "FILLED", False)]
+    assert [(o.client_order_id, o.status, o.is_isolated) for o in iso.all_orders(SYMBOL)] == [("i0", "NEW", True)]
+    assert [o.client_order_id for o in spot.all_orders(SYMBOL)] == ["s0"], "margin orders in the spot history"
+    status, body, _ = _signed(pe, "/sapi/v1/margin/allOrders", symbol=SYMBOL)  # isIsolated defaults to FALSE
+    assert status == 200 and _cids(body) == ["c0", "c-sold"] and {o["isIsolated"] for o in body} == {False}
+    status, body, _ = _signed(pe, "/sapi/v1/margin/allOrders", symbol=SYMBOL, isIsolated="TRUE")
+    assert _cids(body) == ["i0"] and body[0]["isIsolated"] is True and body[0]["symbol"] == SYMBOL
+
+
+def test_margin_all_orders_refuses_bad_parameters(pe):
+    path = "/sapi/v1/margin/allOrders"
+    assert _signed(pe, path)[:2] == (400, {"code": -1102, "msg": "Mandatory parameter 'symbol' was not sent, "
+                                                                  "was empty/null, or malformed."})
+    assert _signed(pe, path, symbol=SYMBOL, isIsolated="MAYBE")[1]["code"] == -1100
+    for bad in ("501", "0"):
+        assert _signed(pe, path, symbol=SYMBOL, limit=bad)[:2] == (
+            400, {"code": -1130, "msg": "Data sent for parameter 'limit' is not valid."})
+    assert _signed(pe, path, symbol=SYMBOL, limit="ten")[1]["code"] == -1100
+    assert _signed(pe, path, symbol=SYMBOL, limit="500")[0] == 200
+    assert _signed(pe, path, symbol=SYMBOL, startTime=0, endTime=86_400_001)[1]["code"] == -1127
+
+
+def test_margin_all_orders_order_id_limit_and_times(pe):
+    cross = pe.client(margin="cross")
+    ids = _resting(cross, "a", 2)
+    t_late = pe.post("/admin/advance", {"points": 1})["market_ts_ms"]  # later orders carry a later time
+    ids += _resting(cross, "b", 2)
+    path = "/sapi/v1/margin/allOrders"
+    assert _cids(_signed(pe, path, symbol=SYMBOL, limit=2)[1]) == ["b0", "b1"], "not the most recent, oldest first"
+    assert [o.order_id for o in cross.all_orders(SYMBOL, limit=3)] == ids[1:]
+    assert _cids(_signed(pe, path, symbol=SYMBOL, orderId=ids[1])[1]) == ["a1", "b0", "b1"]
+    assert _cids(_signed(pe, path, symbol=SYMBOL, orderId=ids[1], limit=2)[1]) == ["a1", "b0"]
+    assert _cids(_signed(pe, path, symbol=SYMBOL, startTime=t_late)[1]) == ["b0", "b1"]
+    assert _cids(_signed(pe, path, symbol=SYMBOL, endTime=t_late - 1)[1]) == ["a0", "a1"]
+
+
+def test_margin_all_orders_weighs_200_on_the_sapi_ip_counter(pe):
+    _resting(pe.client(margin="cross"), "w", 1)
+    for _ in range(3):  # a minute boundary between the two calls resets the counter: try again
+        _, _, first = _signed(pe, "/sapi/v1/margin/allOrders", symbol=SYMBOL)
+        _, _, second = _signed(pe, "/sapi/v1/margin/allOrders", symbol=SYMBOL)
+        used = [int(h["X-SAPI-USED-IP-WEIGHT-1M"]) for h in (first, second)]
+        if used[1] > used[0]:
+            break
+    assert used[1] - used[0] == 200
+    assert "X-MBX-USED-WEIGHT-1M" not in second
+
+
+def test_margin_all_orders_without_order_id_answers_the_last_24_hours(tmp_path):
+    from tests.pe_helpers import Paper, paper_env, sample_bars
+    write_bars(tmp_path / "market.aggregated.csv", sample_bars(1560))  # 26 h of minute bars
+    p = Paper(paper_env(tmp_path))
+    try:
+        cross = p.client(margin="cross")
+        (old,) = _resting(cross, "old", 1)
+        p.post("/admin/advance", {"to_ts": p.get("/admin/state")["market_ts"] + 86_400 + 60})
+        (new,) = _resting(cross, "new", 1)
+        assert [o.order_id for o in cross.all_orders(SYMBOL)] == [new]
+        assert _cids(_signed(p, "/sapi/v1/margin/allOrders", symbol=SYMBOL, orderId=old)[1]) == ["old0", "new0"]
+        assert [o.order_id for o in p.client().all_orders(SYMBOL)] == [], "spot has no such window"
+    finally:
+        p.stop()
+
+
+def test_spot_all_orders_limit_and_order_id(pe):
+    spot = pe.client()
+    ids = _resting(spot, "sp", 3)
+    _resting(pe.client(margin="cross"), "mg", 1)
+    assert [o.order_id for o in spot.all_orders(SYMBOL)] == ids
+    assert [o.order_id for o in spot.all_orders(SYMBOL, limit=2)] == ids[1:]
+    path = "/api/v3/allOrders"
+    assert _cids(_signed(pe, path, symbol=SYMBOL, orderId=ids[1], limit=1)[1]) == ["sp1"]
+    assert _cids(_signed(pe, path, symbol=SYMBOL, orderId=ids[0])[1]) == ["sp0", "sp1", "sp2"]
+    assert _signed(pe, path, symbol=SYMBOL, limit=1000)[0] == 200
+    assert _signed(pe, path, symbol=SYMBOL, limit=1001)[1]["code"] == -1130

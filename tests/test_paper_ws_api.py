@@ -15,8 +15,10 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
+from services.paper_exchange.api_stream import make_token
 from services.paper_exchange.ws_api import WsApiServer
-from tests.pe_helpers import KEY, SECRET, SYMBOL, Paper, paper_env
+from shared.adapters.binance_rest import BinanceClient, Rejected
+from tests.pe_helpers import KEY, SECRET, SYMBOL, Paper, paper_env, wait_until
 
 Q = Decimal("0.001")
 REPORT_KEYS = {"e", "E", "s", "c", "S", "o", "f", "q", "p", "P", "F", "g", "C", "x", "X", "r", "i", "l", "z", "L",
@@ -288,3 +290,210 @@ def test_binance_sdk_websocket_api_client_subscribes_and_decodes_events(px):
     report, position = asyncio.run(run())[:2]
     assert type(report).__name__ == "ExecutionReport" and (report.c, report.x, report.X) == ("sdk-1", "NEW", "NEW")
     assert type(position).__name__ == "OutboundAccountPosition" and position.B[0].a == "USDC"
+
+
+# ---- margin: listenToken subscriptions --------------------------------------------------------------------------
+
+DAY_MS = 24 * 3600 * 1000
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Feed:
+    """Everything one connection receives, as (subscriptionId, event), with waits on conditions (deadlines)."""
+
+    def __init__(self, ws: ClientConnection):
+        self.ws = ws
+        self.got: list[tuple[int, dict[str, Any]]] = []
+        self._pings = 0
+
+    def _recv(self, timeout: float) -> dict[str, Any] | None:
+        try:
+            msg = json.loads(self.ws.recv(timeout=timeout))
+        except TimeoutError:
+            return None
+        if "event" in msg:
+            self.got.append((msg["subscriptionId"], msg["event"]))
+        return msg
+
+    def until(self, cond: Callable[[], bool], what: str, timeout: float = 5.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not cond():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"timed out waiting for {what}; got {[(s, e['e'], e.get('c')) for s, e in self.got]}")
+            self._recv(min(left, 0.2))
+
+    def fence(self) -> None:
+        """A ping answered: every event the server queued before it has been read (it keeps the order)."""
+        self._pings += 1
+        rid = f"fence-{self._pings}"
+        self.ws.send(json.dumps({"id": rid, "method": "ping"}))
+        deadline = time.monotonic() + 5
+        while True:
+            assert time.monotonic() < deadline, "no answer to the fence ping"
+            msg = self._recv(max(0.01, deadline - time.monotonic()))
+            if msg is not None and msg.get("id") == rid:
+                return
+
+    def reported(self, sid: int | None = None) -> set[str]:
+        """Client order ids of the executionReports received (on subscription `sid`, or on any)."""
+        return {e["c"] for s, e in self.got if e["e"] == "executionReport" and sid in (None, s)}
+
+    def has_report(self, cid: str, x: str, sid: int | None = None) -> bool:
+        return any(e["e"] == "executionReport" and e["c"] == cid and e["x"] == x and sid in (None, s)
+                   for s, e in self.got)
+
+    def terminated(self) -> list[int]:
+        return [s for s, e in self.got if e["e"] == "eventStreamTerminated"]
+
+
+def token_subscribe(ws: ClientConnection, token: str, rid: Any = "lt") -> dict[str, Any]:
+    return call(ws, "userDataStream.subscribe.listenToken", {"listenToken": token}, rid=rid)
+
+
+def _limit_buy(c: Any, cid: str, below: int = 100) -> None:
+    bid, _ = c.book_ticker(SYMBOL)
+    c.place_order(SYMBOL, "BUY", "LIMIT", Q, price=bid - below, time_in_force="GTC", client_order_id=cid)
+
+
+def test_user_listen_token_endpoint(px):
+    p, _ = px
+    cross = p.client(margin="cross")
+    before = _now_ms()
+    token, expires = cross.user_listen_token()
+    assert token and before + DAY_MS <= expires <= _now_ms() + DAY_MS  # default validity: 24 h of wall time
+    short, short_expires = cross.user_listen_token(validity_ms=60_000)
+    assert short != token and before + 60_000 <= short_expires <= _now_ms() + 60_000
+    iso_token, _ = cross.user_listen_token(SYMBOL)
+    assert iso_token not in (token, short)
+    with pytest.raises(Rejected) as ei:
+        cross.user_listen_token(validity_ms=DAY_MS + 1)
+    assert ei.value.code == -1100
+    with pytest.raises(Rejected) as ei:
+        cross.user_listen_token("ETHUSDC")  # isolated: only a pair the account has
+    assert ei.value.code == -1121
+    with pytest.raises(Rejected) as ei:
+        BinanceClient(p.url, KEY, "not-the-secret").user_listen_token()  # a signed endpoint
+    assert ei.value.code == -1022
+
+
+def test_cross_token_subscription_gets_the_cross_wallet_only(px):
+    p, url = px
+    spot, cross, iso = p.client(), p.client(margin="cross"), p.client(margin="isolated")
+    token, expires = cross.user_listen_token()
+    with connect(url, open_timeout=5) as m, connect(url, open_timeout=5) as s:
+        ok = token_subscribe(m, token)  # no session.logon on this connection
+        assert ok["status"] == 200 and ok["result"] == {"subscriptionId": 0, "expirationTime": expires}
+        assert call(m, "session.status", {})["result"]["userDataStream"] is True
+        assert subscribe(s)["result"] == {"subscriptionId": 0}
+        fm, fs = Feed(m), Feed(s)
+        _limit_buy(spot, "sp-1")
+        _limit_buy(iso, "iso-1")
+        _limit_buy(cross, "cr-1")
+        fm.until(lambda: fm.has_report("cr-1", "NEW"), "the cross order on the token subscription")
+        fs.until(lambda: fs.has_report("sp-1", "NEW"), "the spot order on the spot subscription")
+        fm.fence()
+        fs.fence()
+        assert fm.reported() == {"cr-1"} and fs.reported() == {"sp-1"}
+        new = next(e for _, e in fm.got if e["e"] == "executionReport")
+        assert REPORT_KEYS <= set(new) and (new["s"], new["S"], new["X"]) == (SYMBOL, "BUY", "NEW")
+        pos = [e for _, e in fm.got if e["e"] == "outboundAccountPosition"]
+        assert len(pos) == 1  # the cross wallet's USDC lock (the isolated and spot locks are not this wallet's)
+        usdc = {b["a"]: b for b in pos[0]["B"]}["USDC"]
+        assert Decimal(usdc["l"]) == Decimal(new["p"]) * Q and Decimal(usdc["f"]) == 10000 - Decimal(usdc["l"])
+
+        # A margin OCO: its listStatus and legs come on the token subscription too, its fill and expiry as well.
+        last = p.last()
+        cross.place_oco(SYMBOL, "SELL", Decimal("0.2"), above_type="LIMIT_MAKER", above_price=last + 200,
+                        below_type="STOP_LOSS_LIMIT", below_stop_price=last - 100, below_price=last - 110,
+                        below_time_in_force="GTC", list_client_order_id="co-l", above_client_order_id="co-tp",
+                        below_client_order_id="co-sl")
+        p.price(last + 250)
+        fm.until(lambda: fm.has_report("co-tp", "TRADE") and fm.has_report("co-sl", "EXPIRED"), "the OCO's end")
+        fm.until(lambda: any(e["e"] == "listStatus" and e["l"] == "ALL_DONE" for _, e in fm.got), "ALL_DONE")
+        lists = [e for _, e in fm.got if e["e"] == "listStatus"]
+        assert LIST_KEYS <= set(lists[0]) and lists[0]["C"] == "co-l" and lists[0]["l"] == "EXEC_STARTED"
+        fs.fence()
+        assert fs.reported() == {"sp-1"} and not any(e["e"] == "listStatus" for _, e in fs.got)
+
+
+def test_isolated_token_follows_the_isolated_wallet_beside_a_cross_one(px):
+    p, url = px
+    spot, cross, iso = p.client(), p.client(margin="cross"), p.client(margin="isolated")
+    iso_token, _ = iso.user_listen_token(SYMBOL)
+    cross_token, _ = cross.user_listen_token()
+    with connect(url, open_timeout=5) as m:
+        assert token_subscribe(m, iso_token, "a")["result"]["subscriptionId"] == 0
+        assert token_subscribe(m, cross_token, "b")["result"]["subscriptionId"] == 1  # another wallet: its own
+        assert call(m, "session.subscriptions", {})["result"] == [{"subscriptionId": 0}, {"subscriptionId": 1}]
+        f = Feed(m)
+        _limit_buy(cross, "cr-2")
+        _limit_buy(spot, "sp-2")
+        iso.place_order(SYMBOL, "SELL", "MARKET", Q, client_order_id="iso-2")  # fills at once
+        f.until(lambda: f.has_report("iso-2", "TRADE", sid=0) and f.has_report("cr-2", "NEW", sid=1),
+                "each wallet's order on its own subscription")
+        f.fence()
+        assert f.reported(0) == {"iso-2"} and f.reported(1) == {"cr-2"}
+        iso_pos = [e for s, e in f.got if s == 0 and e["e"] == "outboundAccountPosition"][-1]
+        btc = {b["a"]: b for b in iso_pos["B"]}["BTC"]
+        assert Decimal(btc["f"]) == Decimal("0.5") - Q  # the isolated wallet's own BTC
+
+
+def test_invalid_expired_or_forged_tokens_are_refused_with_1209(px):
+    p, url = px
+    cross = p.client(margin="cross")
+    token, _ = cross.user_listen_token()
+    brief, brief_expires = cross.user_listen_token(validity_ms=1)
+    forged = make_token("someone-elses-secret", "CROSS", _now_ms() + 60_000)
+    tampered = token[:-2] + ("AA" if token[-2:] != "AA" else "BB")
+    wait_until(lambda: _now_ms() > brief_expires, 5, what="the 1 ms token to expire")
+    with connect(url, open_timeout=5) as m:
+        for bad in ("not-a-token", "", tampered, forged, brief):
+            r = token_subscribe(m, bad)
+            code = -1102 if bad == "" else -1209
+            assert (r["status"], r["error"]["code"]) == (400, code), bad
+        assert call(m, "session.subscriptions", {})["result"] == []
+        assert token_subscribe(m, token)["result"]["subscriptionId"] == 0  # the real one still works
+
+
+def test_a_new_token_extends_the_subscription(px):
+    p, url = px
+    cross = p.client(margin="cross")
+    first, first_expires = cross.user_listen_token(validity_ms=1500)
+    with connect(url, open_timeout=5) as m:
+        f = Feed(m)
+        assert token_subscribe(m, first, "a")["result"] == {"subscriptionId": 0, "expirationTime": first_expires}
+        second, second_expires = cross.user_listen_token(validity_ms=60_000)
+        renewed = token_subscribe(m, second, "b")
+        assert renewed["result"] == {"subscriptionId": 0, "expirationTime": second_expires}
+        assert call(m, "session.subscriptions", {})["result"] == [{"subscriptionId": 0}]
+        f.until(lambda: _now_ms() > first_expires + 300, "the first token's expiry to pass")
+        _limit_buy(cross, "after-renewal")
+        f.until(lambda: f.has_report("after-renewal", "NEW", sid=0), "an event after the first expiry")
+        f.fence()
+        assert f.terminated() == []
+
+
+def test_a_lapsed_subscription_ends_with_event_stream_terminated(px):
+    p, url = px
+    spot, cross = p.client(), p.client(margin="cross")
+    token, expires = cross.user_listen_token(validity_ms=1000)
+    with connect(url, open_timeout=5) as m:
+        f = Feed(m)
+        assert token_subscribe(m, token)["result"]["subscriptionId"] == 0
+        assert subscribe(m)["result"] == {"subscriptionId": 1}  # a spot subscription on the same connection
+        f.until(lambda: f.terminated() == [0], "eventStreamTerminated of subscription 0")
+        end = next(e for _, e in f.got if e["e"] == "eventStreamTerminated")
+        assert end["E"] >= expires and set(end) == {"e", "E"}
+        assert call(m, "session.subscriptions", {})["result"] == [{"subscriptionId": 1}]
+        _limit_buy(cross, "cr-late")
+        _limit_buy(spot, "sp-late")
+        f.until(lambda: f.has_report("sp-late", "NEW", sid=1), "the spot order (that subscription lives on)")
+        f.fence()
+        assert f.reported() == {"sp-late"}  # nothing of the cross wallet after the lapse
+        again, _ = cross.user_listen_token()
+        assert token_subscribe(m, again, "again")["result"]["subscriptionId"] == 2  # a new subscription
+        assert token_subscribe(m, token, "old")["error"]["code"] == -1209  # the lapsed token stays dead

@@ -11,6 +11,7 @@ import select
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from decimal import Decimal
@@ -22,10 +23,15 @@ import redis
 import requests
 from websockets.sync.client import connect
 
+from services.exit_manager.order_feed import ExitFeed
+from services.position_engine.order_feed import OrderFeed
+from services.user_stream.service import RENEW_MIN_SEC, UserStream, renew_delay_sec
 from shared.adapters.binance_rest import BinanceClient
+from shared.config import load_config
 from shared.adapters.redis_streams import decode_fields
 from shared.domain.messages import Event
 from shared.domain.order_updates import ListUpdate, OrderUpdate
+from shared.runtime import Runtime
 from tests.pe_helpers import KEY, REPO, SECRET, SYMBOL, paper_env
 from tests.redis_helpers import free_port, wait_until
 
@@ -79,16 +85,25 @@ class PaperProc:
         return Decimal(r.json()["last"])
 
 
+def service_env(tmp: Path, redis_url: str, paper: PaperProc, prefix: str) -> dict[str, str]:
+    """The service's settings for this paper exchange and Redis."""
+    return {"REDIS_URL": redis_url, "EXEC_PREFIX": prefix, "BINANCE_BASE_URL": paper.url,
+            "BINANCE_WS_URL": paper.ws_url, "BINANCE_API_KEY": KEY, "BINANCE_API_SECRET": SECRET, "SYMBOL": SYMBOL,
+            "USER_STREAM_CHECK_SEC": "1", "CLOCK": "wall", "STATE_FN": str(tmp / "state.json"),
+            "HEARTBEAT_TTL_SEC": "5"}
+
+
+MARGIN = {"TRADE_MODE": "margin", "MARGIN_BORROW_MODE": "manual", "MARGIN_SIDE_EFFECT": "NO_SIDE_EFFECT"}
+
+
 class Service:
     """The user_stream process."""
 
-    def __init__(self, tmp: Path, redis_url: str, paper: PaperProc):
+    def __init__(self, tmp: Path, redis_url: str, paper: PaperProc, **extra_env: str):
         self.prefix = f"us{next(_prefixes)}:"
         self.env = {**{k: v for k, v in os.environ.items() if not k.startswith(("N8N_", "BINANCE_"))},
-                    "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1", "REDIS_URL": redis_url, "EXEC_PREFIX": self.prefix,
-                    "BINANCE_BASE_URL": paper.url, "BINANCE_WS_URL": paper.ws_url, "BINANCE_API_KEY": KEY,
-                    "BINANCE_API_SECRET": SECRET, "SYMBOL": SYMBOL, "USER_STREAM_CHECK_SEC": "1", "CLOCK": "wall",
-                    "STATE_FN": str(tmp / "state.json"), "HEARTBEAT_TTL_SEC": "5"}
+                    **service_env(tmp, redis_url, paper, self.prefix), "PYTHONPATH": str(REPO),
+                    "PYTHONUNBUFFERED": "1", **extra_env}
         self.log = tmp / f"user_stream-{self.prefix[:-1]}.log"
         self.r = redis.Redis.from_url(redis_url)
         self.proc: subprocess.Popen | None = None
@@ -269,3 +284,152 @@ def test_sigkilled_service_restarts_and_catches_up(svc, paper, client):
     assert svc.wait_update("K2", "CANCELED").source == "ws"
     assert [u.status for u in svc.updates("K1")] == ["NEW", "FILLED"]  # nothing published twice
     assert svc.stop() == 0  # SIGTERM: clean exit
+
+
+# ---- TRADE_MODE=margin: the margin wallet's stream by listenToken ---------------------------------------------
+
+@pytest.fixture
+def cross(paper: PaperProc) -> Iterator[BinanceClient]:
+    c = BinanceClient(paper.url, KEY, SECRET, margin="cross")
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def iso(paper: PaperProc) -> Iterator[BinanceClient]:
+    c = BinanceClient(paper.url, KEY, SECRET, margin="isolated")
+    yield c
+    c.close()
+
+
+def _margin_service(tmp: Path, redis_url: str, paper: PaperProc, isolated: bool) -> Service:
+    return Service(tmp, redis_url, paper, **MARGIN, MARGIN_ISOLATED="true" if isolated else "false")
+
+
+def test_margin_mode_publishes_the_cross_wallets_orders(tmp_path, redis_url, paper, client, cross):
+    bid, ask = cross.book_ticker(SYMBOL)
+    # Before the service runs: an open spot order and an open cross order; the catch-up must read the margin wallet.
+    client.place_order(SYMBOL, "BUY", "LIMIT", Q, price=bid - 90, time_in_force="GTC", client_order_id="spot-x")
+    cross.place_order(SYMBOL, "BUY", "LIMIT", Q, price=bid - 90, time_in_force="GTC", client_order_id="M0")
+    svc = _margin_service(tmp_path, redis_url, paper, isolated=False)
+    svc.start()
+    try:
+        svc.wait_subscribed(1)
+        sub = svc.events("stream_subscribed")[0].data
+        assert sub["wallet"] == "cross" and sub["expires_ms"] > time.time() * 1000 + 23 * 3600 * 1000  # 24 h token
+        assert svc.wait_update("M0", "NEW").source == "rest"
+        cross.place_order(SYMBOL, "BUY", "LIMIT", Q, price=bid - 100, time_in_force="GTC", client_order_id="M1")
+        cross.place_order(SYMBOL, "BUY", "LIMIT", Q, price=ask + 50, time_in_force="GTC", client_order_id="M2")
+        client.place_order(SYMBOL, "BUY", "LIMIT", Q, price=bid - 100, time_in_force="GTC", client_order_id="spot-y")
+        cross.cancel_order(SYMBOL, client_order_id="M1")
+        assert svc.wait_update("M1", "NEW").source == "ws"
+        filled = svc.wait_update("M2", "FILLED")
+        assert (filled.source, filled.exec_type, filled.last_qty, filled.last_price, filled.commission_asset) == \
+            ("ws", "TRADE", Q, ask, "BTC")
+        assert svc.wait_update("M1", "CANCELED").source == "ws"
+        assert svc.updates("spot-x") == [] and svc.updates("spot-y") == []  # spot orders are not this stream's
+        hb = json.loads(svc.r.get(svc.prefix + "hb:user_stream"))
+        assert hb["info"]["connected"] is True and hb["info"]["wallet"] == "cross"
+        _assert_feeds_trust_the_stream(svc)
+
+        paper.post("/admin/faults", {"ws_drop": 1})  # a drop: reconnect with a new token, as the spot path does
+        svc.wait_subscribed(2)
+        cross.place_order(SYMBOL, "BUY", "LIMIT", Q, price=bid - 110, time_in_force="GTC", client_order_id="M3")
+        assert svc.wait_update("M3", "NEW").source == "ws"
+        assert svc.events("stream_missed_updates") == []
+    finally:
+        svc.close()
+
+
+def _assert_feeds_trust_the_stream(svc: Service) -> None:
+    """The engine's and the exit manager's feeds, in margin mode, rely on this connected stream (no REST polling)."""
+    rt = Runtime(load_config(svc.env), "test")
+    try:
+        assert OrderFeed(rt, margin=True).stream_ok() and ExitFeed(rt, margin=True).stream_ok()
+    finally:
+        rt.r.close()
+
+
+def test_margin_silent_stream_is_noticed_by_the_margin_cross_check(tmp_path, redis_url, paper, cross):
+    svc = _margin_service(tmp_path, redis_url, paper, isolated=False)
+    svc.start()
+    try:
+        svc.wait_subscribed(1)
+        paper.post("/admin/faults", {"ws_silent": -1})  # events are swallowed; the connection stays open
+        bid, _ = cross.book_ticker(SYMBOL)
+        cross.place_order(SYMBOL, "BUY", "LIMIT", Q, price=bid - 100, time_in_force="GTC", client_order_id="mquiet")
+        missed = wait_until(lambda: svc.events("stream_missed_updates"), 10, 0.02, "the cross-check's report")
+        assert missed[0].data["client_order_ids"] == ["mquiet"]
+        assert svc.wait_update("mquiet", "NEW").source == "rest"
+        svc.wait_subscribed(2)  # and it reconnected
+        paper.post("/admin/faults", {"clear": True})
+        cross.cancel_order(SYMBOL, client_order_id="mquiet")
+        assert svc.wait_update("mquiet", "CANCELED").source == "ws"
+        assert len(svc.updates("mquiet")) == 2
+    finally:
+        svc.close()
+
+
+def test_isolated_margin_mode_follows_the_isolated_wallet(tmp_path, redis_url, paper, cross, iso):
+    svc = _margin_service(tmp_path, redis_url, paper, isolated=True)
+    svc.start()
+    try:
+        svc.wait_subscribed(1)
+        assert svc.events("stream_subscribed")[0].data["wallet"] == "isolated"
+        bid, _ = iso.book_ticker(SYMBOL)
+        cross.place_order(SYMBOL, "BUY", "LIMIT", Q, price=bid - 100, time_in_force="GTC", client_order_id="C1")
+        iso.place_order(SYMBOL, "SELL", "MARKET", Q, client_order_id="I1")
+        filled = svc.wait_update("I1", "FILLED")
+        assert (filled.source, filled.side, filled.executed_qty) == ("ws", "SELL", Q)
+        assert svc.updates("C1") == []  # the cross order came first and is not this wallet's
+    finally:
+        svc.close()
+
+
+def test_renew_delay_is_half_the_time_left():
+    now = 1_700_000_000_000
+    assert renew_delay_sec(now + 24 * 3600 * 1000, now) == 12 * 3600
+    assert renew_delay_sec(now + 3000, now) == 1.5
+    assert renew_delay_sec(now - 5000, now) == RENEW_MIN_SEC  # already late: at once (not in the past)
+
+
+def _in_process(tmp: Path, redis_url: str, paper: PaperProc, **kw: Any) -> tuple[Runtime, UserStream, threading.Thread]:
+    """The cross-margin service object running `step()` in a thread of this process (stop: `rt.stopping = True`)."""
+    cfg = load_config({**service_env(tmp, redis_url, paper, f"us{next(_prefixes)}:"), **MARGIN,
+                       "MARGIN_ISOLATED": "false"})
+    rt = Runtime(cfg, "user_stream")
+    us = UserStream(rt, rt.client(), **kw)
+
+    def loop() -> None:
+        while not rt.stopping:
+            us.step()
+    runner = threading.Thread(target=loop, name="user_stream", daemon=True)
+    runner.start()
+    return rt, us, runner
+
+
+def _stream(rt: Runtime, name: str) -> list[Any]:
+    return [decode_fields(f) for _id, f in rt.r.xrange(rt.cfg.key(name))]
+
+
+def test_margin_subscription_is_renewed_before_it_lapses(tmp_path, redis_url, paper, cross):
+    """2 s tokens (the exchange would end the subscription 2 s after each): the service must extend the same
+    subscription again and again, with no lapse and no reconnect."""
+    rt, us, runner = _in_process(tmp_path, redis_url, paper, token_validity_ms=2000)
+    try:
+        wait_until(lambda: us.connected, 20, 0.02, "the margin subscription")
+        sid, first_expiry = us.subscription_id, us.token_expires_ms
+        wait_until(lambda: time.time() * 1000 > first_expiry + 1500, 10, 0.05, "the first token's expiry to pass")
+        bid, _ = cross.book_ticker(SYMBOL)
+        cross.place_order(SYMBOL, "BUY", "LIMIT", Q, price=bid - 100, time_in_force="GTC", client_order_id="R1")
+        u = wait_until(lambda: next((m for m in _stream(rt, "orders") if m.client_order_id == "R1"), None),
+                       10, 0.02, "R1 on the orders stream")
+        assert u.source == "ws"
+        assert us.connected and us.subscription_id == sid and us.token_expires_ms > first_expiry + 1500
+        assert [e.kind for e in _stream(rt, "events")].count("stream_subscribed") == 1  # no lapse, no reconnect
+    finally:
+        rt.stopping = True
+        runner.join(timeout=10)
+        us.client.close()
+        rt.r.close()
+    assert not runner.is_alive()

@@ -8,9 +8,9 @@ from services.exit_manager.base import ExitBase, TickAborted
 from shared.adapters.binance_rest import RateLimited, UnknownOutcome
 from shared.domain.exit_rules import (
     LegFills,
+    count_attempt,
     immediate_reason,
     leg_ids,
-    leg_spent,
     oco_stop_lost,
     read_attempt,
     remaining,
@@ -109,14 +109,7 @@ class Learning(ExitBase):
         """Count an attempt's fills into its leg; the leg is DONE when nothing tradeable remains, else it
         goes back to NEW (orders cancelled outside, or a partial fill) to protect the rest."""
         def fn(p: Position, leg: Leg) -> None:
-            if leg.counted_attempt >= attempt:
-                return
-            leg.filled_qty += fills.qty
-            leg.filled_quote += fills.quote
-            leg.counted_attempt = attempt
-            if leg_spent(leg, self.f):
-                leg.status, leg.exit_reason = "DONE", fills.reason or leg.exit_reason or "cancelled"
-            elif leg.status == "PLACED":
+            if count_attempt(leg, attempt, fills, self.f) and leg.status == "PLACED":
                 leg.attempt += 1
                 leg.status = "NEW"
                 with_ids(leg, p.trade_key)

@@ -4,7 +4,8 @@ account's own trades, the trade's resting orders are resized or cancelled, and n
 
 Spot: a long's coins are locked by its legs, so a person has to cancel them first; the re-placement then fails
 with -2010 and the spot balance tells what is gone. Margin: a short's buy-back needs no coin of ours and a sell
-can borrow, so the wallet's base net is watched on the REST sweep's cadence against a baseline (see
+can borrow, so the wallet's base net is watched on the REST sweep's cadence, and at once when the `orders` stream
+reports a trade on the symbol by an order that is not the trade's, against a baseline (see
 `shared/domain/holdings.py`), and only what the account's own trades outside our orders prove is booked."""
 from __future__ import annotations
 
@@ -41,11 +42,12 @@ class ManualCloseWatch:
             return pos
         if any(lg.status not in ("PLACED", "DONE") for lg in pos.legs) or not pos.legs:
             return pos  # legs being placed or moved: their fills are not all counted yet
-        if pos.wallet_base0 is not None and time.monotonic() < self._next_check:
+        if pos.wallet_base0 is not None and time.monotonic() < self._next_check and not self.mgr.feed.foreign_trade:
             return pos
         if not self.mgr.feed.budget.take(WALLET_WEIGHT, time.time()):
             return pos
         self._next_check = time.monotonic() + self.cfg.EXIT_REST_SWEEP_SEC
+        self.mgr.feed.foreign_trade = False
         self.mgr.feed.poll_weight += WALLET_WEIGHT
         self.check(pos)
         return self.mgr._pos()

@@ -51,6 +51,7 @@ class ExitFeed:
         self.polls: dict[str, int] = {}            # reason -> REST reads of the legs
         self.poll_weight = 0                       # weight of those reads (openOrders + queries)
         self.action_weight = 0                     # GETs made as part of an action (adopt, count after cancel, ...)
+        self.foreign_trade = False                 # a trade on our symbol by an order that is not the trade's
         self._stream_health = UserStreamHealth(self.rt.r, self.cfg.EXEC_PREFIX, HB_CHECK_SEC)
 
     # ---- the trade's records ----------------------------------------------------------------------
@@ -68,7 +69,13 @@ class ExitFeed:
 
     def on_update(self, u: OrderUpdate) -> bool:
         """An `orders` stream update; True when it is about the current trade's exit orders (wake a tick)."""
-        if u.symbol != self.cfg.SYMBOL or not self.trade_key or not exit_order_of(u.client_order_id, self.trade_key):
+        if u.symbol != self.cfg.SYMBOL or not self.trade_key:
+            return False
+        if trade_key_of(u.client_order_id) != self.trade_key:
+            # somebody else's trade on our symbol (a person closing by hand): the wallet check is due at once
+            self.foreign_trade = self.foreign_trade or u.exec_type == "TRADE"
+            return u.exec_type == "TRADE"
+        if not exit_order_of(u.client_order_id, self.trade_key):
             return False
         self.updates += 1
         self.expect.pop(u.client_order_id, None)
@@ -92,9 +99,7 @@ class ExitFeed:
     # ---- the stream's health and the REST budget --------------------------------------------------
 
     def stream_ok(self) -> bool:
-        """user_stream is alive and connected to the exchange (margin orders are not on its stream)."""
-        if self.margin:
-            return False
+        """user_stream is alive and connected to the exchange (in margin mode its stream is the margin wallet's)."""
         return self._stream_health.ok()
 
     def polled(self, reason: str, weight: int) -> None:

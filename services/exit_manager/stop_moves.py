@@ -21,9 +21,9 @@ from shared.domain.exit_rules import (
     LegFills,
     be_price,
     better,
+    count_attempt,
     exit_side,
     leg_ids,
-    leg_spent,
     read_attempt,
     remaining,
     trail_candidate,
@@ -144,15 +144,7 @@ class StopMoves(ExitBase):
             raise TickAborted(str(e)) from None
 
     def _count_old(self, pos: Position, name: str, attempt: int, fills: LegFills) -> Position | None:
-        def fn(p: Position, leg: Leg) -> None:
-            if leg.counted_attempt >= attempt:
-                return
-            leg.filled_qty += fills.qty
-            leg.filled_quote += fills.quote
-            leg.counted_attempt = attempt
-            if leg_spent(leg, self.f):
-                leg.status, leg.exit_reason = "DONE", fills.reason or "cancelled"
-        p = self._mutate_leg(pos.trade_key, name, fn)
+        p = self._mutate_leg(pos.trade_key, name, lambda _p, leg: count_attempt(leg, attempt, fills, self.f))
         if fills.qty > 0 and p is not None:
             self.rt.event("leg_settled", p.trade_key, leg=name, attempt=attempt, filled=fills.qty, reason=fills.reason,
                           during="stop_move")

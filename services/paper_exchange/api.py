@@ -142,10 +142,33 @@ def open_orders(app: PaperApp, p: dict[str, str]) -> Any:
     return [views.order_query(o, sym) for o in app.engine.open_orders(SPOT)]
 
 
+DAY_MS = 86_400_000
+
+
 def all_orders(app: PaperApp, p: dict[str, str]) -> Any:
-    """GET /api/v3/allOrders."""
+    """GET /api/v3/allOrders (limit: default 500, max 1000)."""
     sym = _sym(app, p)
-    return [views.order_query(o, sym) for _, o in sorted(app.engine.st.orders.items()) if o.account == SPOT]
+    return [views.order_query(o, sym) for o in order_history(app, p, SPOT, max_limit=1000)]
+
+
+def order_history(app: PaperApp, p: dict[str, str], account: str, max_limit: int,
+                  recent_ms: int | None = None) -> list[POrder]:
+    """The orders an allOrders request selects from `account`, oldest first, as Binance documents it.
+
+    orderId: only ids >= it; startTime / endTime: only orders placed in that range (at most 24 h apart, -1127).
+    A request that says where to start (orderId or startTime) gets the first `limit` orders from there, any other
+    the most recent `limit`. `recent_ms`: without orderId and times, only the orders placed within that much
+    market time (margin's allOrders answers "the orders within 24 hours")."""
+    n = P.limit(p, 500, max_limit)
+    oid = P.integer(p, "orderId")
+    start, end = P.time_range(p, DAY_MS)
+    from_start = oid is not None or start is not None
+    if recent_ms is not None and oid is None and start is None and end is None:
+        start = app.engine.st.market_ms - recent_ms
+    picked = [o for _, o in sorted(app.engine.st.orders.items())
+              if o.account == account and (oid is None or o.order_id >= oid)
+              and (start is None or o.time >= start) and (end is None or o.time <= end)]
+    return picked[:n] if from_start else picked[-n:]
 
 
 def cancel_open_orders(app: PaperApp, p: dict[str, str]) -> Any:

@@ -11,7 +11,7 @@ from typing import Any
 from services.paper_exchange import params as P
 from services.paper_exchange import views
 from services.paper_exchange.api import (
-    Handler, _ids, _new_order_reply, _sym, leg_client_ids, market_notional, transient_2013,
+    DAY_MS, Handler, _ids, _new_order_reply, _sym, leg_client_ids, market_notional, order_history, transient_2013,
 )
 from services.paper_exchange.app import PaperApp
 from services.paper_exchange.model import CROSS, ISOLATED, ApiError, NewOrder
@@ -57,6 +57,14 @@ def open_orders(app: PaperApp, p: dict[str, str]) -> Any:
     """GET /sapi/v1/margin/openOrders."""
     sym = _sym(app, p, required=False)
     return [views.margin(o, views.order_query(o, sym)) for o in app.engine.open_orders(_account(p))]
+
+
+def all_orders(app: PaperApp, p: dict[str, str]) -> Any:
+    """GET /sapi/v1/margin/allOrders: one wallet's orders (limit: default 500, max 500; without orderId or times,
+    only the last 24 h of market time, as Binance documents it)."""
+    sym, account = _sym(app, p), _account(p)
+    return [views.margin(o, views.order_query(o, sym))
+            for o in order_history(app, p, account, max_limit=500, recent_ms=DAY_MS)]
 
 
 def my_trades(app: PaperApp, p: dict[str, str]) -> Any:
@@ -143,6 +151,7 @@ SIGNED: dict[tuple[str, str], Handler] = {
     ("GET", "/sapi/v1/margin/order"): query_order,
     ("DELETE", "/sapi/v1/margin/order"): cancel_order,
     ("GET", "/sapi/v1/margin/openOrders"): open_orders,
+    ("GET", "/sapi/v1/margin/allOrders"): all_orders,
     ("GET", "/sapi/v1/margin/myTrades"): my_trades,
     ("GET", "/sapi/v1/margin/account"): cross_account,
     ("GET", "/sapi/v1/margin/isolated/account"): isolated_account,

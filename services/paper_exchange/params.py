@@ -55,6 +55,25 @@ def integer(p: Mapping[str, str], name: str) -> int | None:
     return int(raw)
 
 
+def limit(p: Mapping[str, str], default: int, maximum: int) -> int:
+    """A `limit` parameter: `default` when absent; -1100 when malformed, -1130 (Binance's INVALID_PARAMETER, what it
+    answers an over-large limit elsewhere; the allOrders docs name no code) outside 1..`maximum`, never clamped."""
+    n = integer(p, "limit")
+    if n is None:
+        return default
+    if not 1 <= n <= maximum:
+        raise ApiError(-1130, "Data sent for parameter 'limit' is not valid.")
+    return n
+
+
+def time_range(p: Mapping[str, str], max_ms: int) -> tuple[int | None, int | None]:
+    """(startTime, endTime), each None when absent; -1127 when both are sent more than `max_ms` apart."""
+    start, end = integer(p, "startTime"), integer(p, "endTime")
+    if start is not None and end is not None and end - start > max_ms:
+        raise ApiError(-1127, f"More than {max_ms // 3_600_000} hours between startTime and endTime.")
+    return start, end
+
+
 def client_id(p: Mapping[str, str], name: str) -> str:
     """A client order id ('' when absent); -1100 unless it matches ^[a-zA-Z0-9-_]{1,36}$."""
     raw = p.get(name, "")

@@ -5,7 +5,7 @@ import logging
 import threading
 import time
 
-from services.paper_exchange import admin, api, api_margin, auth
+from services.paper_exchange import admin, api, api_margin, api_stream, auth
 from services.paper_exchange import params as P
 from services.paper_exchange.app import PaperApp, Request, Response
 from services.paper_exchange.model import ApiError
@@ -49,6 +49,8 @@ WEIGHTS: dict[tuple[str, str], tuple[str, int]] = {
     ("POST", "/sapi/v1/margin/order"): (_SAPI_UID, 6), ("POST", "/sapi/v1/margin/order/oco"): (_SAPI_UID, 6),
     ("POST", "/sapi/v1/margin/borrow-repay"): (_SAPI_UID, 1500),
     ("GET", "/sapi/v1/margin/maxBorrowable"): (_SAPI_IP, 50),
+    ("POST", "/sapi/v1/userListenToken"): (_SAPI_UID, 1),
+    ("GET", "/sapi/v1/margin/allOrders"): (_SAPI_IP, 200),
 }
 
 
@@ -89,7 +91,7 @@ def error(e: ApiError) -> Response:
     return Response(e.http, body)
 
 
-SIGNED = {**api.SIGNED, **api_margin.SIGNED}
+SIGNED = {**api.SIGNED, **api_margin.SIGNED, **api_stream.SIGNED}
 PLACING = api.PLACING | {"/sapi/v1/margin/order", "/sapi/v1/margin/order/oco"}
 
 

@@ -4,10 +4,16 @@ since listenKeys were retired.
 Requests are JSON `{"id", "method", "params"}`; answers `{"id", "status": 200, "result", "rateLimits"}` or
 `{"id", "status": 4xx, "error": {"code", "msg"}}`. Methods: `userDataStream.subscribe.signature` (apiKey,
 timestamp, signature = HMAC-SHA256 of the other params sorted by name, `recvWindow` optional),
-`userDataStream.unsubscribe`, `session.logon` (HMAC here; Binance wants Ed25519) + `userDataStream.subscribe`,
-`session.status`, `session.logout`, `session.subscriptions`, `ping`, `time`.
+`userDataStream.subscribe.listenToken` (a margin wallet's token from `POST /sapi/v1/userListenToken`, see
+api_stream.py), `userDataStream.unsubscribe`, `session.logon` (HMAC here; Binance wants Ed25519) +
+`userDataStream.subscribe`, `session.status`, `session.logout`, `session.subscriptions`, `ping`, `time`.
 Events are pushed as `{"subscriptionId": n, "event": {...}}` (executionReport, listStatus,
-outboundAccountPosition; see ws_events.py).
+outboundAccountPosition; see ws_events.py), each only to the subscriptions of its wallet: spot ones (signature,
+logon) get the spot wallet's, a listenToken one the cross or isolated wallet its token was made for.
+
+A listenToken subscription lasts until its token's expirationTime (wall time). Subscribing again on the same
+connection with a newer token of the same wallet extends it (same subscriptionId); when it lapses the connection
+gets `{"subscriptionId": n, "event": {"e": "eventStreamTerminated", "E": ms}}` and the subscription is gone.
 
 The server runs an asyncio loop (the `websockets` library) in its own thread. The engine's hook runs in
 whichever thread holds the app lock; it builds the events there and hands them to the loop with
@@ -22,6 +28,7 @@ import hmac
 import logging
 import threading
 import time
+from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
@@ -29,15 +36,25 @@ import msgspec
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
+from services.paper_exchange.api_stream import read_token
 from services.paper_exchange.app import PaperApp
 from services.paper_exchange.auth import check_timestamp
-from services.paper_exchange.model import ApiError
+from services.paper_exchange.model import SPOT, ApiError
 from services.paper_exchange.ws_events import EventBuilder
 
 log = logging.getLogger("paper_exchange.ws")
 PATH = "/ws-api/v3"
 _enc = msgspec.json.Encoder()
-_WEIGHT = {"userDataStream.subscribe.signature": 2, "userDataStream.subscribe": 2, "session.logon": 2}
+_WEIGHT = {"userDataStream.subscribe.signature": 2, "userDataStream.subscribe": 2, "session.logon": 2,
+           "userDataStream.subscribe.listenToken": 2}
+
+
+@dataclass
+class _Sub:
+    """One user data stream subscription: whose events (wallet id), by which api key (spot) and until when."""
+    wallet: str
+    api_key: str = ""
+    expires_ms: int = 0  # wall ms; 0 = until unsubscribed (spot subscriptions)
 
 
 class _Session:
@@ -46,7 +63,7 @@ class _Session:
     def __init__(self, ws: ServerConnection):
         self.ws = ws
         self.since = _now_ms()
-        self.subs: dict[int, str] = {}  # subscription id -> api key
+        self.subs: dict[int, _Sub] = {}  # subscription id -> what it follows
         self.next_sub = 0
         self.logon_key: str | None = None
         self.authorized_since = 0
@@ -133,8 +150,10 @@ class WsApiServer:
         return None
 
     async def _watch_drop(self) -> None:
+        """Every 50 ms: lapse expired listenToken subscriptions, and apply the `ws_drop` fault."""
         while True:
             await asyncio.sleep(0.05)
+            self._expire()
             if self.app.faults.take("ws_drop", PATH, ""):
                 log.warning("fault ws_drop: closing %d WebSocket connections", len(self._sessions))
                 await asyncio.gather(*(s.ws.close(1001, "paper fault ws_drop") for s in list(self._sessions)),
@@ -152,9 +171,7 @@ class WsApiServer:
         except ConnectionClosed:
             pass
         finally:
-            if sess.subs:
-                self._subscribed -= 1
-            sess.subs.clear()
+            self._drop_subs(sess, list(sess.subs))
             self._sessions.discard(sess)
             writer.cancel()
 
@@ -170,21 +187,50 @@ class WsApiServer:
 
     def _on_engine(self, kind: str, obj: object, extra: object) -> None:
         """The engine hook (engine thread, app lock held)."""
-        if not self._subscribed or self._loop is None:
-            self.builder.build(kind, obj, extra)  # keeps the balance/list baselines current
-            return
-        events = self.builder.build(kind, obj, extra)
-        if events:
-            self._loop.call_soon_threadsafe(self._publish, events)
+        wallet, events = self.builder.build(kind, obj, extra)  # built even unheard: keeps the baselines current
+        if events and self._subscribed and self._loop is not None:
+            self._loop.call_soon_threadsafe(self._publish, wallet, events)
 
-    def _publish(self, events: list[dict[str, Any]]) -> None:
+    def _publish(self, wallet: str, events: list[dict[str, Any]]) -> None:
+        """Hand `wallet`'s events to the subscriptions of that wallet (a lapsed one first gets its end)."""
+        self._expire()
         for ev in events:
             if self.app.faults.take("ws_silent", PATH, ""):
                 log.info("fault ws_silent: %s event swallowed", ev["e"])
                 continue
             for sess in self._sessions:
-                for sid in sess.subs:
-                    sess.outbox.put_nowait(_enc.encode({"subscriptionId": sid, "event": ev}))
+                for sid, sub in sess.subs.items():
+                    if sub.wallet == wallet:
+                        sess.outbox.put_nowait(_enc.encode({"subscriptionId": sid, "event": ev}))
+
+    def _expire(self) -> None:
+        """End every listenToken subscription whose time is up: eventStreamTerminated, then it is gone."""
+        now = _now_ms()
+        for sess in list(self._sessions):
+            lapsed = [sid for sid, sub in sess.subs.items() if 0 < sub.expires_ms <= now]
+            for sid in lapsed:
+                log.info("user data stream subscription %d expired", sid)
+                sess.outbox.put_nowait(_enc.encode({"subscriptionId": sid,
+                                                    "event": {"e": "eventStreamTerminated", "E": now}}))
+            self._drop_subs(sess, lapsed)
+
+    def _drop_subs(self, sess: _Session, sids: list[int]) -> None:
+        """Remove subscriptions, keeping the count of sessions that have any (the engine thread reads it)."""
+        had = bool(sess.subs)
+        for sid in sids:
+            sess.subs.pop(sid, None)
+        if had and not sess.subs:
+            self._subscribed -= 1
+
+    def _add_sub(self, sess: _Session, sub: _Sub) -> int:
+        """Open a subscription on `sess`; its id."""
+        sid = sess.next_sub
+        sess.next_sub += 1
+        if not sess.subs:
+            self._subscribed += 1
+        sess.subs[sid] = sub
+        log.info("user data stream subscription %d opened (%s)", sid, sub.wallet)
+        return sid
 
     # ---- requests ------------------------------------------------------------------------------
 
@@ -236,15 +282,9 @@ class WsApiServer:
         return key
 
     def _subscribe(self, sess: _Session, key: str) -> dict[str, Any]:
-        if key in sess.subs.values():
+        if any(sub.wallet == SPOT and sub.api_key == key for sub in sess.subs.values()):
             raise ApiError(-2035, "User Data Stream subscription already active.")
-        sid = sess.next_sub
-        sess.next_sub += 1
-        if not sess.subs:
-            self._subscribed += 1
-        sess.subs[sid] = key
-        log.info("user data stream subscription %d opened", sid)
-        return {"subscriptionId": sid}
+        return {"subscriptionId": self._add_sub(sess, _Sub(SPOT, api_key=key))}
 
     def m_subscribe_signature(self, sess: _Session, params: dict[str, Any]) -> Any:
         """userDataStream.subscribe.signature."""
@@ -256,18 +296,30 @@ class WsApiServer:
             raise ApiError(-2015, "Invalid API-key, IP, or permissions for action.", http=401)
         return self._subscribe(sess, sess.logon_key)
 
+    def m_subscribe_listen_token(self, sess: _Session, params: dict[str, Any]) -> Any:
+        """userDataStream.subscribe.listenToken (no logon needed): the token's margin wallet until its expiry.
+        A token of a wallet this connection already follows extends that subscription (Binance's renewal)."""
+        if params.get("listenToken") in (None, ""):
+            raise ApiError(-1102, "Mandatory parameter 'listenToken' was not sent, was empty/null, or malformed.")
+        self._expire()  # a lapsed subscription is ended (and told so) before it could be "extended"
+        grant = read_token(self.app.s.api_secret, params["listenToken"], _now_ms())
+        for sid, sub in sess.subs.items():
+            if sub.wallet == grant.wallet and sub.expires_ms:
+                sub.expires_ms = max(sub.expires_ms, grant.expiration_ms)
+                log.info("user data stream subscription %d extended", sid)
+                return {"subscriptionId": sid, "expirationTime": sub.expires_ms}
+        sid = self._add_sub(sess, _Sub(grant.wallet, expires_ms=grant.expiration_ms))
+        return {"subscriptionId": sid, "expirationTime": grant.expiration_ms}
+
     def m_unsubscribe(self, sess: _Session, params: dict[str, Any]) -> Any:
         """userDataStream.unsubscribe: one subscription (subscriptionId) or all of the session."""
-        had = bool(sess.subs)
         if "subscriptionId" in params:
             sid = params["subscriptionId"]
             if sid not in sess.subs:
                 raise ApiError(-2036, "User Data Stream subscription not active.")
-            del sess.subs[sid]
+            self._drop_subs(sess, [sid])
         else:
-            sess.subs.clear()
-        if had and not sess.subs:
-            self._subscribed -= 1
+            self._drop_subs(sess, list(sess.subs))
         return {}
 
     def m_subscriptions(self, sess: _Session, params: dict[str, Any]) -> Any:
@@ -306,6 +358,7 @@ class WsApiServer:
 _METHODS = {
     "userDataStream.subscribe.signature": WsApiServer.m_subscribe_signature,
     "userDataStream.subscribe": WsApiServer.m_subscribe,
+    "userDataStream.subscribe.listenToken": WsApiServer.m_subscribe_listen_token,
     "userDataStream.unsubscribe": WsApiServer.m_unsubscribe,
     "session.subscriptions": WsApiServer.m_subscriptions,
     "session.logon": WsApiServer.m_logon,

@@ -3,18 +3,25 @@
 Called in the engine's thread with the app lock held (the state is read as of that moment):
 `executionReport` for every order change (new, trade, stop trigger, cancel, expire), `listStatus` when an
 order list starts or its status changes, `outboundAccountPosition` with the assets whose free/locked changed.
-Only the SPOT wallet is on this stream (margin has its own on Binance). Times are market time, like every
-order and trade time of the paper exchange.
+Every call says which wallet its events belong to (`wallet_id`: SPOT, CROSS or ISOLATED:<symbol>): on Binance each
+wallet is a stream of its own (spot by signature, margin by listenToken), so the server hands them only to
+subscriptions of that wallet. Times are market time, like every order and trade time of the paper exchange.
 """
 from __future__ import annotations
 
 from decimal import Decimal
 from typing import Any
 
-from services.paper_exchange.model import SPOT, EngineState, PFill, PList, POrder
+from services.paper_exchange.model import ISOLATED, SPOT, EngineState, PFill, PList, POrder
 from services.paper_exchange.views import d8
 
 _ZERO = "0.00000000"
+Events = tuple[str, list[dict[str, Any]]]  # (wallet id, its events)
+
+
+def wallet_id(account: str, symbol: str) -> str:
+    """The name events and subscriptions share for a wallet: SPOT, CROSS, or ISOLATED:<symbol>."""
+    return f"{ISOLATED}:{symbol}" if account == ISOLATED else account
 
 
 class EventBuilder:
@@ -25,28 +32,27 @@ class EventBuilder:
         self.symbol = symbol
         self.assets = assets
         self._lists: dict[int, tuple[str, str]] = {}
-        self._balances: dict[str, tuple[Decimal, Decimal]] = {}
+        self._balances: dict[tuple[str, str], tuple[Decimal, Decimal]] = {}  # (account, asset) -> (free, locked)
         self.prime()
 
     def prime(self) -> None:
         """Remember the current balances and list states (so only later changes are reported)."""
         st: EngineState = self._st()
-        self._balances = {a: _bal(st, a) for a in self.assets}
+        self._balances = {(acc, a): _bal(st, acc, a) for acc in (SPOT, *st.margin) for a in self.assets}
         self._lists = {lid: (lst.list_status_type, lst.list_order_status) for lid, lst in st.lists.items()}
 
-    def build(self, kind: str, obj: Any, extra: Any) -> list[dict[str, Any]]:
-        """The events one hook call produces (possibly none)."""
+    def build(self, kind: str, obj: Any, extra: Any) -> Events:
+        """The events one hook call produces (possibly none), with the wallet they belong to."""
         st: EngineState = self._st()
         if kind == "list":
-            return self._list(st, obj)
+            lst: PList = obj
+            return wallet_id(lst.account, self.symbol), self._list(st, lst)
         o: POrder = obj
-        if o.account != SPOT:
-            return []
         out = [self._report(st, kind, o, extra)]
-        acct = self._account(st)
+        acct = self._account(st, o.account)
         if acct is not None:
             out.append(acct)
-        return out
+        return wallet_id(o.account, self.symbol), out
 
     def _report(self, st: EngineState, kind: str, o: POrder, extra: Any) -> dict[str, Any]:
         ms = st.market_ms
@@ -78,8 +84,6 @@ class EventBuilder:
         return ev
 
     def _list(self, st: EngineState, lst: PList) -> list[dict[str, Any]]:
-        if lst.account != SPOT:
-            return []
         now = (lst.list_status_type, lst.list_order_status)
         if self._lists.get(lst.order_list_id) == now:
             return []
@@ -91,20 +95,22 @@ class EventBuilder:
             "O": [{"s": self.symbol, "i": oid, "c": st.orders[oid].client_order_id} for oid in lst.order_ids],
         }]
 
-    def _account(self, st: EngineState) -> dict[str, Any] | None:
+    def _account(self, st: EngineState, account: str) -> dict[str, Any] | None:
+        """outboundAccountPosition of `account`'s assets that changed since it was last reported."""
         changed = []
         for a in self.assets:
-            now = _bal(st, a)
-            if self._balances.get(a) != now:
-                self._balances[a] = now
+            now = _bal(st, account, a)
+            if self._balances.get((account, a)) != now:
+                self._balances[(account, a)] = now
                 changed.append({"a": a, "f": d8(now[0]), "l": d8(now[1])})
         if not changed:
             return None
         return {"e": "outboundAccountPosition", "E": st.market_ms, "u": st.market_ms, "B": changed}
 
 
-def _bal(st: EngineState, asset: str) -> tuple[Decimal, Decimal]:
-    b = st.balances.get(asset)
+def _bal(st: EngineState, account: str, asset: str) -> tuple[Decimal, Decimal]:
+    """(free, locked) of `asset` in `account`'s wallet, read without creating a record."""
+    b = (st.balances if account == SPOT else st.margin.get(account, {})).get(asset)
     return (b.free, b.locked) if b is not None else (Decimal(0), Decimal(0))
 
 

@@ -48,9 +48,7 @@ class OrderFeed:
             del self.fills[next(iter(self.fills))]
 
     def stream_ok(self) -> bool:
-        """user_stream is alive and connected to the exchange (margin orders are not on its stream)."""
-        if self.margin:
-            return False
+        """user_stream is alive and connected to the exchange (in margin mode its stream is the margin wallet's)."""
         return self._stream_health.ok()
 
     def count_query(self, trade_key: str) -> None:

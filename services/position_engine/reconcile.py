@@ -10,6 +10,7 @@ from services.position_engine.signals import swing_extreme
 from services.position_engine.writer import PositionWriter
 from shared.adapters.binance_rest import BinanceClient, BinanceError
 from shared.domain.entry_rules import (
+    borrow_need,
     adopted_entry_price,
     adopted_plan,
     adopted_position,
@@ -17,7 +18,7 @@ from shared.domain.entry_rules import (
 )
 from shared.domain.exit_plan import PlanError
 from shared.domain.order_ids import trade_key_of
-from shared.domain.orders import Order
+from shared.domain.orders import MarginBalance, Order
 from shared.domain.position import Position
 from shared.domain.symbol import SymbolFilters
 from shared.runtime import Runtime
@@ -95,9 +96,41 @@ class Reconciler:
         plan = adopted_plan(side, entry, swing_extreme(self.rt, side), self.cfg.SL_PCT, self.cfg.TP_R_LIST,
                             self.f.tick_size)
         pos = adopted_position(o, plan, self.cfg.SYMBOL, self.rt.clock.now(), time.time())
+        self._margin_borrow(pos)
         if filled:
             self._carry_fills(pos, attempts or [o])
         return pos
+
+    def _margin_borrow(self, pos: Position) -> None:
+        """MARGIN_BORROW_MODE=manual: the trade's borrow was recorded only in the state that was lost, and the exit
+        manager repays after the close only what the position records. The wallet's debt of the asset the entry
+        needed (quote for a long, base for a short) is taken as the trade's up to what the entry could have borrowed
+        (with one position at a time there is no other trade it can belong to); the rest is recorded as the debt
+        from before, which the close leaves alone. Marked as done (-1) so that no second borrow is ever made."""
+        if not self.client.margin or self.cfg.MARGIN_BORROW_MODE != "manual":
+            return
+        pos.margin_borrow_tran_id = -1
+        asset = self.f.quote_asset if pos.side == "long" else self.f.base_asset
+        try:
+            bal = self._margin_wallet().get(asset)
+        except (BinanceError, OSError) as e:
+            # Protecting the position matters more than its repayment: adopt it all the same, and say so
+            # (the watchdog's I13 keeps watching a debt left after the close).
+            self.rt.event("reconcile_borrow_unknown", pos.trade_key, level="warning", asset=asset, error=str(e))
+            self.rt.notify("reconcile_borrow_unknown", f"margin wallet unreadable: {asset} borrowed for the adopted "
+                           f"trade will not be repaid after its close ({e})", "WARN", pos.trade_key)
+            return
+        debt = bal.borrowed if bal is not None else Decimal(0)
+        # at most what this entry could have borrowed (borrow_need with nothing free): an older debt of the
+        # wallet beyond that is not the trade's to repay
+        most = borrow_need(pos.side, pos.qty, pos.entry_price, Decimal(0), self.f, self.cfg.MARGIN_BORROW_BUFFER_PCT)
+        pos.margin_borrow_asset, pos.margin_borrowed = asset, min(debt, most.amount)
+        pos.margin_debt_before = debt - pos.margin_borrowed
+
+    def _margin_wallet(self) -> dict[str, MarginBalance]:
+        if self.client.margin == "isolated":
+            return self.client.isolated_account(self.cfg.SYMBOL)
+        return self.client.margin_account()
 
     def _carry_fills(self, pos: Position, attempts: list[Order]) -> None:
         """Every attempt's fills of an already filled entry, then OPEN_FILLED (the adoption hands it over)."""

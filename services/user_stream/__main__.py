@@ -9,19 +9,14 @@ from __future__ import annotations
 
 import sys
 
-from shared.adapters.binance_rest import BinanceClient
-from shared.adapters.shared_backoff import RedisBackoff
 from shared.runtime import boot
 from services.user_stream.service import PROCESS, run
 
 
 def main() -> int:
     rt = boot(PROCESS)
-    cfg = rt.cfg
-    # Spot client: the spot user data stream carries spot orders, so the cross-check reads spot orders too.
-    client = BinanceClient(cfg.BINANCE_BASE_URL, cfg.BINANCE_API_KEY, cfg.BINANCE_API_SECRET,
-                           recv_window=cfg.RECV_WINDOW, timeout=cfg.BINANCE_TIMEOUT_SEC,
-                           backoff=RedisBackoff(rt.r, cfg.key("backoff")))
+    # the configured wallet's client: spot, or the margin wallet whose orders the listenToken stream carries
+    client = rt.client()
     try:
         run(rt, client)
     finally:

@@ -1,16 +1,21 @@
-"""user_stream: holds the exchange's user data stream (WebSocket API `userDataStream.subscribe.signature`) and
-publishes every order update to the `orders` stream.
+"""user_stream: holds the exchange's user data stream (WebSocket API) and publishes every order update to the
+`orders` stream.
 
 One thread, a synchronous `websockets` client:
 
-* connect to BINANCE_WS_URL, subscribe (HMAC-signed, server-time offset from REST), then at once catch up
-  from REST (what changed while nobody was listening: a restart, a reconnect);
+* connect to BINANCE_WS_URL, subscribe, then at once catch up from REST (what changed while nobody was listening:
+  a restart, a reconnect). Spot: `userDataStream.subscribe.signature` (HMAC-signed, server-time offset from REST).
+  TRADE_MODE=margin: a listenToken of the margin wallet (cross, or MARGIN_ISOLATED's pair) from
+  `POST /sapi/v1/userListenToken`, then `userDataStream.subscribe.listenToken`; the subscription is not renewed
+  by the exchange, so at half of its time left a new token extends it (if it lapses anyway the exchange sends
+  eventStreamTerminated and the session reconnects);
 * every event: `executionReport` -> OrderUpdate, `listStatus` -> ListUpdate, published with the order's last
   published progress in one MULTI (stream entry + `{prefix}user_stream:orders` hash), so a SIGKILL never
   loses the "what did we last say" baseline; an update that is not newer than that baseline is old news;
-* every USER_STREAM_CHECK_SEC: a REST snapshot (recent orders + any order we think is open); after a grace
-  (check/3, 1 to 3 s) for events still in flight, an order REST knows more about than the stream said is a missed update: a
-  warning event, the REST view is published (source "rest") and the session is reconnected;
+* every USER_STREAM_CHECK_SEC: a REST snapshot (recent orders, in margin mode the open orders, + any order we
+  think is open); after a grace (check/3, 1 to 3 s) for events still in flight, an order REST knows more about
+  than the stream said is a missed update: a warning event, the REST view is published (source "rest") and the
+  session is reconnected;
 * connection lost / closed / refused: reconnect with back-off (0.2 s doubling to 10 s), polling REST
   meanwhile so the `orders` stream keeps being fed.
 
@@ -40,7 +45,16 @@ GRACE_MIN_SEC = 1.0    # events still in flight when REST was asked get this lon
 RECENT_ORDERS = 100    # allOrders limit of the cross-check
 KNOWN_MAX = 2000       # baseline entries kept (final orders beyond this are forgotten, oldest first)
 BACKOFF_MAX = 10.0
+TOKEN_VALIDITY_MS = 24 * 3600 * 1000   # margin listenToken: Binance's default and maximum
+RENEW_RETRY_SEC = 5.0                  # a failed renewal is tried again this soon (or sooner, near the expiry)
+RENEW_MIN_SEC = 0.1
 _INIT = "_init"
+
+
+def renew_delay_sec(expires_ms: int, now_ms: int) -> float:
+    """Seconds until a listenToken subscription expiring at `expires_ms` (server wall ms) should be extended: half
+    of the time it has left (12 h of Binance's 24 h), so that a failed renewal has the other half for retries."""
+    return max(RENEW_MIN_SEC, (expires_ms - now_ms) / 2000)
 
 
 class Seen(msgspec.Struct, array_like=True):
@@ -67,8 +81,14 @@ class UserStream:
     """The service; `step()` runs one session (or one back-off wait) and is called until stopping."""
 
     def __init__(self, rt: Runtime, client: BinanceClient, ws_url: str | None = None,
-                 check_sec: float | None = None) -> None:
+                 check_sec: float | None = None, token_validity_ms: int = TOKEN_VALIDITY_MS) -> None:
         self.rt, self.cfg, self.client = rt, rt.cfg, client
+        self.margin = rt.cfg.TRADE_MODE == "margin"
+        if self.margin and client.margin is None:
+            raise ValueError("TRADE_MODE=margin needs a margin client (the REST checks read the margin orders)")
+        self.token_validity_ms = token_validity_ms
+        self.token_expires_ms = 0           # margin: when the subscription lapses unless extended (server wall ms)
+        self._renew_at = 0.0                # margin: monotonic time to extend it
         self.url = ws_url or rt.cfg.BINANCE_WS_URL
         self.check_sec = max(0.2, check_sec if check_sec is not None else rt.cfg.USER_STREAM_CHECK_SEC)
         self.grace_sec = max(GRACE_MIN_SEC, min(3.0, self.check_sec / 3))
@@ -179,7 +199,8 @@ class UserStream:
                      max_size=1 << 22) as ws:
             sid = self._subscribe(ws)
             self.connected, self.subscription_id, self.backoff = True, sid, 0.2
-            self.rt.event("stream_subscribed", subscription_id=sid, url=self.url)
+            margin = {"wallet": self._wallet(), "expires_ms": self.token_expires_ms} if self.margin else {}
+            self.rt.event("stream_subscribed", subscription_id=sid, url=self.url, **margin)
             self._catch_up("subscribed")
             next_check = time.monotonic() + self.check_sec
             pending: tuple[list[Order], float] | None = None
@@ -192,8 +213,10 @@ class UserStream:
                     self._on_message(raw)
                 self._beat()
                 now = time.monotonic()
+                if self.margin and now >= self._renew_at:
+                    self._renew(ws)
                 if pending is None and now >= next_check:
-                    snap = self._snapshot()
+                    snap = self._snapshot(full=not self.margin)
                     pending = (snap, now + self.grace_sec) if snap is not None else None
                     next_check = now + self.check_sec
                 elif pending is not None and now >= pending[1]:
@@ -202,8 +225,13 @@ class UserStream:
             self._unsubscribe(ws)
 
     def _beat(self) -> None:
-        self.rt.beater.maybe_beat({"connected": self.connected, "subscription_id": self.subscription_id,
-                                   "published": self.published})
+        info = {"connected": self.connected, "subscription_id": self.subscription_id, "published": self.published}
+        if self.margin:
+            info.update(wallet=self._wallet(), expires_ms=self.token_expires_ms)
+        self.rt.beater.maybe_beat(info)
+
+    def _wallet(self) -> str:
+        return "isolated" if self.cfg.MARGIN_ISOLATED else "cross"
 
     # ---- the WebSocket API -------------------------------------------------------------------
 
@@ -228,6 +256,8 @@ class UserStream:
             self._on_parsed(msg)
 
     def _subscribe(self, ws: ClientConnection) -> int:
+        if self.margin:
+            return self._subscribe_token(ws)
         params: dict[str, Any] = {"apiKey": self.cfg.BINANCE_API_KEY,
                                   "timestamp": int(time.time() * 1000) + self.client.time_offset_ms,
                                   "recvWindow": self.cfg.RECV_WINDOW}
@@ -235,6 +265,40 @@ class UserStream:
         params["signature"] = sign(self.cfg.BINANCE_API_SECRET.encode(), payload)
         result = self._request(ws, "userDataStream.subscribe.signature", params)
         return int(result["subscriptionId"])
+
+    # ---- margin: listenToken subscription and its renewal -------------------------------------
+
+    def _listen_token(self) -> str:
+        """A new listenToken of the margin wallet (REST); a refusal or no answer counts as a refused subscription."""
+        symbol = self.cfg.SYMBOL if self.cfg.MARGIN_ISOLATED else None
+        try:
+            token, _expires = self.client.user_listen_token(symbol, self.token_validity_ms)
+        except (BinanceError, OSError) as e:
+            raise SubscribeError(f"userListenToken: {e}") from e
+        return token
+
+    def _subscribe_token(self, ws: ClientConnection) -> int:
+        """Subscribe (or, on a live subscription, extend it) with a new token; plan the next renewal."""
+        result = self._request(ws, "userDataStream.subscribe.listenToken", {"listenToken": self._listen_token()})
+        self.token_expires_ms = int(result["expirationTime"])
+        self._renew_at = time.monotonic() + renew_delay_sec(self.token_expires_ms, self._server_ms())
+        return int(result["subscriptionId"])
+
+    def _renew(self, ws: ClientConnection) -> None:
+        """Extend the margin subscription before it lapses. A failure is retried (the subscription still runs);
+        if it lapses meanwhile, the exchange's eventStreamTerminated makes the session reconnect."""
+        try:
+            sid = self._subscribe_token(ws)
+        except (SubscribeError, TimeoutError) as e:
+            retry = min(RENEW_RETRY_SEC, renew_delay_sec(self.token_expires_ms, self._server_ms()))
+            self.rt.log.warning("stream_token_renew_failed", error=str(e), retry_in=retry)
+            self._renew_at = time.monotonic() + retry
+            return
+        self.subscription_id = sid
+        self.rt.log.info("stream_token_renewed", subscription_id=sid, expires_ms=self.token_expires_ms)
+
+    def _server_ms(self) -> int:
+        return int(time.time() * 1000) + self.client.time_offset_ms
 
     def _unsubscribe(self, ws: ClientConnection) -> None:
         try:
@@ -271,11 +335,18 @@ class UserStream:
 
     # ---- REST: catch-up and cross-check ------------------------------------------------------
 
-    def _snapshot(self) -> list[Order] | None:
-        """Recent orders of SYMBOL, plus every order we believe open that is not among them."""
+    def _snapshot(self, full: bool = True) -> list[Order] | None:
+        """Recent orders of SYMBOL (`full`; else its open orders), plus every order we believe open that is not
+        among them."""
         sym = self.cfg.SYMBOL
         try:
-            orders = self.client.all_orders(sym, limit=RECENT_ORDERS)
+            if full:
+                orders = self.client.all_orders(sym, limit=RECENT_ORDERS)
+            else:
+                # Margin allOrders weighs 200 (spot's 20), so the periodic check reads the open orders (10). With the
+                # look-ups below it still sees every change of an order the stream ever reported and every new open
+                # order; only one placed and finished unseen between two checks is left to its owner's REST checks.
+                orders = self.client.open_orders(sym)
             have = {o.order_id for o in orders}
             for oid, seen in sorted(self.known.items()):
                 if oid not in have and seen.symbol == sym and seen.progress()[0] == 0:
@@ -306,8 +377,10 @@ class UserStream:
             self._publish(from_rest(o, seen.executed if seen else Decimal(0), seen.cum_quote if seen else Decimal(0)))
 
     def _catch_up(self, reason: str) -> None:
-        """Publish whatever REST knows that we have not said (after (re)subscribing, or while disconnected)."""
-        snap = self._snapshot()
+        """Publish whatever REST knows that we have not said (after (re)subscribing, or while disconnected; margin
+        polling while disconnected reads the open orders only, see `_snapshot`)."""
+        full = reason == "subscribed" or not self.margin
+        snap = self._snapshot(full)
         if snap is None:
             return
         behind = self._behind(snap)
@@ -315,7 +388,8 @@ class UserStream:
             self.rt.event("rest_catch_up", reason=reason, orders=len(behind),
                           client_order_ids=[o.client_order_id for o in behind][:20])
             self._publish_rest(behind)
-        self.first_run = False
+        if full:  # history from before this service ever ran is only recognised in a full snapshot
+            self.first_run = False
 
     def _cross_check(self, snap: list[Order]) -> None:
         """Compare a REST snapshot (taken `grace_sec` ago) with what the stream has said since."""
@@ -330,17 +404,14 @@ class UserStream:
 
 
 def run(rt: Runtime, client: BinanceClient) -> None:
-    """The service loop (until SIGTERM/SIGINT)."""
+    """The service loop (until SIGTERM/SIGINT). `client` is the configured wallet's (`rt.client()`): in margin mode
+    the REST catch-up and cross-check read the margin wallet's orders."""
     from shared.service_loop import run_guarded
     us = UserStream(rt, client)
     try:
         client.sync_time()
     except (BinanceError, OSError) as e:
         rt.log.warning("exchange_unreachable", error=str(e))
-    rt.log.info("user_stream_start", url=us.url, check_sec=us.check_sec)
-    if rt.cfg.TRADE_MODE == "margin":
-        rt.log.warning("user_stream_spot_only", detail="margin orders are not on the spot user data stream; "
-                                                      "only spot orders are published")
+    rt.log.info("user_stream_start", url=us.url, check_sec=us.check_sec, trade_mode=rt.cfg.TRADE_MODE)
     run_guarded(rt, us.step)
     rt.log.info("stopped", published=us.published)
-

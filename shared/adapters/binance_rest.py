@@ -377,9 +377,10 @@ class BinanceClient:
         return msgspec.json.decode(self._request("GET", path, params, signed=True), type=list[Order], strict=False)
 
     def all_orders(self, symbol: str, limit: int = 500) -> list[Order]:
-        """The account's most recent orders of `symbol` (any status), oldest first."""
+        """The account's most recent orders of `symbol` (any status), oldest first. Margin: at most 500 (Binance's
+        maximum there, against 1000 on spot) and only the last 24 hours."""
         path = "/sapi/v1/margin/allOrders" if self.margin else "/api/v3/allOrders"
-        params = {"symbol": symbol, **self._margin_params(), "limit": limit}
+        params = {"symbol": symbol, **self._margin_params(), "limit": min(limit, 500) if self.margin else limit}
         return msgspec.json.decode(self._request("GET", path, params, signed=True), type=list[Order], strict=False)
 
     def account(self) -> dict[str, tuple[Decimal, Decimal]]:
@@ -532,6 +533,16 @@ class BinanceClient:
         params = {"asset": asset, "isolatedSymbol": symbol}
         body = msgspec.json.decode(self._request("GET", "/sapi/v1/margin/maxBorrowable", params, signed=True))
         return Decimal(body["amount"])
+
+    def user_listen_token(self, symbol: str | None = None, validity_ms: int | None = None) -> tuple[str, int]:
+        """POST /sapi/v1/userListenToken: a listenToken for the margin account's user data stream (the WebSocket
+        API's `userDataStream.subscribe.listenToken`); returns (token, expirationTime in epoch ms).
+
+        `symbol` given: the isolated wallet of that pair; None: the cross wallet. `validity_ms`: how long the token
+        (and a subscription made or extended with it) lasts; Binance's default and maximum is 24 h."""
+        params = {"symbol": symbol, "isIsolated": "true" if symbol else "false", "validity": validity_ms}
+        body = msgspec.json.decode(self._request("POST", "/sapi/v1/userListenToken", params, signed=True))
+        return str(body["token"]), int(body["expirationTime"])
 
 
 def _working(o: Order) -> Order:

@@ -88,6 +88,19 @@ def leg_spent(leg: Leg, f: SymbolFilters) -> bool:
     return left < f.min_qty or left * min(prices, default=Decimal(0)) < f.min_notional
 
 
+def count_attempt(leg: Leg, attempt: int, fills: LegFills, f: SymbolFilters) -> bool:
+    """Add what one attempt of the leg filled, once (False when that attempt is already counted); the leg is DONE
+    when nothing tradeable remains of it."""
+    if leg.counted_attempt >= attempt:
+        return False
+    leg.filled_qty += fills.qty
+    leg.filled_quote += fills.quote
+    leg.counted_attempt = attempt
+    if leg_spent(leg, f):
+        leg.status, leg.exit_reason = "DONE", fills.reason or leg.exit_reason or "cancelled"
+    return True
+
+
 def dust(pos: Position) -> Decimal:
     """Held quantity that is in no leg (below one step)."""
     return net_qty(pos) - sum((leg.qty for leg in pos.legs), Decimal(0))
