@@ -64,6 +64,23 @@ def test_filled_entry_adopted_and_handed_over_after_state_loss(make_stack):
     assert len(s.entry_orders()) == 1
 
 
+def test_filled_entry_adopted_when_its_trades_answer_only_after_errors(make_stack):
+    """Rebuilding a filled entry needs its commission (myTrades): a 5xx there is retried, not turned into an
+    orphan report (before: reported, not adopted, and so left without a stop)."""
+    s = make_stack(ENTRY_MODE="MARKET_ONLY").up()
+    s.signal("long", s.last())
+    before = s.wait_status("OPEN_FILLED").position
+    s.kill("position_engine")
+    _lose_state(s)
+    s.fault(after_accept_5xx=2, path="/api/v3/myTrades")
+    s.start("position_engine")
+    s.wait_ready(after=1)
+    p = s.wait_status("OPEN_FILLED").position
+    assert p.adopted and p.entry_fee_base == before.entry_fee_base > 0
+    assert not s.admin("/faults")["faults"], "the errors were not met"
+    assert s.event_for("reconcile_orphan") is None
+
+
 def test_unknown_entry_reported_not_adopted_when_the_slot_is_taken(make_stack):
     s = make_stack().up()
     s.signal("long", s.last() - 50)

@@ -4,6 +4,7 @@ empty slot, or reported when they cannot be. It never places or cancels anything
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from decimal import Decimal
 
 from services.position_engine.signals import swing_extreme
@@ -48,7 +49,7 @@ class Reconciler:
         self.rt.event("reconcile_done", open_orders=len(open_orders), orphan_open=len(orphans.open_entries),
                       orphan_filled=len(orphans.filled_entries), state_version=state.version)
 
-    def _read(self, call, what: str) -> list[Order]:
+    def _read(self, call: Callable[[], list], what: str) -> list:
         delay = 0.2
         while not self.rt.stopping:
             try:
@@ -138,7 +139,9 @@ class Reconciler:
             pos.filled_qty += a.executed_qty
             pos.filled_quote += a.cummulative_quote_qty
             if a.side == "BUY" and a.executed_qty > 0:
-                trades = self.client.my_trades(self.cfg.SYMBOL, order_id=a.order_id)
+                # retried like the other start-up reads: without its commission the held quantity is unknown
+                trades = self._read(lambda a=a: self.client.my_trades(self.cfg.SYMBOL, order_id=a.order_id),
+                                    "trades of the entry")
                 pos.entry_fee_base += sum((t.commission for t in trades if t.commission_asset == self.f.base_asset),
                                           Decimal(0))
         pos.qty = pos.filled_qty
