@@ -193,6 +193,13 @@ def test_fingerprint_is_stable_and_changes_with_decimals() -> None:
     assert len({dedup_fingerprint(d) for d in range(6)}) == 6
 
 
+@pytest.mark.parametrize("raw", [b'"\x80"', b'{"action":"\xff"}', b'["\xc3"]'])
+def test_invalid_utf8_inside_a_string_is_a_bad_json_reject(raw: bytes) -> None:
+    """Found by the property below: msgspec leaves invalid UTF-8 in a JSON string to the codec."""
+    m = parse(raw)
+    assert isinstance(m, Reject) and m.reason == "bad_json", m
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=300))
 def test_arbitrary_bytes_never_raise(raw: bytes) -> None:

@@ -117,8 +117,8 @@ def _why_schema(raw: bytes, err: Exception, strict_source: bool) -> tuple[str, s
     """Classify a line that did not fit PeakLine: not_peak / wrong_source beat schema when decidable."""
     try:
         obj = _any_decoder.decode(raw)
-    except msgspec.DecodeError:
-        return "bad_json", str(err)
+    except (msgspec.DecodeError, UnicodeDecodeError) as e:  # msgspec leaves bad UTF-8 inside a string to the codec
+        return "bad_json", f"{err}; {e}" if isinstance(e, UnicodeDecodeError) else str(err)
     if not isinstance(obj, dict):
         return "schema", f"expected an object, got {type(obj).__name__}"
     if obj.get("action") != "PEAK":
@@ -141,7 +141,7 @@ def parse_line(raw: bytes, *, offset: int, now: float | None, params: ParseParam
     except msgspec.ValidationError as e:
         reason, detail = _why_schema(raw, e, params.strict_source)
         return make_reject(reason, detail, raw, offset, ra)
-    except msgspec.DecodeError as e:
+    except (msgspec.DecodeError, UnicodeDecodeError) as e:  # bad UTF-8 inside a string is the codec's error
         return make_reject("bad_json", str(e), raw, offset, ra)
     if p.action != "PEAK":
         return make_reject("not_peak", f"action={p.action[:40]!r}", raw, offset, ra)
