@@ -200,8 +200,9 @@ class UserStream:
             sid = self._subscribe(ws)
             self.connected, self.subscription_id, self.backoff = True, sid, 0.2
             margin = {"wallet": self._wallet(), "expires_ms": self.token_expires_ms} if self.margin else {}
-            self.rt.event("stream_subscribed", subscription_id=sid, url=self.url, **margin)
             self._catch_up("subscribed")
+            # said once caught up: from here on every update of the wallet comes from the stream
+            self.rt.event("stream_subscribed", subscription_id=sid, url=self.url, **margin)
             next_check = time.monotonic() + self.check_sec
             pending: tuple[list[Order], float] | None = None
             while not self.rt.stopping:
