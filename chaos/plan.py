@@ -11,7 +11,7 @@ import msgspec
 
 from shared.config import Config
 from shared.domain.bars import Bar
-from shared.domain.exit_plan import PlanError, build_plan
+from services.demo.moment import bars_to_tp2, plan_at
 from shared.domain.symbol import SymbolFilters
 
 FAULT_KINDS = ("after_accept_5xx", "timeout", "http_429", "err_1021", "transient_2013")
@@ -37,21 +37,12 @@ class Action(msgspec.Struct, frozen=True):
 def tp2_moments(bars: Sequence[Bar], cfg: Config, f: SymbolFilters, lo: int, hi: int,
                 horizon: int = 120) -> list[int]:
     """Bar indexes in [lo, hi) where a long signal at the bar's close reaches TP2 before its stop (simulated
-    with the product's own plan, as services/demo/moment.py does)."""
+    with the product's own plan: services/demo/moment.py)."""
     out = []
     for i in range(max(lo, cfg.SWING_MINS), min(hi, len(bars) - 2)):
-        window = bars[i - cfg.SWING_MINS + 1:i + 1]
-        try:
-            plan = build_plan("long", bars[i].close, f, offset=cfg.ENTRY_OFFSET_USD, qty_usd=cfg.QTY_USD,
-                              sl_pct=cfg.SL_PCT, r_list=cfg.TP_R_LIST, swing_extreme=min(b.low for b in window))
-        except PlanError:
-            continue
-        for j in range(i + 1, min(len(bars), i + horizon)):
-            if bars[j].low <= plan.sl:
-                break
-            if bars[j].high >= plan.tp2:
-                out.append(i)
-                break
+        plan = plan_at(bars, i, cfg, f)
+        if plan is not None and bars_to_tp2(bars, i, plan, horizon) is not None:
+            out.append(i)
     return out
 
 

@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from services.demo.moment import Moment
+from services.demo.moment import Moment, find_moment
 from shared.config import load_config
-from shared.domain.exit_plan import PlanError, build_plan
 from shared.domain.symbol import SymbolFilters
 from tests.stack import Stack
 from tests.test_exit_manager_support import (  # noqa: F401 - make is a fixture
@@ -36,42 +35,16 @@ from tests.test_exit_manager_support import (  # noqa: F401 - make is a fixture
 TICK = Decimal("0.01")
 
 
-def _short_moment(bars, min_history: int = 400, min_bars_to_tp2: int = 20, min_bars_after: int = 8) -> Moment:
-    """services/demo/moment.py's search mirrored for a short: the quickest short in the data that reaches TP2
-    without touching its stop, then rises enough after it for the trailing stop to move and be hit."""
+def _short_moment(bars) -> Moment:
+    """The demo's moment finder for a short: the quickest short in the data that reaches TP2 without touching its
+    stop, then rises enough after it for the trailing stop to move and be hit."""
     cfg = load_config({})
     f = SymbolFilters(cfg.SYMBOL, "BTC", "USDC", cfg.TICK_SIZE, cfg.QTY_STEP, cfg.MIN_QTY, Decimal(9000),
                       cfg.MIN_NOTIONAL)
-    best: Moment | None = None
-    for i in range(max(min_history, cfg.SWING_MINS), len(bars) - 10):
-        window = bars[i - cfg.SWING_MINS + 1:i + 1]
-        try:
-            plan = build_plan("short", bars[i].close, f, offset=cfg.ENTRY_OFFSET_USD, qty_usd=cfg.QTY_USD,
-                              sl_pct=cfg.SL_PCT, r_list=cfg.TP_R_LIST, swing_extreme=max(b.high for b in window))
-        except PlanError:
-            continue
-        to_tp2 = None
-        for j in range(i + 1, min(len(bars), i + 180)):
-            if bars[j].high >= plan.sl:
-                break
-            if bars[j].low <= plan.tp2:
-                to_tp2 = j - i
-                break
-        if to_tp2 is None or to_tp2 < min_bars_to_tp2:
-            continue
-        k0, trough, after = i + to_tp2, bars[i + to_tp2].low, None
-        for k in range(k0 + 1, min(len(bars), k0 + 120)):
-            trough = min(trough, bars[k].low)
-            if bars[k].high - trough >= plan.r / 2 + cfg.TRAIL_SWING_BUFFER_USD * 2:
-                after = k - k0
-                break
-        if after is None or after < min_bars_after:
-            continue
-        if best is None or to_tp2 + after < best.bars_to_tp2 + best.bars_after_tp2:
-            best = Moment(index=i, bars_to_tp2=to_tp2, bars_after_tp2=after)
-    if best is None:
-        pytest.skip("no moment in the market data where a short reaches TP2")
-    return best
+    try:
+        return find_moment(bars, cfg, f, side="short")
+    except LookupError as e:
+        pytest.skip(str(e))
 
 
 def _replay_until(s: Stack, done, max_points: int) -> None:

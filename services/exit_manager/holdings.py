@@ -44,6 +44,5 @@ def _is_ours(client: BinanceClient, symbol: str, order_id: int, trade_key: str) 
 
 def base_net(client: BinanceClient, symbol: str, asset: str) -> Decimal:
     """The margin wallet's net of `asset` (free + locked - borrowed - interest): cross, or the isolated pair's."""
-    wallet = client.isolated_account(symbol) if client.margin == "isolated" else client.margin_account()
-    b = wallet.get(asset)
+    b = client.margin_wallet(symbol).get(asset)
     return b.free + b.locked - b.borrowed - b.interest if b is not None else Decimal(0)

@@ -24,7 +24,7 @@ def repay_after_close(rt: Runtime, client: BinanceClient, pos: Position) -> None
         return
     asset, symbol = pos.margin_borrow_asset, rt.cfg.SYMBOL if client.margin == "isolated" else None
     try:
-        wallet = client.isolated_account(rt.cfg.SYMBOL) if symbol else client.margin_account()
+        wallet = client.margin_wallet(rt.cfg.SYMBOL)
         bal = wallet.get(asset)
         owed = (bal.borrowed + bal.interest - pos.margin_debt_before) if bal else Decimal(0)
         amount = min(owed, bal.free) if bal else Decimal(0)

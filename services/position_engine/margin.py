@@ -8,7 +8,6 @@ from decimal import Decimal
 from services.position_engine.writer import PositionWriter
 from shared.adapters.binance_rest import BinanceClient, BinanceError, Rejected
 from shared.domain.entry_rules import borrow_need
-from shared.domain.orders import MarginBalance
 from shared.domain.position import Position
 from shared.domain.symbol import SymbolFilters
 from shared.runtime import Runtime
@@ -36,15 +35,10 @@ class MarginBorrower:
     def _symbol(self) -> str | None:
         return self.cfg.SYMBOL if self.client.margin == "isolated" else None
 
-    def _wallet(self) -> dict[str, MarginBalance]:
-        if self.client.margin == "isolated":
-            return self.client.isolated_account(self.cfg.SYMBOL)
-        return self.client.margin_account()
-
 
     def _borrow(self, pos: Position) -> bool:
         side_asset = self.f.quote_asset if pos.side == "long" else self.f.base_asset
-        bal = self._wallet().get(side_asset)
+        bal = self.client.margin_wallet(self.cfg.SYMBOL).get(side_asset)
         need = borrow_need(pos.side, pos.qty, pos.entry_price, bal.free if bal else Decimal(0), self.f,
                            self.cfg.MARGIN_BORROW_BUFFER_PCT)
         debt_before = bal.borrowed if bal else Decimal(0)
@@ -63,7 +57,7 @@ class MarginBorrower:
 
     def _confirm_borrow(self, pos: Position) -> bool:
         """After a crash between recording the intent and the reply: the account's debt says whether it was done."""
-        bal = self._wallet().get(pos.margin_borrow_asset)
+        bal = self.client.margin_wallet(self.cfg.SYMBOL).get(pos.margin_borrow_asset)
         debt = bal.borrowed if bal else Decimal(0)
         if debt >= pos.margin_debt_before + pos.margin_borrowed:
             self.writer.update(pos.trade_key, lambda p: setattr(p, "margin_borrow_tran_id", -1))

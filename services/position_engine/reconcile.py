@@ -19,7 +19,7 @@ from shared.domain.entry_rules import (
 )
 from shared.domain.exit_plan import PlanError
 from shared.domain.order_ids import trade_key_of
-from shared.domain.orders import MarginBalance, Order
+from shared.domain.orders import Order
 from shared.domain.position import Position
 from shared.domain.symbol import SymbolFilters
 from shared.runtime import Runtime
@@ -113,7 +113,7 @@ class Reconciler:
         pos.margin_borrow_tran_id = -1
         asset = self.f.quote_asset if pos.side == "long" else self.f.base_asset
         try:
-            bal = self._margin_wallet().get(asset)
+            bal = self.client.margin_wallet(self.cfg.SYMBOL).get(asset)
         except (BinanceError, OSError) as e:
             # Protecting the position matters more than its repayment: adopt it all the same, and say so
             # (the watchdog's I13 keeps watching a debt left after the close).
@@ -127,11 +127,6 @@ class Reconciler:
         most = borrow_need(pos.side, pos.qty, pos.entry_price, Decimal(0), self.f, self.cfg.MARGIN_BORROW_BUFFER_PCT)
         pos.margin_borrow_asset, pos.margin_borrowed = asset, min(debt, most.amount)
         pos.margin_debt_before = debt - pos.margin_borrowed
-
-    def _margin_wallet(self) -> dict[str, MarginBalance]:
-        if self.client.margin == "isolated":
-            return self.client.isolated_account(self.cfg.SYMBOL)
-        return self.client.margin_account()
 
     def _carry_fills(self, pos: Position, attempts: list[Order]) -> None:
         """Every attempt's fills of an already filled entry, then OPEN_FILLED (the adoption hands it over)."""

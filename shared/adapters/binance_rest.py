@@ -494,13 +494,13 @@ class BinanceClient:
 
     # ---- margin accounts (work whatever `margin` mode the client is in) ---------------------------
 
+    def margin_wallet(self, symbol: str) -> dict[str, MarginBalance]:
+        """The wallet the client trades in: the isolated pair of `symbol` in isolated mode, else the cross account."""
+        return self.isolated_account(symbol) if self.margin == "isolated" else self.margin_account()
+
     def margin_debts(self, symbol: str) -> dict[str, Decimal]:
-        """Borrowed + interest per asset: the isolated pair's in isolated mode, else the cross account's."""
-        if self.margin == "isolated":
-            assets = self.isolated_account(symbol)
-        else:
-            assets = self.margin_account()
-        return {a: b.borrowed + b.interest for a, b in assets.items()}
+        """Borrowed + interest per asset of `margin_wallet(symbol)`."""
+        return {a: b.borrowed + b.interest for a, b in self.margin_wallet(symbol).items()}
 
     def margin_account(self) -> dict[str, MarginBalance]:
         """Cross margin balances by asset (free, locked, borrowed, interest, netAsset)."""
