@@ -34,6 +34,8 @@ def state(app: PaperApp, body: dict[str, Any]) -> Any:
         return {
             "symbol": app.s.symbol, "market_ts_ms": st.market_ms, "market_ts": st.market_ms // 1000,
             "last": views.d8(st.last), "bid": views.d8(bid), "ask": views.d8(ask),
+            "feed_symbol": app.s.feed_symbol, "feed_last": views.d8(app.engine.last_of(app.s.feed_symbol)),
+            "basis_bps": str(app.s.basis_bps),
             "replay": {"bar_index": c.bar, "point": c.point, "done": c.done, "bars": len(app.replay.bars),
                        "first_bar": app.replay.first, "completed_bars": app.replay.completed()},
             "speed": app.speed, "market_file": app.market_file, "market_label": app.market_label,
@@ -61,14 +63,20 @@ def received(app: PaperApp, body: dict[str, Any]) -> Any:
 
 def price(app: PaperApp, body: dict[str, Any]) -> Any:
     """POST /admin/price {"price": "95000.12", "gap": false}: push a price point (matching runs); with
-    "gap": true the market jumps there without trading the prices in between."""
+    "gap": true the market jumps there without trading the prices in between. `price` is SYMBOL's (the feed
+    symbol's follows through the basis); {"feed_price": ...} instead gives the feed symbol's (SYMBOL's follows)."""
+    key = "feed_price" if "feed_price" in body and "price" not in body else "price"
     try:
-        p = Decimal(str(body["price"]))
+        p = Decimal(str(body[key]))
     except (KeyError, InvalidOperation) as e:
-        raise BadAdmin('expected {"price": "<decimal>"}') from e
+        raise BadAdmin('expected {"price": "<decimal>"} or {"feed_price": "<decimal>"}') from e
     if not p.is_finite() or p <= 0 or p % app.s.tick_size != 0:
-        raise BadAdmin(f"price must be positive and a multiple of the tick {app.s.tick_size}")
-    app.push_price(p, gap=bool(body.get("gap", False)))
+        raise BadAdmin(f"{key} must be positive and a multiple of the tick {app.s.tick_size}")
+    gap = bool(body.get("gap", False))
+    if key == "price":
+        app.push_price(p, gap=gap)
+    else:
+        app.push_price(None, gap=gap, feed_price=p)
     return state(app, {})
 
 

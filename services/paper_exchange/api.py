@@ -16,11 +16,15 @@ Handler = Callable[[PaperApp, dict[str, str]], Any]
 
 
 def _sym(app: PaperApp, p: dict[str, str], required: bool = True) -> str:
+    """The traded symbol of an account request. The feed symbol is listed but this account may not trade it
+    (as Binance answers for a symbol outside the account's permissions); anything else is -1121."""
     sym = p.get("symbol", "")
     if not sym and not required:
         return app.s.symbol
     if not sym:
         raise P.mandatory("symbol")
+    if sym != app.s.symbol and sym in app.s.symbols:
+        raise ApiError(-2010, "This symbol is not permitted for this account.")
     if sym != app.s.symbol:
         raise ApiError(-1121, "Invalid symbol.")
     return sym
@@ -36,45 +40,6 @@ def ping(app: PaperApp, p: dict[str, str]) -> Any:
 def server_time(app: PaperApp, p: dict[str, str]) -> Any:
     """GET /api/v3/time: WALL time (signatures and recvWindow are about wall time)."""
     return {"serverTime": int(time.time() * 1000)}
-
-
-def exchange_info(app: PaperApp, p: dict[str, str]) -> Any:
-    """GET /api/v3/exchangeInfo for our one symbol."""
-    _sym(app, p, required=False)
-    s, d8 = app.s, views.d8
-    return {
-        "timezone": "UTC", "serverTime": int(time.time() * 1000), "rateLimits": [], "exchangeFilters": [],
-        "symbols": [{
-            "symbol": s.symbol, "status": "TRADING", "baseAsset": s.base_asset, "baseAssetPrecision": 8,
-            "quoteAsset": s.quote_asset, "quotePrecision": 8, "quoteAssetPrecision": 8,
-            "orderTypes": ["LIMIT", "LIMIT_MAKER", "MARKET", "STOP_LOSS", "STOP_LOSS_LIMIT", "TAKE_PROFIT",
-                           "TAKE_PROFIT_LIMIT"],
-            "icebergAllowed": False, "ocoAllowed": True, "otoAllowed": False, "quoteOrderQtyMarketAllowed": True,
-            "allowTrailingStop": False, "cancelReplaceAllowed": True, "isSpotTradingAllowed": True,
-            "isMarginTradingAllowed": False, "permissions": [], "permissionSets": [["SPOT"]],
-            "filters": [
-                {"filterType": "PRICE_FILTER", "minPrice": d8(s.min_price), "maxPrice": d8(s.max_price),
-                 "tickSize": d8(s.tick_size)},
-                {"filterType": "LOT_SIZE", "minQty": d8(s.min_qty), "maxQty": d8(s.max_qty),
-                 "stepSize": d8(s.qty_step)},
-                {"filterType": "NOTIONAL", "minNotional": d8(s.min_notional), "applyMinToMarket": True,
-                 "maxNotional": "9000000.00000000", "applyMaxToMarket": False, "avgPriceMins": 5},
-            ],
-        }],
-    }
-
-
-def book_ticker(app: PaperApp, p: dict[str, str]) -> Any:
-    """GET /api/v3/ticker/bookTicker."""
-    sym = _sym(app, p, required=False)
-    bid, ask = app.engine.book()
-    return {"symbol": sym, "bidPrice": views.d8(bid), "bidQty": "1.00000000", "askPrice": views.d8(ask),
-            "askQty": "1.00000000"}
-
-
-def ticker_price(app: PaperApp, p: dict[str, str]) -> Any:
-    """GET /api/v3/ticker/price."""
-    return {"symbol": _sym(app, p, required=False), "price": views.d8(app.engine.st.last)}
 
 
 # ---- orders ----------------------------------------------------------------------------------
@@ -272,9 +237,6 @@ def _part(x: POrder | ApiError, view: Callable[[POrder], Any]) -> Any:
 PUBLIC: dict[tuple[str, str], Handler] = {
     ("GET", "/api/v3/ping"): ping,
     ("GET", "/api/v3/time"): server_time,
-    ("GET", "/api/v3/exchangeInfo"): exchange_info,
-    ("GET", "/api/v3/ticker/bookTicker"): book_ticker,
-    ("GET", "/api/v3/ticker/price"): ticker_price,
 }
 
 SIGNED: dict[tuple[str, str], Handler] = {

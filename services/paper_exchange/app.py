@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.adapters.market_files import load_bars
-from services.paper_exchange import journal, persist
+from services.paper_exchange import basis, journal, persist
 from services.paper_exchange.clock import ClockPublisher
 from services.paper_exchange.engine import Engine
 from services.paper_exchange.faults import FaultBook
@@ -83,7 +83,9 @@ class PaperApp:
             if jpath.exists() and jpath.stat().st_size:
                 log.warning("%s: journal without a snapshot ignored (fresh start)", jpath)
             replay = Replay(bars, first, self.s.history_bars, feed)
-            return replay, Engine.fresh(self.s, replay.start_price(), replay.start_ms()), 0
+            last, feed_last = self._priced(replay.start_price())
+            engine = Engine.fresh(self.s, last, replay.start_ms(), feed_last)
+            return replay, engine, 0
         if snap.engine.symbol != self.s.symbol:
             raise SystemExit(f"{self.state_path}: state is for {snap.engine.symbol}, SYMBOL is {self.s.symbol}")
         engine = Engine(self.s, snap.engine)
@@ -97,6 +99,10 @@ class PaperApp:
                              "use the same market file or remove the state file")
         replay = Replay(bars, min(first, cursor.bar), self.s.history_bars, feed, cursor)
         return replay, engine, entries[-1].seq if entries else snap.seq
+
+    def _priced(self, feed_price: Decimal) -> tuple[Decimal, Decimal | None]:
+        """(SYMBOL's price, the feed symbol's or None) for a price of the market file (PAPER_BASIS_BPS)."""
+        return basis.point(feed_price, self.s.basis_bps, self.s.tick_size)
 
     def snapshot(self) -> None:
         """Write the whole state atomically, then empty the journal (call with the lock held)."""
@@ -125,8 +131,9 @@ class PaperApp:
                 nxt = self.replay.next_ts_ms()
                 if nxt is None or (to_ts is not None and nxt > to_ts * 1000):
                     break
-                price, ts_ms = self.replay.step()
-                self.cmd.on_price(price, ts_ms, self.replay.cursor, durable=False)
+                feed_price, ts_ms = self.replay.step()
+                price, feed = self._priced(feed_price)
+                self.cmd.on_price(price, ts_ms, self.replay.cursor, durable=False, feed=feed)
                 self.clock.publish(ts_ms)
                 n += 1
             self.journal.sync_now()  # one disk sync for the whole batch, before anyone is told
@@ -135,10 +142,18 @@ class PaperApp:
             self.commit()
         return n
 
-    def push_price(self, price: Decimal, gap: bool = False) -> None:
-        """An operator/test price point at the current market time (`gap`: a jump, no trades in between)."""
+    def push_price(self, price: Decimal | None, gap: bool = False, feed_price: Decimal | None = None) -> None:
+        """An operator/test price point at the current market time (`gap`: a jump, no trades in between):
+        SYMBOL's `price` (the feed symbol's derived from it), or the feed symbol's `feed_price` (SYMBOL's
+        derived from it)."""
+        s = self.s
+        if feed_price is not None:
+            price, feed = self._priced(feed_price)
+        else:
+            assert price is not None
+            feed = None if s.basis_bps == 0 else basis.to_feed(price, s.basis_bps, s.tick_size)
         with self.lock:
-            self.cmd.on_price(price, self.engine.st.market_ms, self.replay.cursor, gap=gap)
+            self.cmd.on_price(price, self.engine.st.market_ms, self.replay.cursor, gap=gap, feed=feed)
             self.clock.publish(self.engine.st.market_ms)
             self.commit()
 

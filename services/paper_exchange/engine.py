@@ -41,21 +41,31 @@ class Engine(MarginMixin):
             self._by_client[(o.account, o.client_order_id)] = oid
 
     @classmethod
-    def fresh(cls, s: Settings, last: Decimal, market_ms: int) -> Engine:
-        """A new account with the configured balances."""
+    def fresh(cls, s: Settings, last: Decimal, market_ms: int, feed_last: Decimal | None = None) -> Engine:
+        """A new account with the configured balances (`feed_last`: the feed symbol's price, None = `last`)."""
         def fund() -> dict[str, Balance]:
             return {a: Balance(free=v) for a, v in s.balances.items()}
         # Each margin wallet starts with the same PAPER_BALANCES as spot (no transfers needed).
         return cls(s, EngineState(symbol=s.symbol, balances=fund(), last=last, market_ms=market_ms,
-                                  margin={CROSS: fund(), ISOLATED: fund()}))
+                                  margin={CROSS: fund(), ISOLATED: fund()}, feed_last=feed_last))
 
     # ---- market ------------------------------------------------------------------------------
 
     def book(self) -> tuple[Decimal, Decimal]:
-        """(bid, ask): bid = last - floor(spread/2) ticks, ask = bid + spread ticks, both on tick."""
+        """(bid, ask) of SYMBOL: bid = last - floor(spread/2) ticks, ask = bid + spread ticks, both on tick."""
+        return self.book_at(self.st.last)
+
+    def book_at(self, last: Decimal) -> tuple[Decimal, Decimal]:
+        """(bid, ask) around a last price, the way `book` builds SYMBOL's (also the feed symbol's book)."""
         tick = self.s.tick_size
-        bid = floor_to_step(self.st.last, tick) - (self.s.spread_ticks // 2) * tick
+        bid = floor_to_step(last, tick) - (self.s.spread_ticks // 2) * tick
         return bid, bid + self.s.spread_ticks * tick
+
+    def last_of(self, symbol: str) -> Decimal:
+        """The last price of a listed symbol: SYMBOL's (what orders see) or the feed symbol's (unscaled)."""
+        if symbol == self.s.symbol or self.st.feed_last is None:
+            return self.st.last
+        return self.st.feed_last
 
     def _slipped(self, side: str, at: Decimal) -> Decimal:
         slip = self.s.slippage_bps / _BPS
@@ -71,14 +81,16 @@ class Engine(MarginMixin):
             return ceil_to_step(ask * (1 + slip), self.s.tick_size)
         return floor_to_step(bid * (1 - slip), self.s.tick_size)
 
-    def on_price(self, price: Decimal, market_ms: int, gap: bool = False) -> None:
+    def on_price(self, price: Decimal, market_ms: int, gap: bool = False, feed: Decimal | None = None) -> None:
         """A new price point: trigger stops, fill resting limits the move traded through.
 
         Between two points the price is taken to have traded continuously through every price in between,
         so a stop triggers where the path crosses it and its limit is checked against the market at that
         moment. `gap=True` is a jump (no trades in between): stops trigger on the new price alone and a
-        stop-limit whose limit the market jumped past rests, as on Binance.
+        stop-limit whose limit the market jumped past rests, as on Binance. `feed`: the feed symbol's price at
+        this point (SYMBOL's `price` is it with the basis applied); None = no basis.
         """
+        self.st.feed_last = feed
         prev, self.st.last = self.st.last, price
         hours = market_ms // _HOUR_MS - self.st.market_ms // _HOUR_MS
         if hours > 0:

@@ -72,6 +72,7 @@ class JPrice(msgspec.Struct, tag="price"):
     ms: int
     cursor: Cursor  # the replay cursor after this point
     gap: bool = False
+    feed: Decimal | None = None  # the feed symbol's price (unscaled) when a basis applies
 
 
 Command = Union[JPlace, JCancel, JOco, JCancelList, JCancelReplace, JPrice, JBorrow, JRepay]
@@ -99,7 +100,7 @@ def apply(engine: Engine, cmd: Command) -> object:
         return engine.borrow(cmd.account, cmd.asset, cmd.amount)
     if isinstance(cmd, JRepay):
         return engine.repay(cmd.account, cmd.asset, cmd.amount)
-    engine.on_price(cmd.price, cmd.ms, cmd.gap)
+    engine.on_price(cmd.price, cmd.ms, cmd.gap, cmd.feed)
     return None
 
 
@@ -216,6 +217,7 @@ class JournaledEngine:
         """Journaled Engine.cancel_replace."""
         return self._run(JCancelReplace(mode, cancel_id, cancel_cid, req))
 
-    def on_price(self, price: Decimal, ms: int, cursor: Cursor, durable: bool = True, gap: bool = False) -> None:
+    def on_price(self, price: Decimal, ms: int, cursor: Cursor, durable: bool = True, gap: bool = False,
+                 feed: Decimal | None = None) -> None:
         """Journaled Engine.on_price (with the replay cursor it leaves behind)."""
-        self._run(JPrice(price, ms, Cursor(cursor.bar, cursor.point, cursor.done), gap), durable)
+        self._run(JPrice(price, ms, Cursor(cursor.bar, cursor.point, cursor.done), gap, feed), durable)

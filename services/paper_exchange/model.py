@@ -144,6 +144,7 @@ class EngineState(msgspec.Struct):
     next_lock_id: int = 1
     margin: dict[str, dict[str, Balance]] = msgspec.field(default_factory=dict)  # CROSS / ISOLATED wallets
     next_tran_id: int = 1
+    feed_last: Decimal | None = None  # the feed symbol's last price (None: the same as `last`, no basis)
 
 
 class NewOrder(msgspec.Struct):

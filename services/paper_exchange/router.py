@@ -5,7 +5,7 @@ import logging
 import threading
 import time
 
-from services.paper_exchange import admin, api, api_margin, api_stream, auth
+from services.paper_exchange import admin, api, api_margin, api_market, api_stream, auth
 from services.paper_exchange import params as P
 from services.paper_exchange.app import PaperApp, Request, Response
 from services.paper_exchange.model import ApiError
@@ -38,8 +38,7 @@ class WeightMeter:
 _IP, _SAPI_IP, _SAPI_UID = "X-MBX-USED-WEIGHT-1M", "X-SAPI-USED-IP-WEIGHT-1M", "X-SAPI-USED-UID-WEIGHT-1M"
 WEIGHTS: dict[tuple[str, str], tuple[str, int]] = {
     ("GET", "/api/v3/ping"): (_IP, 1), ("GET", "/api/v3/time"): (_IP, 1),
-    ("GET", "/api/v3/exchangeInfo"): (_IP, 20), ("GET", "/api/v3/ticker/bookTicker"): (_IP, 2),
-    ("GET", "/api/v3/ticker/price"): (_IP, 2),
+    ("GET", "/api/v3/exchangeInfo"): (_IP, 20),
     ("POST", "/api/v3/order"): (_IP, 1), ("GET", "/api/v3/order"): (_IP, 4), ("DELETE", "/api/v3/order"): (_IP, 1),
     ("GET", "/api/v3/openOrders"): (_IP, 6), ("DELETE", "/api/v3/openOrders"): (_IP, 1),
     ("GET", "/api/v3/allOrders"): (_IP, 20), ("GET", "/api/v3/account"): (_IP, 20),
@@ -60,6 +59,8 @@ def request_weight(method: str, path: str, p: dict[str, str]) -> tuple[str, int]
         return _IP, 80
     if (method, path) == ("GET", "/api/v3/myTrades") and p.get("orderId"):
         return _IP, 5
+    if method == "GET" and path in api_market.WEIGHTED:
+        return _IP, api_market.weight(path, p)
     return WEIGHTS.get((method, path), (_SAPI_IP, 10) if path.startswith("/sapi/") else (_IP, 1))
 
 
@@ -91,6 +92,7 @@ def error(e: ApiError) -> Response:
     return Response(e.http, body)
 
 
+PUBLIC = {**api.PUBLIC, **api_market.PUBLIC}
 SIGNED = {**api.SIGNED, **api_margin.SIGNED, **api_stream.SIGNED}
 PLACING = api.PLACING | {"/sapi/v1/margin/order", "/sapi/v1/margin/order/oco"}
 
@@ -110,7 +112,7 @@ class Router:
                 return Response(403, {"error": "admin endpoints are loopback only"})
             return admin.handle(self.app, req)
         key = (req.method, req.path)
-        if key not in api.PUBLIC and key not in SIGNED:
+        if key not in PUBLIC and key not in SIGNED:
             return Response(404, {"code": -1000, "msg": f"Unknown endpoint {req.method} {req.path}"})
         try:
             p = P.parse(req.query, req.body)
@@ -156,7 +158,7 @@ class Router:
         faults = self.app.faults
         if req.path in PLACING and req.method == "POST" and faults.take("reject_orders", req.path, side):
             raise ApiError(-2010, "Order rejected (paper exchange fault injection: reject_orders).")
-        handler = api.PUBLIC.get(key) or SIGNED[key]
+        handler = PUBLIC.get(key) or SIGNED[key]
         mutating = req.method != "GET"
         with self.app.lock:
             try:

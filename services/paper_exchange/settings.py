@@ -53,6 +53,15 @@ class Settings(msgspec.Struct, frozen=True):
     fsync: bool = True
     exec_prefix: str = "exec:"
     ws_port: int = 8900  # WebSocket API (user data stream); PAPER_WS_PORT, default PAPER_PORT + 1, 0 = free port
+    # The market file's own symbol (its prices are served unscaled) and SYMBOL's premium over it in basis
+    # points: SYMBOL trades at feed price x (1 + basis_bps / 10000), rounded to the tick.
+    feed_symbol: str = "BTCUSDC"
+    basis_bps: Decimal = Decimal(0)
+
+    @property
+    def symbols(self) -> tuple[str, ...]:
+        """The listed symbols: SYMBOL first, then the feed's own symbol when it is another one."""
+        return (self.symbol,) if self.feed_symbol == self.symbol else (self.symbol, self.feed_symbol)
 
 
 _QUOTES = ("USDC", "USDT", "FDUSD", "BUSD", "TUSD", "BTC", "ETH", "BNB", "EUR", "TRY")
@@ -146,6 +155,40 @@ def _start_ts(env: Mapping[str, str]) -> int | None:
                             "(e.g. 2025-01-13T20:00:00Z)") from e
 
 
+_MAX_BASIS_BPS = Decimal(1000)
+
+
+def _basis(env: Mapping[str, str], symbol: str, feed_symbol: str) -> Decimal:
+    """PAPER_BASIS_BPS: a decimal in [-1000, 1000]; only 0 when the feed symbol is SYMBOL itself."""
+    raw = env.get("PAPER_BASIS_BPS", "").strip()
+    if raw == "":
+        return Decimal(0)
+    try:
+        v = Decimal(raw)
+    except ArithmeticError:
+        v = Decimal("NaN")
+    if not v.is_finite() or abs(v) > _MAX_BASIS_BPS:
+        raise SettingsError(f"PAPER_BASIS_BPS={raw!r}: must be a decimal number of basis points from -1000 to 1000 "
+                            "(e.g. 1.5: SYMBOL trades 0.015% above the feed's prices)")
+    if v != 0 and feed_symbol == symbol:
+        raise SettingsError(f"PAPER_BASIS_BPS={raw!r}: must be 0 when PAPER_FEED_SYMBOL is SYMBOL ({symbol}): "
+                            "a basis needs two symbols")
+    return v
+
+
+def _feed_symbol(env: Mapping[str, str], symbol: str, base: str) -> str:
+    """PAPER_FEED_SYMBOL (default BTCUSDT): the market file's symbol, same base asset as SYMBOL."""
+    raw = env.get("PAPER_FEED_SYMBOL", "").strip().upper() or "BTCUSDT"
+    try:
+        feed_base, _ = split_symbol(raw)
+    except SettingsError:
+        feed_base = ""
+    if feed_base != base:
+        raise SettingsError(f"PAPER_FEED_SYMBOL={raw!r}: must be a symbol with SYMBOL's base asset {base} and a "
+                            f"known quote asset ({', '.join(_QUOTES)}), e.g. {base}USDT")
+    return raw
+
+
 def from_env(env: Mapping[str, str] | None = None) -> Settings:
     """Build Settings from `env` (default os.environ); raise SettingsError on a bad value."""
     env = os.environ if env is None else env
@@ -175,6 +218,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         fsync=_bool(env, "PAPER_FSYNC", True),
         exec_prefix=env.get("EXEC_PREFIX", "exec:"),
         ws_port=_ws_port(env),
+        feed_symbol=(feed := _feed_symbol(env, symbol, base)), basis_bps=_basis(env, symbol, feed),
     )
 
 
