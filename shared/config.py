@@ -61,6 +61,8 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     SL_PCT: Decimal = Decimal("0.002")
     SWING_MINS: int = 180
     TP_R_LIST: tuple[Decimal, ...] = (Decimal(1), Decimal(2))
+    FEED_SYMBOL: str = "BTCUSDT"   # the symbol AGG_CSV's prices are in: plans are re-priced by mid(SYMBOL)/mid(it)
+    SKIP_TP1_BELOW_FEES: bool = False   # skip a signal whose TP1 gain does not pay the round trip's commission
     POLL_SEC: float = 5.0
     # notifications
     N8N_WEBHOOK_URL: str = ""
@@ -289,6 +291,9 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"EXIT_REST_WEIGHT_BUDGET_PER_MIN={cfg.EXIT_REST_WEIGHT_BUDGET_PER_MIN} must be 8..6000 "
                           f"(request weight a minute; Binance allows 6000 per IP)")
     _positive(cfg, "EXIT_REST_SWEEP_SEC")
+    if cfg.FEED_SYMBOL and not (cfg.FEED_SYMBOL.isalnum() and cfg.FEED_SYMBOL.isupper()):
+        raise ConfigError(f"FEED_SYMBOL={cfg.FEED_SYMBOL!r} must be a Binance symbol in capitals (e.g. BTCUSDT), "
+                          f"or empty when AGG_CSV is in SYMBOL's own prices")
     _validate_margin(cfg)
 
 

@@ -32,7 +32,7 @@ def test_rounding_to_tick_and_step():
 
 def test_entry_price_stays_marketable_by_at_least_a_tick():
     assert entry_price("long", D("95000.00"), D("0.5"), D("0.01")) == D("95000.50")
-    assert entry_price("long", D("95000.004"), D("0"), D("0.01")) == D("95000.02")
+    assert entry_price("long", D("95000.004"), D("0"), D("0.01")) == D("95000.01")   # toward the close (§3)
     assert entry_price("short", D("95000.00"), D("0.5"), D("0.01")) == D("94999.50")
     assert entry_price("short", D("95000.00"), D("0"), D("0.01")) == D("94999.99")
 
@@ -63,7 +63,7 @@ def test_short_plan_falls_back_to_sl_pct_when_swing_is_on_the_wrong_side():
 
 def test_invalid_plan_is_refused_with_a_reason():
     tiny = SymbolFilters("X", "B", "Q", D("1"), D("1"), D("1"), D("1000"), D("0"))
-    with pytest.raises(PlanError, match="at least one tick"):
+    with pytest.raises(PlanError, match="needs sl < entry < tp1 <= tp2"):
         build_plan("long", D("100"), tiny, offset=D("0"), qty_usd=D("1000"), sl_pct=D("0.001"),
                    r_list=(D("0.5"), D(1)), swing_extreme=None)  # TP1 rounds onto the entry
 
@@ -71,6 +71,7 @@ def test_invalid_plan_is_refused_with_a_reason():
 def test_stop_limit_sits_gap_ticks_beyond_the_stop():
     assert stop_limit_price("long", D("100.00"), 2, D("0.01")) == D("99.98")
     assert stop_limit_price("short", D("100.00"), 2, D("0.01")) == D("100.02")
+    assert stop_limit_price("long", D("100.00"), 0, D("0.01")) == D("99.99")   # at least one tick (§8)
 
 
 @pytest.mark.parametrize("qty,expected", [

@@ -111,9 +111,12 @@ def test_share_out_books_what_each_leg_has_left():
     assert share_out(legs, D(0), D(0)) == {}
 
 
-def test_break_even_rounds_to_the_side_that_loses_nothing():
+def test_break_even_is_the_average_entry_to_the_nearest_tick():
+    # §9: the original prints entry_actual to the tick (nearest), for both sides; a tie goes up here.
     assert be_price(_pos(avg_entry=D("100000.505")), D("0.01")) == D("100000.51")
-    assert be_price(_pos(side="short", avg_entry=D("100000.505")), D("0.01")) == D("100000.50")
+    assert be_price(_pos(side="short", avg_entry=D("100000.505")), D("0.01")) == D("100000.51")
+    assert be_price(_pos(avg_entry=D("94985.4049")), D("0.01")) == D("94985.40")
+    assert be_price(_pos(side="short", avg_entry=D("94985.4051")), D("0.01")) == D("94985.41")
 
 
 def _bars(lows: list[int]) -> list[Bar]:
@@ -200,7 +203,7 @@ def test_failsafe_needs_both_the_tries_and_the_grace():
 
 
 def test_exit_fee_rate_picks_the_larger_of_maker_and_taker_or_the_fallback():
-    from services.exit_manager.fees import pick_fee_rate
+    from shared.adapters.fee_rate import pick_fee_rate
 
     assert pick_fee_rate({"maker": D("0.00075"), "taker": D("0.001")}, D("0.002")) == (D("0.001"), "account")
     assert pick_fee_rate({}, D("0.002")) == (D("0.002"), "fallback")
@@ -208,7 +211,7 @@ def test_exit_fee_rate_picks_the_larger_of_maker_and_taker_or_the_fallback():
 
 
 def test_exit_fee_rate_from_the_paper_exchange_account_or_the_fallback(pe):  # noqa: F811
-    from services.exit_manager.fees import exit_fee_rate
+    from shared.adapters.fee_rate import exit_fee_rate
     from shared.adapters.binance_rest import BinanceClient
     from tests.redis_helpers import free_port
 

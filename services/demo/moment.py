@@ -13,6 +13,7 @@ import msgspec
 from shared.config import Config
 from shared.domain.bars import Bar
 from shared.domain.exit_plan import EntryPlan, PlanError, build_plan
+from shared.domain.swings import window_extreme
 from shared.domain.symbol import SymbolFilters
 
 
@@ -24,13 +25,13 @@ class Moment(msgspec.Struct, frozen=True):
 
 
 def plan_at(bars: Sequence[Bar], i: int, cfg: Config, f: SymbolFilters, side: str = "long") -> EntryPlan | None:
-    """The product's plan for a `side` signal at bar `i`'s close (swing stop over the SWING_MINS bars up to it);
-    None when the plan is invalid there. Needs i >= SWING_MINS - 1."""
-    window = bars[i - cfg.SWING_MINS + 1:i + 1]
-    extreme = min(b.low for b in window) if side == "long" else max(b.high for b in window)
+    """The product's plan for a `side` signal at bar `i`'s close (stop: the farther of SL_PCT's and the swing of the
+    SWING_MINS + 1 bars ending at it, in the feed's prices); None when the plan is invalid there."""
+    extreme = window_extreme(bars[max(0, i - cfg.SWING_MINS):i + 1], side)
     try:
         return build_plan(side, bars[i].close, f, offset=cfg.ENTRY_OFFSET_USD, qty_usd=cfg.QTY_USD,
-                          sl_pct=cfg.SL_PCT, r_list=cfg.TP_R_LIST, swing_extreme=extreme)
+                          sl_pct=cfg.SL_PCT, r_list=cfg.TP_R_LIST, swing_extreme=extreme,
+                          gap_ticks=cfg.SL_LIMIT_GAP_TICKS)
     except PlanError:
         return None
 

@@ -16,7 +16,11 @@ def describe(ev: Event) -> str | None:
     k = ev.kind
     lines = {
         "entry_planned": lambda: (f"PLAN     {d['side']} {d['qty']} BTC, entry {d['entry']} | stop {d['sl']} ({d['sl_source']})"
-                                  f" | TP1 {d['tp1']} | TP2 {d['tp2']} | R {d['r']}"),
+                                  f" | TP1 {d['tp1']} | TP2 {d['tp2']} | R {d['r']}"
+                                  + (f" | k {d['k']} (feed entry {d['feed_entry']} stop {d['feed_sl']})"
+                                     if str(d.get('k', '1')) not in ('1', '1.000000000000') else "")),
+        "plan_below_fees": lambda: (f"FEES     TP1 gain {d['tp1_gain']} < round-trip fees {d['round_trip_fees']} "
+                                    f"(rate {d['fee_rate']})" + ("; skipped" if d.get('skipped') else "")),
         "entry_sent": lambda: f"ENTRY    {d.get('order_type')} {d.get('side')} sent as {d['client_id']} ({d['ms']} ms) -> {d['status']}",
         "entry_filled": lambda: f"FILLED   {d['qty']} @ {d['avg_entry']}: handed over to the exit manager",
         "legs_planned": lambda: "LEGS     " + ", ".join(f"{lg['name']} {lg['qty']}" for lg in d["legs"]),

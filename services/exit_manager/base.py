@@ -77,10 +77,14 @@ class ExitBase:
 
     def _executable(self, side: str) -> Decimal | None:
         """The price a closing market order would get (bid for a long, ask for a short)."""
+        book = self._book()
+        return None if book is None else (book[0] if side == "long" else book[1])
+
+    def _book(self) -> tuple[Decimal, Decimal] | None:
+        """SYMBOL's (bid, ask), None when the exchange cannot say."""
         self.feed.charge_action(BOOK_TICKER_WEIGHT)
         try:
-            bid, ask = self.client.book_ticker(self.cfg.SYMBOL)
+            return self.client.book_ticker(self.cfg.SYMBOL)
         except BinanceError as e:
             self.rt.log.warning("book_ticker_failed", error=str(e))
             return None
-        return bid if side == "long" else ask

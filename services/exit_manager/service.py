@@ -16,7 +16,7 @@ from decimal import Decimal
 
 from services.exit_manager.base import TickAborted
 from services.exit_manager.closing import Closing
-from services.exit_manager.fees import exit_fee_rate
+from shared.adapters.fee_rate import exit_fee_rate
 from services.exit_manager.learning import Learning
 from services.exit_manager.manual_close import ManualCloseWatch
 from services.exit_manager.margin import side_effect

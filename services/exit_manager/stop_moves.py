@@ -19,6 +19,7 @@ from shared.domain.bars import BadHeader
 from shared.domain.exit_plan import stop_limit_price
 from shared.domain.exit_rules import (
     LegFills,
+    be_due,
     be_price,
     better,
     count_attempt,
@@ -27,6 +28,7 @@ from shared.domain.exit_rules import (
     read_attempt,
     remaining,
     trail_candidate,
+    trail_fallback,
     trail_move,
     with_ids,
 )
@@ -153,8 +155,7 @@ class StopMoves(ExitBase):
     # ---- break-even and trailing -----------------------------------------------------------------
 
     def _maybe_break_even(self, pos: Position) -> Position | None:
-        tp_hit = any(lg.status == "DONE" and lg.exit_reason == "tp" for lg in pos.legs if lg.name in ("tp1", "tp2"))
-        if pos.be_done or not tp_hit or self.rt.clock.now() < pos.be_next_at:
+        if pos.be_done or not be_due(pos) or self.rt.clock.now() < pos.be_next_at:
             return None
         target = be_price(pos, self.f.tick_size)
         todo = [lg for lg in pos.legs if lg.status == "PLACED" and better(pos.side, target, lg.stop_price)]
@@ -197,12 +198,14 @@ class StopMoves(ExitBase):
         now = self.rt.clock.now()
         if now - pos.trail_last_at < self.cfg.TRAIL_UPDATE_EVERY_SEC:
             return
+        # The original's activation places the first trailing stop without the TRAIL_STEP_USD test.
+        activation = pos.trail_last_at == 0
         pos = self._mutate(pos.trade_key, lambda p: setattr(p, "trail_last_at", now)) or pos
-        new = self._trail_target(pos, trail, now)
+        new = self._trail_target(pos, trail, now, activation)
         if new is not None:
             self._move_stop(pos, "trail", new, "trailing")
 
-    def _trail_target(self, pos: Position, trail: Leg, now: float) -> Decimal | None:
+    def _trail_target(self, pos: Position, trail: Leg, now: float, activation: bool = False) -> Decimal | None:
         try:
             feed = read_last_bars(self.cfg.AGG_CSV, self.cfg.TRAIL_SWING_LOOKBACK)
         except BadHeader as e:
@@ -218,11 +221,17 @@ class StopMoves(ExitBase):
                           last_bar=feed.bars[-1].ts if feed.bars else None, action="no move")
             return None
         cand = trail_candidate(pos.side, feed.bars, self.cfg.TRAIL_SWING_LR, self.cfg.TRAIL_SWING_BUFFER_USD,
-                               self.f.tick_size)
-        px = self._executable(pos.side)
-        if px is None:
+                               self.f.tick_size, pos.k_entry)
+        book = self._book()
+        if book is None:
             return None
-        new = trail_move(pos.side, trail.stop_price, cand, step_usd=self.cfg.TRAIL_STEP_USD,
-                         last_close=feed.bars[-1].close, confirm_buffer=self.cfg.TRAIL_CONFIRM_BUFFER_USD, market=px)
-        self.rt.event("trail_eval", pos.trade_key, current=trail.stop_price, candidate=cand, market=px, move_to=new)
+        px = book[0] if pos.side == "long" else book[1]
+        source = "swing"
+        if cand is None and activation:
+            cand, source = trail_fallback(pos.side, *book, self.cfg.TRAIL_SWING_BUFFER_USD, self.f.tick_size), "mid"
+        new = trail_move(pos.side, trail.stop_price, cand, step_usd=Decimal(0) if activation else self.cfg.TRAIL_STEP_USD,
+                         last_close=feed.bars[-1].close * pos.k_entry, confirm_buffer=self.cfg.TRAIL_CONFIRM_BUFFER_USD,
+                         market=px)
+        self.rt.event("trail_eval", pos.trade_key, current=trail.stop_price, candidate=cand, source=source, market=px,
+                      move_to=new, activation=activation, k=pos.k_entry)
         return new

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from decimal import Decimal
 
-from services.position_engine.signals import swing_extreme
+from services.position_engine.plan_inputs import BasisUnavailable, PlanInputs
 from services.position_engine.writer import PositionWriter
 from shared.adapters.binance_rest import BinanceClient, BinanceError
 from shared.domain.entry_rules import (
@@ -28,8 +28,10 @@ from shared.runtime import Runtime
 class Reconciler:
     """Compares the exchange's entry orders with the state once, at start."""
 
-    def __init__(self, rt: Runtime, client: BinanceClient, f: SymbolFilters, writer: PositionWriter) -> None:
+    def __init__(self, rt: Runtime, client: BinanceClient, f: SymbolFilters, writer: PositionWriter,
+                 inputs: PlanInputs) -> None:
         self.rt, self.cfg, self.client, self.f, self.writer = rt, rt.cfg, client, f, writer
+        self.inputs = inputs
 
     def run(self) -> None:
         """Read the exchange (retrying until it answers), then adopt or report each unknown entry."""
@@ -94,13 +96,22 @@ class Reconciler:
     def _position(self, o: Order, attempts: list[Order], filled: bool) -> Position:
         side = "long" if o.side == "BUY" else "short"
         entry = adopted_entry_price(o, self.f.tick_size)
-        plan = adopted_plan(side, entry, swing_extreme(self.rt, side), self.cfg.SL_PCT, self.cfg.TP_R_LIST,
-                            self.f.tick_size)
+        plan = adopted_plan(side, entry, self.inputs.extreme(side, o.time / 1000 or self.rt.clock.now()),
+                            self.cfg.SL_PCT, self.cfg.TP_R_LIST, self.f.tick_size, self._k())
         pos = adopted_position(o, plan, self.cfg.SYMBOL, self.rt.clock.now(), time.time())
         self._margin_borrow(pos)
         if filled:
             self._carry_fills(pos, attempts or [o])
         return pos
+
+    def _k(self) -> Decimal:
+        """k for the adopted plan's swing (feed prices); 1 when the books cannot be read (the stop then comes from
+        the feed's swing as it is, or SL_PCT), said in an event."""
+        try:
+            return self.inputs.k()
+        except BasisUnavailable as e:
+            self.rt.event("reconcile_basis_unknown", level="warning", reason=str(e))
+            return Decimal(1)
 
     def _margin_borrow(self, pos: Position) -> None:
         """MARGIN_BORROW_MODE=manual: the trade's borrow was recorded only in the state that was lost, and the exit

@@ -13,7 +13,8 @@ from services.position_engine.commands import CommandHandler
 from services.position_engine.order_feed import OrderFeed
 from services.position_engine.reconcile import Reconciler
 from services.position_engine.sender import EntrySender
-from services.position_engine.signals import SignalHandler, warm_swing_cache
+from services.position_engine.plan_inputs import PlanInputs
+from services.position_engine.signals import SignalHandler
 from services.position_engine.tracker import EntryTracker
 from services.position_engine.writer import PositionWriter
 from shared.adapters.binance_rest import BinanceClient
@@ -34,12 +35,13 @@ class Engine:
     def __init__(self, rt: Runtime, client: BinanceClient, filters: SymbolFilters) -> None:
         self.rt = rt
         self.writer = PositionWriter(rt, filters)
+        self.inputs = PlanInputs(rt, client, filters.quote_asset)
         self.feed = OrderFeed(rt, margin=bool(client.margin))
         self.sender = EntrySender(rt, client, filters, self.writer, self.feed)
         self.tracker = EntryTracker(rt, client, filters, self.writer, self.sender, self.feed)
-        self.signal_handler = SignalHandler(rt, filters, self.writer, self.sender, self.tracker)
+        self.signal_handler = SignalHandler(rt, filters, self.writer, self.sender, self.tracker, self.inputs)
         self.command_handler = CommandHandler(rt, self.writer, self.tracker)
-        self.reconciler = Reconciler(rt, client, filters, self.writer)
+        self.reconciler = Reconciler(rt, client, filters, self.writer, self.inputs)
         self.signals = GroupConsumer(rt.r, rt.cfg.key("signals"), PROCESS, PROCESS)
         self.commands = GroupConsumer(rt.r, rt.cfg.key("commands"), PROCESS, PROCESS, start_id="$")
 
@@ -51,7 +53,7 @@ class Engine:
         for e in self.feed.consumer.read(block_ms=None, count=50):
             handle_entry(self.rt, e, self._order_update, self.feed.consumer)
         self.tracker.tick()
-        warm_swing_cache(self.rt)
+        self.inputs.warm()
         for e in self.signals.read(block_ms=20 if self._entry_in_progress() else 200, count=1):
             handle_entry(self.rt, e, self._signal, self.signals)
 

@@ -1,64 +1,25 @@
 """From one signal to a PENDING position and its entry order, or to a recorded reason why not."""
 from __future__ import annotations
 
-import os
 import time
-from decimal import Decimal
 
+from services.position_engine.plan_inputs import BasisUnavailable, PlanInputs
 from services.position_engine.sender import EntrySender
 from services.position_engine.tracker import EntryTracker
 from services.position_engine.writer import PositionWriter
-from shared.adapters.agg_feed import FeedUnavailable, read_last_bars
-from shared.domain.bars import BadHeader
 from shared.domain.entry_rules import pending_position, refusal, side_refusal
-from shared.domain.exit_plan import EntryPlan, PlanError, build_plan
+from shared.domain.exit_plan import EntryPlan, PlanError, build_plan, round_trip_fees
 from shared.domain.messages import Event, Signal
 from shared.domain.symbol import SymbolFilters
 from shared.runtime import Runtime
-
-_swing_cache: dict[tuple, tuple[Decimal, Decimal] | None] = {}
-
-
-def _feed_key(rt: Runtime) -> tuple:
-    st = os.stat(rt.cfg.AGG_CSV)
-    return (rt.cfg.AGG_CSV, st.st_ino, st.st_size, st.st_mtime_ns, rt.cfg.SWING_MINS)
-
-
-def _load_extremes(rt: Runtime, key: tuple) -> tuple[Decimal, Decimal] | None:
-    if key not in _swing_cache:
-        bars = read_last_bars(rt.cfg.AGG_CSV, rt.cfg.SWING_MINS).bars
-        _swing_cache.clear()
-        _swing_cache[key] = (min(b.low for b in bars), max(b.high for b in bars)) if bars else None
-    return _swing_cache[key]
-
-
-def warm_swing_cache(rt: Runtime) -> None:
-    """Re-read the feed's window when the file changed, from the idle loop: parsing SWING_MINS rows costs a few
-    milliseconds, which must not be spent between a signal and its order. Errors are left to the signal path."""
-    try:
-        _load_extremes(rt, _feed_key(rt))
-    except (FeedUnavailable, BadHeader, OSError):
-        pass  # reported by swing_extreme() when a signal needs the feed
-
-
-def swing_extreme(rt: Runtime, side: str) -> Decimal | None:
-    """Lowest low (long) / highest high (short) of the last SWING_MINS bars of AGG_CSV; None without a feed.
-    Cached per (file identity, size, mtime): the feed grows once a minute, signals may come faster."""
-    try:
-        ext = _load_extremes(rt, _feed_key(rt))
-    except (FeedUnavailable, BadHeader, OSError) as e:
-        rt.event("swing_unavailable", level="warning", reason=str(e))
-        return None
-    return None if ext is None else (ext[0] if side == "long" else ext[1])
-
 
 class SignalHandler:
     """Gates, plan, claim of the slot, send."""
 
     def __init__(self, rt: Runtime, f: SymbolFilters, writer: PositionWriter, sender: EntrySender,
-                 tracker: EntryTracker) -> None:
+                 tracker: EntryTracker, inputs: PlanInputs) -> None:
         self.rt, self.cfg, self.f = rt, rt.cfg, f
-        self.writer, self.sender, self.tracker = writer, sender, tracker
+        self.writer, self.sender, self.tracker, self.inputs = writer, sender, tracker, inputs
 
     def on_signal(self, sig: Signal) -> None:
         """Refuse (with a recorded reason) or open a position for one signal."""
@@ -76,7 +37,8 @@ class SignalHandler:
         pos = pending_position(sig, plan, self.cfg.SYMBOL, self.cfg.ENTRY_MODE, now, time.time())
         planned = Event(service=self.rt.process, kind="entry_planned", at=now, trade_key=pos.trade_key, data=dict(
             side=pos.side, entry=pos.entry_price, qty=pos.qty, sl=pos.sl, tp1=pos.tp1, tp2=pos.tp2, r=pos.r,
-            sl_source=plan.sl_source, mode=pos.entry_mode, client_id=pos.entry_client_id, signal_key=sig.key,
+            sl_source=plan.sl_source, k=plan.k, feed_entry=plan.feed_entry, feed_sl=plan.feed_sl,
+            feed_tp1=plan.feed_tp1, feed_tp2=plan.feed_tp2, mode=pos.entry_mode, client_id=pos.entry_client_id, signal_key=sig.key,
             wall_received=received))
         # The audit entry rides in the claim's transaction: one round trip less before the order leaves.
         if not self.writer.claim(pos, now, halted, audit=[(self.cfg.key("events"), planned)]):
@@ -93,10 +55,32 @@ class SignalHandler:
     def _plan(self, sig: Signal) -> EntryPlan | None:
         c = self.cfg
         try:
-            return build_plan(sig.kind, sig.price, self.f, offset=c.ENTRY_OFFSET_USD, qty_usd=c.QTY_USD,
-                              sl_pct=c.SL_PCT, r_list=c.TP_R_LIST, swing_extreme=swing_extreme(self.rt, sig.kind))
-        except PlanError as e:
-            self.rt.event("signal_aborted", level="warning", reason=str(e), signal_key=sig.key, side=sig.kind,
-                          price=sig.price)
-            self.rt.notify("entry_aborted", f"invalid plan: {e}", "WARN", signal_key=sig.key)
+            plan = build_plan(sig.kind, sig.price, self.f, offset=c.ENTRY_OFFSET_USD, qty_usd=c.QTY_USD,
+                              sl_pct=c.SL_PCT, r_list=c.TP_R_LIST, k=self.inputs.k(),
+                              swing_extreme=self.inputs.extreme(sig.kind, sig.ts), gap_ticks=c.SL_LIMIT_GAP_TICKS)
+        except (PlanError, BasisUnavailable) as e:
+            self._abort(sig, str(e))
             return None
+        return None if self._below_fees(sig, plan) else plan
+
+    def _abort(self, sig: Signal, why: str) -> None:
+        self.rt.event("signal_aborted", level="warning", reason=why, signal_key=sig.key, side=sig.kind,
+                      price=sig.price)
+        self.rt.notify("entry_aborted", f"invalid plan: {why}", "WARN", signal_key=sig.key)
+
+    def _below_fees(self, sig: Signal, plan: EntryPlan) -> bool:
+        """An event and an alert when TP1's gain does not pay the round trip's commission; True (skip the signal)
+        only with SKIP_TP1_BELOW_FEES."""
+        gain, fees = round_trip_fees(plan.entry_price, plan.tp1, plan.qty, self.inputs.fee_rate)
+        if gain >= fees:
+            return False
+        skip = self.cfg.SKIP_TP1_BELOW_FEES
+        self.rt.event("plan_below_fees", level="warning", signal_key=sig.key, side=sig.kind, entry=plan.entry_price,
+                      tp1=plan.tp1, qty=plan.qty, tp1_gain=gain.quantize(self.f.tick_size / 100),
+                      round_trip_fees=fees.quantize(self.f.tick_size / 100), fee_rate=self.inputs.fee_rate,
+                      fee_source=self.inputs.fee_source, skipped=skip)
+        self.rt.notify("plan_below_fees", f"TP1 gain {gain:.4f} < round-trip fees {fees:.4f}"
+                       + ("; signal skipped" if skip else ""), "WARN", signal_key=sig.key)
+        if skip:
+            self._abort(sig, f"tp1_below_fees (gain {gain:.4f} < fees {fees:.4f}, SKIP_TP1_BELOW_FEES=true)")
+        return skip

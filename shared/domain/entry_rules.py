@@ -52,7 +52,7 @@ def pending_position(sig: Signal, plan: EntryPlan, symbol: str, entry_mode: str,
         trade_key=tk, signal_key=sig.key, symbol=symbol, side=plan.side, status="PENDING", entry_mode=entry_mode,
         entry_price=plan.entry_price, qty=plan.qty, sl=plan.sl, tp1=plan.tp1, tp2=plan.tp2, r=plan.r,
         signal_price=sig.price, signal_ts=sig.ts, created_at=now, entry_client_id=client_id(tk, "entry", 0),
-        entry_sent_at=wall_now,
+        entry_sent_at=wall_now, k_entry=plan.k,
     )
 
 
@@ -172,13 +172,14 @@ def _last_attempts(orders: list[Order]) -> list[Order]:
 
 
 def adopted_plan(side: str, entry: Decimal, swing_extreme: Decimal | None, sl_pct: Decimal,
-                 r_list: Sequence[Decimal], tick: Decimal) -> EntryPlan:
-    """The exit plan of an adopted entry, rebuilt from its price (PlanError when it is not valid)."""
-    sl, src = stop_loss(side, entry, swing_extreme, sl_pct, tick)
+                 r_list: Sequence[Decimal], tick: Decimal, k: Decimal = Decimal(1)) -> EntryPlan:
+    """The exit plan of an adopted entry, rebuilt from its price in SYMBOL's prices (the feed's swing re-priced by
+    k; PlanError when it is not valid)."""
+    sl, src = stop_loss(side, entry, None if swing_extreme is None else swing_extreme * k, sl_pct, tick)
     r = abs(entry - sl)
     tp1, tp2 = take_profits(side, entry, r, r_list, tick)
     check_order(side, sl, entry, tp1, tp2, tick)
-    return EntryPlan(side=side, entry_price=entry, qty=Decimal(0), sl=sl, tp1=tp1, tp2=tp2, r=r, sl_source=src)
+    return EntryPlan(side=side, entry_price=entry, qty=Decimal(0), sl=sl, tp1=tp1, tp2=tp2, r=r, sl_source=src, k=k)
 
 
 def adopted_entry_price(o: Order, tick: Decimal) -> Decimal:
@@ -202,7 +203,7 @@ def adopted_position(o: Order, plan: EntryPlan, symbol: str, now: float, wall_no
         entry_mode=mode, entry_price=plan.entry_price, qty=o.orig_qty, sl=plan.sl, tp1=plan.tp1, tp2=plan.tp2,
         r=plan.r, signal_price=plan.entry_price, signal_ts=o.time / 1000, created_at=o.time / 1000 or now,
         entry_client_id=o.client_order_id, entry_attempt=entry_attempt_of(o.client_order_id) or 0,
-        entry_order_id=o.order_id, entry_sent_at=wall_now, adopted=True,
+        entry_order_id=o.order_id, entry_sent_at=wall_now, adopted=True, k_entry=plan.k,
     )
 
 

@@ -9,11 +9,11 @@ import msgspec
 
 from shared.domain.bars import Bar
 from shared.domain.exit_plan import stop_limit_price
-from shared.domain.legs import split_qty_3legs
+from shared.domain.legs import leg_floor_prices, split_qty_3legs
 from shared.domain.order_ids import client_id
 from shared.domain.orders import FILLED, Order, order_is_open
 from shared.domain.position import ClosedTrade, Leg, Position, net_qty
-from shared.domain.risk_math import ceil_to_step, floor_to_step
+from shared.domain.risk_math import ceil_to_step, floor_to_step, round_nearest_to_step
 from shared.domain.swings import last_swing_high, last_swing_low
 from shared.domain.symbol import SymbolFilters
 
@@ -62,8 +62,9 @@ def plan_legs(pos: Position, f: SymbolFilters, gap_ticks: int, fee_rate: Decimal
     """The three legs for the filled quantity (tp1 + tp2 as OCOs, the rest as a trailing stop); legs of
     zero quantity (degraded split) are left out. A short's legs add up to `exit_total` (commission gross-up)."""
     total = exit_total(pos, fee_rate, f.step_size)
-    q1, q2, q3 = split_qty_3legs(total, f.step_size, f.min_qty, f.min_notional, pos.avg_entry)
     limit = stop_limit_price(pos.side, pos.sl, gap_ticks, f.tick_size)
+    q1, q2, q3 = split_qty_3legs(total, f.step_size, f.min_qty, f.min_notional,
+                                 leg_floor_prices(pos.tp1, pos.tp2, limit))
     legs = [Leg(name="tp1", qty=q1, tp_price=pos.tp1, stop_price=pos.sl, stop_limit=limit),
             Leg(name="tp2", qty=q2, tp_price=pos.tp2, stop_price=pos.sl, stop_limit=limit),
             Leg(name="trail", qty=q3, stop_price=pos.sl, stop_limit=limit)]
@@ -107,8 +108,13 @@ def dust(pos: Position) -> Decimal:
 
 
 def be_price(pos: Position, tick: Decimal) -> Decimal:
-    """Break-even stop: the average entry, rounded to the tick on the side that loses nothing."""
-    return ceil_to_step(pos.avg_entry, tick) if pos.side == "long" else floor_to_step(pos.avg_entry, tick)
+    """Break-even stop (§9): the average entry to the nearest tick, as the original prints it."""
+    return round_nearest_to_step(pos.avg_entry, tick)
+
+
+def be_due(pos: Position) -> bool:
+    """Break-even is armed by TP1's fill only (§9); a TP2 fill starts the trailing instead."""
+    return any(lg.name == "tp1" and lg.status == "DONE" and lg.exit_reason == "tp" for lg in pos.legs)
 
 
 def better(side: str, new: Decimal, old: Decimal) -> bool:
@@ -116,13 +122,22 @@ def better(side: str, new: Decimal, old: Decimal) -> bool:
     return new > old if side == "long" else new < old
 
 
-def trail_candidate(side: str, bars: Sequence[Bar], lr: int, buffer: Decimal, tick: Decimal) -> Decimal | None:
-    """Stop from the last swing low (long) / high (short), `buffer` beyond it, on the tick."""
+def trail_candidate(side: str, bars: Sequence[Bar], lr: int, buffer: Decimal, tick: Decimal,
+                    k: Decimal = Decimal(1)) -> Decimal | None:
+    """§10: the last swing low (long) / high (short) of the feed, `buffer` beyond it, re-priced into SYMBOL's prices
+    by k (§5), to the NEAREST tick as the original rounds it."""
     if side == "long":
         s = last_swing_low([b.low for b in bars], lr)
-        return None if s is None else floor_to_step(s - buffer, tick)
+        return None if s is None else round_nearest_to_step((s - buffer) * k, tick)
     s = last_swing_high([b.high for b in bars], lr)
-    return None if s is None else ceil_to_step(s + buffer, tick)
+    return None if s is None else round_nearest_to_step((s + buffer) * k, tick)
+
+
+def trail_fallback(side: str, bid: Decimal, ask: Decimal, buffer: Decimal, tick: Decimal) -> Decimal:
+    """§10 at activation without a swing: SYMBOL's mid less (long) / plus (short) the buffer (0 reads as 15)."""
+    b = buffer if buffer > 0 else Decimal(15)
+    mid = (bid + ask) / 2
+    return round_nearest_to_step(mid - b if side == "long" else mid + b, tick)
 
 
 def trail_move(side: str, current: Decimal, candidate: Decimal | None, *, step_usd: Decimal, last_close: Decimal,

@@ -64,6 +64,7 @@ class Position(msgspec.Struct, kw_only=True):
     signal_ts: float
     created_at: float
     entry_client_id: str
+    k_entry: Decimal = Decimal(1)   # SYMBOL / feed price ratio the plan was made with (trailing re-prices by it)
     entry_attempt: int = 0
     entry_order_id: int = 0
     entry_sent_at: float = 0.0     # wall time the current entry attempt was (about to be) sent

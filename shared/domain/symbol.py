@@ -18,3 +18,21 @@ class SymbolFilters(msgspec.Struct, frozen=True):
     min_notional: Decimal
     min_price: Decimal = Decimal(0)
     max_price: Decimal = Decimal(0)
+
+
+KNOWN_QUOTES: tuple[str, ...] = ("FDUSD", "USDC", "USDT", "BUSD", "TUSD", "DAI", "EUR", "TRY", "BRL", "GBP",
+                                 "BTC", "ETH", "BNB")
+
+
+def quote_of(symbol: str) -> str:
+    """The quote asset of a Binance symbol by its known suffix ('' when none matches)."""
+    return next((q for q in KNOWN_QUOTES if symbol.endswith(q) and len(symbol) > len(q)), "")
+
+
+def basis_k(symbol_book: tuple[Decimal, Decimal], feed_book: tuple[Decimal, Decimal]) -> Decimal:
+    """§5 of the original's rules: k = mid(SYMBOL) / mid(feed symbol), mid = (bid + ask) / 2; ValueError unless
+    both books are positive."""
+    s_mid, f_mid = sum(symbol_book) / 2, sum(feed_book) / 2
+    if min(*symbol_book, *feed_book) <= 0:
+        raise ValueError(f"book without a price: {symbol_book} / {feed_book}")
+    return (s_mid / f_mid).quantize(Decimal("1e-12"))

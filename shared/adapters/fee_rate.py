@@ -1,4 +1,4 @@
-"""The commission rate the exits pay, read once at start from the exchange's account (`commissionRates`)."""
+"""The commission rate the account pays, read from the exchange (`commissionRates` of the account)."""
 from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
@@ -19,7 +19,7 @@ def pick_fee_rate(rates: dict[str, Decimal], fallback: Decimal) -> tuple[Decimal
 
 
 def exit_fee_rate(client: BinanceClient, fallback: Decimal) -> tuple[Decimal, str]:
-    """The exits' commission rate from the account, or `fallback` when the account cannot be read."""
+    """The commission rate from the account, or `fallback` when the account cannot be read."""
     try:
         rates = client.commission_rates()
     except (BinanceError, msgspec.DecodeError, InvalidOperation, OSError):

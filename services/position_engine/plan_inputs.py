@@ -1,0 +1,98 @@
+"""What a plan needs from outside, kept warm by the idle loop so that a signal's path to its order does no
+extra I/O: the feed's last bars (the swing window, §2) and k, the price ratio between SYMBOL and the feed's symbol
+(§5), from the two book tickers."""
+from __future__ import annotations
+
+import os
+import time
+from decimal import Decimal
+
+import msgspec
+
+from shared.adapters.agg_feed import FeedUnavailable, read_last_bars
+from shared.adapters.binance_rest import BinanceClient, BinanceError
+from shared.adapters.fee_rate import exit_fee_rate
+from shared.domain.bars import BadHeader, Bar
+from shared.domain.swings import signal_window, window_extreme
+from shared.domain.symbol import basis_k, quote_of
+from shared.runtime import Runtime
+
+K_REFRESH_SEC = 5.0    # wall s between two reads of the books in the idle loop
+K_MAX_AGE_SEC = 15.0   # wall s: an older k is read again on the signal's path (the original reads it every time)
+_SLACK_ROWS = 30       # rows after the signal's bar that the cached tail keeps (the feed runs ahead of a late signal)
+
+
+class BasisUnavailable(RuntimeError):
+    """k cannot be read: the open is skipped (the original's LIVE_OPEN_ERROR)."""
+
+
+class PlanInputs:
+    """The swing window's bars and k for the signal handler."""
+
+    def __init__(self, rt: Runtime, client: BinanceClient, symbol_quote: str) -> None:
+        self.rt, self.cfg, self.client = rt, rt.cfg, client
+        self.reprice = bool(self.cfg.FEED_SYMBOL) and quote_of(self.cfg.FEED_SYMBOL) != symbol_quote
+        self._k: Decimal = Decimal(1)
+        self._k_at = self._k_tried = 0.0
+        self.fee_rate, self.fee_source = exit_fee_rate(client, rt.cfg.EXIT_FEE_RATE_FALLBACK)
+        self._bars_key: tuple | None = None
+        self._bars: list[Bar] = []
+
+    # ---- k --------------------------------------------------------------------------------------------
+
+    def k(self) -> Decimal:
+        """k for a plan now: 1 when SYMBOL and the feed share their quote, else the cached ratio (read again
+        when older than K_MAX_AGE_SEC). BasisUnavailable when the books cannot be read."""
+        if not self.reprice:
+            return Decimal(1)
+        if time.time() - self._k_at > K_MAX_AGE_SEC:
+            self._read_k()
+        return self._k
+
+    def _read_k(self) -> None:
+        self._k_tried = time.time()
+        try:
+            k = basis_k(self.client.book_ticker(self.cfg.SYMBOL), self.client.book_ticker(self.cfg.FEED_SYMBOL))
+        except (BinanceError, OSError, ValueError, KeyError, msgspec.DecodeError) as e:
+            raise BasisUnavailable(f"k = mid({self.cfg.SYMBOL}) / mid({self.cfg.FEED_SYMBOL}) unavailable: {e}") from None
+        self._k, self._k_at = k, time.time()
+
+    # ---- the swing window --------------------------------------------------------------------------------
+
+    def extreme(self, side: str, signal_ts: float) -> Decimal | None:
+        """Lowest low (long) / highest high (short) of the SWING_MINS + 1 rows ending at the signal's bar; None
+        without a usable feed (the stop is then SL_PCT's), with an event saying why."""
+        try:
+            bars = self._bars_for(signal_ts)
+        except (FeedUnavailable, BadHeader, OSError) as e:
+            self.rt.event("swing_unavailable", level="warning", reason=str(e))
+            return None
+        return window_extreme(signal_window(bars, signal_ts, self.cfg.SWING_MINS), side)
+
+    def _bars_for(self, signal_ts: float) -> list[Bar]:
+        bars = self._tail()
+        minute = int(signal_ts // 60)
+        if bars and minute < bars[0].ts // 60:   # older than the cached tail: read the whole file, as the original
+            bars = read_last_bars(self.cfg.AGG_CSV, 10 ** 9).bars
+        return bars
+
+    def _tail(self) -> list[Bar]:
+        st = os.stat(self.cfg.AGG_CSV)
+        key = (st.st_ino, st.st_size, st.st_mtime_ns)
+        if key != self._bars_key:
+            n = self.cfg.SWING_MINS + 1 + max(_SLACK_ROWS, self.cfg.MAX_PEAK_AGE_SEC // 60 + 2)
+            self._bars, self._bars_key = read_last_bars(self.cfg.AGG_CSV, n).bars, key
+        return self._bars
+
+    def warm(self) -> None:
+        """From the idle loop: re-read the feed's tail when the file changed and k when it is due. Errors are left
+        to the signal's path, which reports them."""
+        try:
+            self._tail()
+        except (FeedUnavailable, BadHeader, OSError):
+            pass  # reported by extreme() when a signal needs the feed
+        if self.reprice and time.time() - max(self._k_at, self._k_tried) > K_REFRESH_SEC:
+            try:
+                self._read_k()
+            except BasisUnavailable:
+                pass  # reported by k() when a signal needs it
