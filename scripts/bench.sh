@@ -29,6 +29,7 @@ run() {  # run NAME ARGS...: print, keep the output for the summary
   echo
 }
 [ -f services/paper_exchange/bench_roundtrip.py ] && run roundtrip -m services.paper_exchange.bench_roundtrip
+run plans bench/plan_stats.py   # the plans the rules make on the market data (issue 13)
 for b in ingest entry exits; do
   [ -f "bench/bench_$b.py" ] && run "$b" "bench/bench_$b.py"
 done

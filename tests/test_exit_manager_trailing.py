@@ -109,10 +109,12 @@ def test_short_tp1_tp2_then_trailing_stop_on_real_rows(tmp_path: Path, redis_url
 def test_kill_during_a_trailing_move_resumes_it(make, moment):
     s = make()
     pos = open_long(s)
-    _replay_until(s, lambda: bool(events(s, "trailing_on", pos.trade_key)), (moment.bars_to_tp2 + 30) * 2)
+    # Hold back cancelReplace replies from after break-even (the trail leg's own move to BE is a cancelReplace
+    # too) so that the first one held is the trailing stop's, even when it moves at its activation.
+    _replay_until(s, lambda: bool(events(s, "break_even_done", pos.trade_key)), (moment.bars_to_tp2 + 30) * 2)
     s.admin("/faults", {"after_accept_delay_ms": 3000, "path": "/api/v3/order/cancelReplace"})
     moved = lambda: [e for e in events(s, "stop_move", pos.trade_key) if e.data["why"] == "trailing"]
-    _replay_until(s, lambda: bool(moved()), (moment.bars_after_tp2 + 60) * 2)
+    _replay_until(s, lambda: bool(moved()), (moment.bars_to_tp2 + moment.bars_after_tp2 + 60) * 2)
     attempt = moved()[0].data["attempt"]
     new_id = f"{pos.trade_key}-tr-{attempt}"
     s.wait(lambda: any(o["clientOrderId"] == new_id for o in s.orders()), 5, "new trailing stop on the exchange")

@@ -88,7 +88,6 @@ def test_example_key_from_the_guide() -> None:
     (line(delta="12"), "schema"),
     (line(vol={"a": 1}), "schema"),
     (line(kind="sideways"), "schema"),
-    (line(kind="LONG"), "schema"),
     (line(action="TROUGH"), "not_peak"),
     (line(action="peak"), "not_peak"),
     (json.dumps({"action": "HEARTBEAT", "ts": 1}).encode(), "not_peak"),
@@ -215,3 +214,11 @@ def test_arbitrary_bytes_never_raise(raw: bytes) -> None:
 def test_arbitrary_json_never_raises(obj: object) -> None:
     m = parse(json.dumps(obj).encode())
     assert isinstance(m, (Signal, Reject))
+
+
+@pytest.mark.parametrize("kind,side", [("LONG", "long"), (" Long ", "long"), ("SHORT", "short")])
+def test_kind_is_normalised_as_the_originals_key_does_and_traded_on_that_side(kind, side):
+    # §12: the original keys " Long " as long but then opens it as a SHORT (raw `kind == "long"`); here the
+    # normalised kind decides everything.
+    sig = parse_line(line(kind=kind), offset=0, now=None, params=P)
+    assert isinstance(sig, Signal) and sig.kind == side and f"|{side}|" in sig.key

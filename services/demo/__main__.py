@@ -68,6 +68,9 @@ def main() -> int:
     market, start_ts, index, speed, close = _prepare(run_dir)
     for sub in ("logs", "feed", "state", "paper", "redis", "supervisor"):
         (run_dir / sub).mkdir(parents=True, exist_ok=True)
+    # BTCUSDC a basis point under BTCUSDT, as it often trades: the plan is made in the feed's USDT prices and
+    # re-priced by k = mid(BTCUSDC) / mid(BTCUSDT), as the original does.
+    os.environ.setdefault("PAPER_BASIS_BPS", "-1")
     os.environ.update(PAPER_MARKET_CSV=str(market), PAPER_START_TS=start_ts, PAPER_HISTORY_BARS="400",
                       PAPER_SPEED="0")
     Path(os.environ["DELTASCOUT_LOG"]).touch()

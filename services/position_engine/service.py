@@ -80,7 +80,8 @@ def run(rt: Runtime) -> None:
     engine = Engine(rt, client, wait_for_filters(rt, client))
     rt.store.sync_snapshot()
     engine.reconciler.run()
-    rt.event("engine_ready", state_version=rt.store.load().version)
+    rt.event("engine_ready", state_version=rt.store.load().version, fee_rate=engine.inputs.fee_rate,
+             fee_source=engine.inputs.fee_source, reprice=engine.inputs.reprice, feed_symbol=rt.cfg.FEED_SYMBOL)
     run_guarded(rt, engine.step)
 
 

@@ -147,7 +147,8 @@ def parse_line(raw: bytes, *, offset: int, now: float | None, params: ParseParam
         return make_reject("not_peak", f"action={p.action[:40]!r}", raw, offset, ra)
     if params.strict_source and p.source != "DeltaScout":
         return make_reject("wrong_source", f"source={p.source[:40]!r}", raw, offset, ra)
-    if p.kind != "long" and p.kind != "short":
+    kind = p.kind.strip().lower()   # the original's key normalises the kind; so does every later decision here
+    if kind != "long" and kind != "short":
         return make_reject("schema", f"kind={p.kind[:40]!r} is not long/short", raw, offset, ra)
     try:
         price = _number(p.price, "price", optional=False)
@@ -172,8 +173,8 @@ def parse_line(raw: bytes, *, offset: int, now: float | None, params: ParseParam
         if ts - now > params.max_age_sec:
             return make_reject("future", f"ts {ts - now:.1f}s ahead of now", raw, offset, ra)
     try:
-        key = stable_key(p.action, dt, p.kind, price, params.decimals)
+        key = stable_key(p.action, dt, kind, price, params.decimals)
     except InvalidOperation:
         return make_reject("bad_price", f"price={price} cannot be rounded", raw, offset, ra)
-    return Signal(key=key, ts=ts, kind=p.kind, price=price, delta=delta, vol=vol, imb=imb,  # type: ignore[arg-type]
+    return Signal(key=key, ts=ts, kind=kind, price=price, delta=delta, vol=vol, imb=imb,  # type: ignore[arg-type]
                   source=p.source, offset=offset, read_at=ra)
