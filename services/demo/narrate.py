@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from decimal import Decimal
 
 from shared.domain.messages import Event
 
@@ -17,7 +18,7 @@ def describe(ev: Event) -> str | None:
     lines = {
         "entry_planned": lambda: (f"PLAN     {d['side']} {d['qty']} BTC, entry {d['entry']} | stop {d['sl']} ({d['sl_source']})"
                                   f" | TP1 {d['tp1']} | TP2 {d['tp2']} | R {d['r']}"
-                                  + (f" | k {d['k']} (feed entry {d['feed_entry']} stop {d['feed_sl']})"
+                                  + (f" | k {Decimal(str(d['k'])):.6f} (feed entry {d['feed_entry']} stop {d['feed_sl']})"
                                      if str(d.get('k', '1')) not in ('1', '1.000000000000') else "")),
         "plan_below_fees": lambda: (f"FEES     TP1 gain {d['tp1_gain']} < round-trip fees {d['round_trip_fees']} "
                                     f"(rate {d['fee_rate']})" + ("; skipped" if d.get('skipped') else "")),
