@@ -24,7 +24,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from services.demo.moment import find_moment
+from shared.domain.moments import find_moment
 from shared.adapters.market_files import find_market_file, load_bars
 from shared.adapters.redis_streams import decode_fields
 from shared.config import load_config

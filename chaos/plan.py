@@ -11,7 +11,7 @@ import msgspec
 
 from shared.config import Config
 from shared.domain.bars import Bar
-from services.demo.moment import bars_to_tp2, plan_at
+from shared.domain.moments import bars_to_tp2, plan_at
 from shared.domain.symbol import SymbolFilters
 
 FAULT_KINDS = ("after_accept_5xx", "timeout", "http_429", "err_1021", "transient_2013")

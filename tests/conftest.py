@@ -8,7 +8,7 @@ import redis
 
 from decimal import Decimal
 
-from services.demo.moment import find_moment
+from shared.domain.moments import find_moment
 from shared.adapters.market_files import find_market_file, load_bars
 from shared.config import load_config
 from shared.domain.symbol import SymbolFilters

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from services.demo.moment import Moment, find_moment
+from shared.domain.moments import Moment, find_moment
 from shared.config import load_config
 from shared.domain.symbol import SymbolFilters
 from tests.stack import Stack

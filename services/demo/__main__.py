@@ -15,7 +15,7 @@ import msgspec
 import redis
 import requests
 
-from services.demo.moment import find_moment
+from shared.domain.moments import find_moment
 from services.demo.narrate import describe
 from shared.adapters.market_files import find_market_file, load_bars
 from shared.adapters.redis_streams import decode_fields

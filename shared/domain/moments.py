@@ -1,7 +1,8 @@
-"""Pick a moment in the market data where a demo long (or a short) runs through TP1, TP2 and a trailing exit quickly.
+"""The moment finder: a moment in the market data where a long (or a short) runs through TP1, TP2 and a trailing
+exit quickly. Used by the demo, the chaos planner, the benchmarks and the tests, so it lives in the core below them.
 
-It simulates the product's own plan (swing stop over SWING_MINS, TP_R_LIST) on the bars, so any file in the
-aggregated.csv format works, real or synthetic.
+It simulates the product's own plan (shared/domain/exit_plan.py, on the feed's prices) on the bars, so any file in
+the aggregated.csv format works, real or synthetic. Pure: bars and settings in, a moment out.
 """
 from __future__ import annotations
 
