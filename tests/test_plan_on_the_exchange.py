@@ -108,3 +108,13 @@ def test_trailing_stop_is_the_feed_swing_repriced_by_k(tmp_path: Path, redis_url
             assert cand == round_nearest_to_step(cand, T)
     finally:
         s.stop_all()
+
+
+def test_no_feed_skips_the_open_and_the_lock_stays_as_the_original_does(make_stack, tmp_path: Path):
+    s = make_stack(AGG_CSV=str(tmp_path / "no-such-feed.csv"), LOCK_SEC="600").up()
+    key = s.signal("long", s.last())
+    assert "agg_unavailable" in s.wait_event("signal_aborted", signal_key=key).data["reason"]
+    s.wait_notified("entry_aborted")
+    assert s.entry_orders() == [] and s.status() is None
+    # §13: the lock was set before the plan, so the next signal within LOCK_SEC is skipped by it.
+    assert s.ignored(s.signal("long", s.last())).startswith("lock")

@@ -26,6 +26,10 @@ class BasisUnavailable(RuntimeError):
     """k cannot be read: the open is skipped (the original's LIVE_OPEN_ERROR)."""
 
 
+class FeedMissing(RuntimeError):
+    """AGG_CSV is missing or not in the v2 format: the open is skipped (the original's agg_unavailable)."""
+
+
 class PlanInputs:
     """The swing window's bars and k for the signal handler."""
 
@@ -61,12 +65,12 @@ class PlanInputs:
 
     def extreme(self, side: str, signal_ts: float) -> Decimal | None:
         """Lowest low (long) / highest high (short) of the SWING_MINS + 1 rows ending at the signal's bar; None
-        without a usable feed (the stop is then SL_PCT's), with an event saying why."""
+        when the feed has no rows (the stop is then SL_PCT's). A missing or unreadable feed raises
+        FeedMissing: the original skips the open then (`agg_unavailable`)."""
         try:
             bars = self._bars_for(signal_ts)
         except (FeedUnavailable, BadHeader, OSError) as e:
-            self.rt.event("swing_unavailable", level="warning", reason=str(e))
-            return None
+            raise FeedMissing(f"agg_unavailable: {e}") from None
         return window_extreme(signal_window(bars, signal_ts, self.cfg.SWING_MINS), side)
 
     def _bars_for(self, signal_ts: float) -> list[Bar]:

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from decimal import Decimal
 
-from services.position_engine.plan_inputs import BasisUnavailable, PlanInputs
+from services.position_engine.plan_inputs import BasisUnavailable, FeedMissing, PlanInputs
 from services.position_engine.writer import PositionWriter
 from shared.adapters.binance_rest import BinanceClient, BinanceError
 from shared.domain.entry_rules import (
@@ -96,13 +96,22 @@ class Reconciler:
     def _position(self, o: Order, attempts: list[Order], filled: bool) -> Position:
         side = "long" if o.side == "BUY" else "short"
         entry = adopted_entry_price(o, self.f.tick_size)
-        plan = adopted_plan(side, entry, self.inputs.extreme(side, o.time / 1000 or self.rt.clock.now()),
+        plan = adopted_plan(side, entry, self._extreme(side, o.time / 1000 or self.rt.clock.now()),
                             self.cfg.SL_PCT, self.cfg.TP_R_LIST, self.f.tick_size, self._k())
         pos = adopted_position(o, plan, self.cfg.SYMBOL, self.rt.clock.now(), time.time())
         self._margin_borrow(pos)
         if filled:
             self._carry_fills(pos, attempts or [o])
         return pos
+
+    def _extreme(self, side: str, ts: float) -> Decimal | None:
+        """The swing for an adopted entry: it is on the exchange already, so without a feed it gets SL_PCT's stop
+        (an event says so) rather than none."""
+        try:
+            return self.inputs.extreme(side, ts)
+        except FeedMissing as e:
+            self.rt.event("reconcile_swing_unavailable", level="warning", reason=str(e))
+            return None
 
     def _k(self) -> Decimal:
         """k for the adopted plan's swing (feed prices); 1 when the books cannot be read (the stop then comes from

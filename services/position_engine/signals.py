@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import time
 
-from services.position_engine.plan_inputs import BasisUnavailable, PlanInputs
+from services.position_engine.plan_inputs import BasisUnavailable, FeedMissing, PlanInputs
 from services.position_engine.sender import EntrySender
 from services.position_engine.tracker import EntryTracker
 from services.position_engine.writer import PositionWriter
@@ -58,14 +58,15 @@ class SignalHandler:
             plan = build_plan(sig.kind, sig.price, self.f, offset=c.ENTRY_OFFSET_USD, qty_usd=c.QTY_USD,
                               sl_pct=c.SL_PCT, r_list=c.TP_R_LIST, k=self.inputs.k(),
                               swing_extreme=self.inputs.extreme(sig.kind, sig.ts), gap_ticks=c.SL_LIMIT_GAP_TICKS)
-        except (PlanError, BasisUnavailable) as e:
+        except (PlanError, BasisUnavailable, FeedMissing) as e:
             self._abort(sig, str(e))
             return None
         return None if self._below_fees(sig, plan) else plan
 
     def _abort(self, sig: Signal, why: str) -> None:
+        self.writer.lock(self.rt.clock.now())
         self.rt.event("signal_aborted", level="warning", reason=why, signal_key=sig.key, side=sig.kind,
-                      price=sig.price)
+                      price=sig.price, lock_sec=self.cfg.LOCK_SEC)
         self.rt.notify("entry_aborted", f"invalid plan: {why}", "WARN", signal_key=sig.key)
 
     def _below_fees(self, sig: Signal, plan: EntryPlan) -> bool:

@@ -44,6 +44,16 @@ class PositionWriter:
         p = self.rt.store.update(tx, snapshot=False).position
         return p is not None and p.trade_key == pos.trade_key
 
+    def lock(self, now: float) -> None:
+        """Start the LOCK_SEC lock without a position: the original sets it before planning, so a signal whose plan
+        is skipped still holds the next signals off for LOCK_SEC (§13)."""
+        def tx(st: State):
+            if st.lock_until >= now + self.cfg.LOCK_SEC:
+                return None
+            st.lock_until = now + self.cfg.LOCK_SEC
+            return st, []
+        self.rt.store.update(tx)
+
     def adopt(self, pos: Position) -> bool:
         """Put a position found on the exchange into an empty slot (OPEN; OPEN_FILLED with its hand-over when
         it is already filled). False when the slot is taken."""
