@@ -41,6 +41,7 @@ class PlanInputs:
         self.fee_rate, self.fee_source = exit_fee_rate(client, rt.cfg.EXIT_FEE_RATE_FALLBACK)
         self._bars_key: tuple | None = None
         self._bars: list[Bar] = []
+        self._memo: dict[tuple, tuple[Decimal | None, Decimal | None]] = {}
 
     # ---- k --------------------------------------------------------------------------------------------
 
@@ -68,10 +69,20 @@ class PlanInputs:
         when the feed has no rows (the stop is then SL_PCT's). A missing or unreadable feed raises
         FeedMissing: the original skips the open then (`agg_unavailable`)."""
         try:
-            bars = self._bars_for(signal_ts)
+            lo, hi = self._extremes(signal_ts)
         except (FeedUnavailable, BadHeader, OSError) as e:
             raise FeedMissing(f"agg_unavailable: {e}") from None
-        return window_extreme(signal_window(bars, signal_ts, self.cfg.SWING_MINS), side)
+        return lo if side == "long" else hi
+
+    def _extremes(self, signal_ts: float) -> tuple[Decimal | None, Decimal | None]:
+        """(lowest low, highest high) of the signal's window, memoised per feed version and minute: the idle loop
+        computes the current minute's ahead of the signal."""
+        bars = self._bars_for(signal_ts)
+        memo_key = (self._bars_key, len(bars), int(signal_ts // 60))
+        if memo_key not in self._memo:
+            w = signal_window(bars, signal_ts, self.cfg.SWING_MINS)
+            self._memo = {memo_key: (window_extreme(w, "long"), window_extreme(w, "short"))}
+        return self._memo[memo_key]
 
     def _bars_for(self, signal_ts: float) -> list[Bar]:
         bars = self._tail()
@@ -92,7 +103,7 @@ class PlanInputs:
         """From the idle loop: re-read the feed's tail when the file changed and k when it is due. Errors are left
         to the signal's path, which reports them."""
         try:
-            self._tail()
+            self._extremes(self.rt.clock.now())
         except (FeedUnavailable, BadHeader, OSError):
             pass  # reported by extreme() when a signal needs the feed
         if self.reprice and time.time() - max(self._k_at, self._k_tried) > K_REFRESH_SEC:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+from decimal import Decimal
 
 from services.position_engine.plan_inputs import BasisUnavailable, FeedMissing, PlanInputs
 from services.position_engine.sender import EntrySender
@@ -34,6 +35,11 @@ class SignalHandler:
         plan = self._plan(sig)
         if plan is None:
             return
+        fees = round_trip_fees(plan.entry_price, plan.tp1, plan.qty, self.inputs.fee_rate)
+        if fees[0] < fees[1] and self.cfg.SKIP_TP1_BELOW_FEES:
+            self._below_fees(sig, plan, *fees)
+            self._abort(sig, f"tp1_below_fees (gain {fees[0]:.4f} < fees {fees[1]:.4f}, SKIP_TP1_BELOW_FEES=true)")
+            return
         pos = pending_position(sig, plan, self.cfg.SYMBOL, self.cfg.ENTRY_MODE, now, time.time())
         planned = Event(service=self.rt.process, kind="entry_planned", at=now, trade_key=pos.trade_key, data=dict(
             side=pos.side, entry=pos.entry_price, qty=pos.qty, sl=pos.sl, tp1=pos.tp1, tp2=pos.tp2, r=pos.r,
@@ -46,6 +52,8 @@ class SignalHandler:
             return
         sent = self.sender.send(pos)
         self.rt.log.info("entry_planned", trade_key=pos.trade_key, **planned.data)
+        if fees[0] < fees[1]:
+            self._below_fees(sig, plan, *fees, trade_key=pos.trade_key)   # said after the order left: off its path
         self.rt.store.sync_snapshot()
         self.tracker.resume(pos, sent)
 
@@ -61,7 +69,7 @@ class SignalHandler:
         except (PlanError, BasisUnavailable, FeedMissing) as e:
             self._abort(sig, str(e))
             return None
-        return None if self._below_fees(sig, plan) else plan
+        return plan
 
     def _abort(self, sig: Signal, why: str) -> None:
         self.writer.lock(self.rt.clock.now())
@@ -69,19 +77,14 @@ class SignalHandler:
                       price=sig.price, lock_sec=self.cfg.LOCK_SEC)
         self.rt.notify("entry_aborted", f"invalid plan: {why}", "WARN", signal_key=sig.key)
 
-    def _below_fees(self, sig: Signal, plan: EntryPlan) -> bool:
-        """An event and an alert when TP1's gain does not pay the round trip's commission; True (skip the signal)
-        only with SKIP_TP1_BELOW_FEES."""
-        gain, fees = round_trip_fees(plan.entry_price, plan.tp1, plan.qty, self.inputs.fee_rate)
-        if gain >= fees:
-            return False
+    def _below_fees(self, sig: Signal, plan: EntryPlan, gain: Decimal, fees: Decimal, trade_key: str = "") -> None:
+        """An event and an alert: TP1's gain does not pay the round trip's commission (the signal is skipped only
+        with SKIP_TP1_BELOW_FEES)."""
         skip = self.cfg.SKIP_TP1_BELOW_FEES
-        self.rt.event("plan_below_fees", level="warning", signal_key=sig.key, side=sig.kind, entry=plan.entry_price,
-                      tp1=plan.tp1, qty=plan.qty, tp1_gain=gain.quantize(self.f.tick_size / 100),
-                      round_trip_fees=fees.quantize(self.f.tick_size / 100), fee_rate=self.inputs.fee_rate,
-                      fee_source=self.inputs.fee_source, skipped=skip)
+        q = self.f.tick_size / 100
+        self.rt.event("plan_below_fees", trade_key, level="warning", signal_key=sig.key, side=sig.kind,
+                      entry=plan.entry_price, tp1=plan.tp1, qty=plan.qty, tp1_gain=gain.quantize(q),
+                      round_trip_fees=fees.quantize(q), fee_rate=self.inputs.fee_rate, fee_source=self.inputs.fee_source,
+                      skipped=skip)
         self.rt.notify("plan_below_fees", f"TP1 gain {gain:.4f} < round-trip fees {fees:.4f}"
-                       + ("; signal skipped" if skip else ""), "WARN", signal_key=sig.key)
-        if skip:
-            self._abort(sig, f"tp1_below_fees (gain {gain:.4f} < fees {fees:.4f}, SKIP_TP1_BELOW_FEES=true)")
-        return skip
+                       + ("; signal skipped" if skip else ""), "WARN", trade_key, signal_key=sig.key)
