@@ -11,6 +11,8 @@ from typing import Callable, Mapping
 
 import msgspec
 
+from shared.domain.symbol import quote_of
+
 
 class ConfigError(ValueError):
     """A setting has a value that is not allowed. The message names the variable and the allowed values."""
@@ -61,7 +63,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     SL_PCT: Decimal = Decimal("0.002")
     SWING_MINS: int = 180
     TP_R_LIST: tuple[Decimal, ...] = (Decimal(1), Decimal(2))
-    FEED_SYMBOL: str = "BTCUSDT"   # the symbol AGG_CSV's prices are in: plans are re-priced by mid(SYMBOL)/mid(it)
+    FEED_SYMBOL: str = "BTCUSDT"   # AGG_CSV's symbol (unset: SYMBOL's base + USDT); plans re-priced by mid(SYMBOL)/mid(it)
     SKIP_TP1_BELOW_FEES: bool = False   # skip a signal whose TP1 gain does not pay the round trip's commission
     POLL_SEC: float = 5.0
     # notifications
@@ -243,9 +245,18 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         elif field.name in _LOWER_CHOICES:
             text = text.strip().lower()
         values[field.name] = _parser_for(field.type)(field.name, text)
+    if "FEED_SYMBOL" not in raw:
+        values["FEED_SYMBOL"] = default_feed_symbol(str(values.get("SYMBOL", Config().SYMBOL)))
     cfg = Config(**values)
     validate(cfg)
     return cfg
+
+
+def default_feed_symbol(symbol: str) -> str:
+    """The feed's symbol when FEED_SYMBOL is not set: SYMBOL's base asset against USDT (the original's BTCUSDT for
+    BTCUSDC); SYMBOL itself when its quote is unknown."""
+    q = quote_of(symbol.strip().upper())
+    return f"{symbol.strip().upper()[:-len(q)]}USDT" if q else symbol.strip().upper()
 
 
 def _positive(cfg: Config, *names: str) -> None:

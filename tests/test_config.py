@@ -65,3 +65,12 @@ def test_secrets_are_redacted():
     for secret in ("k-123", "s-456", "hunter2", "'pw'"):
         assert secret not in text
     assert "localhost:6379" in text
+
+
+def test_feed_symbol_follows_symbol_unless_set():
+    assert load_config({}).FEED_SYMBOL == "BTCUSDT"                      # the original's BTCUSDT for BTCUSDC
+    assert load_config({"SYMBOL": "ETHUSDC"}).FEED_SYMBOL == "ETHUSDT"   # never ETH re-priced off BTC's book
+    assert load_config({"FEED_SYMBOL": ""}).FEED_SYMBOL == ""            # the feed is in SYMBOL's prices
+    assert load_config({"SKIP_TP1_BELOW_FEES": "true"}).SKIP_TP1_BELOW_FEES is True
+    with pytest.raises(ConfigError, match="FEED_SYMBOL"):
+        load_config({"FEED_SYMBOL": "btc usdt"})
