@@ -33,6 +33,6 @@ chaos-short: setup
 	@.venv/bin/python -m chaos --short --seed $(SEED) $(CHAOS_ARGS)
 
 # docker-compose.yml end to end (README "Docker Compose"): engine (started if none runs), images, up, healthy,
-# one protected trade, exit_manager restarted with its stops kept, down -v. About 1 min warm, 2 min cold.
+# one protected trade, exit_manager restarted with its stops kept, down -v. About 45 s warm, 3 min cold.
 compose-check:
 	@bash scripts/compose-check.sh

@@ -47,7 +47,8 @@ ensure_debootstrap() {
   [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 || {
     say "debootstrap is missing and cannot be installed here (needs root and apt-get)"; return 1; }
   say "installing Debian's debootstrap"
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null
+  { timeout 300 apt-get update -qq && DEBIAN_FRONTEND=noninteractive timeout 600 apt-get install -y -qq debootstrap; } >"$WORK/apt.log" 2>&1 \
+    || { tail -n 20 "$WORK/apt.log" >&2; say "could not install debootstrap"; return 1; }
 }
 
 build_rootfs() {
@@ -85,9 +86,9 @@ main() {
     missing+=("$tag")
   done
   [ "${#missing[@]}" = 0 ] && return 0
-  ensure_debootstrap
   WORK=$(mktemp -d /var/tmp/executor-base.XXXXXX)
   trap 'rm -rf "$WORK"' EXIT
+  ensure_debootstrap
   build_rootfs "$WORK/rootfs"
   for tag in "${missing[@]}"; do
     if [ "$tag" = "$REDIS_TAG" ]; then

@@ -17,9 +17,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO="$(pwd)"
 
+# Each step has its own deadline, and all of them together a budget (the typical cold run takes 3 min): a step is
+# given at most what is left of the budget; the cleanup after it is bounded too (down -v 180 s, dockerd 60 s).
+BUDGET="${COMPOSE_CHECK_BUDGET:-900}"
 ENGINE_DEADLINE="${COMPOSE_CHECK_ENGINE_DEADLINE:-90}"
-BASE_DEADLINE="${COMPOSE_CHECK_BASE_DEADLINE:-1200}"
-BUILD_DEADLINE="${COMPOSE_CHECK_BUILD_DEADLINE:-900}"
+BASE_DEADLINE="${COMPOSE_CHECK_BASE_DEADLINE:-720}"
+BUILD_DEADLINE="${COMPOSE_CHECK_BUILD_DEADLINE:-600}"
 HEALTH_DEADLINE="${COMPOSE_CHECK_HEALTH_DEADLINE:-180}"
 TRADE_DEADLINE="${COMPOSE_CHECK_TRADE_DEADLINE:-120}"
 RESTART_DEADLINE="${COMPOSE_CHECK_RESTART_DEADLINE:-120}"
@@ -29,10 +32,13 @@ export COMPOSE_INTERACTIVE_NO_CLI=1
 
 WORK="$(mktemp -d /tmp/compose-check.XXXXXX)"
 DOCKERD_PID=""
+NETNS_MOUNTED_BEFORE=1
 UP=0
 T0=$SECONDS
 PHASES=()
 
+# min(the step's deadline, what is left of the budget), at least 1 s
+cap() { local left=$((T0 + BUDGET - SECONDS)); [ "$left" -lt "$1" ] && echo $((left > 1 ? left : 1)) || echo "$1"; }
 say() { printf 'compose-check [%4ds] %s\n' $((SECONDS - T0)) "$*" >&2; }
 fail() { say "FAILED: $*"; exit 1; }
 dc() { docker-compose --ansi never "$@"; }
@@ -40,7 +46,7 @@ phase_done() { PHASES+=("$1 $(($SECONDS - $2))s"); }
 
 # Poll "$@" every second until it succeeds or DEADLINE seconds pass.
 wait_for() {
-  local deadline=$((SECONDS + $1)) what="$2"; shift 2
+  local deadline=$((SECONDS + $(cap "$1"))) what="$2"; shift 2
   say "waiting up to $((deadline - SECONDS))s for $what"
   until "$@"; do
     if [ "$SECONDS" -ge "$deadline" ]; then
@@ -95,13 +101,14 @@ engine_up() { timeout 15 docker info >/dev/null 2>&1; }
 ensure_packages() {
   local need=()
   command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
+  command -v docker >/dev/null 2>&1 || [ "${#need[@]}" != 0 ] || need+=(docker.io)
   command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
   [ "${#need[@]}" = 0 ] && return 0
   if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
     fail "missing ${need[*]} and cannot install them here (needs root and apt-get): install Docker and docker-compose"
   fi
   say "installing Debian's ${need[*]} (apt-get update first)"
-  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive timeout 900 apt-get install -y -qq "${need[@]}"; } \
+  { timeout "$(cap 300)" apt-get update -qq && DEBIAN_FRONTEND=noninteractive timeout "$(cap 600)" apt-get install -y -qq "${need[@]}"; } \
     >"$WORK/apt.log" 2>&1 || { tail -n 30 "$WORK/apt.log" >&2; fail "could not install ${need[*]} with apt-get"; }
 }
 
@@ -117,6 +124,8 @@ start_engine() {
     say "a Docker engine is already running: using it (and leaving it running)"
     return 0
   fi
+  NETNS_MOUNTED_BEFORE=0
+  mountpoint -q /run/docker/netns/default 2>/dev/null && NETNS_MOUNTED_BEFORE=1
   say "starting dockerd --bridge=none --iptables=false --ip-forward=false --ip-masq=false (log: $WORK/dockerd.log)"
   dockerd --bridge=none --iptables=false --ip-forward=false --ip-masq=false --host unix:///var/run/docker.sock \
     >"$WORK/dockerd.log" 2>&1 &
@@ -138,6 +147,11 @@ stop_engine() {
   while dockerd_alive && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.5; done
   if dockerd_alive; then say "dockerd did not stop within 60s: killing it"; kill -KILL "$DOCKERD_PID" 2>/dev/null; fi
   wait "$DOCKERD_PID" 2>/dev/null || true
+  # dockerd leaves its bind mount of the host's network namespace behind: not there before, so not after.
+  if [ "$NETNS_MOUNTED_BEFORE" = 0 ] && mountpoint -q /run/docker/netns/default 2>/dev/null; then
+    umount /run/docker/netns/default 2>/dev/null && say "unmounted /run/docker/netns/default (left by dockerd)"
+  fi
+  return 0
 }
 
 # --- the stack --------------------------------------------------------------------------------------------------
@@ -155,7 +169,7 @@ cleanup() {
     say "taking the stack down (docker-compose down -v)"
     timeout "$DOWN_DEADLINE" docker-compose --ansi never down -v --remove-orphans >&2
   fi
-  if [ "$rc" != 0 ] && [ -n "$DOCKERD_PID" ] && [ -f "$WORK/dockerd.log" ]; then
+  if [ "$rc" != 0 ] && [ "$UP" = 1 ] && [ -n "$DOCKERD_PID" ] && [ -f "$WORK/dockerd.log" ]; then
     say "dockerd log (last 20 lines):"; tail -n 20 "$WORK/dockerd.log" >&2
   fi
   stop_engine
@@ -236,14 +250,14 @@ main() {
   t=$SECONDS; start_engine; phase_done engine "$t"
 
   t=$SECONDS
-  timeout "$BASE_DEADLINE" bash scripts/compose-base-images.sh \
+  DEBOOTSTRAP_DEADLINE=$(cap 600) timeout "$(cap "$BASE_DEADLINE")" bash scripts/compose-base-images.sh \
     || fail "the base images (python:3.11-slim, redis:7) are neither here, nor pullable, nor buildable (see above)"
   phase_done base-images "$t"
   t=$SECONDS
   prepare_build_inputs
   say "building the executor image (docker-compose build; log $WORK/build.log; deadline ${BUILD_DEADLINE}s)"
-  if ! timeout "$BUILD_DEADLINE" docker-compose --ansi never build paper_exchange >"$WORK/build.log" 2>&1; then
-    tail -n 40 "$WORK/build.log" >&2; fail "docker-compose build failed or passed its ${BUILD_DEADLINE}s deadline"
+  if ! timeout "$(cap "$BUILD_DEADLINE")" docker-compose --ansi never build paper_exchange >"$WORK/build.log" 2>&1; then
+    tail -n 40 "$WORK/build.log" >&2; fail "docker-compose build failed or passed its deadline (${BUILD_DEADLINE}s, or the budget's ${BUDGET}s)"
   fi
   phase_done build "$t"
 
@@ -251,7 +265,7 @@ main() {
   timeout "$DOWN_DEADLINE" docker-compose --ansi never down -v --remove-orphans >/dev/null 2>&1 || true  # a killed run's
   choose_ports_and_data
   UP=1
-  timeout 300 docker-compose --ansi never up -d --no-build || fail "docker-compose up -d failed"
+  timeout "$(cap 300)" docker-compose --ansi never up -d --no-build || fail "docker-compose up -d failed"
   wait_for "$HEALTH_DEADLINE" "every service's healthcheck to pass" all_healthy \
     || { cat "$WORK/health" >&2; fail "not every service became healthy within ${HEALTH_DEADLINE}s"; }
   say "all $(wc -l <"$WORK/health") services healthy"
@@ -276,7 +290,7 @@ main() {
   probe watch /tmp/compose-check.watch-end >"$WORK/watch" 2>&1 &
   local watcher=$!
   say "docker-compose restart exit_manager (the stops are watched at 10 Hz meanwhile)"
-  timeout "$RESTART_DEADLINE" docker-compose --ansi never restart -t 30 exit_manager \
+  timeout "$(cap "$RESTART_DEADLINE")" docker-compose --ansi never restart -t 30 exit_manager \
     || fail "docker-compose restart exit_manager failed or passed ${RESTART_DEADLINE}s"
   wait_for "$RESTART_DEADLINE" "the restarted exit_manager to be ready (exit_manager_ready logged, healthy)" \
     restarted_ready || fail "exit_manager did not come back ready within ${RESTART_DEADLINE}s"
