@@ -40,7 +40,9 @@ def peak() -> int:
     if clock_ms <= 0:
         print(f"compose_probe: no replay clock at {prefix}clock yet", file=sys.stderr)
         return 2
-    last = _get("/admin/state")["last"]
+    state = _get("/admin/state")
+    last = state["last"]
+    print(f"replaying {state['market_label']}")
     ts = datetime.fromtimestamp(clock_ms / 1000, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     line = json.dumps({"ts": ts, "action": "PEAK", "source": "DeltaScout", "kind": "long",
                        "price": float(Decimal(last)), "delta": 123.4, "vol": 456.7, "imb": 0.61})
