@@ -1,4 +1,5 @@
-"""supervisord.conf and docker-compose.yml describe the same stack (no Docker engine runs here)."""
+"""supervisord.conf and docker-compose.yml describe the same stack (these tests read the files; `make compose-check`
+runs the compose stack on a Docker engine)."""
 from __future__ import annotations
 
 import configparser
