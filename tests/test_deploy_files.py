@@ -1,4 +1,5 @@
-"""supervisord.conf and docker-compose.yml describe the same stack (no Docker engine runs here)."""
+"""supervisord.conf and docker-compose.yml describe the same stack (these tests read the files; `make compose-check`
+runs the compose stack on a Docker engine)."""
 from __future__ import annotations
 
 import configparser
@@ -93,3 +94,27 @@ def test_supervisorctl_restarts_one_service_while_the_others_go_on(tmp_path: Pat
         r.close()
     finally:
         subprocess.run([*ctl, "shutdown"], env=env, capture_output=True, timeout=60)
+
+
+def _last_workdir() -> str:
+    lines = [ln.split(None, 1)[1].strip() for ln in (HOME / "Dockerfile").read_text().splitlines()
+             if ln.upper().startswith("WORKDIR ")]
+    return lines[-1]
+
+
+def test_compose_services_write_only_under_the_data_volume():
+    """Paths given to the containers are in /data, and so is their working directory: the paper exchange's relative
+    defaults (its synthetic market in var/market) land in the volume, never under the root-owned /app."""
+    c = _compose()
+    assert _last_workdir() == "/data"
+    for name in PROGRAMS - {"redis"}:
+        env = c["services"][name]["environment"]
+        paths = {k: v for k, v in env.items() if k.endswith(("_LOG", "_CSV", "_FN")) and v}
+        assert paths, name
+        for key, value in paths.items():
+            if key != "PAPER_MARKET_CSV":  # read only, from the mounted market folder
+                assert str(value).startswith("/data/"), (name, key, value)
+        assert "executor-data:/data" in c["services"][name]["volumes"], name
+    # the paper exchange looks for real market data in ../shared/data/market, i.e. /shared/data/market from /data
+    market = [v for v in c["services"]["paper_exchange"]["volumes"] if ":/shared/data/market" in v]
+    assert market and market[0].endswith(":ro"), market
