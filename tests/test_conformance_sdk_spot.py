@@ -94,8 +94,8 @@ def test_oco_place_query_cancel(spot, exchange):
         symbol=SYMBOL, side="SELL", quantity=Q, list_client_order_id="sdk-oco1",
         above_type="LIMIT_MAKER", above_price=D("61000.00"), above_client_order_id="sdk-oco1-tp",
         below_type="STOP_LOSS_LIMIT", below_stop_price=D("59000.00"), below_price=D("58900.00"),
-        below_time_in_force="GTC", below_client_order_id="sdk-oco1-sl")
-    lst = sdk_data(resp)
+        below_time_in_force="GTC", below_client_order_id="sdk-oco1-sl", new_order_resp_type="RESULT")
+    lst = sdk_data(resp)  # RESULT asked for: the default for an order list's legs is ACK (no types in the reports)
     assert (lst.contingency_type, lst.list_status_type, lst.list_order_status) == ("OCO", "EXEC_STARTED", "EXECUTING")
     assert lst.list_client_order_id == "sdk-oco1" and len(lst.orders) == 2 and len(lst.order_reports) == 2
     types = sorted(r.type for r in lst.order_reports)
