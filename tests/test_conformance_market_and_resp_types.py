@@ -11,7 +11,7 @@ import pytest
 from binance_common.errors import BadRequestError
 
 from tests.conformance_helpers import (  # noqa: F401  (pytest fixtures)
-    SYMBOL, D, _clean_book, _signed, exchange, margin, sdk_data, sdk_error, spot,
+    SYMBOL, D, _clean_book, _signed, exchange, margin, pyb, sdk_data, sdk_error, spot,
 )
 
 FEED = "BTCUSDT"
@@ -118,6 +118,16 @@ def test_depth_is_built_from_the_book(spot, exchange):
     assert len(sdk_data(spot.depth(symbol=FEED)).bids) == 100  # the default limit
     e = sdk_error(lambda: spot.depth(symbol="ETHBTC"))
     assert isinstance(e, BadRequestError) and e.status_code == -1121
+
+
+def test_python_binance_market_data_calls(pyb, exchange):
+    """python-binance's own helpers expect Binance's shapes: lists without a symbol, the 24hr dict, the book."""
+    assert [t["symbol"] for t in pyb.get_all_tickers()] == [SYMBOL, FEED]
+    assert [t["symbol"] for t in pyb.get_orderbook_tickers()] == [SYMBOL, FEED]
+    assert D(pyb.get_ticker(symbol=SYMBOL)["lastPrice"]) == D("60000")
+    assert len(pyb.get_ticker()) == 2
+    book = pyb.get_order_book(symbol=SYMBOL, limit=10)
+    assert len(book["bids"]) == 10 and D(book["bids"][0][0]) == exchange.book()[0]
 
 
 def _weight(exchange, query):
