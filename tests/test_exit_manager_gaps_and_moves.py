@@ -127,7 +127,7 @@ def test_trail_move_whose_new_stop_would_trigger_leaves_nothing_resting_and_flat
     the request was on its way). Nothing rests: the exit manager must not wait for a stop that is not there."""
     s, pos = _trailing(make, moment)
     old = leg(s, "trail")
-    s.admin("/faults", {"latency_ms": 2500, "count": 1, "path": CR})
+    s.admin("/faults", {"latency_ms": 3500, "count": 1, "path": CR})
     move = _next_trailing_move(s, pos, moment, old.attempt)
     new_stop = Decimal(str(move.data["stop"]))
     price(s, ((old.stop_price + new_stop) / 2).quantize(TICK))  # between the two stops, during the latency
@@ -144,7 +144,7 @@ def test_trail_move_after_the_old_stop_filled_settles_the_leg(make, moment):
     the leg is settled as stopped."""
     s, pos = _trailing(make, moment)
     old = leg(s, "trail")
-    s.admin("/faults", {"latency_ms": 2500, "count": 1, "path": CR})
+    s.admin("/faults", {"latency_ms": 3500, "count": 1, "path": CR})
     move = _next_trailing_move(s, pos, moment, old.attempt)
     price(s, old.stop_price - TICK)  # through the old stop, during the latency: it fills at its price
     ev = wait_event(s, "cancel_replace_failed")
