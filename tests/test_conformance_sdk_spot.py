@@ -94,8 +94,8 @@ def test_oco_place_query_cancel(spot, exchange):
         symbol=SYMBOL, side="SELL", quantity=Q, list_client_order_id="sdk-oco1",
         above_type="LIMIT_MAKER", above_price=D("61000.00"), above_client_order_id="sdk-oco1-tp",
         below_type="STOP_LOSS_LIMIT", below_stop_price=D("59000.00"), below_price=D("58900.00"),
-        below_time_in_force="GTC", below_client_order_id="sdk-oco1-sl")
-    lst = sdk_data(resp)
+        below_time_in_force="GTC", below_client_order_id="sdk-oco1-sl", new_order_resp_type="RESULT")
+    lst = sdk_data(resp)  # RESULT asked for: the default for an order list's legs is ACK (no types in the reports)
     assert (lst.contingency_type, lst.list_status_type, lst.list_order_status) == ("OCO", "EXEC_STARTED", "EXECUTING")
     assert lst.list_client_order_id == "sdk-oco1" and len(lst.orders) == 2 and len(lst.order_reports) == 2
     types = sorted(r.type for r in lst.order_reports)
@@ -137,10 +137,19 @@ def test_cancel_replace_success_and_failures(spot):
         quantity=Q, price=D("59100.00"), cancel_order_id=987654321))
     assert isinstance(e, BadRequestError) and (e.status_code, e.error_message) == (-2022, "Order cancel-replace failed.")
 
-    # Cancel succeeds, new order rejected by a filter: HTTP 409, -2021 (the SDK maps 409 to a plain ClientError).
+    # New order fails a filter: Binance evaluates filters BEFORE cancelling, so both fail (HTTP 400, -2022) and
+    # the old order is still open.
     e = sdk_error(lambda: spot.order_cancel_replace(
         symbol=SYMBOL, side="BUY", type="LIMIT", cancel_replace_mode="STOP_ON_FAILURE", time_in_force="GTC",
         quantity=Q, price=D("59100.001"), cancel_orig_client_order_id="sdk-cr2"))
+    assert isinstance(e, BadRequestError) and (e.status_code, e.error_message) == (-2022, "Order cancel-replace failed.")
+    assert sdk_data(spot.get_order(symbol=SYMBOL, orig_client_order_id="sdk-cr2")).status == "NEW"
+
+    # Cancel succeeds, the matching engine refuses the new order (a stop that would trigger at once): HTTP 409,
+    # -2021 (the SDK maps 409 to a plain ClientError), and the old order is gone.
+    e = sdk_error(lambda: spot.order_cancel_replace(
+        symbol=SYMBOL, side="BUY", type="STOP_LOSS_LIMIT", cancel_replace_mode="STOP_ON_FAILURE", time_in_force="GTC",
+        quantity=Q, price=D("59000.00"), stop_price=D("59000.00"), cancel_orig_client_order_id="sdk-cr2"))
     assert type(e) is ClientError and e.error_message == "Order cancel-replace partially failed."
     assert sdk_data(spot.get_order(symbol=SYMBOL, orig_client_order_id="sdk-cr2")).status == "CANCELED"
 

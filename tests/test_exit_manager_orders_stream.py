@@ -10,6 +10,7 @@ import time
 from decimal import Decimal
 
 import msgspec
+import pytest
 
 from shared.adapters.heartbeat import Heartbeat
 from tests.stack import Stack
@@ -180,3 +181,22 @@ def test_a_short_bought_back_by_hand_is_seen_on_the_margin_stream_at_once(make):
     assert s.open_orders() == []
     assert any(a["event"] == "manual_close" for a in alerts(s, pos.trade_key))
 
+
+
+
+@pytest.mark.parametrize("run", [1, 2])  # the stream's two records of a stop come a moment apart: two chances
+def test_an_ordinary_stop_out_far_through_the_limits_is_not_a_gap(make, run):
+    """The stream shows each stop triggered (open, working) an instant before its fill, with the market already far
+    past its limit. That is no gap: no stop_gapped, no flatten, the close reason is the stop."""
+    s = _with_stream(make(EXIT_REST_SWEEP_SEC="60"))
+    pos = open_long(s)
+    s.wait(lambda: _em_info(s).get("stream_updates", 0) >= 5, 10, "legs' NEW updates on the stream")
+    price(s, pos.sl - TICK * 30000)  # one point, NOT a gap: every price between traded
+    wait_closed(s)
+    assert not events(s, "stop_gapped", pos.trade_key), "a stop that filled at its own price reported as a gap"
+    assert not events(s, "flatten_requested", pos.trade_key)
+    assert_closed(s, pos.trade_key, "stop")
+    assert all(lg.exit_reason == "stop" for lg in s.state().last_closed.legs)
+    stops = [o for o in s.orders() if o["clientOrderId"].startswith(pos.trade_key) and
+             o["type"] == "STOP_LOSS_LIMIT" and o["status"] == "FILLED"]
+    assert len(stops) == 3 and all(Decimal(o["fills"][0]["price"]) == Decimal(o["stopPrice"]) for o in stops)

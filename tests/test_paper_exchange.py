@@ -256,6 +256,29 @@ def test_cancel_replace_failures(pe):
     assert pe.order("p-1")["status"] == "CANCELED" and c.open_orders(SYMBOL) == []
 
 
+@pytest.mark.parametrize("qty, price_off, msg", [
+    (Q, Decimal("0.001"), "Filter failure: PRICE_FILTER"),
+    (Decimal("0.0010001"), 0, "Filter failure: LOT_SIZE"),
+    (Decimal("0.00002"), 0, "Filter failure: NOTIONAL"),
+])
+def test_cancel_replace_filter_failure_fails_both_and_keeps_the_old_order(pe, qty, price_off, msg):
+    """Binance evaluates the new order's filters before the cancel: -2022 (HTTP 400), both parts FAILURE, the old
+    order still open and still locking its coins."""
+    c = pe.client()
+    last = pe.last()
+    _stop(c, "SELL", Q, last - 100, last - 110, "f-1")
+    with pytest.raises(CancelReplaceFailed) as ei:
+        c.cancel_replace(SYMBOL, "SELL", "STOP_LOSS_LIMIT", qty, cancel_orig_client_order_id="f-1",
+                         new_client_order_id="f-2", price=last - 60 + price_off, stop_price=last - 50,
+                         time_in_force="GTC")
+    e = ei.value
+    assert (e.code, e.http_status, e.cancel_result, e.new_result) == (-2022, 400, "FAILURE", "FAILURE")
+    assert e.new_error == (-1013, msg) and e.cancel_error == (-1013, msg)
+    assert pe.order("f-1")["status"] == "NEW" and [o.client_order_id for o in c.open_orders(SYMBOL)] == ["f-1"]
+    assert not [o for o in pe.get("/admin/orders") if o["clientOrderId"] == "f-2"]
+    assert c.account()["BTC"][1] == Q
+
+
 def test_new_stop_order_reports_not_working(pe):
     c = pe.client()
     last = pe.last()

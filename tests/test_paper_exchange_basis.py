@@ -108,6 +108,8 @@ def test_bad_basis_settings_name_the_variable(env, name):
 def test_default_is_no_basis_with_btcusdt_listed():
     s = from_env({})
     assert s.basis_bps == 0 and s.feed_symbol == "BTCUSDT" and s.symbols == ("BTCUSDC", "BTCUSDT")
+    assert from_env({"SYMBOL": "ETHUSDC"}).feed_symbol == "ETHUSDT"
+    assert from_env({"SYMBOL": "BTCUSDT"}).symbols == ("BTCUSDT",)
 
 
 def test_a_restart_keeps_both_prices(tmp_path):

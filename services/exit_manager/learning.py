@@ -3,6 +3,7 @@ budgeted fallback; settling each leg's attempt, re-protecting a partial take-pro
 from __future__ import annotations
 
 import time
+from decimal import Decimal
 
 from services.exit_manager.base import ExitBase, TickAborted
 from shared.adapters.binance_rest import RateLimited, UnknownOutcome
@@ -18,7 +19,7 @@ from shared.domain.exit_rules import (
     stream_view,
     with_ids,
 )
-from shared.domain.orders import Order
+from shared.domain.orders import Order, order_is_open
 from shared.domain.position import Leg, Position
 
 
@@ -43,7 +44,7 @@ class Learning(ExitBase):
             else:
                 ids = [i for i in (leg.tp_client_id, leg.stop_client_id) if i]
                 if all(i in open_ and self.feed.final(i) is None for i in ids):
-                    self._check_gap(pos, leg, open_[leg.stop_client_id])
+                    self._check_gap(pos, leg, open_[leg.stop_client_id], fresh=True)
                     continue
                 orders = {i: self.feed.final(i) or open_.get(i) or self._query(i, poll=reason) for i in ids}
                 if any(o is None for o in orders.values()) and time.time() - leg.placed_at < NOT_FOUND_GRACE_SEC:
@@ -128,14 +129,27 @@ class Learning(ExitBase):
             self.rt.event("leg_dust", pos.trade_key, level="warning", leg=leg.name, qty=remaining(leg),
                           min_qty=self.f.min_qty, action="left in the account (below the exchange's minimum)")
 
-    def _check_gap(self, pos: Position, leg: Leg, stop: Order) -> None:
-        """A triggered stop-limit whose limit the market has gapped through: close the rest at market."""
+    def _check_gap(self, pos: Position, leg: Leg, stop: Order, fresh: bool = False) -> None:
+        """A triggered stop-limit whose limit the market has gapped through rests unfilled: close the rest at market.
+
+        A stop crossed on the way down is reported triggered (open, working) an instant before its fill, with the
+        market already past its limit: that record alone is no gap. Unless `stop` comes from the open-orders read
+        just made (`fresh`), the exchange is asked again, and only a stop still resting unfilled is a gap."""
         if not stop.is_working or stop.type not in ("STOP_LOSS_LIMIT", "STOP_LOSS"):
             return
         px = self._executable(pos.side)
-        if px is None:
+        if px is None or not self._past_limit(pos.side, px, stop.price):
             return
-        gapped = px < stop.price if pos.side == "long" else px > stop.price
-        if gapped:
-            self.rt.event("stop_gapped", pos.trade_key, level="error", leg=leg.name, limit=stop.price, market=px)
-            self._request_flatten(pos, "stop_gapped")
+        if not fresh:
+            now = self._query(stop.client_order_id)
+            if now is None or not order_is_open(now) or not now.is_working:
+                self.rt.log.info("stop_triggered_then_filled", trade_key=pos.trade_key, leg=leg.name,
+                                 status=now.status if now is not None else None)
+                return  # it filled (or is filling): the next learn settles it
+        self.rt.event("stop_gapped", pos.trade_key, level="error", leg=leg.name, limit=stop.price, market=px)
+        self._request_flatten(pos, "stop_gapped")
+
+    @staticmethod
+    def _past_limit(side: str, market: Decimal, limit: Decimal) -> bool:
+        """The market is beyond a triggered stop-limit's limit: it cannot fill there."""
+        return market < limit if side == "long" else market > limit

@@ -123,15 +123,48 @@ class StopMoves(ExitBase):
             self.client.cancel_replace(self.cfg.SYMBOL, exit_side(pos.side), "STOP_LOSS_LIMIT", remaining(leg),
                                        cancel_orig_client_order_id=old_id, new_client_order_id=leg.stop_client_id,
                                        price=leg.stop_limit, stop_price=leg.stop_price, time_in_force="GTC")
-        except (CancelReplaceFailed, CancelReplacePartial, Rejected) as e:
-            self.rt.event("cancel_replace_failed", pos.trade_key, level="warning", leg=leg.name, error=str(e))
+        except CancelReplacePartial as e:
+            # -2021: the old stop is cancelled and the matching engine refused the new one (e.g. it would trigger
+            # at once): nothing rests. The caller's cancel + place finds the old one gone and places (or flattens).
+            self.rt.event("cancel_replace_failed", pos.trade_key, level="warning", leg=leg.name, error=str(e),
+                          old_stop="cancelled")
             return None
+        except (CancelReplaceFailed, Rejected) as e:
+            # -2022 (or a plain refusal): nothing was cancelled when the cancel failed because the old stop is gone
+            # (filled, expired) or when Binance refused the new order before cancelling (its filters are evaluated
+            # first). In the second case the old stop is still resting: keep it rather than cancel it for a new
+            # one the exchange will refuse again.
+            self.rt.event("cancel_replace_failed", pos.trade_key, level="warning", leg=leg.name, error=str(e),
+                          cancel_result=getattr(e, "cancel_result", None), new_result=getattr(e, "new_result", None),
+                          cancel_error=getattr(e, "cancel_error", None))
+            return self._keep_old_stop(pos, leg, old_id, e)
         except UnknownOutcome as e:
             raise TickAborted(str(e)) from None
         self.feed.expect_update(old_id, leg.stop_client_id)
         self.rt.event("stop_move_window", pos.trade_key, leg=leg.name, ms=round((time.perf_counter() - t0) * 1000, 2),
                       atomic=True)
         return self._mark_placed(pos, leg.name)
+
+    def _keep_old_stop(self, pos: Position, leg: Leg, old_id: str, e: Rejected) -> Position | None:
+        """After a failed cancelReplace: when the exchange still has the old stop open, the move did not happen;
+        record the leg back on the old attempt (its ids, stop and limit) and leave it resting. None (the caller
+        cancels and places) when the old stop is gone."""
+        old = self._query(old_id)
+        if old is None or not order_is_open(old):
+            return None
+        moving = leg.attempt
+
+        def fn(p: Position, lg: Leg) -> None:
+            if lg.status == "REPLACING" and lg.attempt == moving:
+                lg.attempt -= 1
+                lg.stop_price, lg.stop_limit, lg.status = old.stop_price, old.price, "PLACED"
+                with_ids(lg, p.trade_key)
+        p = self._mutate_leg(pos.trade_key, leg.name, fn)
+        self.rt.event("stop_move_refused_old_kept", pos.trade_key, level="warning", leg=leg.name, code=e.code,
+                      error=e.msg, kept=old.stop_price, wanted=leg.stop_price)
+        self.rt.notify("stop_move_refused", f"{leg.name}: moving the stop to {leg.stop_price} was refused "
+                       f"({e.code} {e.msg}); the stop at {old.stop_price} stays", "WARN", pos.trade_key)
+        return p
 
     def _cancel_old(self, old) -> None:
         self.feed.expect_update(old.tp_id, old.stop_id)

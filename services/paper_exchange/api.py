@@ -49,9 +49,25 @@ def new_order(app: PaperApp, p: dict[str, str]) -> Any:
     sym = _sym(app, p)
     req = P.new_order(p)
     market_notional(app, req)
+    resp_type = resp_type_of(p, req.type)
     o = app.cmd.place(req)
     app.mark_placed(o.order_id)
-    return _new_order_reply(o, sym, p.get("newOrderRespType", "FULL"))
+    return _new_order_reply(o, sym, resp_type)
+
+
+_RESP_TYPES = ("ACK", "RESULT", "FULL")
+
+
+def resp_type_of(p: dict[str, str], order_type: str | None) -> str:
+    """newOrderRespType as sent, else Binance's default: FULL for MARKET and LIMIT, ACK for every other type
+    (an order list's legs are never MARKET or LIMIT: ACK). -1100 for a value outside ACK / RESULT / FULL."""
+    raw = p.get("newOrderRespType", "")
+    if not raw:
+        return "FULL" if order_type in ("MARKET", "LIMIT") else "ACK"
+    if raw not in _RESP_TYPES:
+        raise ApiError(-1100, "Illegal characters found in parameter 'newOrderRespType'; legal range is "
+                              "'ACK, RESULT, FULL'.")
+    return raw
 
 
 def market_notional(app: PaperApp, req: NewOrder) -> None:
@@ -62,12 +78,7 @@ def market_notional(app: PaperApp, req: NewOrder) -> None:
 
 
 def _new_order_reply(o: POrder, sym: str, resp_type: str) -> Any:
-    full = views.order_full(o, sym)
-    if resp_type == "ACK":
-        return {k: full[k] for k in ("symbol", "orderId", "orderListId", "clientOrderId", "transactTime")}
-    if resp_type == "RESULT":
-        full.pop("fills")
-    return full
+    return views.order_reply(o, sym, resp_type)
 
 
 def _ids(p: dict[str, str], id_name: str = "orderId", cid_name: str = "origClientOrderId") -> tuple[int | None, str]:
@@ -178,10 +189,11 @@ def new_oco(app: PaperApp, p: dict[str, str]) -> Any:
     below = P.new_order(p, "below", "belowClientOrderId")
     above.quantity = below.quantity = qty
     leg_client_ids(above, below)
+    resp_type = resp_type_of(p, None)
     lst = app.cmd.place_oco(side, qty, above, below, P.client_id(p, "listClientOrderId"))
     for oid in lst.order_ids:
         app.mark_placed(oid)
-    return views.order_list(lst, app.engine.st, sym)
+    return views.order_list(lst, app.engine.st, sym, resp_type=resp_type)
 
 
 def leg_client_ids(*legs: NewOrder) -> None:
@@ -210,10 +222,12 @@ def cancel_replace(app: PaperApp, p: dict[str, str]) -> Any:
     sym = _sym(app, p)
     mode = P.required(p, "cancelReplaceMode")
     oid, cid = _ids(p, "cancelOrderId", "cancelOrigClientOrderId")
-    cancelled, new = app.cmd.cancel_replace(mode, oid, cid, P.new_order(p))
+    req = P.new_order(p)
+    resp_type = resp_type_of(p, req.type)
+    cancelled, new = app.cmd.cancel_replace(mode, oid, cid, req)
     ms = app.engine.st.market_ms
     cancel_part = _part(cancelled, lambda o: views.order_cancel(o, sym, f"cancel-{o.order_id}", ms))
-    new_part = None if new is None else _part(new, lambda o: views.order_full(o, sym))
+    new_part = None if new is None else _part(new, lambda o: views.order_reply(o, sym, resp_type))
     if isinstance(new, POrder):
         app.mark_placed(new.order_id)
     data = {"cancelResult": "FAILURE" if isinstance(cancelled, ApiError) else "SUCCESS",

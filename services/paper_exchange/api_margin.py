@@ -11,7 +11,8 @@ from typing import Any
 from services.paper_exchange import params as P
 from services.paper_exchange import views
 from services.paper_exchange.api import (
-    DAY_MS, Handler, _ids, _new_order_reply, _sym, leg_client_ids, market_notional, order_history, transient_2013,
+    DAY_MS, Handler, _ids, _new_order_reply, _sym, leg_client_ids, market_notional, order_history, resp_type_of,
+    transient_2013,
 )
 from services.paper_exchange.app import PaperApp
 from services.paper_exchange.model import CROSS, ISOLATED, ApiError, NewOrder
@@ -30,9 +31,10 @@ def new_order(app: PaperApp, p: dict[str, str]) -> Any:
     req = P.new_order(p)
     req.account, req.side_effect = _account(p), p.get("sideEffectType", "NO_SIDE_EFFECT")
     market_notional(app, req)
+    resp_type = resp_type_of(p, req.type)
     o = app.cmd.place(req)
     app.mark_placed(o.order_id)
-    return views.margin(o, _new_order_reply(o, sym, p.get("newOrderRespType", "FULL")))
+    return views.margin(o, _new_order_reply(o, sym, resp_type))
 
 
 def query_order(app: PaperApp, p: dict[str, str]) -> Any:
@@ -123,10 +125,13 @@ def new_oco(app: PaperApp, p: dict[str, str]) -> Any:
                     client_order_id=P.client_id(p, "stopClientOrderId"), account=account, side_effect=effect)
     above, below = (limit, stop) if side == "SELL" else (stop, limit)
     leg_client_ids(above, below)
+    # The margin OCO docs name no default for newOrderRespType (the spot orderList/oco follows the per-type rule:
+    # ACK): reports stay FULL unless one is asked for.
+    resp_type = resp_type_of(p, "LIMIT")
     lst = app.cmd.place_oco(side, qty, above, below, P.client_id(p, "listClientOrderId"))
     for oid in lst.order_ids:
         app.mark_placed(oid)
-    return {**views.order_list(lst, app.engine.st, sym), "isIsolated": account == ISOLATED}
+    return {**views.order_list(lst, app.engine.st, sym, resp_type=resp_type), "isIsolated": account == ISOLATED}
 
 
 def query_list(app: PaperApp, p: dict[str, str]) -> Any:

@@ -10,7 +10,7 @@ from typing import Any
 
 import msgspec
 
-from services.paper_exchange import views
+from services.paper_exchange import basis, stats, views
 from services.paper_exchange.app import PaperApp
 from services.paper_exchange.model import ApiError
 from services.paper_exchange.settings import split_symbol
@@ -98,18 +98,84 @@ def ticker_price(app: PaperApp, p: dict[str, str]) -> Any:
     return _answer([{"symbol": n, "price": views.d8(app.engine.last_of(n))} for n in names], many)
 
 
-WEIGHTED = frozenset({"/api/v3/ticker/bookTicker", "/api/v3/ticker/price"})
+def ticker_24hr(app: PaperApp, p: dict[str, str]) -> Any:
+    """GET /api/v3/ticker/24hr (type FULL, the default, or MINI) over the replayed bars of the last 24 h."""
+    names, many = selection(app, p)
+    kind = p.get("type", "FULL") or "FULL"
+    if kind not in ("FULL", "MINI"):
+        raise ApiError(-1100, "Illegal characters found in parameter 'type'; legal range is 'FULL, MINI'.")
+    r, e, now = app.replay, app.engine, app.engine.st.market_ms
+    lo, hi = stats.day_window(r.bars, r.completed(), now)
+    rows = [stats.ticker_24h(n, r.bars, lo, hi, e.last_of(n), e.book_at(e.last_of(n)), now, _scale(app, n),
+                             full=kind == "FULL") for n in names]
+    return _answer(rows, many)
+
+
+def _scale(app: PaperApp, sym: str):
+    """Feed price -> `sym`'s price: SYMBOL's carries the basis, the feed symbol's is the file's."""
+    s = app.s
+    if sym != s.symbol:
+        return lambda px: px
+    return lambda px: basis.to_symbol(px, s.basis_bps, s.tick_size)
+
+
+DEPTH_MAX = 5000
+
+
+def order_book(app: PaperApp, p: dict[str, str]) -> Any:
+    """GET /api/v3/depth: a book built from the replayed price and PAPER_SPREAD_TICKS (limit default 100; more
+    than 5000 gives 5000)."""
+    sym = p.get("symbol", "")
+    if not sym:
+        raise ApiError(-1102, "Mandatory parameter 'symbol' was not sent, was empty/null, or malformed.")
+    if sym not in app.s.symbols:
+        raise ApiError(-1121, "Invalid symbol.")
+    n = _depth_limit(p)
+    e = app.engine
+    return stats.depth(e.book_at(e.last_of(sym)), app.s.tick_size, min(n, DEPTH_MAX), app.journal.seq)
+
+
+def _depth_limit(p: dict[str, str]) -> int:
+    raw = p.get("limit", "")
+    if raw == "":
+        return 100
+    if not raw.isdigit() or int(raw) < 1:
+        raise ApiError(-1100, "Illegal characters found in parameter 'limit'; legal range is '^[0-9]{1,20}$'.")
+    return int(raw)
+
+
+WEIGHTED = frozenset({"/api/v3/ticker/bookTicker", "/api/v3/ticker/price", "/api/v3/ticker/24hr", "/api/v3/depth"})
+
+
+def _symbols_asked(p: dict[str, str]) -> int | None:
+    """How many symbols a `symbols` list names (None when absent or unreadable)."""
+    try:
+        return len(msgspec.json.decode(p["symbols"].encode(), type=list[str])) if p.get("symbols") else None
+    except msgspec.DecodeError:
+        return None
 
 
 def weight(path: str, p: dict[str, str]) -> int:
     """Binance's weights of the market data endpoints (by how many symbols / levels are asked for)."""
-    if path in ("/api/v3/ticker/bookTicker", "/api/v3/ticker/price"):
-        return 2 if p.get("symbol") else 4
-    return 1
+    if path == "/api/v3/depth":
+        n = min(_int_or(p.get("limit"), 100), DEPTH_MAX)
+        return 5 if n <= 100 else 25 if n <= 500 else 50 if n <= 1000 else 250
+    if path == "/api/v3/ticker/24hr":
+        if p.get("symbol"):
+            return 2
+        n = _symbols_asked(p)
+        return 80 if n is None or n > 100 else 40 if n > 20 else 2
+    return 2 if p.get("symbol") else 4
+
+
+def _int_or(raw: str | None, default: int) -> int:
+    return int(raw) if raw and raw.isdigit() else default
 
 
 PUBLIC = {
     ("GET", "/api/v3/exchangeInfo"): exchange_info,
     ("GET", "/api/v3/ticker/bookTicker"): book_ticker,
     ("GET", "/api/v3/ticker/price"): ticker_price,
+    ("GET", "/api/v3/ticker/24hr"): ticker_24hr,
+    ("GET", "/api/v3/depth"): order_book,
 }

@@ -131,9 +131,10 @@ class PaperApp:
                 nxt = self.replay.next_ts_ms()
                 if nxt is None or (to_ts is not None and nxt > to_ts * 1000):
                     break
+                gap = self.replay.next_is_gap()  # a gapped bar: the prices up to its first trade were not traded
                 feed_price, ts_ms = self.replay.step()
                 price, feed = self._priced(feed_price)
-                self.cmd.on_price(price, ts_ms, self.replay.cursor, durable=False, feed=feed)
+                self.cmd.on_price(price, ts_ms, self.replay.cursor, durable=False, gap=gap, feed=feed)
                 self.clock.publish(ts_ms)
                 n += 1
             self.journal.sync_now()  # one disk sync for the whole batch, before anyone is told

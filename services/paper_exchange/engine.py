@@ -348,10 +348,18 @@ class Engine(MarginMixin):
 
     def cancel_replace(self, mode: str, cancel_id: int | None, cancel_cid: str | None,
                        req: NewOrder) -> tuple[POrder | ApiError, POrder | ApiError | None]:
-        """Cancel then place; each part is the order or its ApiError (new is None when not attempted)."""
+        """Cancel then place; each part is the order or its ApiError (new is None when not attempted). A new order
+        failing a filter is (error, error): nothing was cancelled."""
         if mode not in ("STOP_ON_FAILURE", "ALLOW_FAILURE"):
             raise ApiError(-1145, "Invalid cancelRestrictions")
         rules.check_shape(req)
+        try:
+            # Binance evaluates the new order's filters BEFORE cancelling: a filter failure fails both parts
+            # and the old order stays open. Only what the matching engine refuses comes after the cancel.
+            self._check_filters(req)
+            filters.check_market_notional(self.s, req, self.st.last)
+        except ApiError as e:
+            return e, e
         try:
             cancelled: POrder | ApiError = self.cancel(cancel_id, cancel_cid)
         except ApiError as e:

@@ -7,7 +7,7 @@ from typing import Any
 import msgspec
 
 COUNTED = ("after_accept_5xx", "after_accept_delay_ms", "timeout", "http_429", "http_418", "err_1021",
-           "transient_2013", "reject_orders",
+           "transient_2013", "reject_orders", "filter_failure",
            "ws_silent", "ws_drop")  # WebSocket API: swallow n user-data events (-1 = until cleared); close all n times
 KINDS = ("latency_ms",) + COUNTED
 

@@ -105,7 +105,7 @@ def repay(st: EngineState, account: str, asset: str, amount: Decimal) -> None:
     """Pay back `amount` of a loan from free balance: interest first, then principal."""
     b = balance(st, asset, account)
     if amount > b.borrowed + b.interest:
-        raise ApiError(-3015, "Repayment amount has exceeded the borrowed amount.")
+        raise ApiError(-3015, "Repay amount exceeds borrow amount.")
     if amount > b.free:
         raise ApiError(-3041, "Balance is not enough")
     b.free -= amount

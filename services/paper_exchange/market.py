@@ -2,7 +2,8 @@
 
 Each bar becomes 4 price points at bar_ts + 0/15/30/45 s: open (= previous close), then low then
 high if the bar closed up (else high then low), then close. A bar's feed row is appended when
-market time reaches bar_ts + 60.
+market time reaches bar_ts + 60. When the bar's range does not hold the previous close, the move to
+its first extreme is a gap (nothing traded in between; `Replay.next_is_gap`).
 """
 from __future__ import annotations
 
@@ -20,6 +21,12 @@ def bar_points(bar: Bar, prev_close: Decimal) -> list[Decimal]:
     """The 4 prices of a bar: open, the near extreme, the far extreme, close."""
     extremes = (bar.low, bar.high) if bar.close >= prev_close else (bar.high, bar.low)
     return [prev_close, *extremes, bar.close]
+
+
+def gapped(bar: Bar, prev_close: Decimal) -> bool:
+    """True when the bar's [low, high] does not hold the previous close: the prices in between were not traded,
+    and the bar's first trade is its near extreme (high after a fall, low after a rise)."""
+    return not bar.low <= prev_close <= bar.high
 
 
 def start_index(bars: list[Bar], start_ts: int | None, history_bars: int) -> int:
@@ -112,6 +119,11 @@ class Replay:
         if self.cursor.done:
             return None
         return (self.bars[self.cursor.bar].ts + POINT_OFFSETS_S[self.cursor.point]) * 1000
+
+    def next_is_gap(self) -> bool:
+        """True when the next point jumps without trading in between: point 1 (the near extreme) of a gapped bar."""
+        c = self.cursor
+        return not c.done and c.point == 1 and gapped(self.bars[c.bar], self._prev_close(c.bar))
 
     def step(self) -> tuple[Decimal, int] | None:
         """Play the next point: (price, market ms), writing the previous bar's row when a bar completes."""

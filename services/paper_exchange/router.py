@@ -93,6 +93,18 @@ def error(e: ApiError) -> Response:
 
 
 PUBLIC = {**api.PUBLIC, **api_market.PUBLIC}
+def filter_fault(path: str) -> ApiError:
+    """The `filter_failure` fault: a filter the paper exchange does not model refuses the new order (Binance's
+    PERCENT_PRICE_BY_SIDE); on cancelReplace that is Binance's -2022 with both parts failed, nothing cancelled."""
+    e = ApiError(-1013, "Filter failure: PERCENT_PRICE_BY_SIDE")
+    if path != "/api/v3/order/cancelReplace":
+        return e
+    part = {"code": e.code, "msg": e.msg}
+    return ApiError(-2022, "Order cancel-replace failed.", http=400,
+                    data={"cancelResult": "FAILURE", "newOrderResult": "FAILURE", "cancelResponse": part,
+                          "newOrderResponse": part})
+
+
 SIGNED = {**api.SIGNED, **api_margin.SIGNED, **api_stream.SIGNED}
 PLACING = api.PLACING | {"/sapi/v1/margin/order", "/sapi/v1/margin/order/oco"}
 
@@ -158,6 +170,8 @@ class Router:
         faults = self.app.faults
         if req.path in PLACING and req.method == "POST" and faults.take("reject_orders", req.path, side):
             raise ApiError(-2010, "Order rejected (paper exchange fault injection: reject_orders).")
+        if req.path in PLACING and req.method == "POST" and faults.take("filter_failure", req.path, side):
+            raise filter_fault(req.path)
         handler = PUBLIC.get(key) or SIGNED[key]
         mutating = req.method != "GET"
         with self.app.lock:

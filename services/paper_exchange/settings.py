@@ -177,8 +177,8 @@ def _basis(env: Mapping[str, str], symbol: str, feed_symbol: str) -> Decimal:
 
 
 def _feed_symbol(env: Mapping[str, str], symbol: str, base: str) -> str:
-    """PAPER_FEED_SYMBOL (default BTCUSDT): the market file's symbol, same base asset as SYMBOL."""
-    raw = env.get("PAPER_FEED_SYMBOL", "").strip().upper() or "BTCUSDT"
+    """PAPER_FEED_SYMBOL (default SYMBOL's base + USDT, e.g. BTCUSDT): the market file's symbol, same base asset."""
+    raw = env.get("PAPER_FEED_SYMBOL", "").strip().upper() or f"{base}USDT"
     try:
         feed_base, _ = split_symbol(raw)
     except SettingsError:

@@ -42,6 +42,19 @@ def order_full(o: POrder, symbol: str, fills_from: int = 0) -> dict[str, Any]:
     return out
 
 
+_ACK = ("symbol", "orderId", "orderListId", "clientOrderId", "transactTime")
+
+
+def order_reply(o: POrder, symbol: str, resp_type: str) -> dict[str, Any]:
+    """A new order's reply as `newOrderRespType` asks: ACK (ids and time), RESULT (no fills) or FULL."""
+    full = order_full(o, symbol)
+    if resp_type == "ACK":
+        return {k: full[k] for k in _ACK}
+    if resp_type == "RESULT":
+        full.pop("fills")
+    return full
+
+
 def fill(f: Any) -> dict[str, Any]:
     """One FULL-response fill."""
     return {"price": d8(f.price), "qty": d8(f.qty), "commission": d8(f.commission),
@@ -75,8 +88,9 @@ def order_admin(o: POrder, symbol: str) -> dict[str, Any]:
     return out
 
 
-def order_list(lst: PList, st: EngineState, symbol: str, reports: bool = True) -> dict[str, Any]:
-    """An order list with its orders (and their reports)."""
+def order_list(lst: PList, st: EngineState, symbol: str, reports: bool = True,
+               resp_type: str = "FULL") -> dict[str, Any]:
+    """An order list with its orders (and their reports, shaped by `resp_type` as a new order's reply)."""
     legs = [st.orders[i] for i in lst.order_ids]
     out: dict[str, Any] = {
         "orderListId": lst.order_list_id, "contingencyType": lst.contingency_type,
@@ -85,7 +99,7 @@ def order_list(lst: PList, st: EngineState, symbol: str, reports: bool = True) -
         "orders": [{"symbol": symbol, "orderId": o.order_id, "clientOrderId": o.client_order_id} for o in legs],
     }
     if reports:
-        out["orderReports"] = [order_full(o, symbol) for o in legs]
+        out["orderReports"] = [order_reply(o, symbol, resp_type) for o in legs]
     return out
 
 
