@@ -13,7 +13,7 @@ import redis
 from rq import Queue
 
 from shared.adapters.heartbeat import beat
-from shared.adapters.notify import QUEUE_NAME
+from shared.adapters.notify import queue_name
 from shared.adapters.redis_streams import decode_fields
 from shared.clock import ReplayClock
 from shared.config import load_config
@@ -89,7 +89,7 @@ def test_unprotected_position_alerts_once_then_throttled_across_restart(r, redis
     assert got[0].details["legs"] == ["trail"] and got[0].details["age_sec"] == 300
     ev = [e for e in events(r) if e.kind == "finding"]
     assert len(ev) == 1 and ev[0].data["check"] == "I1" and ev[0].trade_key == TK
-    jobs = Queue(QUEUE_NAME, connection=r).jobs
+    jobs = Queue(queue_name(PREFIX), connection=r).jobs
     assert len(jobs) == 1 and jobs[0].args[0]["severity"] == "CRITICAL" and jobs[0].args[0]["trade_key"] == TK
     line = json.loads(log.getvalue().splitlines()[-1])
     assert line["event"] == "finding" and line["level"] == "ERROR" and line["trade_key"] == TK
