@@ -241,6 +241,7 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         elif field.name in _LOWER_CHOICES:
             text = text.strip().lower()
         values[field.name] = _parser_for(field.type)(field.name, text)
+    _margin_side_effect_default(raw, values)
     cfg = Config(**values)
     validate(cfg)
     return cfg
@@ -289,6 +290,7 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"EXIT_REST_WEIGHT_BUDGET_PER_MIN={cfg.EXIT_REST_WEIGHT_BUDGET_PER_MIN} must be 8..6000 "
                           f"(request weight a minute; Binance allows 6000 per IP)")
     _positive(cfg, "EXIT_REST_SWEEP_SEC")
+    _validate_symbol(cfg)
     _validate_margin(cfg)
 
 
@@ -301,3 +303,30 @@ def _validate_margin(cfg: Config) -> None:
     if cfg.MARGIN_BORROW_MODE == "auto" and cfg.MARGIN_SIDE_EFFECT not in ("AUTO_BORROW_REPAY", "MARGIN_BUY"):
         raise ConfigError(f"MARGIN_SIDE_EFFECT={cfg.MARGIN_SIDE_EFFECT} conflicts with MARGIN_BORROW_MODE=auto; "
                           f"allowed with auto: AUTO_BORROW_REPAY, MARGIN_BUY")
+
+
+# ---- issue 15: SYMBOL and the margin defaults ---------------------------------------------------------------
+# Binance's symbol pattern (exchangeInfo / order endpoints): ^[A-Z0-9-_.]{1,20}$
+_SYMBOL_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
+
+
+def _validate_symbol(cfg: Config) -> None:
+    """SYMBOL must look like a Binance symbol; whether the exchange lists it is checked at start-up against
+    exchangeInfo by the services that trade (shared.service_loop.wait_for_filters)."""
+    sym = cfg.SYMBOL
+    if not sym or len(sym) > 20 or any(c not in _SYMBOL_CHARS for c in sym):
+        raise ConfigError(f"SYMBOL={sym!r} is not a symbol; allowed: 1-20 capital letters, digits, '-', '_' or '.' "
+                          f"(e.g. BTCUSDC)")
+
+
+def _margin_side_effect_default(raw: Mapping[str, str], values: dict[str, object]) -> None:
+    """MARGIN_SIDE_EFFECT's default (AUTO_BORROW_REPAY) is the side effect of MARGIN_BORROW_MODE=auto, where the
+    exchange borrows and repays. With the default MARGIN_BORROW_MODE=manual the executor borrows and repays
+    itself and every order goes out NO_SIDE_EFFECT (the original's I11 and its margin example say so). So when
+    MARGIN_SIDE_EFFECT is not set, it follows the borrow mode; an explicit value that conflicts still stops
+    start-up."""
+    if "MARGIN_SIDE_EFFECT" in raw:
+        return
+    default_mode = next(f.default for f in msgspec.structs.fields(Config) if f.name == "MARGIN_BORROW_MODE")
+    if values.get("MARGIN_BORROW_MODE", default_mode) == "manual":
+        values["MARGIN_SIDE_EFFECT"] = "NO_SIDE_EFFECT"
