@@ -282,3 +282,25 @@ def test_broken_redis_persistence_is_reported(tmp_path):
         wd.invariant_tick()
         assert [(a.check, a.severity, a.details["subject"]) for a in alerts(conn)] == [("REDIS", "ERROR", "rdb")]
         conn.close()
+
+
+def test_under_replay_every_watchdog_record_carries_market_time(r, redis_url):
+    """CLOCK=replay: heartbeat findings, their recovery and the halt-flag records carry the market time like every
+    other service's events (liveness itself is judged on wall time, which heartbeats carry)."""
+    market = NOW - 86_400 * 300  # far from the wall clock: a record stamped with wall time cannot pass
+    set_clock(r, market)
+    c = cfg(redis_url, HEARTBEAT_TTL_SEC=2)
+    wall = [time.time() - 5]  # the watchdog started 5 s ago (wall), past its start-up grace: ghost never beat
+    wd = Watchdog(r, c, ReplayClock(r, PREFIX + "clock"), None, processes=["ghost"],
+                  log=JsonLogger("watchdog", io.StringIO()), wall=lambda: wall[0])
+    wall[0] = time.time()
+    r.set(PREFIX + "halt", b'{"by":"operator","reason":"x"}')
+    wd.heartbeat_tick()
+    beat(r, PREFIX, "ghost", 30)
+    wall[0] = time.time()
+    wd.heartbeat_tick()
+    got = [(a.check, a.severity, a.at) for a in alerts(r)]
+    assert ("HB", "CRITICAL", market) in got and ("HB", "INFO", market) in got and ("HALT", "INFO", market) in got
+    assert all(a.at == market for a in alerts(r)), got
+    assert all(e.at == market for e in events(r)), [(e.kind, e.at) for e in events(r)]
+    assert {e.kind for e in events(r)} >= {"finding", "halt_flag"}

@@ -96,7 +96,8 @@ class Watchdog:
     # ---- emission ---------------------------------------------------------------------------------------
 
     def emit(self, findings: list[Finding], at: float) -> list[Finding]:
-        """Throttle, then log + `alerts` + `events` (+ webhook from ERROR up). Returns what was emitted."""
+        """Throttle, then log + `alerts` + `events` (+ webhook from ERROR up), stamped `at` (the clock's time).
+        The throttle counts wall seconds: it protects a person, whose minutes do not speed up with a replay."""
         if not findings:
             return []
         out = self.throttle.filter(findings, self.wall())
@@ -133,7 +134,8 @@ class Watchdog:
     def heartbeat_tick(self) -> list[Finding]:
         """Own heartbeat; report dead processes (after a start-up grace of one deadline) and recoveries; report
         a change of the halt flag."""
-        now = self.wall()
+        now = self.wall()       # liveness: heartbeats carry wall time and their deadline is wall seconds
+        at = self.clock.now()   # what the records say: the one clock of every service (market time in replay)
         deadline = self.cfg.HEARTBEAT_TTL_SEC
         beat(self.r, self.cfg.EXEC_PREFIX, PROCESS, deadline, info={"processes": self.processes})
         emitted: list[Finding] = []
@@ -149,10 +151,10 @@ class Watchdog:
                 if hbs.get(proc) is not None:
                     self.log.info("process_recovered", process=proc)
                     self.emit([Finding(check="HB", severity="INFO", subject=f"{proc}:recovered",
-                                       message=f"process {proc} heartbeat is back", details={"process": proc})], now)
+                                       message=f"process {proc} heartbeat is back", details={"process": proc})], at)
             self._dead = dead
-            emitted = self.emit(findings, now)
-        self._watch_halt(now)
+            emitted = self.emit(findings, at)
+        self._watch_halt(at)
         return emitted
 
     def _watch_halt(self, now: float) -> None:
