@@ -9,7 +9,7 @@ from typing import Any
 
 import redis
 
-from shared.adapters.alert_gate import AlertGate
+from shared.adapters.alerts import Alerts
 from shared.adapters.binance_rest import BinanceClient
 from shared.adapters.heartbeat import Beater
 from shared.adapters.redis_streams import publish
@@ -17,7 +17,6 @@ from shared.adapters.shared_backoff import RedisBackoff
 from shared.adapters.state_store import StateStore
 from shared.clock import Clock, ReplayClock, make_clock
 from shared.config import Config, ConfigError, load_config
-from shared.domain.alert_throttle import recovery_details
 from shared.domain.messages import Event
 from shared.domain.position import State, decode_state
 from shared.jsonlog import JsonLogger
@@ -34,7 +33,7 @@ class Runtime:
         self.clock: Clock = make_clock(cfg.CLOCK, self.r, cfg.EXEC_PREFIX)
         self.store = StateStore(self.r, cfg.key("state"), cfg.STATE_FN, process, cfg.STREAM_MAXLEN, self.clock.now)
         self.beater = Beater(self.r, cfg.EXEC_PREFIX, process, cfg.HEARTBEAT_TTL_SEC)
-        self.alert_gate = AlertGate(self.r, cfg.EXEC_PREFIX, cfg.INVAR_THROTTLE_SEC)
+        self.alerts = Alerts(self.r, cfg, self.log, self.clock.now)
         self.stopping = False
 
     def client(self) -> BinanceClient:
@@ -55,48 +54,12 @@ class Runtime:
 
     def notify(self, event: str, message: str, severity: str = "INFO", trade_key: str = "", cause: str = "",
                **details: Any) -> bool:
-        """Queue a webhook alert (never blocks trading; no-op without N8N_WEBHOOK_URL), throttled per kind
-        (`event`), trade and `cause`: one every INVAR_THROTTLE_SEC wall seconds (a higher severity at once), the
-        next one saying how many were held back. Returns whether it was sent."""
-        try:
-            d = self.alert_gate.allow(event, trade_key, cause, severity, time.time())
-        except redis.RedisError as e:
-            self.log.error("notify_throttle_failed", trade_key=trade_key, event=event, error=str(e))
-            return False  # no Redis: the queue is unreachable too
-        if not d.send:
-            self.log.info("alert_held_back", trade_key=trade_key, alert=event, cause=cause, held_back=d.held_back,
-                          throttle_sec=self.cfg.INVAR_THROTTLE_SEC)
-            return False
-        if d.held_back:
-            message = f"{message} ({d.held_back} more held back since the last alert)"
-            details = {**details, "held_back": d.held_back}
-        self._enqueue(event, severity, message, trade_key, {**details, **({"cause": cause} if cause else {})})
-        return True
+        """Queue a webhook alert, throttled per kind, trade and cause (shared.adapters.alerts.Alerts.notify)."""
+        return self.alerts.notify(event, message, severity, trade_key, cause, **details)
 
     def notify_recovered(self, event: str, message: str, trade_key: str = "", cause: str = "") -> bool:
-        """The cause of `event` alerts is gone: if one was sent, say so (`<event>.recovered`, INFO) with the count
-        of alerts held back. Returns whether a recovery was sent."""
-        try:
-            rec = self.alert_gate.recover(event, trade_key, cause)
-        except redis.RedisError as e:
-            self.log.error("notify_throttle_failed", trade_key=trade_key, event=event, error=str(e))
-            return False
-        if rec is None:
-            return False
-        det = recovery_details(rec, time.time())
-        self._enqueue(f"{event}.recovered", "INFO", f"{message} (after {det['held_back_total']} alerts held back)",
-                      trade_key, {**det, **({"cause": cause} if cause else {})})
-        return True
-
-    def _enqueue(self, event: str, severity: str, message: str, trade_key: str, details: dict[str, Any]) -> None:
-        from shared.adapters.notify import enqueue_webhook  # late: the notifier is optional at import time
-
-        payload = {"event": event, "severity": severity, "message": message, "trade_key": trade_key,
-                   "ts": self.clock.now(), "details": {k: str(v) for k, v in details.items()}}
-        try:
-            enqueue_webhook(self.r, self.cfg, payload)
-        except redis.RedisError as e:
-            self.log.error("notify_enqueue_failed", trade_key=trade_key, error=str(e))
+        """The cause of `event` alerts is gone: say so once (Alerts.recovered)."""
+        return self.alerts.recovered(event, message, trade_key, cause)
 
     def load_gate(self) -> tuple[State, float, bool]:
         """The state, the clock's time and the halt flag in one round trip (a signal's hot path)."""
