@@ -50,6 +50,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     STRICT_SOURCE: bool = True
     SEEN_KEYS_MAX: int = 500
     MAX_LINE_BYTES: int = 65536
+    LOG_ROTATE_IDLE_SEC: float = 30.0   # issue 15: a renamed (rotated) log is read until idle this long, then closed
     # symbol and sizing
     SYMBOL: str = "BTCUSDC"
     QTY_USD: Decimal = Decimal("100.0")
@@ -291,6 +292,7 @@ def validate(cfg: Config) -> None:
                           f"(request weight a minute; Binance allows 6000 per IP)")
     _positive(cfg, "EXIT_REST_SWEEP_SEC")
     _validate_symbol(cfg)
+    _non_negative(cfg, "LOG_ROTATE_IDLE_SEC")
     _validate_margin(cfg)
 
 
