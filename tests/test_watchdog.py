@@ -304,3 +304,34 @@ def test_under_replay_every_watchdog_record_carries_market_time(r, redis_url):
     assert all(a.at == market for a in alerts(r)), got
     assert all(e.at == market for e in events(r)), [(e.kind, e.at) for e in events(r)]
     assert {e.kind for e in events(r)} >= {"finding", "halt_flag"}
+
+
+def test_a_finding_after_the_throttle_counts_what_was_held_back_and_its_end_is_said(r, redis_url, tmp_path):
+    """I1 (no stop for the trailing leg) every run: one CRITICAL, the repeats held back and counted; after
+    INVAR_THROTTLE_SEC the next says how many; once the stop is there, an INFO "recovered" alert and webhook."""
+    pos = position(side="short")
+    put_state(r, State(version=7, position=pos))
+    set_clock(r, NOW)
+    ex = DictExchange(orders_for(pos, skip=("trail",)))
+    c = cfg(redis_url, AGG_CSV=write_feed(tmp_path, NOW - 60), INVAR_THROTTLE_SEC=600)
+    wall = [1_000.0]
+    wd = Watchdog(r, c, ReplayClock(r, PREFIX + "clock"), ex, processes=[],
+                  log=JsonLogger("watchdog", io.StringIO()), wall=lambda: wall[0])
+    for i in range(4):
+        wall[0] += 20
+        wd.invariant_tick()
+    assert [(a.check, a.severity) for a in alerts(r)] == [("I1", "CRITICAL")]
+    wall[0] += 600
+    wd.invariant_tick()
+    second = alerts(r)[-1]
+    assert second.check == "I1" and second.details["held_back"] == 3 and "(3 more held back" in second.message
+    ex.orders = orders_for(pos)                         # the trailing stop is on the exchange again
+    wall[0] += 20
+    wd.invariant_tick()
+    rec = alerts(r)[-1]
+    assert (rec.check, rec.severity, rec.trade_key) == ("I1", "INFO", TK) and rec.details["recovered"] == "I1"
+    jobs = [j.args[0] for j in Queue(queue_name(PREFIX), connection=r).jobs]
+    assert [(j["event"], j["severity"]) for j in jobs] == [("watchdog.I1", "CRITICAL")] * 2 + [("watchdog.I1", "INFO")]
+    wall[0] += 20
+    wd.invariant_tick()
+    assert alerts(r)[-1] == rec                          # said once
