@@ -8,7 +8,9 @@ from typing import Any, Callable
 
 import msgspec
 
+from chaos.exposure import gaps, worst_gap_sec
 from chaos.inputs import Written
+from shared.domain.invariants import split_symbol
 from shared.domain.messages import Event, Reject, Signal
 from shared.domain.order_ids import trade_key_of
 from shared.domain.orders import Trade
@@ -31,6 +33,7 @@ class Evidence(msgspec.Struct):
     qty_step: Decimal
     trade_mode: str = "spot"
     margin: dict = {}                             # /admin/state "margin" (wallets) when trade_mode is margin
+    exit_trades: dict[int, list[Trade]] = {}      # orderId -> myTrades of every other order with a fill
 
 
 class Verdict(msgspec.Struct):
@@ -45,7 +48,7 @@ def _d(v: Any) -> Decimal:
 
 
 def verify(ev: Evidence, wall_after: Callable[[int], float | None],
-           wall_before: Callable[[int], float | None]) -> Verdict:
+           wall_before: Callable[[int], float | None], last_wall: float | None = None) -> Verdict:
     bad: list[str] = []
     notes: list[str] = []
     by_tk: dict[str, list[dict]] = defaultdict(list)
@@ -84,8 +87,10 @@ def verify(ev: Evidence, wall_after: Callable[[int], float | None],
         if tk not in planned and any("-en-" in o["clientOrderId"] for o in orders):
             bad.append(f"trade {tk}: entry orders on the exchange but no entry_planned event")
 
-    # 2. every filled quantity had a stop on the exchange within the target window (wall clock)
+    # 2. every filled quantity had a stop on the exchange within the target window (wall clock): per trade, the
+    # longest time any filled quantity had no resting stop (chaos.exposure), and the fill -> first stop time
     windows = []
+    trades_of = {**ev.exit_trades, **ev.entry_trades}
     for tk in filled_tks:
         orders = by_tk[tk]
         entry_ids = [o["orderId"] for o in orders if "-en-" in o["clientOrderId"] and _d(o["executedQty"]) > 0]
@@ -116,16 +121,26 @@ def verify(ev: Evidence, wall_after: Callable[[int], float | None],
         ev_filled = next((w / 1000 for w, e in events_of[tk] if e.kind == "entry_filled"), None)
         row = {"trade_key": tk, "fill_market_ms": t_fill, "stop_orders": len(stops),
                "event_window_sec": round(ev_stop - ev_filled, 3) if ev_stop and ev_filled else None}
+        if fill_lb is not None and ends:
+            row["first_stop_sec"] = round(max(0.0, min(ends) - fill_lb), 3)
+        base = (split_symbol(orders[0].get("symbol", "")) or ("BTC",))[0]
+        gs = gaps(orders, trades_of, ev.qty_step, base)
+        win, worst = worst_gap_sec(gs, wall_after, wall_before, last_wall)
+        row["gaps"] = len(gs)
+        if worst is not None:
+            row.update(worst_gap_market_ms=[worst.start_ms, worst.end_ms], worst_gap_qty=str(worst.max_unprotected))
         if not stops and not sells_flat:
             bad.append(f"trade {tk}: entry filled but no stop order was ever placed on the exchange")
-        elif fill_lb is None or not ends:
-            notes.append(f"trade {tk}: window not measurable (clock samples missing)")
+        elif win is None:
+            if gs:
+                notes.append(f"trade {tk}: window not measurable (clock samples missing)")
+            else:
+                row["window_sec"] = 0.0
         else:
-            win = max(0.0, min(ends) - fill_lb)
             row["window_sec"] = round(win, 3)
             if win > ev.window_target_sec:
-                bad.append(f"trade {tk}: filled quantity unprotected for up to {win:.2f} s wall "
-                           f"(target {ev.window_target_sec:g} s)")
+                bad.append(f"trade {tk}: {worst.max_unprotected if worst else '?'} of the filled quantity unprotected "
+                           f"(no stop on the exchange) for up to {win:.2f} s wall (target {ev.window_target_sec:g} s)")
         windows.append(row)
 
     # 3. no order of a finished trade is still open
@@ -248,6 +263,7 @@ def verify(ev: Evidence, wall_after: Callable[[int], float | None],
         "trades_closed": len(seen_close),
         "orders_on_exchange": len(ev.orders),
         "worst_window_sec": max((w["window_sec"] for w in windows if "window_sec" in w), default=None),
+        "worst_first_stop_sec": max((w["first_stop_sec"] for w in windows if "first_stop_sec" in w), default=None),
         "worst_event_window_sec": max((w["event_window_sec"] for w in windows if w.get("event_window_sec") is not None),
                                       default=None),
         "worst_stop_move_ms": max((float(e.data.get("ms", 0)) for _w, e in ev.events if e.kind == "stop_move_window"),
@@ -276,4 +292,5 @@ def verify_saved(run_dir: str) -> Verdict:
         i = bisect.bisect_right(markets, m)
         return walls[i] if i < len(markets) else None
 
-    return verify(msgspec.convert(raw["evidence"], Evidence, strict=False), after, before)
+    return verify(msgspec.convert(raw["evidence"], Evidence, strict=False), after, before,
+                  walls[-1] if walls else None)

@@ -263,7 +263,8 @@ class Run:
         ev = self._evidence()
         (self.run_dir / "evidence.json").write_bytes(msgspec.json.encode(
             {"evidence": ev, "clock": {"walls": self.clock.walls, "markets": self.clock.markets}}))
-        verdict = verify(ev, self.clock.wall_after, self.clock.wall_before)
+        verdict = verify(ev, self.clock.wall_after, self.clock.wall_before,
+                         self.clock.walls[-1] if self.clock.walls else None)
         if self.crashes:
             verdict.notes.extend(self.crashes)
         return verdict
@@ -274,9 +275,11 @@ class Run:
         client = BinanceClient(self.env["BINANCE_BASE_URL"], "paper-key", "paper-secret",
                                margin="cross" if self.o.trade_mode == "margin" else None)
         entry_trades = {}
+        exit_trades = {}
         for o in orders:
-            if "-en-" in o["clientOrderId"] and Decimal(o["executedQty"]) > 0:
-                entry_trades[o["orderId"]] = client.my_trades(self.cfg.SYMBOL, order_id=o["orderId"])
+            if Decimal(o["executedQty"]) > 0:
+                got = client.my_trades(self.cfg.SYMBOL, order_id=o["orderId"])
+                (entry_trades if "-en-" in o["clientOrderId"] else exit_trades)[o["orderId"]] = got
         client.close()
         events = []
         for eid, fields in st.r.xrange(self.cfg.key("events"), "-", "+"):
@@ -289,7 +292,8 @@ class Run:
                         signals=[s for s in signals if isinstance(s, Signal)],
                         rejects=[r for r in rejects if isinstance(r, Reject)], state=self._state(),
                         written=self.inputs.written, window_target_sec=self.o.window_target,
-                        qty_step=self.cfg.QTY_STEP, trade_mode=self.o.trade_mode, margin=margin)
+                        qty_step=self.cfg.QTY_STEP, trade_mode=self.o.trade_mode, margin=margin,
+                        exit_trades=exit_trades)
 
     def alerts(self) -> Counter[str]:
         out: Counter[str] = Counter()
@@ -322,8 +326,11 @@ def report(run: Run, v: Verdict) -> dict:
         ("corruptions skipped", ", ".join(f"{k} {n}" for k, n in sorted(run.inputs.skipped.items())) or "-"),
         ("unexpected exits", str(len(run.crashes))),
         ("watchdog alerts", ", ".join(f"{k} {n}" for k, n in sorted(run.alert_counts.items())) or "-"),
-        ("worst unprotected window", (f"{f['worst_window_sec']:.3f} s wall, upper bound (target {o.window_target:g} s)"
+        ("worst unprotected window", (f"{f['worst_window_sec']:.3f} s wall, upper bound (target {o.window_target:g} s): "
+                                      "per trade the longest time any filled quantity had no stop on the exchange"
                                       if f["worst_window_sec"] is not None else "n/a (no filled entry)")),
+        ("  fill -> first stop", (f"{f['worst_first_stop_sec']:.3f} s wall, upper bound"
+                                  if f.get("worst_first_stop_sec") is not None else "n/a")),
         ("  entry_filled -> leg_placed", (f"{f['worst_event_window_sec']:.3f} s wall (Redis stream ids)"
                                           if f["worst_event_window_sec"] is not None else "n/a")),
         ("worst stop-move window", (f"{f['worst_stop_move_ms']:.1f} ms over {f['stop_moves']} moves (the product's "

@@ -52,6 +52,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     STRICT_SOURCE: bool = True
     SEEN_KEYS_MAX: int = 500
     MAX_LINE_BYTES: int = 65536
+    LOG_ROTATE_IDLE_SEC: float = 30.0   # issue 15: a renamed (rotated) log is read until idle this long, then closed
     # symbol and sizing
     SYMBOL: str = "BTCUSDC"
     QTY_USD: Decimal = Decimal("100.0")
@@ -247,6 +248,7 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         values[field.name] = _parser_for(field.type)(field.name, text)
     if "FEED_SYMBOL" not in raw:
         values["FEED_SYMBOL"] = default_feed_symbol(str(values.get("SYMBOL", Config().SYMBOL)))
+    _margin_side_effect_default(raw, values)
     cfg = Config(**values)
     validate(cfg)
     return cfg
@@ -302,9 +304,11 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"EXIT_REST_WEIGHT_BUDGET_PER_MIN={cfg.EXIT_REST_WEIGHT_BUDGET_PER_MIN} must be 8..6000 "
                           f"(request weight a minute; Binance allows 6000 per IP)")
     _positive(cfg, "EXIT_REST_SWEEP_SEC")
+    _validate_symbol(cfg)
     if cfg.FEED_SYMBOL and not (cfg.FEED_SYMBOL.isalnum() and cfg.FEED_SYMBOL.isupper()):
         raise ConfigError(f"FEED_SYMBOL={cfg.FEED_SYMBOL!r} must be a Binance symbol in capitals (e.g. BTCUSDT), "
                           f"or empty when AGG_CSV is in SYMBOL's own prices")
+    _non_negative(cfg, "LOG_ROTATE_IDLE_SEC")
     _validate_margin(cfg)
 
 
@@ -317,3 +321,30 @@ def _validate_margin(cfg: Config) -> None:
     if cfg.MARGIN_BORROW_MODE == "auto" and cfg.MARGIN_SIDE_EFFECT not in ("AUTO_BORROW_REPAY", "MARGIN_BUY"):
         raise ConfigError(f"MARGIN_SIDE_EFFECT={cfg.MARGIN_SIDE_EFFECT} conflicts with MARGIN_BORROW_MODE=auto; "
                           f"allowed with auto: AUTO_BORROW_REPAY, MARGIN_BUY")
+
+
+# ---- issue 15: SYMBOL and the margin defaults ---------------------------------------------------------------
+# Binance's symbol pattern (exchangeInfo / order endpoints): ^[A-Z0-9-_.]{1,20}$
+_SYMBOL_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
+
+
+def _validate_symbol(cfg: Config) -> None:
+    """SYMBOL must look like a Binance symbol; whether the exchange lists it is checked at start-up against
+    exchangeInfo by the services that trade (shared.service_loop.wait_for_filters)."""
+    sym = cfg.SYMBOL
+    if not sym or len(sym) > 20 or any(c not in _SYMBOL_CHARS for c in sym):
+        raise ConfigError(f"SYMBOL={sym!r} is not a symbol; allowed: 1-20 capital letters, digits, '-', '_' or '.' "
+                          f"(e.g. BTCUSDC)")
+
+
+def _margin_side_effect_default(raw: Mapping[str, str], values: dict[str, object]) -> None:
+    """MARGIN_SIDE_EFFECT's default (AUTO_BORROW_REPAY) is the side effect of MARGIN_BORROW_MODE=auto, where the
+    exchange borrows and repays. With the default MARGIN_BORROW_MODE=manual the executor borrows and repays
+    itself and every order goes out NO_SIDE_EFFECT (the original's I11 and its margin example say so). So when
+    MARGIN_SIDE_EFFECT is not set, it follows the borrow mode; an explicit value that conflicts still stops
+    start-up."""
+    if "MARGIN_SIDE_EFFECT" in raw:
+        return
+    default_mode = next(f.default for f in msgspec.structs.fields(Config) if f.name == "MARGIN_BORROW_MODE")
+    if values.get("MARGIN_BORROW_MODE", default_mode) == "manual":
+        values["MARGIN_SIDE_EFFECT"] = "NO_SIDE_EFFECT"

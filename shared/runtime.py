@@ -9,6 +9,7 @@ from typing import Any
 
 import redis
 
+from shared.adapters.alerts import Alerts
 from shared.adapters.binance_rest import BinanceClient
 from shared.adapters.heartbeat import Beater
 from shared.adapters.redis_streams import publish
@@ -32,6 +33,7 @@ class Runtime:
         self.clock: Clock = make_clock(cfg.CLOCK, self.r, cfg.EXEC_PREFIX)
         self.store = StateStore(self.r, cfg.key("state"), cfg.STATE_FN, process, cfg.STREAM_MAXLEN, self.clock.now)
         self.beater = Beater(self.r, cfg.EXEC_PREFIX, process, cfg.HEARTBEAT_TTL_SEC)
+        self.alerts = Alerts(self.r, cfg, self.log, self.clock.now)
         self.stopping = False
 
     def client(self) -> BinanceClient:
@@ -50,16 +52,14 @@ class Runtime:
         getattr(self.log, level if level in ("info", "warning", "error") else "info")(kind, trade_key=trade_key, **data)
         return ev
 
-    def notify(self, event: str, message: str, severity: str = "INFO", trade_key: str = "", **details: Any) -> None:
-        """Queue a webhook alert (never blocks trading; no-op without N8N_WEBHOOK_URL)."""
-        from shared.adapters.notify import enqueue_webhook  # late: the notifier is optional at import time
+    def notify(self, event: str, message: str, severity: str = "INFO", trade_key: str = "", cause: str = "",
+               **details: Any) -> bool:
+        """Queue a webhook alert, throttled per kind, trade and cause (shared.adapters.alerts.Alerts.notify)."""
+        return self.alerts.notify(event, message, severity, trade_key, cause, **details)
 
-        payload = {"event": event, "severity": severity, "message": message, "trade_key": trade_key,
-                   "ts": self.clock.now(), "details": {k: str(v) for k, v in details.items()}}
-        try:
-            enqueue_webhook(self.r, self.cfg, payload)
-        except redis.RedisError as e:
-            self.log.error("notify_enqueue_failed", trade_key=trade_key, error=str(e))
+    def notify_recovered(self, event: str, message: str, trade_key: str = "", cause: str = "") -> bool:
+        """The cause of `event` alerts is gone: say so once (Alerts.recovered)."""
+        return self.alerts.recovered(event, message, trade_key, cause)
 
     def load_gate(self) -> tuple[State, float, bool]:
         """The state, the clock's time and the halt flag in one round trip (a signal's hot path)."""

@@ -74,3 +74,41 @@ def test_feed_symbol_follows_symbol_unless_set():
     assert load_config({"SKIP_TP1_BELOW_FEES": "true"}).SKIP_TP1_BELOW_FEES is True
     with pytest.raises(ConfigError, match="FEED_SYMBOL"):
         load_config({"FEED_SYMBOL": "btc usdt"})
+
+
+@pytest.mark.parametrize("value", ["", " ", "btc usdc", "BTC/USDC", "X" * 21])
+def test_a_blank_or_malformed_symbol_stops_start_up_naming_symbol(value):
+    with pytest.raises(ConfigError) as e:
+        load_config({"SYMBOL": value})
+    assert str(e.value).startswith(f"SYMBOL={value!r} is not a symbol; allowed:")
+
+
+def test_trade_mode_margin_alone_is_a_valid_margin_setup():
+    """The defaults MARGIN_BORROW_MODE=manual and MARGIN_SIDE_EFFECT=AUTO_BORROW_REPAY conflict when read
+    literally: unset, the side effect follows the borrow mode (manual -> NO_SIDE_EFFECT, auto -> the default
+    AUTO_BORROW_REPAY); an explicit conflicting value still stops start-up (test above)."""
+    c = load_config({"TRADE_MODE": "margin"})
+    assert (c.MARGIN_BORROW_MODE, c.MARGIN_SIDE_EFFECT) == ("manual", "NO_SIDE_EFFECT")
+    c = load_config({"TRADE_MODE": "margin", "MARGIN_BORROW_MODE": "auto"})
+    assert (c.MARGIN_BORROW_MODE, c.MARGIN_SIDE_EFFECT) == ("auto", "AUTO_BORROW_REPAY")
+    c = load_config({"TRADE_MODE": "margin", "MARGIN_BORROW_MODE": "auto", "MARGIN_SIDE_EFFECT": "margin_buy"})
+    assert c.MARGIN_SIDE_EFFECT == "MARGIN_BUY"
+
+
+@pytest.mark.parametrize("service", ["position_engine", "exit_manager", "user_stream"])
+def test_an_unknown_symbol_stops_start_up_naming_symbol(service, tmp_path, redis_url, market_file, market_bars):
+    """The exchange (the real paper exchange, listing BTCUSDC) does not list ETHUSDC: each service that talks to
+    the exchange stops at start-up with exit 2 and a message naming SYMBOL, instead of retrying forever."""
+    from tests.stack import Stack
+    s = Stack(tmp_path, redis_url, market_file, market_bars[500].ts)
+    try:
+        s.start("paper_exchange")
+        from tests.redis_helpers import wait_until
+        wait_until(s._paper_up, 20, 0.02, "paper exchange")
+        env = {**s.env, "SYMBOL": "ETHUSDC"}
+        p = subprocess.run([sys.executable, "-m", f"services.{service}"], cwd=HOME, env=env, capture_output=True,
+                           text=True, timeout=60)
+    finally:
+        s.stop_all()
+    assert p.returncode == 2, (p.returncode, p.stderr[-2000:])
+    assert "SYMBOL='ETHUSDC' is not listed by the exchange" in p.stderr, p.stderr[-2000:]

@@ -9,16 +9,19 @@ from rq import Queue, Retry
 from rq.job import Job
 from rq.registry import FailedJobRegistry
 
-from shared.adapters.notify import QUEUE_NAME, RETRY_INTERVALS, enqueue_webhook, make_payload
+from shared.adapters.notify import RETRY_INTERVALS, enqueue_webhook, make_payload, queue_name
 from shared.config import load_config
-from tests.wd_helpers import WebhookReceiver, free_port, service_env, start_service
+from tests.wd_helpers import WebhookReceiver, free_port, service_env, start_service, stop_service, wait_for
 
 PASSWORD = "s3cr3t-pa55"
+PREFIX = "t:"  # service_env's prefix: the worker's queue is t:notifications
+QUEUE_NAME = queue_name(PREFIX)
 
 
-def cfg_for(url: str, user: str = "n8n"):
+def cfg_for(url: str, user: str = "n8n", prefix: str = PREFIX):
     # The enqueuer's config may hold the password; it must never reach the job.
-    return load_config({"N8N_WEBHOOK_URL": url, "N8N_BASIC_AUTH_USER": user, "N8N_BASIC_AUTH_PASSWORD": PASSWORD})
+    return load_config({"N8N_WEBHOOK_URL": url, "N8N_BASIC_AUTH_USER": user, "N8N_BASIC_AUTH_PASSWORD": PASSWORD,
+                        "EXEC_PREFIX": prefix})
 
 
 def run_burst_worker(redis_url: str, tmp_path, password: str = PASSWORD) -> str:
@@ -38,7 +41,7 @@ def payload(msg: str = "stop missing") -> dict:
 
 
 def test_no_url_is_a_logged_noop(r):
-    assert enqueue_webhook(r, load_config({}), payload()) is None
+    assert enqueue_webhook(r, load_config({"EXEC_PREFIX": PREFIX}), payload()) is None
     assert Queue(QUEUE_NAME, connection=r).count == 0
 
 
@@ -105,3 +108,39 @@ def test_unreachable_webhook_is_retried_then_failed(r, redis_url, tmp_path):
     exc = _assert_failed_without_secrets(r, job.id)
     assert "ConnectionError" in exc
     assert Job.fetch(job.id, connection=r).retries_left == 0
+
+
+def test_one_queue_per_prefix_two_instances_never_deliver_each_others(r, redis_url, tmp_path):
+    """Two instances (prefixes t: and other:) on one Redis: t:'s worker delivers t:'s webhook only; the other
+    instance's job stays on its own queue for its own worker."""
+    with WebhookReceiver(200) as mine, WebhookReceiver(200) as theirs:
+        enqueue_webhook(r, cfg_for(mine.url), payload("mine"))
+        other = enqueue_webhook(r, cfg_for(theirs.url, prefix="other:"), payload("theirs"))
+        run_burst_worker(redis_url, tmp_path)
+        assert mine.json_bodies() == [payload("mine")]
+        assert theirs.requests == []
+    assert Queue("other:notifications", connection=r).job_ids == [other.id]
+    assert Queue(QUEUE_NAME, connection=r).count == 0
+
+
+def test_idle_worker_has_no_socket_timeouts(r, redis_url, tmp_path):
+    """A long-running worker idles in rq's blocking dequeue (BLPOP, minutes): with Redis healthy it must not log
+    "Timeout reading from socket" (redis-py's default 5 s socket timeout was shorter than the BLPOP), and it
+    still delivers afterwards."""
+    log = tmp_path / "notifier.log"
+    proc = start_service("services.notifier", service_env(redis_url, N8N_BASIC_AUTH_PASSWORD=PASSWORD), log_path=log)
+    try:
+        wait_for(lambda: r.exists(PREFIX + "hb:notifier") and "cleaning registries" in log.read_text(), 20,
+                 what="worker idle in its dequeue")
+        # Exposure, not synchronisation: the worker must stay idle past redis-py's 5 s default socket timeout.
+        idle_until = time.monotonic() + 7
+        while time.monotonic() < idle_until:
+            assert "Timeout reading from socket" not in log.read_text(), log.read_text()
+            time.sleep(0.5)
+        with WebhookReceiver(200) as rx:
+            enqueue_webhook(r, cfg_for(rx.url), payload("after idle"))
+            wait_for(rx.json_bodies, 15, what="delivery after the idle period")
+    finally:
+        stop_service(proc)
+    text = log.read_text()
+    assert "Timeout reading from socket" not in text and "could not connect" not in text, text

@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 from rq import Queue
 
+from shared.adapters.notify import queue_name
 from shared.adapters.redis_streams import decode_fields, publish
 from shared.adapters.state_store import StateStore
 from shared.domain.messages import Command, Event, PositionEvent, Signal
@@ -103,7 +103,7 @@ class EngineStack(Stack):
 
     def notifications(self) -> list[dict]:
         """Webhook payloads queued for the notifier (no worker runs in these tests, so they stay queued)."""
-        return [j.args[0] for j in Queue("notifications", connection=self.r).jobs]
+        return [j.args[0] for j in Queue(queue_name(self.prefix), connection=self.r).jobs]
 
     def wait_notified(self, event: str, trade_key: str | None = None, timeout: float = 10) -> dict:
         """The queued webhook payload of `event` (for `trade_key`), waiting for it."""
@@ -124,9 +124,6 @@ class EngineStack(Stack):
 def make_stack_fixture(tmp_path: Path, redis_url, market_file, market_bars):
     """`make_stack(**env)` -> an EngineStack (not started) replaying from START_BAR; stopped after the test."""
     made: list[EngineStack] = []
-    r = redis.Redis.from_url(redis_url)
-    Queue("notifications", connection=r).empty()  # rq's queue is not prefixed: start each test without old jobs
-    r.close()
 
     def make(**env: str) -> EngineStack:
         defaults = {"COOLDOWN_SEC": "0", "LOCK_SEC": "0", "ENTRY_MODE": "LIMIT_ONLY", "LIVE_ENTRY_TIMEOUT_SEC": "3600",

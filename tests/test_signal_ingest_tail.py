@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from shared.adapters.log_tail import PREFIX_BYTES, LogTailer, read_tail_lines
+from shared.adapters.log_tail import PREFIX_BYTES, FilePos, LogTailer, line_fingerprint, read_tail_lines
+from tests.redis_helpers import wait_until
 
 
 def append(p: Path, data: bytes) -> None:
@@ -56,7 +57,7 @@ def test_overlong_line_is_consumed_to_its_newline_without_buffering(log: Path) -
     for _ in range(50):                       # 5 MB without newline, delivered in pieces
         append(log, b"x" * 100_000)
         assert t.read_lines() == []
-        assert len(t._buf) <= 100             # bounded memory: nothing of it is kept beyond the cap
+        assert len(t._cur.buf) <= 100         # bounded memory: nothing of it is kept beyond the cap
     append(log, b"\nnext\n")
     got = t.read_lines()
     assert [(ln.offset, ln.status, ln.length) for ln in got] == [(3, "too_long", 5_000_000), (5_000_004, "", 4)]
@@ -98,9 +99,10 @@ def test_truncate_and_rewrite_past_the_offset_is_detected(log: Path) -> None:
     t.close()
 
 
-def test_rotation_finishes_the_old_file_then_reads_the_new_from_zero(log: Path, tmp_path: Path) -> None:
+def test_rotation_reads_the_new_file_from_zero_and_the_old_one_until_idle(log: Path, tmp_path: Path) -> None:
     events: list[str] = []
-    t = LogTailer(str(log), inode=log.stat().st_ino, offset=0, on_event=lambda e, **f: events.append(e))
+    t = LogTailer(str(log), inode=log.stat().st_ino, offset=0, on_event=lambda e, **f: events.append(e),
+                  rotate_idle_sec=0.3)
     old_ino = log.stat().st_ino
     append(log, b"a1\n")
     assert lines_of(t) == [(0, b"a1", "")]
@@ -111,9 +113,13 @@ def test_rotation_finishes_the_old_file_then_reads_the_new_from_zero(log: Path, 
     log.write_bytes(b"b1\n")
     got = t.read_lines()
     assert [(ln.inode == old_ino, ln.offset, ln.data, ln.status) for ln in got] == [
-        (True, 6, b"a3", ""), (True, 9, b"part", "partial"), (False, 0, b"b1", "")]
-    assert t.position == (log.stat().st_ino, 3)
+        (True, 6, b"a3", ""), (False, 0, b"b1", "")]
+    assert t.position == (log.stat().st_ino, 3) and t.draining == [(old_ino, 9)]
     assert "log_rotated" in events
+    # idle for rotate_idle_sec: the old file is closed, its unterminated last line reported as partial
+    got = wait_until(t.read_lines, 5, 0.05, "the rotated file closed after its idle time")
+    assert [(ln.inode == old_ino, ln.offset, ln.data, ln.status) for ln in got] == [(True, 9, b"part", "partial")]
+    assert t.draining == [] and "log_rotated_closed" in events
     t.close()
 
 
@@ -252,4 +258,129 @@ def test_limits_bound_one_call_and_rotation_waits_for_the_old_file_to_be_finishe
             break
     assert [ln.data for ln in got] == [b"old-%04d" % i for i in range(100)] + [b"new-0"]
     assert [ln.offset for ln in got[:3]] == [0, 9, 18] and got[-1].offset == 0
+    t.close()
+
+
+# ---- issue 15: rewrites in place, rotation while the writer holds the old file --------------------------------
+
+def _lines(tag: str, n: int) -> bytes:
+    return b"".join(b'{"ts":"%s","n":%04d}\n' % (tag.encode(), i) for i in range(n))  # all the same length
+
+
+def _copytruncate_and_write(p: Path, data: bytes) -> None:
+    """What a logger does after copytruncate: truncate and write new lines in one open, before anyone looks."""
+    with open(p, "r+b") as f:
+        f.truncate(0)
+        f.write(data)
+
+
+def test_copytruncate_then_new_lines_at_once_loses_nothing(log: Path) -> None:
+    """Same-length lines: after the rewrite the byte before our offset is a newline again, and the file is longer
+    than the offset; only a fingerprint of the bytes before the offset tells. All 15 new lines are read."""
+    events: list[str] = []
+    t = LogTailer(str(log), inode=log.stat().st_ino, offset=0, on_event=lambda e, **f: events.append(e))
+    append(log, _lines("old", 12))
+    assert len(t.read_lines()) == 12
+    _copytruncate_and_write(log, _lines("new", 15))
+    got = t.read_lines()
+    assert [ln.data for ln in got] == _lines("new", 15).splitlines()
+    assert got[0].offset == 0 and "log_rewritten" in events
+    assert t.read_lines() == []                       # and nothing twice
+    t.close()
+
+
+def test_copytruncate_while_away_is_detected_by_the_persisted_fingerprint(log: Path) -> None:
+    append(log, _lines("old", 12))
+    t = LogTailer(str(log), inode=log.stat().st_ino, offset=0)
+    got = t.read_lines()
+    ino, off = t.position
+    tail = line_fingerprint(got[-1])
+    t.close()
+    # what a restart with the stored (inode, offset, tail) sees: the same file resumes at the offset ...
+    t = LogTailer(str(log), inode=ino, offset=off, tail=tail)
+    assert t.read_lines() == []
+    t.close()
+    # ... a rewritten one (same inode, longer, a newline before the offset) is read from 0
+    _copytruncate_and_write(log, _lines("new", 15))
+    events: list[str] = []
+    t = LogTailer(str(log), inode=ino, offset=off, tail=tail, on_event=lambda e, **f: events.append(e))
+    assert [ln.data for ln in t.read_lines()] == _lines("new", 15).splitlines()
+    assert events == ["log_rewritten"]
+    t.close()
+
+
+def test_fingerprint_of_every_kind_of_line_is_the_bytes_before_its_end(log: Path) -> None:
+    """Computed from the line alone (a too-long line keeps its last bytes), it equals the file's bytes before
+    the line's end, so a restart at that offset resumes exactly there."""
+    t = LogTailer(str(log), inode=log.stat().st_ino, offset=0, max_line_bytes=100, chunk_bytes=64)
+    append(log, b"short\n" + b"y" * 300 + b"z" * 20 + b"\n" + b"x" * 200 + b"\n")
+    got = t.read_lines()
+    t.close()
+    assert [ln.status for ln in got] == ["", "too_long", "too_long"]
+    data = log.read_bytes()
+    from shared.adapters.log_tail import TAIL_BYTES, fingerprint
+    for k, ln in enumerate(got):
+        fp = line_fingerprint(ln)
+        assert fp == fingerprint(data[max(0, ln.end - TAIL_BYTES):ln.end])
+        t2 = LogTailer(str(log), inode=ln.inode, offset=ln.end, tail=fp, max_line_bytes=100)
+        assert [x.offset for x in t2.read_lines()] == [x.offset for x in got[k + 1:]]
+        t2.close()
+
+
+def test_rotation_while_the_writer_holds_the_old_file_loses_nothing(log: Path, tmp_path: Path) -> None:
+    """The writer goes on appending to the renamed file after ingest moved to the new one: those lines are read
+    (the old file stays open until idle), in the order they came, and nothing twice."""
+    events: list[str] = []
+    t = LogTailer(str(log), inode=log.stat().st_ino, offset=0, on_event=lambda e, **f: events.append(e))
+    old_ino = log.stat().st_ino
+    with open(log, "ab", buffering=0) as writer:            # the writer's own open file
+        writer.write(b"a1\n")
+        assert lines_of(t) == [(0, b"a1", "")]
+        os.rename(log, tmp_path / "deltascout.log.1")
+        log.write_bytes(b"b1\n")                            # a new file at the path
+        assert [(ln.inode, ln.data) for ln in t.read_lines()] == [(log.stat().st_ino, b"b1")]
+        writer.write(b"a2-after-the-switch\n")              # late line into the old file
+        append(log, b"b2\n")
+        got = t.read_lines()
+        assert [(ln.inode == old_ino, ln.data) for ln in got] == [(True, b"a2-after-the-switch"), (False, b"b2")]
+    assert t.draining == [(old_ino, 3 + len(b"a2-after-the-switch\n"))]
+    assert t.read_lines() == []
+    t.close()
+
+
+def test_a_restart_while_draining_resumes_both_files_where_they_were(log: Path, tmp_path: Path) -> None:
+    t = LogTailer(str(log), inode=log.stat().st_ino, offset=0)
+    append(log, b"a1\n")
+    a1 = t.read_lines()[-1]
+    os.rename(log, tmp_path / "deltascout.log.1")
+    log.write_bytes(b"b1\n")
+    b1 = t.read_lines()[-1]
+    (ino, off), (old_ino, old_off) = t.position, t.draining[0]
+    t.close()                                                # crash: (current, draining) were persisted
+    append(tmp_path / "deltascout.log.1", b"a2\n")
+    append(log, b"b2\n")
+    events: list[str] = []
+    t = LogTailer(str(log), inode=ino, offset=off, tail=line_fingerprint(b1),
+                  draining=[FilePos(old_ino, old_off, line_fingerprint(a1))], on_event=lambda e, **f: events.append(e))
+    assert [(ln.inode == old_ino, ln.data) for ln in t.read_lines()] == [(True, b"a2"), (False, b"b2")]
+    assert "log_draining_resumed" in events
+    t.close()
+
+
+def test_deleted_log_is_said_with_the_file_still_read_and_its_return(log: Path) -> None:
+    events: list[tuple[str, dict]] = []
+    t = LogTailer(str(log), inode=log.stat().st_ino, offset=0, on_event=lambda e, **f: events.append((e, f)),
+                  rotate_idle_sec=0)
+    with open(log, "ab", buffering=0) as writer:
+        writer.write(b"a1\n")
+        assert len(t.read_lines()) == 1
+        os.unlink(log)
+        writer.write(b"a2\n")                                # still written to the deleted file
+        assert [ln.data for ln in t.read_lines()] == [b"a2"]
+        assert t.read_lines() == []
+    missing = [f for e, f in events if e == "log_missing"]
+    assert len(missing) == 1 and missing[0]["deleted"] is True
+    log.write_bytes(b"b1\n")
+    assert [ln.data for ln in t.read_lines()] == [b"b1"]
+    assert [e for e, _ in events if e in ("log_missing", "log_appeared")] == ["log_missing", "log_appeared"]
     t.close()

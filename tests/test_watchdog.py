@@ -13,7 +13,7 @@ import redis
 from rq import Queue
 
 from shared.adapters.heartbeat import beat
-from shared.adapters.notify import QUEUE_NAME
+from shared.adapters.notify import queue_name
 from shared.adapters.redis_streams import decode_fields
 from shared.clock import ReplayClock
 from shared.config import load_config
@@ -89,7 +89,7 @@ def test_unprotected_position_alerts_once_then_throttled_across_restart(r, redis
     assert got[0].details["legs"] == ["trail"] and got[0].details["age_sec"] == 300
     ev = [e for e in events(r) if e.kind == "finding"]
     assert len(ev) == 1 and ev[0].data["check"] == "I1" and ev[0].trade_key == TK
-    jobs = Queue(QUEUE_NAME, connection=r).jobs
+    jobs = Queue(queue_name(PREFIX), connection=r).jobs
     assert len(jobs) == 1 and jobs[0].args[0]["severity"] == "CRITICAL" and jobs[0].args[0]["trade_key"] == TK
     line = json.loads(log.getvalue().splitlines()[-1])
     assert line["event"] == "finding" and line["level"] == "ERROR" and line["trade_key"] == TK
@@ -282,3 +282,56 @@ def test_broken_redis_persistence_is_reported(tmp_path):
         wd.invariant_tick()
         assert [(a.check, a.severity, a.details["subject"]) for a in alerts(conn)] == [("REDIS", "ERROR", "rdb")]
         conn.close()
+
+
+def test_under_replay_every_watchdog_record_carries_market_time(r, redis_url):
+    """CLOCK=replay: heartbeat findings, their recovery and the halt-flag records carry the market time like every
+    other service's events (liveness itself is judged on wall time, which heartbeats carry)."""
+    market = NOW - 86_400 * 300  # far from the wall clock: a record stamped with wall time cannot pass
+    set_clock(r, market)
+    c = cfg(redis_url, HEARTBEAT_TTL_SEC=2)
+    wall = [time.time() - 5]  # the watchdog started 5 s ago (wall), past its start-up grace: ghost never beat
+    wd = Watchdog(r, c, ReplayClock(r, PREFIX + "clock"), None, processes=["ghost"],
+                  log=JsonLogger("watchdog", io.StringIO()), wall=lambda: wall[0])
+    wall[0] = time.time()
+    r.set(PREFIX + "halt", b'{"by":"operator","reason":"x"}')
+    wd.heartbeat_tick()
+    beat(r, PREFIX, "ghost", 30)
+    wall[0] = time.time()
+    wd.heartbeat_tick()
+    got = [(a.check, a.severity, a.at) for a in alerts(r)]
+    assert ("HB", "CRITICAL", market) in got and ("HB", "INFO", market) in got and ("HALT", "INFO", market) in got
+    assert all(a.at == market for a in alerts(r)), got
+    assert all(e.at == market for e in events(r)), [(e.kind, e.at) for e in events(r)]
+    assert {e.kind for e in events(r)} >= {"finding", "halt_flag"}
+
+
+def test_a_finding_after_the_throttle_counts_what_was_held_back_and_its_end_is_said(r, redis_url, tmp_path):
+    """I1 (no stop for the trailing leg) every run: one CRITICAL, the repeats held back and counted; after
+    INVAR_THROTTLE_SEC the next says how many; once the stop is there, an INFO "recovered" alert and webhook."""
+    pos = position(side="short")
+    put_state(r, State(version=7, position=pos))
+    set_clock(r, NOW)
+    ex = DictExchange(orders_for(pos, skip=("trail",)))
+    c = cfg(redis_url, AGG_CSV=write_feed(tmp_path, NOW - 60), INVAR_THROTTLE_SEC=600)
+    wall = [1_000.0]
+    wd = Watchdog(r, c, ReplayClock(r, PREFIX + "clock"), ex, processes=[],
+                  log=JsonLogger("watchdog", io.StringIO()), wall=lambda: wall[0])
+    for i in range(4):
+        wall[0] += 20
+        wd.invariant_tick()
+    assert [(a.check, a.severity) for a in alerts(r)] == [("I1", "CRITICAL")]
+    wall[0] += 600
+    wd.invariant_tick()
+    second = alerts(r)[-1]
+    assert second.check == "I1" and second.details["held_back"] == 3 and "(3 more held back" in second.message
+    ex.orders = orders_for(pos)                         # the trailing stop is on the exchange again
+    wall[0] += 20
+    wd.invariant_tick()
+    rec = alerts(r)[-1]
+    assert (rec.check, rec.severity, rec.trade_key) == ("I1", "INFO", TK) and rec.details["recovered"] == "I1"
+    jobs = [j.args[0] for j in Queue(queue_name(PREFIX), connection=r).jobs]
+    assert [(j["event"], j["severity"]) for j in jobs] == [("watchdog.I1", "CRITICAL")] * 2 + [("watchdog.I1", "INFO")]
+    wall[0] += 20
+    wd.invariant_tick()
+    assert alerts(r)[-1] == rec                          # said once

@@ -32,10 +32,12 @@ def repay_after_close(rt: Runtime, client: BinanceClient, pos: Position) -> None
             client.repay(asset, amount, symbol)
     except BinanceError as e:
         rt.event("margin_repay_failed", pos.trade_key, level="error", asset=asset, error=str(e))
-        rt.notify("margin_repay_failed", f"repay of {asset} after close failed: {e}", "ERROR", pos.trade_key)
+        rt.notify("margin_repay_failed", f"repay of {asset} after close failed: {e}", "ERROR", pos.trade_key,
+                  cause=asset)
         return
     left = owed - amount
     rt.event("margin_repaid", pos.trade_key, level="warning" if left > 0 else "info", asset=asset, amount=amount,
              debt_left=left)
     if left > 0:
-        rt.notify("margin_debt_left", f"{left} {asset} still borrowed after the trade closed", "WARN", pos.trade_key)
+        rt.notify("margin_debt_left", f"{left} {asset} still borrowed after the trade closed", "WARN", pos.trade_key,
+                  cause=asset)

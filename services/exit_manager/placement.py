@@ -112,7 +112,7 @@ class Placement(ExitBase):
                       reason="stop_immediate", stop=leg.stop_price, tp=leg.tp_price, stop_to=new, limit_to=limit,
                       market=px, action="stop placed at the nearest price that does not trigger")
         self.rt.notify("stop_nearest", f"{leg.name}: stop {leg.stop_price} would trigger at once (market {px}); "
-                       f"placed at {new} instead", "WARN", pos.trade_key)
+                       f"placed at {new} instead", "WARN", pos.trade_key, cause=leg.name)
         return p
 
     def _why_immediate(self, pos: Position, leg: Leg, e: Rejected) -> str:
@@ -137,7 +137,8 @@ class Placement(ExitBase):
         tries = p.exits_tries if p else pos.exits_tries + 1
         self.rt.event("leg_rejected", pos.trade_key, level="error", leg=leg.name, code=e.code, error=e.msg, tries=tries,
                       retry_in=self.cfg.EXITS_RETRY_EVERY_SEC)
-        self.rt.notify("exits_error", f"{leg.name} rejected: {e.code} {e.msg}", "ERROR", pos.trade_key)
+        self.rt.notify("exits_error", f"{leg.name} rejected: {e.code} {e.msg}", "ERROR", pos.trade_key,
+                       cause=leg.name)
         if p is not None and self.cfg.FAILSAFE_FLATTEN and failsafe_due(
                 tries=tries, max_tries=self.cfg.FAILSAFE_EXITS_MAX_TRIES, first_error_at=p.exits_first_error_at,
                 now=now, grace_sec=self.cfg.FAILSAFE_EXITS_GRACE_SEC):

@@ -7,6 +7,7 @@ from decimal import Decimal
 
 from services.exit_manager.base import ExitBase, TickAborted
 from shared.adapters.agg_feed import FeedUnavailable, read_last_bars
+from shared.feed_alerts import feed_failed, feed_read
 from shared.adapters.binance_rest import (
     CancelReplaceFailed,
     CancelReplacePartial,
@@ -242,13 +243,12 @@ class StopMoves(ExitBase):
         try:
             feed = read_last_bars(self.cfg.AGG_CSV, self.cfg.TRAIL_SWING_LOOKBACK)
         except BadHeader as e:
-            self.rt.event("trail_feed_bad_header", pos.trade_key, level="error", error=str(e), action="no move")
-            self.rt.notify("trail_feed_bad_header", str(e), "ERROR", pos.trade_key)
+            feed_failed(self.rt, "feed_bad_header", str(e), pos.trade_key, "trail_", action="no move")
             return None
         except FeedUnavailable as e:
-            self.rt.event("trail_feed_missing", pos.trade_key, level="error", error=str(e), action="no move")
-            self.rt.notify("trail_feed_missing", str(e), "ERROR", pos.trade_key)
+            feed_failed(self.rt, "feed_missing", str(e), pos.trade_key, "trail_", action="no move")
             return None
+        feed_read(self.rt, feed, pos.trade_key, "trail_")
         if not feed.bars or now - (feed.bars[-1].ts + 60) > self.cfg.INVAR_FEED_STALE_SEC:
             self.rt.event("trail_feed_stale", pos.trade_key, level="warning",
                           last_bar=feed.bars[-1].ts if feed.bars else None, action="no move")

@@ -1,1 +1,1 @@
-"""notifier: an rq worker on the `notifications` queue that delivers webhooks with retries."""
+"""notifier: an rq worker on the `{EXEC_PREFIX}notifications` queue that delivers webhooks with retries."""

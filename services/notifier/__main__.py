@@ -1,7 +1,12 @@
-"""`python -m services.notifier [--burst]`: an rq worker on the `notifications` queue, with a heartbeat.
+"""`python -m services.notifier [--burst]`: an rq worker on the `{EXEC_PREFIX}notifications` queue, with a heartbeat.
 
 The worker runs rq's scheduler too (retries with intervals are scheduled jobs). `--burst` processes what is
 queued (including immediate retries) and exits: for tests and one-off draining.
+
+Two connections: the worker's own, whose socket timeout is longer than rq's blocking dequeue (BLPOP of
+worker_ttl - 15 s), and a short-timeout one for the heartbeat thread. redis-py 8 defaults socket_timeout to 5 s;
+rq raises the pool's timeout only for connections created after the Worker is built, so a connection the
+heartbeat had already put in a shared pool kept 5 s and every idle BLPOP ended in "Timeout reading from socket".
 """
 from __future__ import annotations
 
@@ -11,19 +16,22 @@ import threading
 
 import redis
 from rq import Queue, Worker
+from rq.defaults import DEFAULT_WORKER_TTL
 
 from shared.adapters.heartbeat import beat
-from shared.adapters.notify import QUEUE_NAME
+from shared.adapters.notify import queue_name
 from shared.config import ConfigError, load_config
 from shared.jsonlog import JsonLogger
 
 PROCESS = "notifier"
+# rq blocks in BLPOP for worker_ttl - 15 s; the socket must wait longer than that (rq itself uses + 10 s).
+WORKER_SOCKET_TIMEOUT_SEC = DEFAULT_WORKER_TTL - 15 + 30
 
 
 def _heartbeat_loop(r: redis.Redis, prefix: str, ttl: int, stop: threading.Event, log: JsonLogger) -> None:
     while not stop.is_set():
         try:
-            beat(r, prefix, PROCESS, ttl, info={"queue": QUEUE_NAME})
+            beat(r, prefix, PROCESS, ttl, info={"queue": queue_name(prefix)})
         except redis.RedisError as e:
             log.warning("heartbeat_failed", error=e.__class__.__name__)
         stop.wait(1.0)
@@ -39,14 +47,16 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         log.error("config_error", error=str(e))
         return 2
-    r = redis.Redis.from_url(cfg.REDIS_URL)
+    r = redis.Redis.from_url(cfg.REDIS_URL, socket_timeout=WORKER_SOCKET_TIMEOUT_SEC, socket_connect_timeout=5)
+    hb_r = redis.Redis.from_url(cfg.REDIS_URL, socket_timeout=5, socket_connect_timeout=5)
+    qname = queue_name(cfg.EXEC_PREFIX)
     stop = threading.Event()
-    hb = threading.Thread(target=_heartbeat_loop, args=(r, cfg.EXEC_PREFIX, cfg.HEARTBEAT_TTL_SEC, stop, log),
+    hb = threading.Thread(target=_heartbeat_loop, args=(hb_r, cfg.EXEC_PREFIX, cfg.HEARTBEAT_TTL_SEC, stop, log),
                           daemon=True, name="heartbeat")
     hb.start()
-    log.info("start", queue=QUEUE_NAME, burst=args.burst, basic_auth_password_set=bool(cfg.N8N_BASIC_AUTH_PASSWORD))
+    log.info("start", queue=qname, burst=args.burst, basic_auth_password_set=bool(cfg.N8N_BASIC_AUTH_PASSWORD))
     try:
-        worker = Worker([Queue(QUEUE_NAME, connection=r)], connection=r)
+        worker = Worker([Queue(qname, connection=r)], connection=r)
         worker.work(burst=args.burst, with_scheduler=not args.burst, logging_level="INFO")
     finally:
         stop.set()

@@ -25,12 +25,12 @@ class CommandHandler:
     def _halt(self, cmd: Command) -> None:
         self.rt.r.set(self.cfg.key("halt"), msgspec.json.encode({"by": cmd.by, "reason": cmd.reason, "at": cmd.at}))
         self.rt.event("halt_set", by=cmd.by, reason=cmd.reason)
-        self.rt.notify("halted", f"new entries halted by {cmd.by}: {cmd.reason}", "WARN")
+        self.rt.notify("halted", f"new entries halted by {cmd.by}: {cmd.reason}", "WARN", cause=f"cmd@{cmd.at}")
 
     def _resume(self, cmd: Command) -> None:
         self.rt.r.delete(self.cfg.key("halt"))
         self.rt.event("halt_cleared", by=cmd.by, reason=cmd.reason)
-        self.rt.notify("resumed", f"new entries allowed again by {cmd.by}", "INFO")
+        self.rt.notify("resumed", f"new entries allowed again by {cmd.by}", "INFO", cause=f"cmd@{cmd.at}")
 
     def _cancel_entry(self, cmd: Command) -> None:
         """Record the request first (so a restart neither re-sends nor goes to Plan B), then cancel."""

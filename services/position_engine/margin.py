@@ -29,7 +29,7 @@ class MarginBorrower:
             return self._borrow(pos), ""
         except BinanceError as e:
             self.rt.event("margin_borrow_failed", pos.trade_key, level="error", error=str(e))
-            self.rt.notify("entry_error", f"margin borrow failed: {e}", "ERROR", pos.trade_key)
+            self.rt.notify("entry_error", f"margin borrow failed: {e}", "ERROR", pos.trade_key, cause="borrow")
             return False, (f"margin_borrow_rejected: {e.code} {e.msg}" if isinstance(e, Rejected) else "")
 
     def _symbol(self) -> str | None:
@@ -76,7 +76,8 @@ class MarginBorrower:
                           reason="entry aborted")
         except BinanceError as e:
             self.rt.event("margin_repay_failed", p.trade_key, level="error", error=str(e))
-            self.rt.notify("entry_error", f"repay after aborted entry failed: {e}", "ERROR", p.trade_key)
+            self.rt.notify("entry_error", f"repay after aborted entry failed: {e}", "ERROR", p.trade_key,
+                           cause="repay")
 
 
 def _set_borrow(p: Position, asset: str, amount: Decimal, tran_id: int, debt_before: Decimal = Decimal(0)) -> None:

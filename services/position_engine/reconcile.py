@@ -84,14 +84,14 @@ class Reconciler:
         self.rt.event("reconcile_adopted", tk, client_id=o.client_order_id, status=pos.status, side=pos.side,
                       qty=pos.qty, filled=pos.filled_qty, entry=pos.entry_price, sl=pos.sl, tp1=pos.tp1, tp2=pos.tp2)
         self.rt.notify("reconcile_adopted", f"adopted {o.status} entry {o.client_order_id} unknown to the state "
-                       f"as {pos.status}", "WARN", tk)
+                       f"as {pos.status}", "WARN", tk, cause=o.client_order_id)
 
     def _report(self, o: Order, why: str) -> None:
         tk = trade_key_of(o.client_order_id) or ""
         self.rt.event("reconcile_orphan", tk, level="error", client_id=o.client_order_id, status=o.status,
                       executed=o.executed_qty, reason=why)
         self.rt.notify("reconcile_orphan", f"entry {o.client_order_id} ({o.status}) is unknown to the state and was "
-                       f"not adopted: {why}", "ERROR", tk)
+                       f"not adopted: {why}", "ERROR", tk, cause=o.client_order_id)
 
     def _position(self, o: Order, attempts: list[Order], filled: bool) -> Position:
         side = "long" if o.side == "BUY" else "short"
@@ -139,7 +139,7 @@ class Reconciler:
             # (the watchdog's I13 keeps watching a debt left after the close).
             self.rt.event("reconcile_borrow_unknown", pos.trade_key, level="warning", asset=asset, error=str(e))
             self.rt.notify("reconcile_borrow_unknown", f"margin wallet unreadable: {asset} borrowed for the adopted "
-                           f"trade will not be repaid after its close ({e})", "WARN", pos.trade_key)
+                           f"trade will not be repaid after its close ({e})", "WARN", pos.trade_key, cause=asset)
             return
         debt = bal.borrowed if bal is not None else Decimal(0)
         # at most what this entry could have borrowed (borrow_need with nothing free): an older debt of the

@@ -132,7 +132,7 @@ class EntryTracker:
         if pos.status == "OPEN":
             self.rt.event("entry_order_vanished", pos.trade_key, level="error", client_id=pos.entry_client_id)
             self.rt.notify("entry_error", f"entry order {pos.entry_client_id} not found on the exchange", "ERROR",
-                           pos.trade_key)
+                           pos.trade_key, cause="entry_not_found")
             self.sender.abort(pos, "entry order not found on the exchange")
             return
         if pos.entry_cancel_requested:

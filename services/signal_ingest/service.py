@@ -2,8 +2,11 @@
 publishes it -- exactly once -- to `{prefix}signals` or `{prefix}rejects`.
 
 Redis keys (prefix = EXEC_PREFIX):
-    {prefix}ingest:offset   hash  inode, offset (where the next unread line starts), head_len + head (hash of the
-                                  file's first bytes, to tell a recreated file that reused the inode number),
+    {prefix}ingest:offset   hash  inode, offset (where the next unread line starts), tail_len + tail (hash of the
+                                  bytes just before the offset: a file truncated and rewritten in place no longer
+                                  has them), head_len + head (hash of the file's first bytes, to tell a recreated
+                                  file that reused the inode number), draining (JSON [[inode, offset, tail_len,
+                                  tail], ..]: rotated files still read until idle for LOG_ROTATE_IDLE_SEC),
                                   fingerprint (of the dedup key scheme), path
     {prefix}ingest:seen     zset  dedup keys of published signals, scored by insertion time (us), <= SEEN_KEYS_MAX
     {prefix}ingest:epoch    str   incremented by every starting instance; a superseded instance stops
@@ -13,8 +16,8 @@ Redis keys (prefix = EXEC_PREFIX):
 Exactly once: the lines available (up to TX_MAX_LINES) are published in ONE transaction
     WATCH epoch; GET epoch (== ours?); MULTI; XADD signals|rejects per line; XTRIM ~; ZADD seen; ZREMRANGEBYRANK
     seen; HSET offset (inode, end of the last line); EXEC
-A crash before EXEC publishes nothing and leaves the offset where it was; after it, the offset is past those
-lines. On restart or reconnect the offset and the seen set are re-read from Redis; the in-memory mirror of the
+A crash before EXEC publishes nothing and leaves the offsets where they were; after it, the offsets (of the
+current file and of every rotated file still being read) are past those lines. On restart or reconnect the offset and the seen set are re-read from Redis; the in-memory mirror of the
 seen set is rolled back when a transaction fails, so it never runs ahead of what was committed.
 """
 from __future__ import annotations
@@ -30,11 +33,13 @@ import msgspec
 import redis
 
 from shared.adapters.heartbeat import beat
-from shared.adapters.log_tail import Line, LogTailer, read_tail_lines
+from shared.adapters.alerts import Alerts
+from shared.adapters.log_tail import FilePos, Line, LogTailer, line_fingerprint, read_tail_lines
+from shared.adapters.redis_streams import publish
 from shared.adapters.redis_streams import encode_fields
 from shared.clock import Clock, make_clock
 from shared.config import Config
-from shared.domain.messages import Reject, Signal
+from shared.domain.messages import Event, Reject, Signal
 from shared.domain.peak import ParseParams, dedup_fingerprint, make_reject, parse_line, too_long
 from shared.jsonlog import JsonLogger
 
@@ -92,6 +97,7 @@ class Ingestor:
         self.k_signals = cfg.key("signals")
         self.k_rejects = cfg.key("rejects")
         self.k_hb = cfg.key(f"hb:{SERVICE}")
+        self.k_events = cfg.key("events")
         self._kb_signals, self._kb_rejects = self.k_signals.encode(), self.k_rejects.encode()
         self._kb_seen, self._kb_offset = self.k_seen.encode(), self.k_offset.encode()
         self._kb_epoch = self.k_epoch.encode()
@@ -103,7 +109,10 @@ class Ingestor:
         self.seen: OrderedDict[str, int] = OrderedDict()  # key -> score, oldest first (mirror of the zset)
         self.last_score = 0
         self.epoch = b""
-        self.position: tuple[int, int] | None = None  # last committed (inode, offset)
+        self.position: tuple[int, int] | None = None  # last committed (inode, offset) of the current file
+        self.committed: dict[int, FilePos] = {}       # committed position of every open file (current, draining)
+        self._tail_events: list[tuple[str, dict[str, Any]]] = []
+        self.alerts = Alerts(r, cfg, log, clock.now)
         self._next_hb = 0.0
         self.published = 0
 
@@ -131,16 +140,23 @@ class Ingestor:
             h = {_s(k): _s(v) for k, v in self.r.hgetall(self.k_offset).items()}
             inode, offset = int(h.get("inode") or 0), int(h.get("offset") or 0)
         head = (int(h.get("head_len") or 0), h.get("head") or "")
+        tail = (int(h.get("tail_len") or 0), h.get("tail") or "")
+        draining = _decode_draining(h.get("draining") or "")
         if h.get("fingerprint") != self.fingerprint:
             self.log.warning("dedup_fingerprint_changed", old=h.get("fingerprint"), new=self.fingerprint,
                              action="clear seen set and re-seed from the log tail; offset unchanged")
             self._reseed(inode, offset)
         self._load_seen()
         self.position = (inode, offset)
+        self.committed = {d.inode: d for d in draining}
+        self.committed[inode] = FilePos(inode, offset, tail)
+        self._tail_events = []
         self.tailer = LogTailer(self.path, inode=inode, offset=offset, max_line_bytes=self.cfg.MAX_LINE_BYTES,
-                                on_event=self._tail_event, use_inotify=self.use_inotify, head=head)
+                                on_event=self._tail_event, use_inotify=self.use_inotify, head=head, tail=tail,
+                                draining=draining, rotate_idle_sec=self.cfg.LOG_ROTATE_IDLE_SEC)
         self.log.info("started", path=self.path, inode=inode, offset=offset, seen=len(self.seen),
-                      inotify=self.tailer.using_inotify, epoch=int(self.epoch), fingerprint=self.fingerprint[:12])
+                      draining=[list(d[:2]) for d in draining], inotify=self.tailer.using_inotify,
+                      epoch=int(self.epoch), fingerprint=self.fingerprint[:12])
 
     def _tail_keys(self, inode: int | None, end: int | None) -> tuple[int, int, list[str]]:
         """(inode, boundary, keys) of the valid PEAK lines among the last TAIL_LINES lines before `end`."""
@@ -215,11 +231,24 @@ class Ingestor:
         self.last_score = max([self.last_score, *self.seen.values()])
 
     def _tail_event(self, event: str, **fields: Any) -> None:
-        if event in ("log_missing", "log_truncated", "log_rewritten", "log_replaced_while_away",
-                     "log_replaced_same_inode"):
-            self.log.warning(event, **fields)
-        else:
-            self.log.info(event, **fields)
+        # Collected here and said by step() once read_lines returned: a Redis error while saying it must not
+        # interrupt the tailer in the middle of a file switch.
+        self._tail_events.append((event, fields))
+
+    def _say_tail_events(self) -> None:
+        """Log, `events` stream, and for a missing or deleted log a throttled alert (recovered when it is back)."""
+        events, self._tail_events = self._tail_events, []
+        for event, fields in events:
+            warn = event in _TAIL_WARNINGS
+            (self.log.warning if warn else self.log.info)(event, **fields)
+            publish(self.r, self.k_events, Event(service=SERVICE, kind=event, at=self.clock.now(), data=fields),
+                    self.cfg.STREAM_MAXLEN)
+            if event == "log_missing":
+                what = "deleted" if fields.get("deleted") else "missing"
+                self.alerts.notify("ingest_log_missing", f"{self.path} is {what}: no PEAK signal can arrive "
+                                   f"until it is back", "ERROR", path=self.path, deleted=fields.get("deleted"))
+            elif event == "log_appeared":
+                self.alerts.recovered("ingest_log_missing", f"{self.path} is back")
 
     def close_tailer(self) -> None:
         if self.tailer is not None:
@@ -237,6 +266,8 @@ class Ingestor:
         """Read what is available and publish it. Returns the number of lines handled."""
         assert self.tailer is not None
         lines = self.tailer.read_lines(self.tx_max_lines * 4)
+        if self._tail_events:
+            self._say_tail_events()
         for i in range(0, len(lines), self.tx_max_lines):
             self._publish(lines[i:i + self.tx_max_lines])
         return len(lines)
@@ -330,16 +361,35 @@ class Ingestor:
             cmds.append(_resp(*args))
             cmds.append(_resp(b"ZREMRANGEBYRANK", self._kb_seen, b"0", str(-(self.cfg.SEEN_KEYS_MAX + 1)).encode()))
         last = lines[-1]
-        head_len, head = self.tailer.head() if self.tailer and last.inode == self.tailer.position[0] else (0, "")
-        cmds.append(_resp(b"HSET", self._kb_offset, b"inode", str(last.inode).encode(),
-                          b"offset", str(last.end).encode(), b"head_len", str(head_len).encode(),
-                          b"head", head.encode()))
+        cur, draining = self._positions_after(lines)
+        head_len, head = self.tailer.head() if self.tailer else (0, "")
+        cmds.append(_resp(b"HSET", self._kb_offset, b"inode", str(cur.inode).encode(),
+                          b"offset", str(cur.offset).encode(), b"tail_len", str(cur.tail[0]).encode(),
+                          b"tail", cur.tail[1].encode(), b"head_len", str(head_len).encode(), b"head", head.encode(),
+                          b"draining", _json.encode([[d.inode, d.offset, *d.tail] for d in draining])))
         cmds.append(_EXEC)
         self._transact(cmds)
         # committed: update the mirrors
-        self.position = (last.inode, last.end)
+        self.position = (cur.inode, cur.offset)
+        self.committed = {d.inode: d for d in draining}
+        self.committed[cur.inode] = cur
         self.published += len(lines)
         return msgs, last
+
+    def _positions_after(self, lines: list[Line]) -> tuple[FilePos, list[FilePos]]:
+        """Where each open file resumes once `lines` are committed: the current file and the rotated ones the
+        tailer still reads. A file with no committed line yet resumes at 0 (it was opened at 0 by a rotation)."""
+        assert self.tailer is not None
+        new = dict(self.committed)
+        last_of: dict[int, Line] = {}
+        for ln in lines:
+            last_of[ln.inode] = ln
+        for ino, ln in last_of.items():
+            new[ino] = FilePos(ino, ln.end, line_fingerprint(ln))
+        cur_ino = self.tailer.position[0]
+        cur = new.get(cur_ino) or FilePos(cur_ino, 0)
+        draining = [new.get(ino) or FilePos(ino, 0) for ino, _ in self.tailer.draining if ino != cur_ino]
+        return cur, draining
 
     def _log_decisions(self, msgs: list[Signal | Reject], last: Line) -> None:
         if self.log_decisions:
@@ -422,6 +472,19 @@ class Ingestor:
         self.log.info("stopped", position=list(self.position) if self.position else None)
 
 
+_TAIL_WARNINGS = frozenset({"log_missing", "log_truncated", "log_rewritten", "log_replaced_while_away",
+                            "log_replaced_same_inode", "log_rotated_gone", "log_rotated_rewritten"})
+
+
+def _decode_draining(raw: str) -> list[FilePos]:
+    """The `draining` field: [[inode, offset, tail_len, tail], ...] (absent or unreadable: none)."""
+    try:
+        rows = msgspec.json.decode(raw) if raw else []
+        return [FilePos(int(r[0]), int(r[1]), (int(r[2]), str(r[3]))) for r in rows]
+    except (msgspec.DecodeError, TypeError, ValueError, IndexError):
+        return []
+
+
 class HoldStream:
     """The log stream: writes go straight through, except while `hold` is set (a batch of decision lines),
     when they are collected and written with one call by release()."""
@@ -485,7 +548,7 @@ def main(cfg: Config) -> int:
     log.info("config", path=cfg.DELTASCOUT_LOG, prefix=cfg.EXEC_PREFIX, redis=cfg.redacted()["REDIS_URL"],
              tail_lines=cfg.TAIL_LINES, seen_keys_max=cfg.SEEN_KEYS_MAX, max_peak_age_sec=cfg.MAX_PEAK_AGE_SEC,
              dedup_price_decimals=cfg.DEDUP_PRICE_DECIMALS, strict_source=cfg.STRICT_SOURCE,
-             max_line_bytes=cfg.MAX_LINE_BYTES, clock=cfg.CLOCK)
+             max_line_bytes=cfg.MAX_LINE_BYTES, clock=cfg.CLOCK, rotate_idle_sec=cfg.LOG_ROTATE_IDLE_SEC)
     ing = Ingestor(cfg, r, log, clock, log_stream=stream)
     try:
         ing.run(stop)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 
 from shared.runtime import boot
+from shared.service_loop import wait_for_filters
 from services.user_stream.service import PROCESS, run
 
 
@@ -18,6 +19,7 @@ def main() -> int:
     # the configured wallet's client: spot, or the margin wallet whose orders the listenToken stream carries
     client = rt.client()
     try:
+        wait_for_filters(rt, client)  # SYMBOL checked against exchangeInfo: an unknown one stops start-up
         run(rt, client)
     finally:
         client.close()

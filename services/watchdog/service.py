@@ -3,8 +3,9 @@
 It detects and alerts; it never places orders and never writes `{prefix}state`. The one exception is the
 I13 kill switch, which SETs `{prefix}halt` (NX: an existing halt is left as it is) with a JSON reason.
 
-Keys it owns: `{prefix}hb:watchdog`, `{prefix}watchdog:throttle` (Throttle state), `{prefix}watchdog:i13`
-(the I13 debt episode), `{prefix}watchdog:halt_seen` (last halt value reported).
+Keys it owns: `{prefix}hb:watchdog`, `{prefix}watchdog:throttle` (Throttle state, with the count held back per
+cause), `{prefix}watchdog:active` (the causes the last invariant run found: one that is gone is said "recovered"),
+`{prefix}watchdog:i13` (the I13 debt episode), `{prefix}watchdog:halt_seen` (last halt value reported).
 """
 from __future__ import annotations
 
@@ -96,10 +97,11 @@ class Watchdog:
     # ---- emission ---------------------------------------------------------------------------------------
 
     def emit(self, findings: list[Finding], at: float) -> list[Finding]:
-        """Throttle, then log + `alerts` + `events` (+ webhook from ERROR up). Returns what was emitted."""
+        """Throttle, then log + `alerts` + `events` (+ webhook from ERROR up), stamped `at` (the clock's time).
+        The throttle counts wall seconds: it protects a person, whose minutes do not speed up with a replay."""
         if not findings:
             return []
-        out = self.throttle.filter(findings, self.wall())
+        out = [self._with_held_count(f) for f in self.throttle.filter(findings, self.wall())]
         for f in out:
             getattr(self.log, _LOG_LEVEL[f.severity])("finding", check=f.check, severity=f.severity,
                                                       message=f.message, trade_key=f.trade_key, subject=f.subject,
@@ -118,6 +120,32 @@ class Watchdog:
         self._save_throttle()
         return out
 
+    def _with_held_count(self, f: Finding) -> Finding:
+        """A finding let through after others of its cause were held back says how many."""
+        n = self.throttle.released.get(Throttle.base_key(f), 0)
+        if not n:
+            return f
+        return msgspec.structs.replace(f, message=f"{f.message} ({n} more held back since the last alert)",
+                                       details={**f.details, "held_back": n})
+
+    def _recoveries(self, findings: list[Finding], at: float) -> None:
+        """Causes found by the previous invariant run and not by this one: one INFO "recovered" alert each (and a
+        webhook when the alert was one), with the count held back. Kept in `{prefix}watchdog:active`."""
+        prev: dict[str, list] = self._load_json("watchdog:active") or {}
+        now_active = {Throttle.base_key(f): [f.check, f.severity, f.trade_key, f.subject] for f in findings}
+        for base, (check, sev, tk, subject) in prev.items():
+            if base in now_active:
+                continue
+            held = int((self.throttle.state.pop(f"{base}|held", None) or [0])[0])
+            rec = Finding(check=check, severity="INFO", trade_key=tk, subject=f"{subject}:recovered",
+                          message=f"{check} {subject} no longer found" + (f" ({held} alerts held back)" if held else ""),
+                          details={"recovered": check, "was": sev, "held_back": held})
+            self.emit([rec], at)
+            if SEV_RANK.get(sev, 0) >= SEV_RANK["ERROR"]:
+                self._webhook(rec, at)
+        if now_active != prev:
+            self.r.set(self.cfg.key("watchdog:active"), msgspec.json.encode(now_active))
+
     def _webhook(self, f: Finding, at: float) -> None:
         payload = make_payload(f"watchdog.{f.check}", f.severity, f.message, at, f.trade_key,
                                {"check": f.check, "subject": f.subject, **f.details})
@@ -133,7 +161,8 @@ class Watchdog:
     def heartbeat_tick(self) -> list[Finding]:
         """Own heartbeat; report dead processes (after a start-up grace of one deadline) and recoveries; report
         a change of the halt flag."""
-        now = self.wall()
+        now = self.wall()       # liveness: heartbeats carry wall time and their deadline is wall seconds
+        at = self.clock.now()   # what the records say: the one clock of every service (market time in replay)
         deadline = self.cfg.HEARTBEAT_TTL_SEC
         beat(self.r, self.cfg.EXEC_PREFIX, PROCESS, deadline, info={"processes": self.processes})
         emitted: list[Finding] = []
@@ -149,10 +178,10 @@ class Watchdog:
                 if hbs.get(proc) is not None:
                     self.log.info("process_recovered", process=proc)
                     self.emit([Finding(check="HB", severity="INFO", subject=f"{proc}:recovered",
-                                       message=f"process {proc} heartbeat is back", details={"process": proc})], now)
+                                       message=f"process {proc} heartbeat is back", details={"process": proc})], at)
             self._dead = dead
-            emitted = self.emit(findings, now)
-        self._watch_halt(now)
+            emitted = self.emit(findings, at)
+        self._watch_halt(at)
         return emitted
 
     def _watch_halt(self, now: float) -> None:
@@ -271,6 +300,7 @@ class Watchdog:
         if result.halt:
             self._halt(result, state, now)
         self.emit(findings, now)
+        self._recoveries(findings, now)
         return I13Result(findings=findings, episode=result.episode, halt=result.halt, halt_reason=result.halt_reason)
 
     def _save_episode(self, old: DebtEpisode | None, new: DebtEpisode | None) -> None:

@@ -17,9 +17,14 @@ class FeedUnavailable(RuntimeError):
 
 
 class FeedRead(msgspec.Struct, frozen=True):
-    """The last bars (oldest first) and how many rows of that window were malformed."""
+    """The last bars (oldest first), how many rows of that window were malformed and the first few of them
+    (reason and row), for the event and the alert that say so."""
     bars: list[Bar]
     bad_rows: int
+    bad_samples: list[str] = []
+
+
+BAD_SAMPLES = 3
 
 
 def read_tail_lines(path: Path, n: int) -> list[str]:
@@ -58,12 +63,15 @@ def read_last_bars(path: str | Path, n: int) -> FeedRead:
         raise FeedUnavailable(f"aggregated.csv unavailable at {p}: {e.__class__.__name__}") from None
     bars: list[Bar] = []
     bad = 0
+    samples: list[str] = []
     for line in lines:
         if line.startswith("Timestamp"):
             continue
         try:
             bars.append(parse_row(line))
-        except BadRow:
+        except BadRow as e:
             bad += 1
+            if len(samples) < BAD_SAMPLES:
+                samples.append(f"{e}: {line[:200]!r}")
     bars.sort(key=lambda b: b.ts)
-    return FeedRead(bars=bars[-n:], bad_rows=bad)
+    return FeedRead(bars=bars[-n:], bad_rows=bad, bad_samples=samples)

@@ -1,7 +1,8 @@
 """Webhook notifications (n8n / Telegram / any URL), delivered by the `notifier` rq worker.
 
-`enqueue_webhook(redis_conn, cfg, payload)` only puts a job on the rq queue `notifications` (one Redis
-round trip, no HTTP): trading never waits for a webhook. The worker (`python -m services.notifier`) runs
+`enqueue_webhook(redis_conn, cfg, payload)` only puts a job on the rq queue `{EXEC_PREFIX}notifications`
+(one per prefix, so two instances sharing a Redis never deliver each other's webhooks; one Redis round trip,
+no HTTP): trading never waits for a webhook. The worker (`python -m services.notifier`) runs
 `services.notifier.jobs.deliver_webhook(payload, url, auth_user)`, which POSTs the payload as JSON and raises on
 a non-2xx answer so rq retries it (Retry(max=5, interval=[1, 2, 5, 10, 30])); a delivery that still fails
 stays in rq's FailedJobRegistry for the operator. The basic-auth password is never in the job (jobs are
@@ -29,7 +30,7 @@ from typing import Any
 from rq import Queue, Retry
 from rq.job import Job
 
-QUEUE_NAME = "notifications"
+QUEUE_BASE = "notifications"
 JOB_FUNC = "services.notifier.jobs.deliver_webhook"
 RETRY_INTERVALS = [1, 2, 5, 10, 30]
 RETRY_MAX = 5
@@ -38,6 +39,11 @@ FAILURE_TTL_SEC = 7 * 24 * 3600
 RESULT_TTL_SEC = 3600
 
 log = logging.getLogger(__name__)
+
+
+def queue_name(prefix: str) -> str:
+    """The rq queue of one EXEC_PREFIX: `{prefix}notifications` (rq keys it as `rq:queue:{prefix}notifications`)."""
+    return f"{prefix}{QUEUE_BASE}"
 
 
 def default_retry() -> Retry:
@@ -73,7 +79,7 @@ def enqueue_webhook(redis_conn: Any, cfg: Any, payload: dict[str, Any], *, retry
     if not url:
         log.info("webhook skipped: N8N_WEBHOOK_URL is empty (event=%s)", payload.get("event"))
         return None
-    q = Queue(QUEUE_NAME, connection=redis_conn)
+    q = Queue(queue_name(cfg.EXEC_PREFIX), connection=redis_conn)
     return q.enqueue(JOB_FUNC, _json_safe(payload), url, cfg.N8N_BASIC_AUTH_USER or "",
                      retry=retry or default_retry(), job_timeout=JOB_TIMEOUT_SEC,
                      failure_ttl=FAILURE_TTL_SEC, result_ttl=RESULT_TTL_SEC,

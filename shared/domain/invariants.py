@@ -575,19 +575,29 @@ class Throttle:
         self.throttle_sec = throttle_sec
         self.max_keys = max_keys
         self.state: dict[str, Any] = dict(state or {})
+        self.released: dict[str, int] = {}  # base key -> findings held back before the one just let through
+
+    @staticmethod
+    def base_key(f: Finding) -> str:
+        """The cause of a finding: its check, trade and subject."""
+        return f"{f.check}|{f.trade_key}|{f.subject}"
 
     def allow(self, f: Finding, now: float) -> bool:
-        """Whether to emit `f` now; records the emission when it does."""
-        base = f"{f.check}|{f.trade_key}|{f.subject}"
+        """Whether to emit `f` now; records the emission when it does, and counts it as held back when not
+        ("<base>|held" -> [count, last at]; `released[base]` tells the count when the next one goes out)."""
+        base = self.base_key(f)
         key = f"{base}|{f.severity}"
         last_at = self.state.get(key)
         last = self.state.get(base)
         escalation = last is not None and SEV_RANK[f.severity] > SEV_RANK.get(last[0], 0) \
             and now - last[1] < self.throttle_sec
         if not escalation and last_at is not None and now - float(last_at) < self.throttle_sec:
+            held = self.state.get(f"{base}|held") or [0, now]
+            self.state[f"{base}|held"] = [int(held[0]) + 1, now]
             return False
         self.state[key] = now
         self.state[base] = [f.severity, now]
+        self.released[base] = int((self.state.pop(f"{base}|held", None) or [0])[0])
         return True
 
     def filter(self, findings: Iterable[Finding], now: float) -> list[Finding]:
