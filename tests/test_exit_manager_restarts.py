@@ -97,3 +97,18 @@ def test_killed_between_cancel_and_new_placement_of_a_break_even_move(make, case
     assert_closed(s, pos.trade_key, "stop")
     assert_stops_only_tighten(s, pos.trade_key, side)
     assert_no_duplicates(s, pos.trade_key, pos.filled_qty, side)
+
+
+@pytest.mark.parametrize("case", SIDES)
+def test_a_slow_reply_to_one_leg_does_not_hold_back_the_others(make, case):
+    """The legs' first placement goes out concurrently: with the exchange holding the first OCO's reply for 3 s,
+    the other legs' requests are read by the exchange at once, not one reply later (issue 15's 4 s window)."""
+    s, side = make_side(make, case)
+    s.admin("/faults", {"after_accept_delay_ms": 3000, "path": _paths(s)[0]})
+    pos = open_long(s, side=side)
+    received = s.admin("/received")
+    legs = [o for o in s.orders() if o["clientOrderId"].startswith(pos.trade_key) and "-en-" not in o["clientOrderId"]]
+    times = [float(received[str(o["orderId"])]) for o in legs]
+    assert len(legs) == 5 and max(times) - min(times) < 1.5, sorted(times)
+    assert_no_duplicates(s, pos.trade_key, pos.filled_qty, side)
+    _stop_out(s, pos)

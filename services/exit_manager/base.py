@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
@@ -37,6 +38,7 @@ class ExitBase:
     feed: ExitFeed
     manual: ManualCloseWatch
     _fresh: set[str]
+    _senders: ThreadPoolExecutor
     _flatten_retry_at: dict[str, float]
 
     def _pos(self) -> Position | None:

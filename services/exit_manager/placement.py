@@ -57,13 +57,48 @@ class Placement(ExitBase):
         self._fresh.discard(leg.list_client_id or leg.stop_client_id)  # sent from here on: ask before re-sending
         try:
             self._send_leg(pos, leg)
-        except UnknownOutcome as e:
+        except (UnknownOutcome, RateLimited, Rejected) as e:
+            return self._sent(pos, leg, t0, e)
+        return self._sent(pos, leg, t0, None)
+
+    def _place_new(self, pos: Position, legs: list[Leg]) -> Position | None:
+        """Place several NEW legs at once: the ones that exist are adopted, the others are sent concurrently, so a
+        slow reply to one leg's request never keeps the others' coins without a stop; then each outcome is
+        recorded in turn, as `_place` does. Their ids are in the state already, so a crash anywhere here is
+        resumed by the next start's adopt queries."""
+        todo = []
+        for leg in legs:
+            if self._adopt(leg):
+                self.rt.event("leg_adopted", pos.trade_key, leg=leg.name, attempt=leg.attempt)
+                pos = self._mark_placed(pos, leg.name) or pos
+            else:
+                todo.append(leg)
+        if len(todo) < 2:
+            return self._place(pos, todo[0]) if todo else pos
+        for leg in todo:
+            self._fresh.discard(leg.list_client_id or leg.stop_client_id)
+        t0 = time.perf_counter()
+        futures = [self._senders.submit(self._send_leg, pos, leg) for leg in todo]
+        errors = [f.exception() for f in futures]
+        for leg, err in zip(todo, errors):
+            if err is not None and not isinstance(err, (UnknownOutcome, RateLimited, Rejected)):
+                raise err  # as from a sequential send: the tick aborts, the next one adopts what was sent
+        for leg, err in zip(todo, errors):
+            cur = self._pos()
+            if cur is None or cur.flatten_requested:
+                return cur
+            pos = self._sent(cur, next(lg for lg in cur.legs if lg.name == leg.name), t0, err) or cur
+        return pos
+
+    def _sent(self, pos: Position, leg: Leg, t0: float, e: Exception | None) -> Position | None:
+        """Record the outcome of one leg's request (`e` None: accepted)."""
+        if isinstance(e, UnknownOutcome):
             self.rt.event("leg_unknown_outcome", pos.trade_key, level="warning", leg=leg.name, error=str(e))
             return None  # next tick adopts it if it exists
-        except RateLimited as e:
+        if isinstance(e, RateLimited):
             self.rt.event("leg_rate_limited", pos.trade_key, level="warning", leg=leg.name, retry_after=e.retry_after)
             return None
-        except Rejected as e:
+        if isinstance(e, Rejected):
             return self._placement_failed(pos, leg, e)
         self.feed.expect_update(leg.tp_client_id, leg.stop_client_id)
         p = self._mark_placed(pos, leg.name)

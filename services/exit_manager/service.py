@@ -12,11 +12,11 @@ attempt): after a crash the manager adopts what exists.
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
 from services.exit_manager.base import TickAborted
 from services.exit_manager.closing import Closing
-from shared.adapters.fee_rate import exit_fee_rate
 from services.exit_manager.learning import Learning
 from services.exit_manager.manual_close import ManualCloseWatch
 from services.exit_manager.margin import side_effect
@@ -24,6 +24,7 @@ from services.exit_manager.order_feed import ExitFeed, Waker
 from services.exit_manager.placement import Placement
 from services.exit_manager.stop_moves import StopMoves
 from shared.adapters.binance_rest import BinanceClient, BinanceError
+from shared.adapters.fee_rate import exit_fee_rate
 from shared.adapters.redis_streams import Entry, GroupConsumer
 from shared.domain.exit_rules import exit_total, plan_legs
 from shared.domain.messages import Command
@@ -48,6 +49,7 @@ class ExitManager(Learning, Placement, StopMoves, Closing):
         self._next_tick = 0.0
         self._flatten_retry_at: dict[str, float] = {}  # a refused market close waits EXITS_RETRY_EVERY_SEC
         self._fresh: set[str] = set()  # leg ids this process created and has not sent yet (no adopt query needed)
+        self._senders = ThreadPoolExecutor(max_workers=3, thread_name_prefix="leg")   # the legs' first placement
         self.feed = ExitFeed(rt, margin=bool(client.margin))
         self._starved_logged = 0.0     # monotonic: the last `rest_budget_exhausted` line (one per STARVED_LOG_SEC)
         self.manual = ManualCloseWatch(self)
@@ -88,6 +90,11 @@ class ExitManager(Learning, Placement, StopMoves, Closing):
             self._act(pos)
 
     def _act(self, pos: Position) -> None:
+        new = [lg for lg in pos.legs if lg.status == "NEW" and not (lg.errors and self.rt.clock.now() < pos.exits_next_at)]
+        if len(new) > 1:
+            pos = self._place_new(pos, new) or self._pos()
+            if pos is None or pos.flatten_requested:
+                return
         for name in [lg.name for lg in pos.legs]:
             leg = next(lg for lg in pos.legs if lg.name == name)
             if leg.status not in ("NEW", "REPLACING") or (leg.errors and self.rt.clock.now() < pos.exits_next_at):

@@ -137,8 +137,11 @@ class Router:
         if resp.status == 200 and req.method == "POST" and req.path in api.PLACING:
             placed = 2 if req.path.endswith("/oco") else 1
             resp.headers.update(self.orders.add(placed))
-            if isinstance(resp.payload, dict) and "orderId" in resp.payload:
-                self.app.received_wall[resp.payload["orderId"]] = req.received_at
+        if resp.status == 200 and req.method == "POST" and isinstance(resp.payload, dict):
+            ids = [resp.payload["orderId"]] if "orderId" in resp.payload else \
+                [o["orderId"] for o in resp.payload.get("orders", []) if isinstance(o, dict) and "orderId" in o]
+            for oid in ids:
+                self.app.received_wall[oid] = req.received_at
         return resp
 
     def _api(self, req: Request, key: tuple[str, str], p: dict[str, str]) -> Response:
