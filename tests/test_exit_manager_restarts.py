@@ -112,3 +112,27 @@ def test_a_slow_reply_to_one_leg_does_not_hold_back_the_others(make, case):
     assert len(legs) == 5 and max(times) - min(times) < 1.5, sorted(times)
     assert_no_duplicates(s, pos.trade_key, pos.filled_qty, side)
     _stop_out(s, pos)
+
+
+def test_a_take_profit_the_exchange_does_not_find_yet_is_not_taken_for_unfilled(make):
+    """TP2 fills while its leg's break-even move is cancelling it, and the query that follows answers -2013 (Binance
+    lags on young orders): the move must not count the filled take-profit as nothing, re-sell coins that are gone
+    and book them as a manual close at price 0 (chaos seed 1: the trade's PnL off by the whole leg)."""
+    s = make()
+    pos = open_long(s)
+    s.admin("/faults", {"latency_ms": 800, "path": "/api/v3/orderList", "count": 1})   # tp2's OCO cancel, held
+    price(s, pos.tp1 + 1)
+    s.wait(lambda: [e for e in events(s, "stop_move", pos.trade_key) if e.data["leg"] == "tp2"], 10, "tp2's BE move")
+    price(s, pos.tp2 + 1)   # fills TP2 while its cancel is held back
+    s.admin("/faults", {"transient_2013": 3, "young_ms": 60000, "path": "/api/v3/order"})   # the reads after it
+    s.wait(lambda: all(lg.status == "DONE" for lg in s.state().position.legs if lg.name != "trail"), 15,
+           "tp1 and tp2 done")
+    reasons = {lg.name: lg.exit_reason for lg in s.state().position.legs}
+    assert reasons["tp1"] == "tp" and reasons["tp2"] == "tp", reasons
+    assert not events(s, "manual_close_detected", pos.trade_key)
+    s.admin("/faults", {"clear": True})
+    s.wait(lambda: leg(s, "trail").status == "PLACED", 10, "trail stop resting")
+    price(s, leg(s, "trail").stop_price)
+    wait_closed(s)
+    assert_closed(s, pos.trade_key, "stop")
+    assert_no_duplicates(s, pos.trade_key, pos.filled_qty)

@@ -39,6 +39,7 @@ class ExitBase:
     manual: ManualCloseWatch
     _fresh: set[str]
     _senders: ThreadPoolExecutor
+    _missing_reads: dict[tuple[str, str, int], int]
     _flatten_retry_at: dict[str, float]
 
     def _pos(self) -> Position | None:

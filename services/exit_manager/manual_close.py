@@ -133,8 +133,12 @@ class ManualCloseWatch:
         if gap < self.f.min_qty:
             return False
         qty, quote = foreign_fills(self.client, self.cfg.SYMBOL, pos, gap)
+        book = manual_booking(gap, qty, self.f.step_size, self.f.min_qty)
+        if book <= 0:   # no trade of the account outside our orders says where the coins went: book nothing
+            self._unexplained_gap(pos, gap)
+            return False
         self._detected(pos, gap, qty, quote)
-        self._book_and_close(pos, gap, quote * gap / qty if qty > 0 else Decimal(0))
+        self._book_and_close(pos, book, quote * book / qty)
         return True
 
     def _spot_gap(self, pos: Position) -> Decimal:

@@ -49,6 +49,7 @@ class ExitManager(Learning, Placement, StopMoves, Closing):
         self._next_tick = 0.0
         self._flatten_retry_at: dict[str, float] = {}  # a refused market close waits EXITS_RETRY_EVERY_SEC
         self._fresh: set[str] = set()  # leg ids this process created and has not sent yet (no adopt query needed)
+        self._missing_reads: dict[tuple[str, str, int], int] = {}   # (trade, leg, attempt) -> reads not found
         self._senders = ThreadPoolExecutor(max_workers=3, thread_name_prefix="leg")   # the legs' first placement
         self.feed = ExitFeed(rt, margin=bool(client.margin))
         self._starved_logged = 0.0     # monotonic: the last `rest_budget_exhausted` line (one per STARVED_LOG_SEC)

@@ -39,6 +39,9 @@ from shared.domain.position import Leg, Position
 
 
 
+MISSING_READS = 5   # reads of an order that is not found before its absence counts (Binance's -2013 lags)
+
+
 class StopMoves(ExitBase):
     """Break-even and trailing moves."""
 
@@ -104,12 +107,29 @@ class StopMoves(ExitBase):
             return pos
         ids = leg_ids(pos.trade_key, name, attempt)
         orders = {i: self.feed.final(i) or self._query(i) for i in (ids.tp_id, ids.stop_id) if i}
+        if attempt < leg.attempt or leg.status == "PLACED":   # it was on the exchange: a stop only moves from PLACED
+            self._check_missing(pos, name, attempt, orders)
         prev = Leg(name=name, qty=leg.qty, stop_price=leg.stop_price, stop_limit=leg.stop_limit,
                    tp_client_id=ids.tp_id, stop_client_id=ids.stop_id)
         fills = read_attempt(prev, {k: v for k, v in orders.items() if v is not None})
         if fills.open:
             raise TickAborted(f"orders of {name} attempt {attempt} still open after cancel")
         return self._count_old(pos, name, attempt, fills)
+
+    def _check_missing(self, pos: Position, name: str, attempt: int, orders: dict) -> None:
+        """An order of a placed attempt that the exchange says does not exist: Binance answers -2013 for a while
+        after an order was placed or filled, so the attempt is read again on the next ticks (TickAborted) before
+        its absence is taken as "nothing filled" (MISSING_READS times): counting it as unfilled too early re-sells
+        coins a take-profit already sold."""
+        missing = [cid for cid, o in orders.items() if o is None]
+        if not missing:
+            return
+        key = (pos.trade_key, name, attempt)
+        self._missing_reads[key] = seen = self._missing_reads.get(key, 0) + 1
+        if seen < MISSING_READS:
+            raise TickAborted(f"{name} attempt {attempt}: {', '.join(missing)} not found yet (read {seen})")
+        self.rt.event("order_missing_taken_as_unfilled", pos.trade_key, level="warning", leg=name, attempt=attempt,
+                      client_ids=missing, reads=seen)
 
     def _old_open(self, cid: str) -> bool:
         o = self.feed.records.get(cid) if self.feed.stream_ok() else None  # a stale "open" only makes the

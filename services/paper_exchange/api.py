@@ -97,9 +97,10 @@ def query_order(app: PaperApp, p: dict[str, str]) -> Any:
 
 
 def transient_2013(app: PaperApp, path: str, o: POrder) -> None:
-    """The transient_2013 fault: a query within 2 s of placing answers -2013, as Binance sometimes does."""
-    placed = app.placed_wall.get(o.order_id)
-    young = placed is not None and time.monotonic() - placed < 2.0
+    """The transient_2013 fault: a query within `young_ms` (2 s) of placing answers -2013, as Binance sometimes
+    does."""
+    placed, f = app.placed_wall.get(o.order_id), app.faults.first("transient_2013", path, o.side)
+    young = placed is not None and f is not None and time.monotonic() - placed < (f.value or 2.0)
     if young and app.faults.take("transient_2013", path, o.side):
         raise ApiError(-2013, "Order does not exist.")
 

@@ -34,10 +34,10 @@ class FaultBook:
 
     def arm(self, body: dict[str, Any]) -> list[Fault]:
         """Arm the faults named in `body` (kinds in KINDS); `{"clear": true}` disarms all."""
-        unknown = set(body) - set(KINDS) - {"path", "side", "count", "retry_after", "timeout_ms", "clear"}
+        unknown = set(body) - set(KINDS) - {"path", "side", "count", "retry_after", "timeout_ms", "young_ms", "clear"}
         if unknown:
             raise ValueError(f"unknown fault keys {sorted(unknown)}; allowed: {', '.join(KINDS)}, "
-                             "path, side, count, retry_after, timeout_ms, clear")
+                             "path, side, count, retry_after, timeout_ms, young_ms, clear")
         new = [self._fault(k, body) for k in KINDS if k in body]
         with self._lock:
             if body.get("clear"):
@@ -55,7 +55,8 @@ class FaultBook:
         if kind == "after_accept_delay_ms":
             return Fault(kind, int(body.get("count", 1)), float(v), path, side)
         retry = float(body.get("retry_after", 1))
-        value = {"http_429": retry, "http_418": retry, "timeout": float(body.get("timeout_ms", 15000))}
+        value = {"http_429": retry, "http_418": retry, "timeout": float(body.get("timeout_ms", 15000)),
+                 "transient_2013": float(body.get("young_ms", 2000)) / 1000}
         return Fault(kind, int(v), value.get(kind, 0.0), path, side)
 
     def take(self, kind: str, path: str, side: str) -> Fault | None:
@@ -69,6 +70,11 @@ class FaultBook:
                             self._faults.remove(f)
                     return f
         return None
+
+    def first(self, kind: str, path: str, side: str) -> Fault | None:
+        """The first matching fault of `kind`, not consumed."""
+        with self._lock:
+            return next((f for f in self._faults if f.kind == kind and f.matches(path, side)), None)
 
     def peek(self, kind: str, path: str, side: str) -> bool:
         """Is a matching fault of `kind` armed (without consuming it)?"""
