@@ -8,7 +8,7 @@ Settings come from the same environment as the services (REDIS_URL, EXEC_PREFIX,
     executorctl halt|resume|cancel-entry|flatten    operator commands, acknowledged by their owner
     executorctl emergency [--keep-position]         halt, cancel the entry, flatten (or verify stops), report
     executorctl report [--since DATE] [--csv F] [--chart F.png]
-    executorctl replay --agg FILE --signals FILE --speed N
+    executorctl replay --agg FILE --signals FILE --speed N [--start T] [--trade-mode margin ...]
 
 Exit status: 0 done / healthy, 1 unhealthy or a step failed, 2 usage or configuration error, 3 not
 acknowledged in time.
@@ -71,6 +71,13 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--timeout", type=float, default=3600.0, help="wall seconds before giving up")
     sp.add_argument("--csv", help="write the report's CSV here")
     sp.add_argument("--chart", help="draw the report's chart here")
+    sp.add_argument("--trade-mode", choices=("spot", "margin"),
+                    help="spot (longs only) or margin (longs and shorts); default TRADE_MODE, else spot")
+    sp.add_argument("--margin-isolated", action=argparse.BooleanOptionalAction, default=None,
+                    help="margin: the symbol's isolated wallet instead of cross (default MARGIN_ISOLATED)")
+    sp.add_argument("--borrow-mode", choices=("manual", "auto"),
+                    help="margin: borrow before the entry (manual, NO_SIDE_EFFECT) or with the order "
+                         "(auto, AUTO_BORROW_REPAY); default MARGIN_BORROW_MODE, else manual")
     return p
 
 
@@ -80,8 +87,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.cmd == "replay":
             from services.executorctl import replay
-            return replay.run(out, args.agg, args.signals, args.speed, args.dir, args.start, args.lead,
-                              args.timeout, args.csv, args.chart)
+            return replay.run(out, replay.Options(
+                agg=args.agg, signals=args.signals, speed=args.speed, run_dir=args.dir, start=args.start,
+                lead_sec=args.lead, timeout=args.timeout, csv_path=args.csv, chart_path=args.chart,
+                trade_mode=args.trade_mode, margin_isolated=args.margin_isolated, borrow_mode=args.borrow_mode))
         try:
             cfg = load_config()
         except ConfigError as e:

@@ -23,10 +23,12 @@ import msgspec
 import redis
 import requests
 
-from services.executorctl.ctx import CtlError, Ctx, Out, fmt_ts
+from services.executorctl import replay_lines
+from services.executorctl.ctx import CtlError, Ctx, Out, fmt_ts, jsonable
+from services.executorctl.replay_lines import SignalLine, read_signals
 from shared.adapters.market_files import load_bars
-from shared.config import load_config
-from shared.domain.bars import BadRow, parse_ts
+from shared.config import ConfigError, load_config
+from shared.domain.bars import AGG_HEADER_LINE, BadHeader, BadRow, parse_ts
 
 HOME = Path(__file__).resolve().parents[2]
 SERVICES = ("signal_ingest", "position_engine", "exit_manager", "watchdog", "user_stream")
@@ -38,28 +40,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def read_signals(path: Path) -> list[tuple[float, str]]:
-    """(market time, line) of every non-empty line, in time order; a line without a readable `ts` is fed at the
-    start (ingest rejects it with its reason, as it would live)."""
-    out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if not line.strip():
-            continue
-        ts = 0.0
-        try:
-            doc = msgspec.json.decode(line)
-            ts = float(parse_ts(str(doc.get("ts", "")))) if isinstance(doc, dict) else 0.0
-        except (msgspec.DecodeError, BadRow, ValueError):
-            ts = 0.0
-        out.append((ts, line))
-    out.sort(key=lambda x: x[0])
-    return out
-
-
 class ReplayStack:
     """The private stack's processes, all children of this command."""
 
-    def __init__(self, run_dir: Path, agg: Path, start_ts: int, history: int, speed: float) -> None:
+    def __init__(self, run_dir: Path, agg: Path, start_ts: int, history: int, speed: float,
+                 settings: dict[str, str]) -> None:
         self.run_dir = run_dir
         self.procs: dict[str, subprocess.Popen] = {}
         self.redis_port, self.paper_port, self.ws_port = free_port(), free_port(), free_port()
@@ -77,7 +62,7 @@ class ReplayStack:
             "AGG_CSV": str(run_dir / "feed" / "aggregated.csv"), "PAPER_FEED_CSV": str(run_dir / "feed" / "aggregated.csv"),
             "DELTASCOUT_LOG": str(run_dir / "deltascout.log"), "STATE_FN": str(run_dir / "state" / "executor_state.json"),
             "WATCHDOG_PROCESSES": ",".join(s for s in SERVICES if s != "watchdog"),
-            "REST_POLL_MS": os.environ.get("REST_POLL_MS", "50"),
+            "REST_POLL_MS": os.environ.get("REST_POLL_MS", "50"), **settings,
         }
         for sub in ("paper", "feed", "state", "logs", "redis"):
             (run_dir / sub).mkdir(parents=True, exist_ok=True)
@@ -145,16 +130,79 @@ class ReplayStack:
         self.r.close()
 
 
-def _start_ts(bars, signals: list[tuple[float, str]], history: int, lead_sec: int, start: str | None) -> int:
-    first = bars[0].ts
-    earliest = bars[min(history, len(bars) - 1)].ts
+HISTORY_BARS = 400   # bars of history the feed starts with at most (SWING_MINS 180, TRAIL_SWING_LOOKBACK 240)
+
+
+class StartPlan(msgspec.Struct):
+    """Where the replay starts, how much history the feed gets, and what was changed from the request, with why."""
+    start_ts: int
+    history: int
+    notes: list[str]
+
+
+def plan_start(bars: list, lines: list[SignalLine], lead_sec: int, start: str | None) -> StartPlan:
+    """Start where the user asks (`--start`, else `--lead` seconds before the first timed signal): history is what
+    the file holds before it (up to HISTORY_BARS). Only an impossible start is changed, and the note says so."""
+    first, last = bars[0].ts, bars[-1].ts
+    notes: list[str] = []
     if start:
-        ts = parse_ts(start)
+        try:
+            ts = parse_ts(start)
+        except (BadRow, ValueError, ArithmeticError) as e:
+            raise CtlError(f"--start {start!r}: expected an ISO-8601 time (2025-08-03T12:00:00Z) or epoch seconds") from e
+        asked = f"--start {fmt_ts(ts)}"
     else:
-        timed = [t for t, _ in signals if t > 0]
-        ts = int(timed[0]) - lead_sec if timed else earliest
-    ts = max(ts, earliest, first)
-    return ts - ts % 60
+        # lines older than the data cannot be traded whatever the start: they do not choose it
+        timed = [ln.ts for ln in lines if ln.ts is not None and first <= ln.ts <= last + 60]
+        if timed:
+            ts = int(timed[0]) - lead_sec
+            asked = f"{lead_sec} s (--lead) before the first signal in the data ({fmt_ts(timed[0])})"
+        else:
+            ts = bars[min(HISTORY_BARS, len(bars) - 1)].ts
+            asked = "no signal line has a readable ts"
+            notes.append(f"start {fmt_ts(ts)}: {asked}, so the replay starts after {HISTORY_BARS} bars of history")
+    if ts > last:
+        raise CtlError(f"start {fmt_ts(ts)} ({asked}) is after the last bar of --agg ({fmt_ts(last)})")
+    if ts < first:
+        notes.append(f"start moved from {fmt_ts(ts)} to {fmt_ts(first)}: {asked} is before the first bar of --agg")
+        ts = first
+    if ts % 60:
+        notes.append(f"start {fmt_ts(ts)} rounded down to the minute (bars are minutes)")
+        ts -= ts % 60
+    idx = next(i for i, b in enumerate(bars) if b.ts >= ts)
+    if bars[idx].ts != ts:
+        notes.append(f"start moved from {fmt_ts(ts)} to {fmt_ts(bars[idx].ts)}: no bar at {fmt_ts(ts)} in --agg")
+        ts = bars[idx].ts
+    history = min(HISTORY_BARS, idx)
+    if history < HISTORY_BARS:
+        notes.append(f"only {history} bar(s) of history before the start (up to {HISTORY_BARS} are used): the "
+                     f"swing stop and trailing look back over what there is")
+    early = [ln for ln in lines if ln.ts is not None and ln.ts < ts]
+    if early:
+        notes.append(f"{len(early)} signal line(s) are older than the start: fed at once, ingest judges them (stale)")
+    return StartPlan(ts, history, notes)
+
+
+def load_agg(agg: str) -> tuple[Path, list]:
+    """The --agg file's bars, or a CtlError (exit 2) saying what is wrong with it."""
+    p = Path(agg).expanduser().resolve()
+    if not p.is_file():
+        raise CtlError(f"--agg {agg}: no such file")
+    try:
+        bars, bad = load_bars(p)
+    except BadHeader as e:
+        raise CtlError(f"--agg {agg}: not an aggregated.csv v2 file ({e}); the header must be exactly "
+                       f"{AGG_HEADER_LINE}") from None
+    except UnicodeDecodeError as e:
+        raise CtlError(f"--agg {agg}: not a text file ({e})") from None
+    except OSError as e:
+        raise CtlError(f"--agg {agg}: cannot be read ({e})") from None
+    if len(bars) < 2:
+        extra = f" ({len(bad)} bad row(s), first: line {bad[0][0]}: {bad[0][1]})" if bad else ""
+        raise CtlError(f"--agg {agg}: {len(bars)} bar(s), at least 2 are needed{extra}")
+    if any(b2.ts <= b1.ts for b1, b2 in zip(bars, bars[1:])):
+        raise CtlError(f"--agg {agg}: bars are not in strictly increasing time order")
+    return p, bars
 
 
 def _idle(r: redis.Redis, fed: int) -> bool:
@@ -175,55 +223,126 @@ def _idle(r: redis.Redis, fed: int) -> bool:
     return msgspec.json.decode(raw).get("position") is None
 
 
-def run(out: Out, agg: str, signals_file: str, speed: float, run_dir: str | None, start: str | None,
-        lead_sec: int, timeout: float, csv_path: str | None, chart_path: str | None) -> int:
-    agg_p, sig_p = Path(agg).resolve(), Path(signals_file).resolve()
-    if not agg_p.is_file():
-        raise CtlError(f"--agg {agg}: no such file")
+class Options(msgspec.Struct, kw_only=True):
+    """What `executorctl replay` was asked."""
+    agg: str
+    signals: str
+    speed: float = 60.0
+    run_dir: str | None = None
+    start: str | None = None
+    lead_sec: int = 300
+    timeout: float = 3600.0
+    csv_path: str | None = None
+    chart_path: str | None = None
+    trade_mode: str | None = None        # spot | margin (default: TRADE_MODE of the environment, else spot)
+    margin_isolated: bool | None = None
+    borrow_mode: str | None = None       # manual | auto
+
+
+def margin_env(o: Options) -> dict[str, str]:
+    """The settings the options ask for; the side effect follows the borrow mode (the only allowed pairings)."""
+    env: dict[str, str] = {}
+    if o.trade_mode is not None:
+        env["TRADE_MODE"] = o.trade_mode
+    if o.margin_isolated is not None:
+        env["MARGIN_ISOLATED"] = "true" if o.margin_isolated else "false"
+    if o.borrow_mode is not None:
+        env["MARGIN_BORROW_MODE"] = o.borrow_mode
+        env["MARGIN_SIDE_EFFECT"] = "NO_SIDE_EFFECT" if o.borrow_mode == "manual" else "AUTO_BORROW_REPAY"
+    elif o.trade_mode == "margin" and "MARGIN_BORROW_MODE" not in os.environ:
+        env["MARGIN_BORROW_MODE"], env["MARGIN_SIDE_EFFECT"] = "manual", "NO_SIDE_EFFECT"
+    return env
+
+
+def run(out: Out, o: Options) -> int:
+    """Replay, report, stop the stack; the exit status (3: timed out)."""
+    agg_p, bars = load_agg(o.agg)
+    sig_p = Path(o.signals).expanduser().resolve()
     if not sig_p.is_file():
-        raise CtlError(f"--signals {signals_file}: no such file")
-    if speed <= 0:
+        raise CtlError(f"--signals {o.signals}: no such file")
+    if o.speed <= 0:
         raise CtlError("--speed must be > 0 (market seconds per wall second)")
-    bars, _bad = load_bars(agg_p)
-    if len(bars) < 2:
-        raise CtlError(f"--agg {agg}: fewer than 2 bars")
     lines = read_signals(sig_p)
-    history = min(400, max(0, len(bars) - 2))
-    start_ts = _start_ts(bars, lines, history, lead_sec, start)
+    plan = plan_start(bars, lines, o.lead_sec, o.start)
     end_ts = bars[-1].ts + 60
-    rd = Path(run_dir) if run_dir else HOME / "var" / "replay" / time.strftime("%Y%m%d-%H%M%S")
+    rd = Path(o.run_dir) if o.run_dir else HOME / "var" / "replay" / time.strftime("%Y%m%d-%H%M%S")
     if rd.exists():
         shutil.rmtree(rd)
-    stack = ReplayStack(rd, agg_p, start_ts, history, speed)
+    stack = ReplayStack(rd, agg_p, plan.start_ts, plan.history, o.speed, margin_env(o))
+    try:
+        cfg = load_config(stack.env)
+    except ConfigError as e:
+        raise CtlError(f"configuration error: {e}") from None
     say = out.line if not out.as_json else (lambda *_a, **_k: None)
-    say(f"replay: {agg_p.name} from {fmt_ts(start_ts)} to {fmt_ts(end_ts)} at {speed:g}x, {len(lines)} signal "
-        f"line(s); run dir {rd}")
+    say(f"replay: {agg_p.name} from {fmt_ts(plan.start_ts)} to {fmt_ts(end_ts)} at {o.speed:g}x, {len(lines)} "
+        f"signal line(s), {cfg.TRADE_MODE}{' isolated' if cfg.MARGIN_ISOLATED else ''}; run dir {rd}")
+    for note in plan.notes:
+        say(f"note: {note}", "yellow")
     t0 = time.monotonic()
     try:
         stack.start()
         say(f"stack up in {time.monotonic() - t0:.1f}s: redis, paper_exchange, " + ", ".join(SERVICES))
-        outcome = _drive(out, stack, lines, start_ts, end_ts, timeout, say)
+        outcome = _drive(out, stack, lines, plan.start_ts, end_ts, o.timeout, say)
         say(f"replay {outcome} after {time.monotonic() - t0:.1f}s wall")
-        cfg = load_config(stack.env)
-        ctx = Ctx(cfg, out)
-        try:
-            from services.executorctl import report
-            pos = ctx.state().position
-            if pos is not None:
-                say(f"a position is still open at the end of the replay: {pos.trade_key} {pos.side} {pos.status} "
-                    "(not in the report: only closed trades are)", "yellow")
-            info = {"replay": {"outcome": outcome, "run_dir": str(rd), "start": start_ts, "end": end_ts,
-                               "market_reached": int(stack.r.get("exec:clock") or 0) / 1000,
-                               "open_position": pos.trade_key if pos is not None else None}}
-            code = report.run(ctx, None, csv_path, chart_path, str(agg_p), extra=info)
-        finally:
-            ctx.close()
+        info = {"outcome": outcome, "run_dir": str(rd), "start": plan.start_ts, "end": end_ts,
+                "history_bars": plan.history, "notes": plan.notes, "trade_mode": cfg.TRADE_MODE,
+                "market_reached": int(stack.r.get("exec:clock") or 0) / 1000}
+        code = _report(out, cfg, o, agg_p, lines, info, say)
         return code if outcome != "timed out" else 3
     finally:
         stack.stop()
 
 
-def _drive(out: Out, stack: ReplayStack, lines: list[tuple[float, str]], start_ts: int, end_ts: int,
+def _report(out: Out, cfg, o: Options, agg_p: Path, lines: list[SignalLine], info: dict[str, Any], say) -> int:
+    from services.executorctl import chart, report
+    ctx = Ctx(cfg, out)
+    try:
+        pos = ctx.state().position
+        if pos is not None:
+            say(f"a position is still open at the end of the replay: {pos.trade_key} {pos.side} {pos.status} "
+                "(not in the report: only closed trades are)", "yellow")
+        info["open_position"] = pos.trade_key if pos is not None else None
+        rows = report.build(ctx)
+        tot = report.totals(rows)
+        replay_lines.account(ctx, lines, {r.trade_key for r in rows}, info["open_position"])
+        info["signal_lines"] = replay_lines.summary(lines)
+        if o.csv_path:
+            report.write_csv(Path(o.csv_path), rows)
+            replay_lines.write_csv(signals_csv_path(Path(o.csv_path)), lines)
+        if o.chart_path:
+            chart.draw(Path(o.chart_path), rows, agg_p, cfg.SYMBOL)
+        if out.as_json:
+            out.json({"trades": [jsonable(r) for r in rows], "totals": tot, "signals": replay_lines.as_json(lines),
+                      "csv": o.csv_path, "signals_csv": str(signals_csv_path(Path(o.csv_path))) if o.csv_path else None,
+                      "chart": o.chart_path, "replay": info})
+            return 0
+        report.render(ctx, rows, tot)
+        replay_lines.render(ctx, lines)
+        for note in info["notes"]:
+            out.line(f"note: {note}", "yellow")
+        if o.csv_path:
+            out.line(f"CSV: {o.csv_path} (trades), {signals_csv_path(Path(o.csv_path))} (signal lines)")
+        if o.chart_path:
+            out.line(f"chart: {o.chart_path}")
+        return 0
+    finally:
+        ctx.close()
+
+
+def signals_csv_path(trades_csv: Path) -> Path:
+    """Where the signal lines' CSV goes: next to the trades' CSV (trades.csv -> trades.signals.csv)."""
+    return trades_csv.with_name(trades_csv.stem + ".signals" + (trades_csv.suffix or ".csv"))
+
+
+def _feed(log: Path, ln: SignalLine, now: float) -> None:
+    """Append one line to DELTASCOUT_LOG, remembering the byte offset ingest will report for it."""
+    with open(log, "ab") as fh:
+        ln.offset = fh.tell()
+        fh.write(ln.text.encode("utf-8") + b"\n")
+    ln.fed_at = now
+
+
+def _drive(out: Out, stack: ReplayStack, lines: list[SignalLine], start_ts: int, end_ts: int,
            timeout: float, say) -> str:
     log = Path(stack.env["DELTASCOUT_LOG"])
     fed = 0
@@ -241,9 +360,8 @@ def _drive(out: Out, stack: ReplayStack, lines: list[tuple[float, str]], start_t
         while True:
             raw = stack.r.get("exec:clock")
             now = int(raw) / 1000 if raw else float(start_ts)
-            while fed < len(lines) and lines[fed][0] <= now:
-                with open(log, "a", encoding="utf-8") as fh:
-                    fh.write(lines[fed][1].rstrip("\n") + "\n")
+            while fed < len(lines) and (lines[fed].ts is None or lines[fed].ts <= now):
+                _feed(log, lines[fed], now)
                 fed += 1
                 if progress is None:
                     say(f"[{fmt_ts(now)}] signal {fed}/{len(lines)} fed")
