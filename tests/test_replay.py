@@ -141,3 +141,37 @@ def test_bad_agg_is_a_message_and_exit_2(tmp_path: Path, content, says):
     assert res.returncode == 2, res
     assert "Traceback" not in res.stderr and says in res.stderr and "--agg" in res.stderr, res.stderr
     assert not (tmp_path / "run").exists()  # nothing started
+
+
+def _same_input_key(doc: dict) -> tuple:
+    """Everything about the trades and the signal lines that must not depend on the speed."""
+    trades = [(t["trade_key"], t["side"], t["opened_at"], t["closed_at"], t["avg_entry"], t["entry_qty"],
+               sorted((k, v["qty"], v["price"], v["how"]) for k, v in t["legs"].items()), t["gross_pnl"],
+               t["net_pnl"], t["reason"], [(m["at"], m["leg"], m["stop"]) for m in t["stop_moves"]])
+              for t in doc["trades"]]
+    lines = [(s["n"], s["outcome"], s["reason"], s["trade_key"]) for s in doc["signals"]]
+    return trades, lines
+
+
+def test_same_trades_at_60x_and_at_the_fastest_speed(tmp_path: Path, market_bars, moment):
+    """The lock-step clock: the market waits for every process, so the speed changes the wall time only. Three
+    signals (the moment's long through TP1/TP2/trailing, one while it is open, one after it) at 60x and at max."""
+    lo = moment.index - 240
+    a = 240
+    c = a + 40
+    bars = market_bars[lo:min(len(market_bars), lo + c + 45)]
+    agg = tmp_path / "slice.aggregated.csv"
+    write_bars(agg, bars)
+    signals = tmp_path / "signals.jsonl"
+    signals.write_text("\n".join(peak(bars[i].ts + 60, "long", bars[i].close) for i in (a, a + 5, c)) + "\n")
+    runs = {}
+    for speed in ("max", "60"):
+        sub = tmp_path / speed
+        sub.mkdir()
+        _res, runs[speed] = replay(sub, agg, signals, "--speed", speed, "--lead", "120", timeout=600)
+    fast, slow = runs["max"], runs["60"]
+    assert fast["trades"] and fast["signals"][0]["outcome"] == "traded", fast["signals"]
+    assert _same_input_key(fast) == _same_input_key(slow)
+    assert not fast["replay"]["lockstep_timeouts"] and not slow["replay"]["lockstep_timeouts"]
+    assert slow["replay"]["achieved_speed"] <= 61, slow["replay"]       # paced: never ahead of 60x
+    assert fast["replay"]["achieved_speed"] > 3 * slow["replay"]["achieved_speed"], fast["replay"]

@@ -24,6 +24,19 @@ from services.executorctl.ctx import CtlError, Ctx, Out
 from shared.config import ConfigError, load_config
 
 
+def _speed(text: str) -> float:
+    """--speed: a number > 0, or max (float inf: no pacing)."""
+    if text.strip().lower() in ("max", "fastest"):
+        return float("inf")
+    try:
+        v = float(text)
+    except ValueError:
+        v = -1.0
+    if not 0 < v < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r}: a number > 0 (market seconds per wall second) or max")
+    return v
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="executorctl", description="Operate an Executor stack (settings from the "
                                 "environment, like the services).")
@@ -64,7 +77,9 @@ def _parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("replay", parents=[common], help="history through the real processes, faster than real time")
     sp.add_argument("--agg", required=True, help="market data (aggregated.csv v2) to replay")
     sp.add_argument("--signals", required=True, help="DeltaScout JSONL lines, fed at their ts")
-    sp.add_argument("--speed", type=float, default=60.0, help="market seconds per wall second (default 60)")
+    sp.add_argument("--speed", type=_speed, default=60.0,
+                    help="market seconds per wall second, at most (default 60), or max: as fast as the processes "
+                         "go; lock-step either way, so the trades do not depend on it")
     sp.add_argument("--start", help="market start (default: a few minutes before the first signal)")
     sp.add_argument("--lead", type=int, default=300, help="seconds of market before the first signal (default 300)")
     sp.add_argument("--dir", help="run directory (default var/replay/<time>)")

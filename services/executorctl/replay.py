@@ -28,7 +28,10 @@ from services.executorctl.ctx import CtlError, Ctx, Out, fmt_ts, jsonable
 from services.executorctl.replay_lines import SignalLine, read_signals
 from shared.adapters.market_files import load_bars
 from shared.config import ConfigError, load_config
+from shared.adapters.lockstep import Conductor
+from shared.adapters.redis_streams import publish
 from shared.domain.bars import AGG_HEADER_LINE, BadHeader, BadRow, parse_ts
+from shared.domain.messages import Event
 
 HOME = Path(__file__).resolve().parents[2]
 SERVICES = ("signal_ingest", "position_engine", "exit_manager", "watchdog", "user_stream")
@@ -54,7 +57,7 @@ class ReplayStack:
             **inherited, "PYTHONPATH": str(HOME), "REDIS_URL": url, "EXEC_PREFIX": "exec:", "CLOCK": "replay",
             "BINANCE_BASE_URL": f"http://127.0.0.1:{self.paper_port}", "BINANCE_API_KEY": "paper-key",
             "BINANCE_API_SECRET": "paper-secret", "PAPER_API_KEY": "paper-key", "PAPER_API_SECRET": "paper-secret",
-            # The market stands still while the processes start; `go()` sets the speed.
+            # The market moves only when the replay driver plays a point (lock-step).
             "PAPER_PORT": str(self.paper_port), "PAPER_SPEED": "0", "PAPER_MARKET_CSV": str(agg),
             "PAPER_WS_PORT": str(self.ws_port), "BINANCE_WS_URL": f"ws://127.0.0.1:{self.ws_port}/ws-api/v3",
             "PAPER_START_TS": str(start_ts), "PAPER_HISTORY_BARS": str(history),
@@ -62,7 +65,7 @@ class ReplayStack:
             "AGG_CSV": str(run_dir / "feed" / "aggregated.csv"), "PAPER_FEED_CSV": str(run_dir / "feed" / "aggregated.csv"),
             "DELTASCOUT_LOG": str(run_dir / "deltascout.log"), "STATE_FN": str(run_dir / "state" / "executor_state.json"),
             "WATCHDOG_PROCESSES": ",".join(s for s in SERVICES if s != "watchdog"),
-            "REST_POLL_MS": os.environ.get("REST_POLL_MS", "50"), **settings,
+            "REST_POLL_MS": os.environ.get("REST_POLL_MS", "50"), "REPLAY_LOCKSTEP": "true", **settings,
         }
         for sub in ("paper", "feed", "state", "logs", "redis"):
             (run_dir / sub).mkdir(parents=True, exist_ok=True)
@@ -110,10 +113,6 @@ class ReplayStack:
         except requests.ConnectionError:
             return False
 
-    def go(self) -> None:
-        """Start the market at the replay speed."""
-        requests.post(self.admin + "/speed", json={"speed": self.speed}, timeout=10).raise_for_status()
-
     def paper_state(self) -> dict[str, Any]:
         return requests.get(self.admin + "/state", timeout=10).json()
 
@@ -130,6 +129,7 @@ class ReplayStack:
         self.r.close()
 
 
+LOCKSTEP_WAIT_SEC = 10.0   # longest wall wait for one market point before moving on (lockstep_timeout)
 HISTORY_BARS = 400   # bars of history the feed starts with at most (SWING_MINS 180, TRAIL_SWING_LOOKBACK 240)
 
 
@@ -260,8 +260,6 @@ def run(out: Out, o: Options) -> int:
     sig_p = Path(o.signals).expanduser().resolve()
     if not sig_p.is_file():
         raise CtlError(f"--signals {o.signals}: no such file")
-    if o.speed <= 0:
-        raise CtlError("--speed must be > 0 (market seconds per wall second)")
     lines = read_signals(sig_p)
     plan = plan_start(bars, lines, o.lead_sec, o.start)
     end_ts = bars[-1].ts + 60
@@ -274,7 +272,7 @@ def run(out: Out, o: Options) -> int:
     except ConfigError as e:
         raise CtlError(f"configuration error: {e}") from None
     say = out.line if not out.as_json else (lambda *_a, **_k: None)
-    say(f"replay: {agg_p.name} from {fmt_ts(plan.start_ts)} to {fmt_ts(end_ts)} at {o.speed:g}x, {len(lines)} "
+    say(f"replay: {agg_p.name} from {fmt_ts(plan.start_ts)} to {fmt_ts(end_ts)} at {_speed_text(o.speed)}, {len(lines)} "
         f"signal line(s), {cfg.TRADE_MODE}{' isolated' if cfg.MARGIN_ISOLATED else ''}; run dir {rd}")
     for note in plan.notes:
         say(f"note: {note}", "yellow")
@@ -282,13 +280,20 @@ def run(out: Out, o: Options) -> int:
     try:
         stack.start()
         say(f"stack up in {time.monotonic() - t0:.1f}s: redis, paper_exchange, " + ", ".join(SERVICES))
-        outcome = _drive(out, stack, lines, plan.start_ts, end_ts, o.timeout, say)
-        say(f"replay {outcome} after {time.monotonic() - t0:.1f}s wall")
-        info = {"outcome": outcome, "run_dir": str(rd), "start": plan.start_ts, "end": end_ts,
+        d = _drive(out, stack, lines, plan.start_ts, end_ts, o.speed, o.timeout, say)
+        say(f"replay {d.outcome}: {d.market_sec / 3600:.2f} h of market in {d.wall_sec:.1f} s wall "
+            f"({d.achieved_speed}x achieved, {d.points} points, lock-step)")
+        if d.lockstep_timeouts:
+            d_notes = f"{len(d.lockstep_timeouts)} point(s) moved on after {LOCKSTEP_WAIT_SEC:g} s without every " \
+                      f"process (first: {d.lockstep_timeouts[0]}): results may differ from a slower run"
+            plan.notes.append(d_notes)
+        info = {"outcome": d.outcome, "run_dir": str(rd), "start": plan.start_ts, "end": end_ts,
                 "history_bars": plan.history, "notes": plan.notes, "trade_mode": cfg.TRADE_MODE,
+                "speed": "max" if o.speed == float("inf") else o.speed, "achieved_speed": d.achieved_speed,
+                "wall_sec": d.wall_sec, "points": d.points, "lockstep_timeouts": d.lockstep_timeouts,
                 "market_reached": int(stack.r.get("exec:clock") or 0) / 1000}
         code = _report(out, cfg, o, agg_p, lines, info, say)
-        return code if outcome != "timed out" else 3
+        return code if d.outcome != "timed out" else 3
     finally:
         stack.stop()
 
@@ -329,25 +334,104 @@ def _report(out: Out, cfg, o: Options, agg_p: Path, lines: list[SignalLine], inf
         ctx.close()
 
 
+def _speed_text(speed: float) -> str:
+    return "the fastest speed" if speed == float("inf") else f"{speed:g}x"
+
+
 def signals_csv_path(trades_csv: Path) -> Path:
     """Where the signal lines' CSV goes: next to the trades' CSV (trades.csv -> trades.signals.csv)."""
     return trades_csv.with_name(trades_csv.stem + ".signals" + (trades_csv.suffix or ".csv"))
 
 
-def _feed(log: Path, ln: SignalLine, now: float) -> None:
-    """Append one line to DELTASCOUT_LOG, remembering the byte offset ingest will report for it."""
+def _feed(log: Path, ln: SignalLine, now: float) -> int:
+    """Append one line to DELTASCOUT_LOG, remembering the byte offset ingest will report for it; the new size."""
     with open(log, "ab") as fh:
         ln.offset = fh.tell()
         fh.write(ln.text.encode("utf-8") + b"\n")
-    ln.fed_at = now
+        ln.fed_at = now
+        return fh.tell()
+
+
+class Drive(msgspec.Struct, kw_only=True):
+    """How the market was driven: outcome, points played, wall time, and every point that was not settled."""
+    outcome: str = ""
+    points: int = 0
+    wall_sec: float = 0.0
+    market_sec: float = 0.0
+    achieved_speed: float | None = None
+    lockstep_timeouts: list[dict[str, Any]] = []
+
+
+class Driver:
+    """Lock-step: play a point, feed the lines due, publish the point, wait until every process has acted on it
+    (shared/adapters/lockstep.py); at a finite speed, never ahead of the wall clock. At the fastest speed a
+    stretch with no position, no order and no signal due is played in one call (nothing can happen in it)."""
+
+    def __init__(self, stack: ReplayStack, lines: list[SignalLine], start_ts: int, speed: float, wait_sec: float):
+        self.stack, self.lines, self.start_ts, self.speed = stack, lines, start_ts, speed
+        self.log = Path(stack.env["DELTASCOUT_LOG"])
+        self.conductor = Conductor(stack.r, "exec:", str(self.log), wait_sec)
+        self.fed = 0
+        self.log_size = 0
+        self.now_ms = start_ts * 1000
+        self.done = False
+        self.open_orders = 0
+
+    def settle_point(self) -> None:
+        """Feed what is due at the current market time, publish it, wait for every process."""
+        now = self.now_ms / 1000
+        while self.fed < len(self.lines) and (self.lines[self.fed].ts is None or self.lines[self.fed].ts <= now):
+            self.log_size = _feed(self.log, self.lines[self.fed], now)
+            self.fed += 1
+        self.conductor.tick(self.now_ms)
+        late = self.conductor.settle(self.log_size, self.now_ms)
+        if late:
+            publish(self.stack.r, "exec:events", Event(service="replay", kind="lockstep_timeout", at=now, data={
+                "waiting_for": late, "wait_sec": self.conductor.wait_sec}), 100_000)
+
+    def flat(self) -> bool:
+        raw = self.stack.r.get("exec:state")
+        return self.open_orders == 0 and (raw is None or msgspec.json.decode(raw).get("position") is None)
+
+    def step(self, t0_wall: float) -> int:
+        """Play the next point (or, at the fastest speed and flat, every point up to the next signal)."""
+        body: dict[str, Any] = {"points": 1}
+        if self.speed == float("inf") and self.fed < len(self.lines) and self.flat():
+            nxt = self.lines[self.fed].ts
+            if nxt is not None and nxt > self.now_ms / 1000 + 15:
+                body = {"to_ts": int(nxt)}
+        res = requests.post(self.stack.admin + "/advance", json=body, timeout=60)
+        res.raise_for_status()
+        doc = res.json()
+        if doc["advanced"] == 0 and "to_ts" in body:
+            return self.step_one()
+        self._took(doc)
+        if self.speed != float("inf"):  # never ahead of the wall clock at the asked speed
+            ahead = t0_wall + (self.now_ms / 1000 - self.start_ts) / self.speed - time.monotonic()
+            if ahead > 0:
+                time.sleep(ahead)  # pacing: the market must not run faster than --speed
+        return doc["advanced"]
+
+    def step_one(self) -> int:
+        res = requests.post(self.stack.admin + "/advance", json={"points": 1}, timeout=60)
+        res.raise_for_status()
+        doc = res.json()
+        self._took(doc)
+        return doc["advanced"]
+
+    def _took(self, doc: dict[str, Any]) -> None:
+        self.now_ms = int(doc["market_ts_ms"])
+        self.done = bool(doc["replay"]["done"])
+        self.open_orders = int(doc.get("open_orders", 0))
 
 
 def _drive(out: Out, stack: ReplayStack, lines: list[SignalLine], start_ts: int, end_ts: int,
-           timeout: float, say) -> str:
-    log = Path(stack.env["DELTASCOUT_LOG"])
-    fed = 0
+           speed: float, timeout: float, say) -> Drive:
+    drv = Driver(stack, lines, start_ts, speed, LOCKSTEP_WAIT_SEC)
+    res = Drive()
     closed_seen = 0
-    deadline = time.monotonic() + timeout
+    t0 = time.monotonic()
+    deadline = t0 + timeout
     progress = None
     if out.rich:
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -355,16 +439,13 @@ def _drive(out: Out, stack: ReplayStack, lines: list[SignalLine], start_ts: int,
                             TimeElapsedColumn(), console=out.console, transient=False)
         task = progress.add_task("market", total=max(1, end_ts - start_ts), info="")
         progress.start()
-    stack.go()
     try:
         while True:
-            raw = stack.r.get("exec:clock")
-            now = int(raw) / 1000 if raw else float(start_ts)
-            while fed < len(lines) and (lines[fed].ts is None or lines[fed].ts <= now):
-                _feed(log, lines[fed], now)
-                fed += 1
-                if progress is None:
-                    say(f"[{fmt_ts(now)}] signal {fed}/{len(lines)} fed")
+            fed_before = drv.fed
+            drv.settle_point()
+            now = drv.now_ms / 1000
+            if progress is None and drv.fed > fed_before:
+                say(f"[{fmt_ts(now)}] signal line(s) {fed_before + 1}-{drv.fed} of {len(lines)} fed")
             closed = int(msgspec.json.decode(stack.r.get("exec:state") or b"{}").get("closed_count", 0))
             if closed > closed_seen:
                 closed_seen = closed
@@ -372,19 +453,27 @@ def _drive(out: Out, stack: ReplayStack, lines: list[SignalLine], start_ts: int,
                     say(f"[{fmt_ts(now)}] {closed} trade(s) closed")
             if progress is not None:
                 progress.update(task, completed=max(0, now - start_ts),
-                                info=f"{fmt_ts(now)}  signals {fed}/{len(lines)}  closed {closed_seen}")
-            if fed == len(lines) and _idle(stack.r, fed):
-                return "finished: every signal handled, no position left"
-            if stack.paper_state().get("replay", {}).get("done"):
-                if fed < len(lines):
-                    say(f"{len(lines) - fed} signal line(s) later than the market data were not fed")
-                return "finished: end of the market data"
+                                info=f"{fmt_ts(now)}  signals {drv.fed}/{len(lines)}  closed {closed_seen}")
+            if drv.fed == len(lines) and drv.flat() and _idle(stack.r, drv.fed):
+                res.outcome = "finished: every signal handled, no position left"
+                break
+            if drv.done:
+                if drv.fed < len(lines):
+                    say(f"{len(lines) - drv.fed} signal line(s) later than the market data were not fed")
+                res.outcome = "finished: end of the market data"
+                break
             if time.monotonic() > deadline:
-                return "timed out"
+                res.outcome = "timed out"
+                break
             for name, p in stack.procs.items():
                 if p.poll() is not None:
                     raise CtlError(f"replay: {name} exited with {p.returncode}; see {stack.run_dir / 'logs' / name}.log")
-            time.sleep(0.05)  # the replay loop's polling interval (market time moves on its own)
+            res.points += drv.step(t0)
     finally:
         if progress is not None:
             progress.stop()
+    res.wall_sec = round(time.monotonic() - t0, 3)
+    res.market_sec = drv.now_ms / 1000 - start_ts
+    res.achieved_speed = round(res.market_sec / res.wall_sec, 1) if res.wall_sec > 0 else None
+    res.lockstep_timeouts = drv.conductor.timeouts
+    return res

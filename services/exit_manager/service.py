@@ -24,6 +24,7 @@ from services.exit_manager.order_feed import ExitFeed, Waker
 from services.exit_manager.placement import Placement
 from services.exit_manager.stop_moves import StopMoves
 from shared.adapters.binance_rest import BinanceClient, BinanceError
+from shared.adapters.lockstep import LockStep
 from shared.adapters.redis_streams import Entry, GroupConsumer
 from shared.domain.exit_rules import exit_total, plan_legs
 from shared.domain.messages import Command
@@ -161,20 +162,31 @@ def run(rt: Runtime) -> None:
     rt.store.sync_snapshot()
     rt.event("exit_manager_ready", state_version=rt.store.load().version)
     waker = Waker(rt.r, [rt.cfg.key("positions"), rt.cfg.key("orders"), rt.cfg.key("commands")])
+    # lock-step replay: every new market time gets a tick; an iteration with nothing to read acknowledges it
+    lockstep = LockStep(rt.r, rt.cfg.EXEC_PREFIX, PROCESS, rt.cfg.REPLAY_LOCKSTEP)
 
     def step() -> None:
         rt.beater.maybe_beat(mgr.feed.info())
+        lockstep.begin()
         waker.mark()  # before the reads: whatever arrives after them ends the wait below at once
-        for e in mgr.commands.read(block_ms=None, count=10):
+        cmds = mgr.commands.read(block_ms=None, count=10)
+        for e in cmds:
             handle_entry(rt, e, lambda m: mgr.on_command(m) if isinstance(m, Command) else None, mgr.commands)
         woke = mgr.positions.read(block_ms=None, count=10)
         for e in woke:
             mgr.positions.ack(e.id)
         updates = mgr.feed.consumer.read(block_ms=None, count=50)
-        mgr.tick(force=bool(woke) or mgr.on_updates(updates))
+        force = bool(woke) or mgr.on_updates(updates) or lockstep.new_tick
+        if force or not lockstep.enabled:  # lock-step: no wall-time ticks in between (the same trades at any speed)
+            mgr.tick(force=force)
         for e in updates:  # after the tick: what they caused is in the state (or REST will tell again)
             mgr.feed.consumer.ack(e.id)
-        if not woke and not updates:
+        busy = bool(cmds or woke or updates)
+        lockstep.end(busy)
+        if lockstep.enabled:
+            if not busy:
+                lockstep.wait(1000)
+        elif not woke and not updates:
             waker.wait(50)
     run_guarded(rt, step)
 

@@ -52,6 +52,7 @@ class Settings(msgspec.Struct, frozen=True):
     margin_interest_hourly: Decimal = Decimal(0)
     fsync: bool = True
     exec_prefix: str = "exec:"
+    lockstep: bool = False  # REPLAY_LOCKSTEP: count user-data events for the lock-step replay (clock.py)
     ws_port: int = 8900  # WebSocket API (user data stream); PAPER_WS_PORT, default PAPER_PORT + 1, 0 = free port
 
 
@@ -174,6 +175,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         margin_interest_hourly=_dec(env, "PAPER_MARGIN_INTEREST_HOURLY", Decimal(0), positive=False),
         fsync=_bool(env, "PAPER_FSYNC", True),
         exec_prefix=env.get("EXEC_PREFIX", "exec:"),
+        lockstep=_bool(env, "REPLAY_LOCKSTEP", False),
         ws_port=_ws_port(env),
     )
 

@@ -1,0 +1,139 @@
+"""The lock-step replay clock (REPLAY_LOCKSTEP=true, only with CLOCK=replay): market time moves to the next price
+point only once every process has acted on the current one, so a replay gives the same trades at any speed.
+
+Who waits for whom (keys under EXEC_PREFIX):
+
+* the replay driver (`executorctl replay`) plays one point on the paper exchange (POST /admin/advance), appends
+  the signal lines due by then to DELTASCOUT_LOG, then XADDs the point's market time to `lockstep:tick`;
+* position_engine and exit_manager (`LockStep`): each loop iteration first notes the *fingerprint* of the system,
+  the last entry id of every stream a process reacts to (`WATCHED`: the tick, the audit trail every state change
+  writes to, orders, positions, signals, rejects, commands). An iteration that found nothing to read then HSETs
+  that fingerprint in `lockstep:acks` (and XADDs `lockstep:acked` to wake the driver). Anything written after the
+  iteration started changes the fingerprint, so a stale acknowledgement never matches;
+* user_stream counts each user-data event it has handled in `lockstep:ws_recv`; the paper exchange counts each
+  event it queued to a subscriber in `lockstep:ws_sent` before the call that caused it returns;
+* signal_ingest's committed offset (`ingest:offset`) must reach the end of DELTASCOUT_LOG.
+
+The driver's point is settled when every acknowledgement equals the current fingerprint, ws_recv >= ws_sent and
+ingest is at the end of the log (`Conductor.settled`). A process without a heartbeat is not waited for, and no
+point waits longer than LOCKSTEP_WAIT_SEC: the driver then moves on and records `lockstep_timeout` (a crash
+never freezes the clock).
+"""
+from __future__ import annotations
+
+import time
+
+import redis
+
+WATCHED = ("lockstep:tick", "events", "orders", "positions", "signals", "rejects", "commands")
+PARTICIPANTS = ("position_engine", "exit_manager")
+MAXLEN = 1000
+
+
+def _id(v: bytes | str) -> str:
+    return v.decode() if isinstance(v, bytes) else v
+
+
+def fingerprint(r: redis.Redis, prefix: str) -> list[str]:
+    """The last entry id of every watched stream ('0-0' for an empty one), in one round trip."""
+    pipe = r.pipeline(transaction=True)  # one consistent view
+    for s in WATCHED:
+        pipe.xrevrange(prefix + s, "+", "-", count=1)
+    return [_id(rows[0][0]) if rows else "0-0" for rows in pipe.execute()]
+
+
+class LockStep:
+    """A process's side: `begin()` at the top of an iteration, `end(busy)` after it, `wait()` when idle.
+    Disabled (the live default), begin/end do nothing and `wait` is never used."""
+
+    def __init__(self, r: redis.Redis, prefix: str, process: str, enabled: bool) -> None:
+        self.r, self.prefix, self.process, self.enabled = r, prefix, process, enabled
+        self._fp: list[str] = []
+        self._acked: list[str] = []
+        self._tick_seen = ""
+        self.new_tick = False   # the market moved since the previous iteration began
+
+    def begin(self) -> None:
+        if not self.enabled:
+            return
+        self._fp = fingerprint(self.r, self.prefix)
+        self.new_tick = self._fp[0] != self._tick_seen
+        self._tick_seen = self._fp[0]
+
+    def end(self, busy: bool) -> None:
+        """Acknowledge the fingerprint noted by `begin` unless this iteration had input to handle."""
+        if not self.enabled or busy or self._fp == self._acked:
+            return
+        pipe = self.r.pipeline(transaction=False)
+        pipe.hset(self.prefix + "lockstep:acks", self.process, ",".join(self._fp))
+        pipe.xadd(self.prefix + "lockstep:acked", {"p": self.process}, maxlen=MAXLEN, approximate=True)
+        pipe.execute()
+        self._acked = self._fp
+
+    def wait(self, block_ms: int) -> None:
+        """Block until any watched stream moves past the fingerprint noted by `begin` (or `block_ms`)."""
+        if not self._fp:
+            self._fp = fingerprint(self.r, self.prefix)
+        self.r.xread({self.prefix + s: i for s, i in zip(WATCHED, self._fp)}, count=1, block=block_ms)
+
+
+def count_ws_event(r: redis.Redis, prefix: str, key: str, n: int = 1) -> None:
+    """user_stream (ws_recv) / the paper exchange (ws_sent): `n` user-data events handled / queued (the driver is
+    woken: an event that was old news publishes nothing else it would wake on)."""
+    pipe = r.pipeline(transaction=False)
+    pipe.incrby(prefix + "lockstep:" + key, n)
+    pipe.xadd(prefix + "lockstep:acked", {"p": key}, maxlen=MAXLEN, approximate=True)
+    pipe.execute()
+
+
+class Conductor:
+    """The replay driver's side: publish a point, then wait until it is settled."""
+
+    def __init__(self, r: redis.Redis, prefix: str, log_path: str, wait_sec: float) -> None:
+        self.r, self.prefix, self.log_path, self.wait_sec = r, prefix, log_path, wait_sec
+        self.timeouts: list[dict] = []
+
+    def tick(self, market_ms: int) -> None:
+        self.r.xadd(self.prefix + "lockstep:tick", {"t": market_ms}, maxlen=MAXLEN, approximate=True)
+
+    def lagging(self, log_size: int) -> list[str]:
+        """Who has not finished with the current point (empty: settled). Dead processes are not waited for."""
+        p = self.prefix
+        pipe = self.r.pipeline(transaction=True)  # one consistent view: fingerprint, acks and counters together
+        for s in WATCHED:
+            pipe.xrevrange(p + s, "+", "-", count=1)
+        pipe.hgetall(p + "lockstep:acks")
+        pipe.mget([p + "lockstep:ws_sent", p + "lockstep:ws_recv"])
+        pipe.hget(p + "ingest:offset", "offset")
+        for name in (*PARTICIPANTS, "user_stream", "signal_ingest"):
+            pipe.exists(f"{p}hb:{name}")
+        res = pipe.execute()
+        n = len(WATCHED)
+        fp = ",".join(_id(rows[0][0]) if rows else "0-0" for rows in res[:n])
+        acks = {_id(k): _id(v) for k, v in res[n].items()}
+        sent, recv = (int(x or 0) for x in res[n + 1])
+        offset = int(res[n + 2] or 0)
+        alive = dict(zip((*PARTICIPANTS, "user_stream", "signal_ingest"), res[n + 3:]))
+        out = [name for name in PARTICIPANTS if alive[name] and acks.get(name) != fp]
+        if alive["user_stream"] and recv < sent:
+            out.append("user_stream")
+        if alive["signal_ingest"] and offset < log_size:
+            out.append("signal_ingest")
+        return out
+
+    def settle(self, log_size: int, market_ms: int) -> list[str]:
+        """Block until the point is settled; after LOCKSTEP_WAIT_SEC give up and return who was still busy."""
+        deadline = time.monotonic() + self.wait_sec
+        key = self.prefix + "lockstep:acked"
+        while True:
+            rows = self.r.xrevrange(key, "+", "-", count=1)
+            last = _id(rows[0][0]) if rows else "0-0"
+            late = self.lagging(log_size)
+            if not late:
+                return []
+            left = deadline - time.monotonic()
+            if left <= 0:
+                self.timeouts.append({"market_ms": market_ms, "waiting_for": late})
+                return late
+            # an acknowledgement (or 20 ms: user_stream and ingest say nothing on that stream) ends the wait
+            self.r.xread({key: last}, count=1, block=max(1, min(20, int(left * 1000))))
