@@ -92,9 +92,15 @@ class Conductor:
     def __init__(self, r: redis.Redis, prefix: str, log_path: str, wait_sec: float) -> None:
         self.r, self.prefix, self.log_path, self.wait_sec = r, prefix, log_path, wait_sec
         self.timeouts: list[dict] = []
+        self._acked_last = "0-0"
 
     def tick(self, market_ms: int) -> None:
-        self.r.xadd(self.prefix + "lockstep:tick", {"t": market_ms}, maxlen=MAXLEN, approximate=True)
+        """Publish the point the driver just played (and note where the acknowledgements stand before it)."""
+        pipe = self.r.pipeline(transaction=True)
+        pipe.xadd(self.prefix + "lockstep:tick", {"t": market_ms}, maxlen=MAXLEN, approximate=True)
+        pipe.xrevrange(self.prefix + "lockstep:acked", "+", "-", count=1)
+        rows = pipe.execute()[1]
+        self._acked_last = _id(rows[0][0]) if rows else "0-0"
 
     def lagging(self, log_size: int) -> list[str]:
         """Who has not finished with the current point (empty: settled). Dead processes are not waited for."""
@@ -122,18 +128,18 @@ class Conductor:
         return out
 
     def settle(self, log_size: int, market_ms: int) -> list[str]:
-        """Block until the point is settled; after LOCKSTEP_WAIT_SEC give up and return who was still busy."""
+        """Block until the point is settled; after LOCKSTEP_WAIT_SEC give up and return who was still busy. Each
+        check follows an acknowledgement (or 20 ms: ingest says nothing on that stream)."""
         deadline = time.monotonic() + self.wait_sec
         key = self.prefix + "lockstep:acked"
         while True:
-            rows = self.r.xrevrange(key, "+", "-", count=1)
-            last = _id(rows[0][0]) if rows else "0-0"
+            left = deadline - time.monotonic()
+            res = self.r.xread({key: self._acked_last}, count=100, block=max(1, min(20, int(left * 1000))))
+            if res:
+                self._acked_last = _id(res[0][1][-1][0])
             late = self.lagging(log_size)
             if not late:
                 return []
-            left = deadline - time.monotonic()
-            if left <= 0:
+            if time.monotonic() >= deadline:
                 self.timeouts.append({"market_ms": market_ms, "waiting_for": late})
                 return late
-            # an acknowledgement (or 20 ms: user_stream and ingest say nothing on that stream) ends the wait
-            self.r.xread({key: last}, count=1, block=max(1, min(20, int(left * 1000))))
