@@ -93,3 +93,14 @@ def test_disabled_lockstep_writes_nothing(r):
     ls.begin()
     ls.end(busy=False)
     assert not r.exists(P + "lockstep:acks") and not r.exists(P + "lockstep:acked") and not ls.new_tick
+
+
+def test_lockstep_is_refused_outside_replay():
+    """Live trading (CLOCK=wall) never waits for a replay driver: the setting is refused, naming both variables."""
+    import pytest
+
+    from shared.config import ConfigError, load_config
+    with pytest.raises(ConfigError, match="REPLAY_LOCKSTEP.*CLOCK=replay"):
+        load_config({"REPLAY_LOCKSTEP": "true"})
+    assert load_config({"REPLAY_LOCKSTEP": "true", "CLOCK": "replay"}).REPLAY_LOCKSTEP is True
+    assert load_config({}).REPLAY_LOCKSTEP is False

@@ -72,7 +72,7 @@ def test_short_file_starts_where_asked_and_accounts_for_every_line(tmp_path: Pat
     signals = tmp_path / "signals.jsonl"
     signals.write_text("\n".join(lines[:3]) + "\n\n" + "\n".join(lines[3:]) + "\n")
     csv_path = tmp_path / "trades.csv"
-    _res, doc = replay(tmp_path, agg, signals, "--speed", "600", "--lead", "120", "--csv", str(csv_path))
+    _res, doc = replay(tmp_path, agg, signals, "--speed", "max", "--lead", "120", "--csv", str(csv_path))
     rep = doc["replay"]
     assert rep["start"] == t - 120, rep                     # not clamped to a 400-bar history
     assert rep["history_bars"] == before + 1 - 2 and any("history" in n for n in rep["notes"]), rep
@@ -109,7 +109,7 @@ def test_short_on_margin_replays_and_prints_the_report(tmp_path: Path, market_ba
     sig = bars[240]
     signals = tmp_path / "signals.jsonl"
     signals.write_text(peak(sig.ts + 60, "short", sig.close) + "\n")
-    _res, doc = replay(tmp_path, agg, signals, "--speed", "600", "--lead", "120", "--trade-mode", "margin",
+    _res, doc = replay(tmp_path, agg, signals, "--speed", "max", "--lead", "120", "--trade-mode", "margin",
                        "--borrow-mode", "manual")
     assert doc["replay"]["trade_mode"] == "margin"
     assert doc["signals"][0]["outcome"] == "traded", doc["signals"]
@@ -117,7 +117,7 @@ def test_short_on_margin_replays_and_prints_the_report(tmp_path: Path, market_ba
     t = doc["trades"][0]
     assert t["side"] == "short" and Decimal(t["exit_qty"]) > 0 and t["source"] == "exchange", t
     # the same on spot: the short is ignored, and the printed report says why
-    res, _ = replay(tmp_path, agg, signals, "--speed", "600", "--lead", "120", "--trade-mode", "spot",
+    res, _ = replay(tmp_path, agg, signals, "--speed", "max", "--lead", "120", "--trade-mode", "spot",
                     as_json=False)
     row = next(ln for ln in res.stdout.splitlines() if ln.lstrip().startswith("1 "))
     assert "ignored" in row and "short" in row, res.stdout
