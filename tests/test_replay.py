@@ -70,14 +70,16 @@ def test_short_file_starts_where_asked_and_accounts_for_every_line(tmp_path: Pat
         peak(bars[-1].ts + 3600, "long", bars[-1].close),    # 7 not fed: after the market data
     ]
     signals = tmp_path / "signals.jsonl"
-    signals.write_text("\n".join(lines[:3]) + "\n\n" + "\n".join(lines[3:]) + "\n")
+    signals.write_bytes(("\n".join(lines[:3]) + "\n\n" + "\n".join(lines[3:]) + "\n").encode()
+                        + b'{"ts": "\xff\xfe", "action": "PEAK"}\n')  # 9: not UTF-8, fed as is
+
     csv_path = tmp_path / "trades.csv"
     _res, doc = replay(tmp_path, agg, signals, "--speed", "max", "--lead", "120", "--csv", str(csv_path))
     rep = doc["replay"]
     assert rep["start"] == t - 120, rep                     # not clamped to a 400-bar history
     assert rep["history_bars"] == before + 1 - 2 and any("history" in n for n in rep["notes"]), rep
     by_line = {s["n"]: s for s in doc["signals"]}
-    assert sorted(by_line) == [1, 2, 3, 5, 6, 7, 8], by_line  # file line numbers (line 4 is blank)
+    assert sorted(by_line) == [1, 2, 3, 5, 6, 7, 8, 9], by_line  # file line numbers (line 4 is blank)
     first = by_line[1]
     assert first["outcome"] in ("traded", "open") and first["trade_key"], first
     if first["outcome"] == "traded":
@@ -88,10 +90,11 @@ def test_short_file_starts_where_asked_and_accounts_for_every_line(tmp_path: Pat
     assert by_line[6]["outcome"] == "ignored" and by_line[6]["reason"], by_line[6]
     assert by_line[7]["outcome"] == "rejected" and "stale" in by_line[7]["reason"], by_line[7]
     assert by_line[8]["outcome"] == "not fed" and by_line[8]["offset"] == -1, by_line[8]
+    assert by_line[9]["outcome"] == "rejected" and by_line[9]["reason"].startswith("bad_json"), by_line[9]
     with open(tmp_path / "trades.signals.csv", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
-    assert [int(r["line"]) for r in rows] == [1, 2, 3, 5, 6, 7, 8]
-    assert [r["outcome"] for r in rows] == [by_line[n]["outcome"] for n in (1, 2, 3, 5, 6, 7, 8)]
+    assert [int(r["line"]) for r in rows] == [1, 2, 3, 5, 6, 7, 8, 9]
+    assert [r["outcome"] for r in rows] == [by_line[n]["outcome"] for n in (1, 2, 3, 5, 6, 7, 8, 9)]
     assert rows[1]["text"] == "not json"
 
 

@@ -44,7 +44,7 @@ def _feed(log: Path, ln: SignalLine, now: float) -> int:
     """Append one line to DELTASCOUT_LOG, remembering the byte offset ingest will report for it; the new size."""
     with open(log, "ab") as fh:
         ln.offset = fh.tell()
-        fh.write(ln.text.encode("utf-8") + b"\n")
+        fh.write(ln.raw + b"\n")
         ln.fed_at = now
         return fh.tell()
 

@@ -25,7 +25,8 @@ DECISIONS = {"signal_ignored": "ignored", "signal_aborted": "ignored"}
 class SignalLine(msgspec.Struct, kw_only=True):
     """One non-empty line of --signals and what became of it."""
     n: int                    # line number in the --signals file (1-based)
-    text: str
+    text: str                 # for people (invalid UTF-8 shown as U+FFFD)
+    raw: bytes = b""          # exactly what is fed to DELTASCOUT_LOG (ingest judges the bytes, as live)
     ts: float | None = None   # the line's `ts` (market time it is fed at); None: unreadable, fed at the start
     kind: str = ""
     offset: int = -1          # byte offset in DELTASCOUT_LOG once fed
@@ -40,9 +41,9 @@ def read_signals(path: Path) -> list[SignalLine]:
     """Every non-empty line, in time order (stable: equal times keep the file's order; a line without a readable
     `ts` comes first: ingest rejects it with its reason, as it would live)."""
     out = []
-    raw = path.read_bytes().decode("utf-8", errors="replace")
-    for n, line in enumerate(raw.split("\n"), start=1):
-        text = line.rstrip("\r")
+    for n, line in enumerate(path.read_bytes().split(b"\n"), start=1):
+        raw = line.rstrip(b"\r")
+        text = raw.decode("utf-8", errors="replace")
         if not text.strip():
             continue
         ts, kind = None, ""
@@ -53,7 +54,7 @@ def read_signals(path: Path) -> list[SignalLine]:
                 kind = str(doc.get("kind", ""))
         except (msgspec.DecodeError, BadRow, ValueError, ArithmeticError):
             ts = None
-        out.append(SignalLine(n=n, text=text, ts=ts, kind=kind))
+        out.append(SignalLine(n=n, text=text, raw=raw, ts=ts, kind=kind))
     out.sort(key=lambda s: -1.0 if s.ts is None else s.ts)
     return out
 
@@ -151,4 +152,4 @@ def write_csv(path: Path, lines: list[SignalLine]) -> None:
 
 
 def as_json(lines: list[SignalLine]) -> list[dict[str, Any]]:
-    return [msgspec.to_builtins(ln) for ln in sorted(lines, key=lambda s: s.n)]
+    return [{k: v for k, v in msgspec.to_builtins(ln).items() if k != "raw"} for ln in sorted(lines, key=lambda s: s.n)]
