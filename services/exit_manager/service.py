@@ -168,7 +168,8 @@ def run(rt: Runtime) -> None:
     def step() -> None:
         rt.beater.maybe_beat(mgr.feed.info())
         lockstep.begin()
-        waker.mark()  # before the reads: whatever arrives after them ends the wait below at once
+        if not lockstep.enabled:
+            waker.mark()  # before the reads: whatever arrives after them ends the wait below at once
         cmds = mgr.commands.read(block_ms=None, count=10)
         for e in cmds:
             handle_entry(rt, e, lambda m: mgr.on_command(m) if isinstance(m, Command) else None, mgr.commands)
