@@ -52,6 +52,7 @@ class ExitManager(Learning, Placement, StopMoves, Closing):
         self.feed = ExitFeed(rt, margin=bool(client.margin))
         self._starved_logged = 0.0     # monotonic: the last `rest_budget_exhausted` line (one per STARVED_LOG_SEC)
         self.manual = ManualCloseWatch(self)
+        self.replay_point = False      # lock-step replay: a new market point, the tick reads the exchange's truth
 
     # ---- the tick -------------------------------------------------------------------------------
 
@@ -168,6 +169,9 @@ def run(rt: Runtime) -> None:
     def step() -> None:
         rt.beater.maybe_beat(mgr.feed.info())
         lockstep.begin()
+        if lockstep.ws_behind:  # lock-step: this point's order updates are not all on `orders` yet
+            lockstep.wait(1000)
+            return
         if not lockstep.enabled:
             waker.mark()  # before the reads: whatever arrives after them ends the wait below at once
         cmds = mgr.commands.read(block_ms=None, count=10)
@@ -178,6 +182,7 @@ def run(rt: Runtime) -> None:
             mgr.positions.ack(e.id)
         updates = mgr.feed.consumer.read(block_ms=None, count=50)
         force = bool(woke) or mgr.on_updates(updates) or lockstep.new_tick
+        mgr.replay_point = mgr.replay_point or lockstep.new_tick
         if force or not lockstep.enabled:  # lock-step: no wall-time ticks in between (the same trades at any speed)
             mgr.tick(force=force)
         for e in updates:  # after the tick: what they caused is in the state (or REST will tell again)

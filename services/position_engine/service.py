@@ -50,6 +50,9 @@ class Engine:
         In a lock-step replay, an iteration with nothing to read acknowledges the market time, then waits."""
         self.rt.beater.maybe_beat(self.feed.info())
         self.lockstep.begin()
+        if self.lockstep.ws_behind:  # lock-step: this point's order updates are not all on `orders` yet
+            self.lockstep.wait(1000)
+            return
         busy = False
         for e in self.commands.read(block_ms=None, count=10):
             busy = True

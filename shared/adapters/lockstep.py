@@ -10,8 +10,10 @@ Who waits for whom (keys under EXEC_PREFIX):
   writes to, orders, positions, signals, rejects, commands). An iteration that found nothing to read then HSETs
   that fingerprint in `lockstep:acks` (and XADDs `lockstep:acked` to wake the driver). Anything written after the
   iteration started changes the fingerprint, so a stale acknowledgement never matches;
-* user_stream counts each user-data event it has handled in `lockstep:ws_recv`; the paper exchange counts each
-  event it queued to a subscriber in `lockstep:ws_sent` before the call that caused it returns;
+* user_stream counts each user-data event it has handled in `lockstep:ws_recv` (and XADDs `lockstep:ws`); the
+  paper exchange counts each event it queued to a subscriber in `lockstep:ws_sent` before the call that caused it
+  returns. While events are on their way (`LockStep.ws_behind`) position_engine and exit_manager do not act:
+  they see a point's order updates whole, never half of them (the same decisions at any speed);
 * signal_ingest's committed offset (`ingest:offset`) must reach the end of DELTASCOUT_LOG.
 
 The driver's point is settled when every acknowledgement equals the current fingerprint, ws_recv >= ws_sent and
@@ -25,21 +27,26 @@ import time
 
 import redis
 
-WATCHED = ("lockstep:tick", "events", "orders", "positions", "signals", "rejects", "commands")
+WATCHED = ("lockstep:tick", "lockstep:ws", "events", "orders", "positions", "signals", "rejects", "commands")
 PARTICIPANTS = ("position_engine", "exit_manager")
 MAXLEN = 1000
+WS_BEHIND_MAX_SEC = 5.0   # a process waits this long at most for user-data events (one lost must not stop it)
 
 
 def _id(v: bytes | str) -> str:
     return v.decode() if isinstance(v, bytes) else v
 
 
-def fingerprint(r: redis.Redis, prefix: str) -> list[str]:
-    """The last entry id of every watched stream ('0-0' for an empty one), in one round trip."""
-    pipe = r.pipeline(transaction=True)  # one consistent view
+def fingerprint(r: redis.Redis, prefix: str) -> tuple[list[str], bool]:
+    """The last entry id of every watched stream ('0-0' for an empty one), and whether user-data events the
+    exchange queued are still on their way to user_stream; one round trip, one consistent view."""
+    pipe = r.pipeline(transaction=True)
     for s in WATCHED:
         pipe.xrevrange(prefix + s, "+", "-", count=1)
-    return [_id(rows[0][0]) if rows else "0-0" for rows in pipe.execute()]
+    pipe.mget([prefix + "lockstep:ws_sent", prefix + "lockstep:ws_recv"])
+    res = pipe.execute()
+    sent, recv = (int(x or 0) for x in res[-1])
+    return [_id(rows[0][0]) if rows else "0-0" for rows in res[:-1]], recv < sent
 
 
 class LockStep:
@@ -52,17 +59,28 @@ class LockStep:
         self._acked: list[str] = []
         self._tick_seen = ""
         self.new_tick = False   # the market moved since the previous iteration began
+        # user-data events of this point are still on their way: act on the whole picture only (a stop that
+        # triggered and filled at the same point must not be seen half-way, at one speed and not at another)
+        self.ws_behind = False
+        self._behind_since = 0.0
 
     def begin(self) -> None:
+        """Note the fingerprint; `new_tick` and `ws_behind` tell the iteration what it may do."""
         if not self.enabled:
             return
-        self._fp = fingerprint(self.r, self.prefix)
-        self.new_tick = self._fp[0] != self._tick_seen
-        self._tick_seen = self._fp[0]
+        self._fp, behind = fingerprint(self.r, self.prefix)
+        now = time.monotonic()
+        self._behind_since = (self._behind_since or now) if behind else 0.0
+        self.ws_behind = behind and now - self._behind_since < WS_BEHIND_MAX_SEC
+        if self._fp[0] != self._tick_seen:  # pending until an iteration has run to its end()
+            self.new_tick, self._tick_seen = True, self._fp[0]
 
     def end(self, busy: bool) -> None:
         """Acknowledge the fingerprint noted by `begin` unless this iteration had input to handle."""
-        if not self.enabled or busy or self._fp == self._acked:
+        if not self.enabled:
+            return
+        self.new_tick = False
+        if busy or self._fp == self._acked:
             return
         pipe = self.r.pipeline(transaction=False)
         pipe.hset(self.prefix + "lockstep:acks", self.process, ",".join(self._fp))
@@ -73,15 +91,18 @@ class LockStep:
     def wait(self, block_ms: int) -> None:
         """Block until any watched stream moves past the fingerprint noted by `begin` (or `block_ms`)."""
         if not self._fp:
-            self._fp = fingerprint(self.r, self.prefix)
+            self._fp, _behind = fingerprint(self.r, self.prefix)
         self.r.xread({self.prefix + s: i for s, i in zip(WATCHED, self._fp)}, count=1, block=block_ms)
 
 
 def count_ws_event(r: redis.Redis, prefix: str, key: str, n: int = 1) -> None:
-    """user_stream (ws_recv) / the paper exchange (ws_sent): `n` user-data events handled / queued (the driver is
-    woken: an event that was old news publishes nothing else it would wake on)."""
-    pipe = r.pipeline(transaction=False)
+    """user_stream (ws_recv) / the paper exchange (ws_sent): `n` user-data events handled / queued. Handled events
+    wake the processes (`lockstep:ws`, watched) and the driver: an event that was old news publishes nothing else
+    they would wake on."""
+    pipe = r.pipeline(transaction=True)
     pipe.incrby(prefix + "lockstep:" + key, n)
+    if key == "ws_recv":
+        pipe.xadd(prefix + "lockstep:ws", {"n": n}, maxlen=MAXLEN, approximate=True)
     pipe.xadd(prefix + "lockstep:acked", {"p": key}, maxlen=MAXLEN, approximate=True)
     pipe.execute()
 
@@ -142,4 +163,6 @@ class Conductor:
                 return []
             if time.monotonic() >= deadline:
                 self.timeouts.append({"market_ms": market_ms, "waiting_for": late})
+                if "user_stream" in late:  # events lost on the way: counted as handled, later points unaffected
+                    self.r.set(self.prefix + "lockstep:ws_recv", self.r.get(self.prefix + "lockstep:ws_sent") or 0)
                 return late
