@@ -95,6 +95,9 @@ def main() -> int:
         outcomes = [(s["n"], s["outcome"], s["trade_key"]) for s in fast["signals"]] == \
                    [(s["n"], s["outcome"], s["trade_key"]) for s in slow["signals"]]
         print(f"FIGURE identical_trades={same} identical_signal_outcomes={outcomes}")
+        for x, y in zip(trades_of(fast), trades_of(slow)):
+            if x != y:
+                print(f"  differs: fastest {x}\n           {args.compare}x     {y}")
         return 0 if same and outcomes else 1
 
 
