@@ -248,8 +248,12 @@ def _row(tk: str, evs: dict[str, list[Event]], closed: PositionEvent | None, fil
             row.avg_entry = _d(filled.data.get("avg_entry"))  # the product's own average (same fills)
         row.avg_exit = row.exit_quote / row.exit_qty if row.exit_qty else ZERO
         row.gross_pnl = (sign * (row.exit_quote - row.avg_entry * row.exit_qty)).quantize(Q4)
-        row.dust_qty = (sum((f.qty for f in fills if f.side == "BUY"), ZERO)
-                        - sum((f.qty for f in fills if f.side == "SELL"), ZERO) - sum((f.fee_base for f in fills), ZERO))
+        if entry and exits:
+            row.dust_qty = (sum((f.qty for f in fills if f.side == "BUY"), ZERO)
+                            - sum((f.qty for f in fills if f.side == "SELL"), ZERO)
+                            - sum((f.fee_base for f in fills), ZERO))
+        else:
+            row.notes.append("the exchange's records lack the entry or the exits: dust not counted")
     else:
         row.source = "events"
         _from_events(row, evs, pc, lc, sign)
