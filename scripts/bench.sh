@@ -15,6 +15,7 @@
 #   stop-move window (cancel -> new stop)  p99 < 100 ms
 #   RSS of each process of the stack      < 150 MiB
 #   Redis used_memory, streams trimmed     < 64 MiB
+#   a whole day of minute bars, replayed   < 60 s wall      (issue 16; lock-step clock, --speed max)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
@@ -30,7 +31,7 @@ run() {  # run NAME ARGS...: print, keep the output for the summary
 }
 [ -f services/paper_exchange/bench_roundtrip.py ] && run roundtrip -m services.paper_exchange.bench_roundtrip
 run plans bench/plan_stats.py   # the plans the rules make on the market data (issue 13)
-for b in ingest entry exits; do
+for b in ingest entry exits replay; do
   [ -f "bench/bench_$b.py" ] && run "$b" "bench/bench_$b.py"
 done
 [ -f chaos/bench_stack.py ] && run stack -m chaos.bench_stack --seconds "${BENCH_STACK_SEC:-90}"
@@ -43,7 +44,7 @@ out = Path(sys.argv[1])
 T = {k: float(os.environ.get(k, v)) for k, v in {
     "T_LINE_SIGNAL_P99_MS": 5, "T_THROUGHPUT_LPS": 20000, "T_TAIL_RATIO": 2, "T_SIGNAL_ORDER_P99_MS": 5, "T_LINE_ORDER_P99_MS": 10,
     "T_FILL_STOP_P99_MS": 250, "T_STOP_MOVE_P99_MS": 100, "T_RSS_MIB": 150, "T_REDIS_MIB": 64,
-    "T_ROUNDTRIP_P50_MS": 2}.items()}
+    "T_ROUNDTRIP_P50_MS": 2, "T_REPLAY_DAY_SEC": 60}.items()}
 
 
 def text(name):
@@ -143,6 +144,15 @@ if found:
         add(f"paper order round trip, {mode}", f"p50 {p50} ms, p99 {p99} ms", tgt, num(p50) < T["T_ROUNDTRIP_P50_MS"])
 else:
     na("paper order round trip", tgt)
+
+# a whole day of real minute bars through executorctl replay, lock-step, fastest speed (bench_replay)
+t = text("replay")
+tgt = f"< {T['T_REPLAY_DAY_SEC']:g} s wall"
+m = t and re.search(r"FIGURE replay_day_wall_sec=([\d.]+)", t)
+if m:
+    add("replay of a whole day (lock-step, max)", f"{m[1]} s", tgt, num(m[1]) < T["T_REPLAY_DAY_SEC"])
+else:
+    na("replay of a whole day (lock-step, max)", tgt)
 
 w = [max(len(r[i]) for r in rows + [("figure", "value", "target", "verdict")]) for i in range(4)]
 line = "  ".join(f"{{:<{x}}}" for x in w)

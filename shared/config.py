@@ -36,6 +36,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     REDIS_URL: str = "redis://127.0.0.1:6379/0"
     EXEC_PREFIX: str = "exec:"
     CLOCK: str = "wall"
+    REPLAY_LOCKSTEP: bool = False   # with CLOCK=replay: acknowledge each market time (shared/adapters/lockstep.py)
     STREAM_MAXLEN: int = 100_000
     HEARTBEAT_TTL_SEC: int = 10
     WATCHDOG_PROCESSES: tuple[str, ...] = ("signal_ingest", "position_engine", "exit_manager", "notifier",
@@ -310,6 +311,8 @@ def validate(cfg: Config) -> None:
                           f"or empty when AGG_CSV is in SYMBOL's own prices")
     _non_negative(cfg, "LOG_ROTATE_IDLE_SEC")
     _validate_margin(cfg)
+    if cfg.REPLAY_LOCKSTEP and cfg.CLOCK != "replay":
+        raise ConfigError("REPLAY_LOCKSTEP=true needs CLOCK=replay (live trading never waits for a replay driver)")
 
 
 def _validate_margin(cfg: Config) -> None:

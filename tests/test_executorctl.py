@@ -151,6 +151,12 @@ def _admin_fills(s: Stack) -> tuple[Decimal, Decimal, Decimal, Decimal, Decimal]
     return bq, bquote, sq, squote, fees
 
 
+def _admin_base_fees(s: Stack) -> Decimal:
+    """Commissions paid in the base asset (BTC), from the exchange's own records."""
+    return sum((Decimal(f["commission"]) for o in s.orders() for f in o.get("fills", [])
+                if f["commissionAsset"] == "BTC"), Decimal(0))
+
+
 def _check_png(path: Path) -> None:
     data = path.read_bytes()
     assert data[:8] == PNG_SIGNATURE and len(data) > 20_000, f"{path}: not a non-trivial PNG ({len(data)} bytes)"
@@ -187,7 +193,13 @@ def test_emergency_flattens_then_report_matches_exchange(stack: Stack, market_ba
     assert Decimal(tot["exit_qty"]) == sq and Decimal(tot["exit_quote"]) == squote
     assert abs(Decimal(tot["fees_quote"]) - fees) < Decimal("0.00000001")
     assert Decimal(t["gross_pnl"]) == st.last_closed.pnl_quote
-    assert Decimal(t["net_pnl"]) == Decimal(t["gross_pnl"]) - Decimal(t["fees_quote"]).quantize(Decimal("0.0001"))
+    # net = PnL - fees - the cost of the base left over (bought - sold - base commissions), all from the exchange
+    base_fees = _admin_base_fees(s)
+    assert Decimal(t["dust_qty"]) == bq - sq - base_fees
+    assert abs(Decimal(t["dust_cost"]) - Decimal(t["dust_qty"]) * Decimal(t["avg_entry"])) < Decimal("0.0001")
+    assert Decimal(t["net_pnl"]) == (Decimal(t["gross_pnl"]) - Decimal(t["fees_quote"])
+                                     - Decimal(t["dust_cost"])).quantize(Decimal("0.0001"))
+    assert t["sl_source"] and tot["avg_r"] is not None and Decimal(tot["max_drawdown"]) <= 0
     assert tot["trades"] == 1 and tot["wins"] + tot["losses"] == 1
     lines = csv_path.read_text().splitlines()
     assert lines[0].startswith("trade_key,side,") and lines[1].startswith(tk)

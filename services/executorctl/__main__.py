@@ -8,7 +8,7 @@ Settings come from the same environment as the services (REDIS_URL, EXEC_PREFIX,
     executorctl halt|resume|cancel-entry|flatten    operator commands, acknowledged by their owner
     executorctl emergency [--keep-position]         halt, cancel the entry, flatten (or verify stops), report
     executorctl report [--since DATE] [--csv F] [--chart F.png]
-    executorctl replay --agg FILE --signals FILE --speed N
+    executorctl replay --agg FILE --signals FILE --speed N [--start T] [--trade-mode margin ...]
 
 Exit status: 0 done / healthy, 1 unhealthy or a step failed, 2 usage or configuration error, 3 not
 acknowledged in time.
@@ -22,6 +22,19 @@ import redis
 
 from services.executorctl.ctx import CtlError, Ctx, Out
 from shared.config import ConfigError, load_config
+
+
+def _speed(text: str) -> float:
+    """--speed: a number > 0, or max (float inf: no pacing)."""
+    if text.strip().lower() in ("max", "fastest"):
+        return float("inf")
+    try:
+        v = float(text)
+    except ValueError:
+        v = -1.0
+    if not 0 < v < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r}: a number > 0 (market seconds per wall second) or max")
+    return v
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -64,13 +77,22 @@ def _parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("replay", parents=[common], help="history through the real processes, faster than real time")
     sp.add_argument("--agg", required=True, help="market data (aggregated.csv v2) to replay")
     sp.add_argument("--signals", required=True, help="DeltaScout JSONL lines, fed at their ts")
-    sp.add_argument("--speed", type=float, default=60.0, help="market seconds per wall second (default 60)")
+    sp.add_argument("--speed", type=_speed, default=60.0,
+                    help="market seconds per wall second, at most (default 60), or max: as fast as the processes "
+                         "go; lock-step either way, so the trades do not depend on it")
     sp.add_argument("--start", help="market start (default: a few minutes before the first signal)")
     sp.add_argument("--lead", type=int, default=300, help="seconds of market before the first signal (default 300)")
     sp.add_argument("--dir", help="run directory (default var/replay/<time>)")
     sp.add_argument("--timeout", type=float, default=3600.0, help="wall seconds before giving up")
     sp.add_argument("--csv", help="write the report's CSV here")
     sp.add_argument("--chart", help="draw the report's chart here")
+    sp.add_argument("--trade-mode", choices=("spot", "margin"),
+                    help="spot (longs only) or margin (longs and shorts); default TRADE_MODE, else spot")
+    sp.add_argument("--margin-isolated", action=argparse.BooleanOptionalAction, default=None,
+                    help="margin: the symbol's isolated wallet instead of cross (default MARGIN_ISOLATED)")
+    sp.add_argument("--borrow-mode", choices=("manual", "auto"),
+                    help="margin: borrow before the entry (manual, NO_SIDE_EFFECT) or with the order "
+                         "(auto, AUTO_BORROW_REPAY); default MARGIN_BORROW_MODE, else manual")
     return p
 
 
@@ -80,8 +102,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.cmd == "replay":
             from services.executorctl import replay
-            return replay.run(out, args.agg, args.signals, args.speed, args.dir, args.start, args.lead,
-                              args.timeout, args.csv, args.chart)
+            return replay.run(out, replay.Options(
+                agg=args.agg, signals=args.signals, speed=args.speed, run_dir=args.dir, start=args.start,
+                lead_sec=args.lead, timeout=args.timeout, csv_path=args.csv, chart_path=args.chart,
+                trade_mode=args.trade_mode, margin_isolated=args.margin_isolated, borrow_mode=args.borrow_mode))
         try:
             cfg = load_config()
         except ConfigError as e:

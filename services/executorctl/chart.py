@@ -1,11 +1,12 @@
 """The report's chart: the price (from an aggregated.csv) with each trade drawn on it: entry, take-profit levels,
-the stop over time (initial stop and every move), take-profit fills, stop fills and the final exit."""
+the stop over time (initial stop and every move), take-profit fills, stop fills and the final exit; below it the
+equity curve (cumulative net PnL at each close) and its drawdown from the best so far."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
 
-from services.executorctl.report import TradeRow
+from services.executorctl.report import TradeRow, equity
 from shared.adapters.market_files import load_bars
 from shared.domain.bars import BadHeader
 
@@ -35,7 +36,8 @@ def draw(path: Path, rows: list[TradeRow], agg: Path, symbol: str) -> None:
         bars = [b for b in bars if t0 - MARGIN_SEC <= b.ts <= (t1 or t0) + MARGIN_SEC]
     elif bars:
         bars = bars[-24 * 60:]
-    fig, ax = plt.subplots(figsize=(14, 7), dpi=100)
+    fig, (ax, eq_ax) = plt.subplots(2, 1, figsize=(14, 9), dpi=100, sharex=True,
+                                    gridspec_kw={"height_ratios": [3, 1]})
     if bars:
         xs = [_dt(b.ts + 60) for b in bars]  # a bar's close is at the end of its minute
         ax.fill_between(xs, [float(b.low) for b in bars], [float(b.high) for b in bars], color="#cccccc",
@@ -50,6 +52,8 @@ def draw(path: Path, rows: list[TradeRow], agg: Path, symbol: str) -> None:
     handles, _labels = ax.get_legend_handles_labels()
     if handles:
         ax.legend(loc="best", fontsize=8)
+    _draw_equity(eq_ax, rows, bars)
+    eq_ax.xaxis.set_major_formatter(mdates.DateFormatter("%m-%d %H:%M", tz=UTC))
     fig.autofmt_xdate()
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -106,3 +110,24 @@ def _draw_trade(ax, r: TradeRow, first: bool) -> None:
     if r.avg_exit and r.closed_at:
         ax.scatter([_dt(r.closed_at)], [float(r.avg_exit)], marker="*", s=160, color="tab:orange",
                    edgecolors="black", zorder=7, label=lab("exit (average)"))
+
+
+def _draw_equity(ax, rows: list[TradeRow], bars) -> None:
+    """Cumulative net PnL (a step at each close) and the drawdown below the best cumulative so far."""
+    curve = equity(rows)
+    ax.set_ylabel("net PnL")
+    ax.grid(True, alpha=0.3)
+    if not curve:
+        ax.text(0.5, 0.5, "no closed trade", transform=ax.transAxes, ha="center", va="center", color="grey")
+        return
+    t0 = min((r.opened_at for r in rows if r.opened_at), default=curve[0][0])
+    t_end = max(curve[-1][0], bars[-1].ts + 60 if bars else curve[-1][0])
+    xs = [_dt(t0)] + [_dt(t) for t, _c, _d in curve] + [_dt(t_end)]
+    cum = [0.0] + [float(c) for _t, c, _d in curve] + [float(curve[-1][1])]
+    dd = [0.0] + [float(d) for _t, _c, d in curve] + [float(curve[-1][2])]
+    ax.plot(xs, cum, drawstyle="steps-post", color="tab:purple", linewidth=1.4, label="equity (net)")
+    ax.fill_between(xs, dd, 0, step="post", color="tab:red", alpha=0.3, linewidth=0, label="drawdown")
+    ax.axhline(0, color="#888888", linewidth=0.6)
+    worst = min(float(d) for _t, _c, d in curve)
+    ax.set_title(f"equity: net {float(curve[-1][1]):+.4f}, max drawdown {worst:.4f}", fontsize=9, loc="left")
+    ax.legend(loc="best", fontsize=8)

@@ -1,11 +1,12 @@
 """`executorctl replay`: real history through the real processes on the paper exchange, faster than real time.
 
-A private stack in a run directory: its own redis-server, the paper exchange replaying `--agg` at `--speed`
-market seconds per wall second (CLOCK=replay: every process follows the replayed market time), and
-signal_ingest, position_engine, exit_manager, watchdog as separate processes. Each line of `--signals`
-(DeltaScout JSONL) is appended to DELTASCOUT_LOG when the market reaches its `ts`. It ends when the data ends,
-or when every line has been read and no position is left; then the report of the trades, and the stack stops.
-(user_stream too: the paper exchange serves the WebSocket API user data stream on its own free port.)
+A private stack in a run directory: its own redis-server, the paper exchange on `--agg` (CLOCK=replay: every
+process follows the replayed market time), and signal_ingest, position_engine, exit_manager, watchdog, user_stream
+as separate processes. The market moves in lock-step (REPLAY_LOCKSTEP, shared/adapters/lockstep.py): this command
+plays one price point, appends the `--signals` lines due by then to DELTASCOUT_LOG, and waits until every process
+has acted on it before the next; `--speed` only caps how fast (max: no cap), so the trades do not depend on it.
+It starts where asked (plan_start), ends when the data ends or when every line has been read and no position is
+left; then the report: the trades, every line of --signals with its outcome (replay_lines.py), and the stack stops.
 """
 from __future__ import annotations
 
@@ -23,10 +24,13 @@ import msgspec
 import redis
 import requests
 
-from services.executorctl.ctx import CtlError, Ctx, Out, fmt_ts
+from services.executorctl import replay_lines
+from services.executorctl.ctx import CtlError, Ctx, Out, fmt_ts, jsonable
+from services.executorctl.replay_drive import LOCKSTEP_WAIT_SEC, drive
+from services.executorctl.replay_lines import SignalLine, read_signals
 from shared.adapters.market_files import load_bars
-from shared.config import load_config
-from shared.domain.bars import BadRow, parse_ts
+from shared.config import ConfigError, load_config
+from shared.domain.bars import AGG_HEADER_LINE, BadHeader, BadRow, parse_ts
 
 HOME = Path(__file__).resolve().parents[2]
 SERVICES = ("signal_ingest", "position_engine", "exit_manager", "watchdog", "user_stream")
@@ -38,28 +42,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def read_signals(path: Path) -> list[tuple[float, str]]:
-    """(market time, line) of every non-empty line, in time order; a line without a readable `ts` is fed at the
-    start (ingest rejects it with its reason, as it would live)."""
-    out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if not line.strip():
-            continue
-        ts = 0.0
-        try:
-            doc = msgspec.json.decode(line)
-            ts = float(parse_ts(str(doc.get("ts", "")))) if isinstance(doc, dict) else 0.0
-        except (msgspec.DecodeError, BadRow, ValueError):
-            ts = 0.0
-        out.append((ts, line))
-    out.sort(key=lambda x: x[0])
-    return out
-
-
 class ReplayStack:
     """The private stack's processes, all children of this command."""
 
-    def __init__(self, run_dir: Path, agg: Path, start_ts: int, history: int, speed: float) -> None:
+    def __init__(self, run_dir: Path, agg: Path, start_ts: int, history: int, speed: float,
+                 settings: dict[str, str]) -> None:
         self.run_dir = run_dir
         self.procs: dict[str, subprocess.Popen] = {}
         self.redis_port, self.paper_port, self.ws_port = free_port(), free_port(), free_port()
@@ -69,7 +56,7 @@ class ReplayStack:
             **inherited, "PYTHONPATH": str(HOME), "REDIS_URL": url, "EXEC_PREFIX": "exec:", "CLOCK": "replay",
             "BINANCE_BASE_URL": f"http://127.0.0.1:{self.paper_port}", "BINANCE_API_KEY": "paper-key",
             "BINANCE_API_SECRET": "paper-secret", "PAPER_API_KEY": "paper-key", "PAPER_API_SECRET": "paper-secret",
-            # The market stands still while the processes start; `go()` sets the speed.
+            # The market moves only when the replay driver plays a point (lock-step).
             "PAPER_PORT": str(self.paper_port), "PAPER_SPEED": "0", "PAPER_MARKET_CSV": str(agg),
             "PAPER_WS_PORT": str(self.ws_port), "BINANCE_WS_URL": f"ws://127.0.0.1:{self.ws_port}/ws-api/v3",
             "PAPER_START_TS": str(start_ts), "PAPER_HISTORY_BARS": str(history),
@@ -77,7 +64,7 @@ class ReplayStack:
             "AGG_CSV": str(run_dir / "feed" / "aggregated.csv"), "PAPER_FEED_CSV": str(run_dir / "feed" / "aggregated.csv"),
             "DELTASCOUT_LOG": str(run_dir / "deltascout.log"), "STATE_FN": str(run_dir / "state" / "executor_state.json"),
             "WATCHDOG_PROCESSES": ",".join(s for s in SERVICES if s != "watchdog"),
-            "REST_POLL_MS": os.environ.get("REST_POLL_MS", "50"),
+            "REST_POLL_MS": os.environ.get("REST_POLL_MS", "50"), "REPLAY_LOCKSTEP": "true", **settings,
         }
         for sub in ("paper", "feed", "state", "logs", "redis"):
             (run_dir / sub).mkdir(parents=True, exist_ok=True)
@@ -125,10 +112,6 @@ class ReplayStack:
         except requests.ConnectionError:
             return False
 
-    def go(self) -> None:
-        """Start the market at the replay speed."""
-        requests.post(self.admin + "/speed", json={"speed": self.speed}, timeout=10).raise_for_status()
-
     def paper_state(self) -> dict[str, Any]:
         return requests.get(self.admin + "/state", timeout=10).json()
 
@@ -145,128 +128,196 @@ class ReplayStack:
         self.r.close()
 
 
-def _start_ts(bars, signals: list[tuple[float, str]], history: int, lead_sec: int, start: str | None) -> int:
-    first = bars[0].ts
-    earliest = bars[min(history, len(bars) - 1)].ts
+HISTORY_BARS = 400   # bars of history the feed starts with at most (SWING_MINS 180, TRAIL_SWING_LOOKBACK 240)
+
+
+class StartPlan(msgspec.Struct):
+    """Where the replay starts, how much history the feed gets, and what was changed from the request, with why."""
+    start_ts: int
+    history: int
+    notes: list[str]
+
+
+def plan_start(bars: list, lines: list[SignalLine], lead_sec: int, start: str | None) -> StartPlan:
+    """Start where the user asks (`--start`, else `--lead` seconds before the first timed signal): history is what
+    the file holds before it (up to HISTORY_BARS). Only an impossible start is changed, and the note says so."""
+    first, last = bars[0].ts, bars[-1].ts
+    notes: list[str] = []
     if start:
-        ts = parse_ts(start)
+        try:
+            ts = parse_ts(start)
+        except (BadRow, ValueError, ArithmeticError) as e:
+            raise CtlError(f"--start {start!r}: expected an ISO-8601 time (2025-08-03T12:00:00Z) or epoch seconds") from e
+        asked = f"--start {fmt_ts(ts)}"
     else:
-        timed = [t for t, _ in signals if t > 0]
-        ts = int(timed[0]) - lead_sec if timed else earliest
-    ts = max(ts, earliest, first)
-    return ts - ts % 60
+        # lines older than the data cannot be traded whatever the start: they do not choose it
+        timed = [ln.ts for ln in lines if ln.ts is not None and first <= ln.ts <= last + 60]
+        if timed:
+            ts = int(timed[0]) - lead_sec
+            asked = f"{lead_sec} s (--lead) before the first signal in the data ({fmt_ts(timed[0])})"
+        else:
+            ts = bars[min(HISTORY_BARS, len(bars) - 1)].ts
+            asked = "no signal line has a readable ts"
+            notes.append(f"start {fmt_ts(ts)}: {asked}, so the replay starts after {HISTORY_BARS} bars of history")
+    if ts > last:
+        raise CtlError(f"start {fmt_ts(ts)} ({asked}) is after the last bar of --agg ({fmt_ts(last)})")
+    if ts < first:
+        notes.append(f"start moved from {fmt_ts(ts)} to {fmt_ts(first)}: {asked} is before the first bar of --agg")
+        ts = first
+    if ts % 60:
+        notes.append(f"start {fmt_ts(ts)} rounded down to the minute (bars are minutes)")
+        ts -= ts % 60
+    idx = next(i for i, b in enumerate(bars) if b.ts >= ts)
+    if bars[idx].ts != ts:
+        notes.append(f"start moved from {fmt_ts(ts)} to {fmt_ts(bars[idx].ts)}: no bar at {fmt_ts(ts)} in --agg")
+        ts = bars[idx].ts
+    history = min(HISTORY_BARS, idx)
+    if history < HISTORY_BARS:
+        notes.append(f"only {history} bar(s) of history before the start (up to {HISTORY_BARS} are used): the "
+                     f"swing stop and trailing look back over what there is")
+    early = [ln for ln in lines if ln.ts is not None and ln.ts < ts]
+    if early:
+        notes.append(f"{len(early)} signal line(s) are older than the start: fed at once, ingest judges them (stale)")
+    return StartPlan(ts, history, notes)
 
 
-def _idle(r: redis.Redis, fed: int) -> bool:
-    """Every fed line has been read (a signal or a reject), the engine has taken every signal, no position."""
-    if r.xlen("exec:signals") + r.xlen("exec:rejects") < fed:
-        return False
-    try:
-        groups = {(g["name"].decode() if isinstance(g["name"], bytes) else g["name"]): g
-                  for g in r.xinfo_groups("exec:signals")}
-    except redis.ResponseError:
-        groups = {}
-    g = groups.get("position_engine")
-    if r.xlen("exec:signals") and (g is None or g.get("pending") or g.get("lag")):
-        return False
-    raw = r.get("exec:state")
-    if raw is None:
-        return True
-    return msgspec.json.decode(raw).get("position") is None
-
-
-def run(out: Out, agg: str, signals_file: str, speed: float, run_dir: str | None, start: str | None,
-        lead_sec: int, timeout: float, csv_path: str | None, chart_path: str | None) -> int:
-    agg_p, sig_p = Path(agg).resolve(), Path(signals_file).resolve()
-    if not agg_p.is_file():
+def load_agg(agg: str) -> tuple[Path, list]:
+    """The --agg file's bars, or a CtlError (exit 2) saying what is wrong with it."""
+    p = Path(agg).expanduser().resolve()
+    if not p.is_file():
         raise CtlError(f"--agg {agg}: no such file")
-    if not sig_p.is_file():
-        raise CtlError(f"--signals {signals_file}: no such file")
-    if speed <= 0:
-        raise CtlError("--speed must be > 0 (market seconds per wall second)")
-    bars, _bad = load_bars(agg_p)
+    try:
+        bars, bad = load_bars(p)
+    except BadHeader as e:
+        raise CtlError(f"--agg {agg}: not an aggregated.csv v2 file ({e}); the header must be exactly "
+                       f"{AGG_HEADER_LINE}") from None
+    except UnicodeDecodeError as e:
+        raise CtlError(f"--agg {agg}: not a text file ({e})") from None
+    except OSError as e:
+        raise CtlError(f"--agg {agg}: cannot be read ({e})") from None
     if len(bars) < 2:
-        raise CtlError(f"--agg {agg}: fewer than 2 bars")
+        extra = f" ({len(bad)} bad row(s), first: line {bad[0][0]}: {bad[0][1]})" if bad else ""
+        raise CtlError(f"--agg {agg}: {len(bars)} bar(s), at least 2 are needed{extra}")
+    if any(b2.ts <= b1.ts for b1, b2 in zip(bars, bars[1:])):
+        raise CtlError(f"--agg {agg}: bars are not in strictly increasing time order")
+    return p, bars
+
+
+class Options(msgspec.Struct, kw_only=True):
+    """What `executorctl replay` was asked."""
+    agg: str
+    signals: str
+    speed: float = 60.0
+    run_dir: str | None = None
+    start: str | None = None
+    lead_sec: int = 300
+    timeout: float = 3600.0
+    csv_path: str | None = None
+    chart_path: str | None = None
+    trade_mode: str | None = None        # spot | margin (default: TRADE_MODE of the environment, else spot)
+    margin_isolated: bool | None = None
+    borrow_mode: str | None = None       # manual | auto
+
+
+def margin_env(o: Options) -> dict[str, str]:
+    """The settings the options ask for; the side effect follows the borrow mode (the only allowed pairings)."""
+    env: dict[str, str] = {}
+    if o.trade_mode is not None:
+        env["TRADE_MODE"] = o.trade_mode
+    if o.margin_isolated is not None:
+        env["MARGIN_ISOLATED"] = "true" if o.margin_isolated else "false"
+    if o.borrow_mode is not None:
+        env["MARGIN_BORROW_MODE"] = o.borrow_mode
+        env["MARGIN_SIDE_EFFECT"] = "NO_SIDE_EFFECT" if o.borrow_mode == "manual" else "AUTO_BORROW_REPAY"
+    elif o.trade_mode == "margin" and "MARGIN_BORROW_MODE" not in os.environ:
+        env["MARGIN_BORROW_MODE"], env["MARGIN_SIDE_EFFECT"] = "manual", "NO_SIDE_EFFECT"
+    return env
+
+
+def run(out: Out, o: Options) -> int:
+    """Replay, report, stop the stack; the exit status (3: timed out)."""
+    agg_p, bars = load_agg(o.agg)
+    sig_p = Path(o.signals).expanduser().resolve()
+    if not sig_p.is_file():
+        raise CtlError(f"--signals {o.signals}: no such file")
     lines = read_signals(sig_p)
-    history = min(400, max(0, len(bars) - 2))
-    start_ts = _start_ts(bars, lines, history, lead_sec, start)
+    plan = plan_start(bars, lines, o.lead_sec, o.start)
     end_ts = bars[-1].ts + 60
-    rd = Path(run_dir) if run_dir else HOME / "var" / "replay" / time.strftime("%Y%m%d-%H%M%S")
+    rd = Path(o.run_dir) if o.run_dir else HOME / "var" / "replay" / time.strftime("%Y%m%d-%H%M%S")
     if rd.exists():
         shutil.rmtree(rd)
-    stack = ReplayStack(rd, agg_p, start_ts, history, speed)
+    stack = ReplayStack(rd, agg_p, plan.start_ts, plan.history, o.speed, margin_env(o))
+    try:
+        cfg = load_config(stack.env)
+    except ConfigError as e:
+        raise CtlError(f"configuration error: {e}") from None
     say = out.line if not out.as_json else (lambda *_a, **_k: None)
-    say(f"replay: {agg_p.name} from {fmt_ts(start_ts)} to {fmt_ts(end_ts)} at {speed:g}x, {len(lines)} signal "
-        f"line(s); run dir {rd}")
+    say(f"replay: {agg_p.name} from {fmt_ts(plan.start_ts)} to {fmt_ts(end_ts)} at {_speed_text(o.speed)}, {len(lines)} "
+        f"signal line(s), {cfg.TRADE_MODE}{' isolated' if cfg.MARGIN_ISOLATED else ''}; run dir {rd}")
+    for note in plan.notes:
+        say(f"note: {note}", "yellow")
     t0 = time.monotonic()
     try:
         stack.start()
         say(f"stack up in {time.monotonic() - t0:.1f}s: redis, paper_exchange, " + ", ".join(SERVICES))
-        outcome = _drive(out, stack, lines, start_ts, end_ts, timeout, say)
-        say(f"replay {outcome} after {time.monotonic() - t0:.1f}s wall")
-        cfg = load_config(stack.env)
-        ctx = Ctx(cfg, out)
-        try:
-            from services.executorctl import report
-            pos = ctx.state().position
-            if pos is not None:
-                say(f"a position is still open at the end of the replay: {pos.trade_key} {pos.side} {pos.status} "
-                    "(not in the report: only closed trades are)", "yellow")
-            info = {"replay": {"outcome": outcome, "run_dir": str(rd), "start": start_ts, "end": end_ts,
-                               "market_reached": int(stack.r.get("exec:clock") or 0) / 1000,
-                               "open_position": pos.trade_key if pos is not None else None}}
-            code = report.run(ctx, None, csv_path, chart_path, str(agg_p), extra=info)
-        finally:
-            ctx.close()
-        return code if outcome != "timed out" else 3
+        d = drive(out, stack, lines, plan.start_ts, end_ts, o.speed, o.timeout, say)
+        say(f"replay {d.outcome}: {d.market_sec / 3600:.2f} h of market in {d.wall_sec:.1f} s wall "
+            f"({d.achieved_speed}x achieved, {d.points} points, lock-step)")
+        if d.lockstep_timeouts:
+            d_notes = f"{len(d.lockstep_timeouts)} point(s) moved on after {LOCKSTEP_WAIT_SEC:g} s without every " \
+                      f"process (first: {d.lockstep_timeouts[0]}): results may differ from a slower run"
+            plan.notes.append(d_notes)
+        info = {"outcome": d.outcome, "run_dir": str(rd), "start": plan.start_ts, "end": end_ts,
+                "history_bars": plan.history, "notes": plan.notes, "trade_mode": cfg.TRADE_MODE,
+                "speed": "max" if o.speed == float("inf") else o.speed, "achieved_speed": d.achieved_speed,
+                "wall_sec": d.wall_sec, "points": d.points, "lockstep_timeouts": d.lockstep_timeouts,
+                "market_reached": int(stack.r.get("exec:clock") or 0) / 1000}
+        code = _report(out, cfg, o, agg_p, lines, info, say)
+        return code if d.outcome != "timed out" else 3
     finally:
         stack.stop()
 
 
-def _drive(out: Out, stack: ReplayStack, lines: list[tuple[float, str]], start_ts: int, end_ts: int,
-           timeout: float, say) -> str:
-    log = Path(stack.env["DELTASCOUT_LOG"])
-    fed = 0
-    closed_seen = 0
-    deadline = time.monotonic() + timeout
-    progress = None
-    if out.rich:
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-        progress = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"),
-                            TimeElapsedColumn(), console=out.console, transient=False)
-        task = progress.add_task("market", total=max(1, end_ts - start_ts), info="")
-        progress.start()
-    stack.go()
+def _report(out: Out, cfg, o: Options, agg_p: Path, lines: list[SignalLine], info: dict[str, Any], say) -> int:
+    from services.executorctl import chart, report
+    ctx = Ctx(cfg, out)
     try:
-        while True:
-            raw = stack.r.get("exec:clock")
-            now = int(raw) / 1000 if raw else float(start_ts)
-            while fed < len(lines) and lines[fed][0] <= now:
-                with open(log, "a", encoding="utf-8") as fh:
-                    fh.write(lines[fed][1].rstrip("\n") + "\n")
-                fed += 1
-                if progress is None:
-                    say(f"[{fmt_ts(now)}] signal {fed}/{len(lines)} fed")
-            closed = int(msgspec.json.decode(stack.r.get("exec:state") or b"{}").get("closed_count", 0))
-            if closed > closed_seen:
-                closed_seen = closed
-                if progress is None:
-                    say(f"[{fmt_ts(now)}] {closed} trade(s) closed")
-            if progress is not None:
-                progress.update(task, completed=max(0, now - start_ts),
-                                info=f"{fmt_ts(now)}  signals {fed}/{len(lines)}  closed {closed_seen}")
-            if fed == len(lines) and _idle(stack.r, fed):
-                return "finished: every signal handled, no position left"
-            if stack.paper_state().get("replay", {}).get("done"):
-                if fed < len(lines):
-                    say(f"{len(lines) - fed} signal line(s) later than the market data were not fed")
-                return "finished: end of the market data"
-            if time.monotonic() > deadline:
-                return "timed out"
-            for name, p in stack.procs.items():
-                if p.poll() is not None:
-                    raise CtlError(f"replay: {name} exited with {p.returncode}; see {stack.run_dir / 'logs' / name}.log")
-            time.sleep(0.05)  # the replay loop's polling interval (market time moves on its own)
+        pos = ctx.state().position
+        if pos is not None:
+            say(f"a position is still open at the end of the replay: {pos.trade_key} {pos.side} {pos.status} "
+                "(not in the report: only closed trades are)", "yellow")
+        info["open_position"] = pos.trade_key if pos is not None else None
+        rows = report.build(ctx)
+        tot = report.totals(rows)
+        replay_lines.account(ctx, lines, {r.trade_key for r in rows}, info["open_position"])
+        info["signal_lines"] = replay_lines.summary(lines)
+        if o.csv_path:
+            report.write_csv(Path(o.csv_path), rows)
+            replay_lines.write_csv(signals_csv_path(Path(o.csv_path)), lines)
+        if o.chart_path:
+            chart.draw(Path(o.chart_path), rows, agg_p, cfg.SYMBOL)
+        if out.as_json:
+            out.json({"trades": [jsonable(r) for r in rows], "totals": tot, "signals": replay_lines.as_json(lines),
+                      "csv": o.csv_path, "signals_csv": str(signals_csv_path(Path(o.csv_path))) if o.csv_path else None,
+                      "chart": o.chart_path, "replay": info})
+            return 0
+        report.render(ctx, rows, tot)
+        replay_lines.render(ctx, lines)
+        for note in info["notes"]:
+            out.line(f"note: {note}", "yellow")
+        if o.csv_path:
+            out.line(f"CSV: {o.csv_path} (trades), {signals_csv_path(Path(o.csv_path))} (signal lines)")
+        if o.chart_path:
+            out.line(f"chart: {o.chart_path}")
+        return 0
     finally:
-        if progress is not None:
-            progress.stop()
+        ctx.close()
+
+
+def _speed_text(speed: float) -> str:
+    return "the fastest speed" if speed == float("inf") else f"{speed:g}x"
+
+
+def signals_csv_path(trades_csv: Path) -> Path:
+    """Where the signal lines' CSV goes: next to the trades' CSV (trades.csv -> trades.signals.csv)."""
+    return trades_csv.with_name(trades_csv.stem + ".signals" + (trades_csv.suffix or ".csv"))

@@ -45,6 +45,7 @@ class Fill(msgspec.Struct):
     fee_quote: Decimal
     fee_other: dict[str, Decimal]
     at: float         # market time of the execution (s)
+    fee_base: Decimal = ZERO  # the part of the commission paid in the base asset (in base units)
 
 
 class TradeRow(msgspec.Struct, kw_only=True):
@@ -58,6 +59,7 @@ class TradeRow(msgspec.Struct, kw_only=True):
     tp1: Decimal | None = None
     tp2: Decimal | None = None
     r_unit: Decimal | None = None
+    sl_source: str = ""       # what set the initial stop: swing | pct (the plan's own word)
     entry_qty: Decimal = ZERO
     entry_quote: Decimal = ZERO
     avg_entry: Decimal = ZERO
@@ -68,6 +70,10 @@ class TradeRow(msgspec.Struct, kw_only=True):
     fees_quote: Decimal = ZERO
     fees_other: dict[str, Decimal] = {}
     gross_pnl: Decimal = ZERO
+    # Base left over once the trade is closed (bought - sold - base commissions): below the step or the minimum
+    # notional it cannot be sold. Its cost (at the average entry) is part of the net PnL.
+    dust_qty: Decimal = ZERO
+    dust_cost: Decimal = ZERO
     net_pnl: Decimal = ZERO
     gross_r: Decimal | None = None
     net_r: Decimal | None = None
@@ -137,15 +143,15 @@ def _exchange_fills(ctx: Ctx, keys: set[str], base: str, quote: str) -> dict[str
                                                o.cummulative_quote_qty, price, ZERO, {}, (o.update_time or o.time) / 1000))
             continue
         for t in trades:
-            fee_q, other = ZERO, {}
+            fee_q, fee_b, other = ZERO, ZERO, {}
             if t.commission_asset == quote:
                 fee_q = t.commission
             elif t.commission_asset == base:
-                fee_q = t.commission * t.price
+                fee_q, fee_b = t.commission * t.price, t.commission
             elif t.commission > 0:
                 other[t.commission_asset] = t.commission
             out.setdefault(tk, []).append(Fill(o.client_order_id, leg, how, o.side, o.type, t.qty, t.quote_qty,
-                                               t.price, fee_q, other, t.time / 1000))
+                                               t.price, fee_q, other, t.time / 1000, fee_b))
     return out
 
 
@@ -198,6 +204,7 @@ def _row(tk: str, evs: dict[str, list[Event]], closed: PositionEvent | None, fil
         row.side = str(d.get("side", ""))
         row.planned_entry, row.initial_stop = _d(d.get("entry")), _d(d.get("sl"))
         row.tp1, row.tp2, row.r_unit = _d(d.get("tp1")), _d(d.get("tp2")), _d(d.get("r"))
+        row.sl_source = str(d.get("sl_source") or "")
         row.opened_at = plan.at
     else:
         row.notes.append("entry_planned not in the audit trail (trimmed or adopted): plan unknown")
@@ -241,10 +248,18 @@ def _row(tk: str, evs: dict[str, list[Event]], closed: PositionEvent | None, fil
             row.avg_entry = _d(filled.data.get("avg_entry"))  # the product's own average (same fills)
         row.avg_exit = row.exit_quote / row.exit_qty if row.exit_qty else ZERO
         row.gross_pnl = (sign * (row.exit_quote - row.avg_entry * row.exit_qty)).quantize(Q4)
+        if entry and exits:
+            row.dust_qty = (sum((f.qty for f in fills if f.side == "BUY"), ZERO)
+                            - sum((f.qty for f in fills if f.side == "SELL"), ZERO)
+                            - sum((f.fee_base for f in fills), ZERO))
+        else:
+            row.notes.append("the exchange's records lack the entry or the exits: dust not counted")
     else:
         row.source = "events"
         _from_events(row, evs, pc, lc, sign)
-    row.net_pnl = (row.gross_pnl - row.fees_quote).quantize(Q4)
+        row.dust_qty = (_d(pc.data.get("dust")) if pc is not None else None) or ZERO
+    row.dust_cost = (row.dust_qty * row.avg_entry).quantize(Q4)
+    row.net_pnl = (row.gross_pnl - row.fees_quote - row.dust_cost).quantize(Q4)
     risk = (row.r_unit or ZERO) * row.exit_qty
     if risk > 0:
         row.gross_r = (row.gross_pnl / risk).quantize(Decimal("0.001"))
@@ -291,14 +306,28 @@ def _from_events(row: TradeRow, evs: dict[str, list[Event]], pc: Event | None, l
     row.notes.append("no exchange records of this trade's orders: fees unknown (0)")
 
 
+def equity(rows: list[TradeRow]) -> list[tuple[float, Decimal, Decimal]]:
+    """(close time, cumulative net PnL, drawdown from the best cumulative so far <= 0), in close order."""
+    out, cum, peak = [], ZERO, ZERO
+    for r in sorted(rows, key=lambda r: (r.closed_at, r.trade_key)):
+        cum += r.net_pnl
+        peak = max(peak, cum)
+        out.append((r.closed_at, cum, cum - peak))
+    return out
+
+
 def totals(rows: list[TradeRow]) -> dict[str, Any]:
     n = len(rows)
     wins = sum(1 for r in rows if r.net_pnl > 0)
     rs = [r.net_r for r in rows if r.net_r is not None]
+    curve = equity(rows)
     return {
         "trades": n, "wins": wins, "losses": n - wins, "win_rate": (wins / n) if n else None,
         "gross_pnl": sum((r.gross_pnl for r in rows), ZERO), "fees_quote": sum((r.fees_quote for r in rows), ZERO),
+        "dust_cost": sum((r.dust_cost for r in rows), ZERO),
         "net_pnl": sum((r.net_pnl for r in rows), ZERO), "net_r": sum(rs, ZERO),
+        "avg_r": (sum(rs, ZERO) / len(rs)).quantize(Decimal("0.001")) if rs else None,
+        "max_drawdown": min((dd for _t, _c, dd in curve), default=ZERO),
         "entry_qty": sum((r.entry_qty for r in rows), ZERO), "entry_quote": sum((r.entry_quote for r in rows), ZERO),
         "exit_qty": sum((r.exit_qty for r in rows), ZERO), "exit_quote": sum((r.exit_quote for r in rows), ZERO),
     }
@@ -326,26 +355,38 @@ def render(ctx: Ctx, rows: list[TradeRow], tot: dict[str, Any]) -> None:
         out.line("no closed trade in the positions/events streams")
         return
     legs = [k for k in LEG_ORDER if any(k in r.legs for r in rows)]
-    out.table(["trade", "side", "opened (UTC)", "duration", "entry", "qty", *legs, "fees", "PnL", "net", "net R",
-               "reason"],
+    out.table(["trade", "side", "opened (UTC)", "duration", "entry", "qty", *legs, "fees", "dust", "PnL", "net",
+               "net R", "reason"],
               [[r.trade_key, r.side, fmt_ts(r.opened_at)[:16], fmt_dur(r.duration_sec), _n(r.avg_entry), _n(r.entry_qty),
-                *(_leg_text(r.legs.get(k)) for k in legs), _n(r.fees_quote.quantize(Q4)), _n(r.gross_pnl),
-                _n(r.net_pnl), _n(r.net_r), r.reason] for r in rows],
+                *(_leg_text(r.legs.get(k)) for k in legs), _n(r.fees_quote.quantize(Q4)), _n(r.dust_cost),
+                _n(r.gross_pnl), _n(r.net_pnl), _n(r.net_r), r.reason] for r in rows],
               styles=["green" if r.net_pnl > 0 else "red" for r in rows],
-              wrap=range(1, 11 + len(legs)))  # all but the trade key may wrap on a narrow terminal
+              wrap=range(1, 12 + len(legs)))  # all but the trade key may wrap on a narrow terminal
+    render_plans(ctx, rows)
     for r in rows:
         for note in r.notes:
             out.line(f"  {r.trade_key}: {note}", "yellow")
     wr = tot["win_rate"]
-    out.line(f"total: {tot['trades']} trades, {tot['wins']} won, win rate {wr * 100:.1f}%  |  gross "
-             f"{_n(tot['gross_pnl'])}  fees {_n(tot['fees_quote'].quantize(Q4))}  net {_n(tot['net_pnl'])} "
-             f"({_n(tot['net_r'])} R)", "bold green" if tot["net_pnl"] > 0 else "bold red")
+    out.line(f"total: {tot['trades']} trades, {tot['wins']} won, win rate {wr * 100:.1f}%, average "
+             f"{_n(tot['avg_r'])} R  |  gross {_n(tot['gross_pnl'])}  fees {_n(tot['fees_quote'].quantize(Q4))}  "
+             f"dust {_n(tot['dust_cost'])}  net {_n(tot['net_pnl'])} ({_n(tot['net_r'])} R)  |  max drawdown "
+             f"{_n(tot['max_drawdown'])}", "bold green" if tot["net_pnl"] > 0 else "bold red")
+    out.line("net = PnL - fees (base commissions at the fill price) - dust (base left below the step or the "
+             "minimum notional, at the average entry)")
+
+
+def render_plans(ctx: Ctx, rows: list[TradeRow]) -> None:
+    """Each trade's plan as the engine made it (entry_planned), and the base it left behind."""
+    ctx.out.table(["trade", "planned entry", "stop", "TP1", "TP2", "R", "stop from", "filled at", "dust qty"],
+                  [[r.trade_key, _n(r.planned_entry), _n(r.initial_stop), _n(r.tp1), _n(r.tp2), _n(r.r_unit),
+                    r.sl_source or "-", _n(r.avg_entry), _n(r.dust_qty)] for r in rows],
+                  title="plans", wrap=range(1, 9))
 
 
 CSV_COLUMNS = ["trade_key", "side", "opened_at", "closed_at", "duration_sec", "planned_entry", "initial_stop", "tp1",
                "tp2", "r_unit", "entry_qty", "entry_quote", "avg_entry", "exit_qty", "exit_quote", "avg_exit",
                "tp1_exit", "tp2_exit", "trail_exit", "flatten_exit", "stop_moves", "fees_quote", "gross_pnl",
-               "net_pnl", "gross_r", "net_r", "reason", "source"]
+               "net_pnl", "gross_r", "net_r", "reason", "source", "sl_source", "dust_qty", "dust_cost"]
 
 
 def write_csv(path: Path, rows: list[TradeRow]) -> None:
@@ -362,7 +403,7 @@ def write_csv(path: Path, rows: list[TradeRow]) -> None:
                         *(_leg_text(r.legs.get(k)) if r.legs.get(k) else "" for k in LEG_ORDER),
                         ";".join(f"{m['leg']}:{m['stop']}({m['why']})" for m in r.stop_moves),
                         _c(r.fees_quote), _c(r.gross_pnl), _c(r.net_pnl), _c(r.gross_r), _c(r.net_r), r.reason,
-                        r.source])
+                        r.source, r.sl_source, _c(r.dust_qty), _c(r.dust_cost)])
 
 
 def _c(v: Any) -> str:

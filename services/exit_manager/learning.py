@@ -60,13 +60,17 @@ class Learning(ExitBase):
             pos = self._settle(pos, leg.name, leg.attempt, fills, "stream" if open_ is None else "rest") or pos
         return self._pos()
 
-    def _rest_read(self, pos: Position) -> tuple[dict[str, Order] | None, str]:
-        """The exchange's open orders by REST when a read is due and the budget allows it, else (None, "")."""
-        wall = time.time()
+    def _rest_reason(self, pos: Position, wall: float) -> str | None:
+        """Why a REST read of the open orders is due now (and the budget allows it), or None."""
+        if self.cfg.REPLAY_LOCKSTEP:
+            # Lock-step replay: the exchange's truth once at every market point (a stop gapped through is seen at
+            # the same point at any speed), never on wall-time cadences or a wall-minute budget.
+            due, self.replay_point = self.replay_point, False
+            return "replay_point" if due else None
         reason = rest_learn_reason(stream_ok=self.feed.stream_ok(), now=wall, last_rest=self.feed.last_rest,
                                    expect_since=self.feed.expect_since(), sweep_sec=self.cfg.EXIT_REST_SWEEP_SEC)
         if reason is None:
-            return None, ""
+            return None
         weight = self.feed.open_orders_weight
         if not self.feed.budget.take(weight, wall):
             if time.monotonic() - self._starved_logged >= STARVED_LOG_SEC:
@@ -74,7 +78,16 @@ class Learning(ExitBase):
                 self.rt.log.warning("rest_budget_exhausted", trade_key=pos.trade_key, reason=reason,
                                     budget_per_min=self.feed.budget.per_min, ip_used=self.client.used_weight,
                                     wait_sec=round(self.feed.budget.wait_sec(weight, wall), 2))
+            return None
+        return reason
+
+    def _rest_read(self, pos: Position) -> tuple[dict[str, Order] | None, str]:
+        """The exchange's open orders by REST when a read is due and the budget allows it, else (None, "")."""
+        wall = time.time()
+        reason = self._rest_reason(pos, wall)
+        if reason is None:
             return None, ""
+        weight = self.feed.open_orders_weight
         self.feed.polled(reason, weight)
         try:
             orders = self.client.open_orders(self.cfg.SYMBOL)

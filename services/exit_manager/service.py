@@ -25,6 +25,7 @@ from services.exit_manager.placement import Placement
 from services.exit_manager.stop_moves import StopMoves
 from shared.adapters.binance_rest import BinanceClient, BinanceError
 from shared.adapters.fee_rate import exit_fee_rate
+from shared.adapters.lockstep import LockStep
 from shared.adapters.redis_streams import Entry, GroupConsumer
 from shared.domain.exit_rules import exit_total, plan_legs
 from shared.domain.messages import Command
@@ -54,6 +55,7 @@ class ExitManager(Learning, Placement, StopMoves, Closing):
         self.feed = ExitFeed(rt, margin=bool(client.margin))
         self._starved_logged = 0.0     # monotonic: the last `rest_budget_exhausted` line (one per STARVED_LOG_SEC)
         self.manual = ManualCloseWatch(self)
+        self.replay_point = False      # lock-step replay: a new market point, the tick reads the exchange's truth
 
     # ---- the tick -------------------------------------------------------------------------------
 
@@ -169,20 +171,36 @@ def run(rt: Runtime) -> None:
     rt.store.sync_snapshot()
     rt.event("exit_manager_ready", state_version=rt.store.load().version)
     waker = Waker(rt.r, [rt.cfg.key("positions"), rt.cfg.key("orders"), rt.cfg.key("commands")])
+    # lock-step replay: every new market time gets a tick; an iteration with nothing to read acknowledges it
+    lockstep = LockStep(rt.r, rt.cfg.EXEC_PREFIX, PROCESS, rt.cfg.REPLAY_LOCKSTEP)
 
     def step() -> None:
         rt.beater.maybe_beat(mgr.feed.info())
-        waker.mark()  # before the reads: whatever arrives after them ends the wait below at once
-        for e in mgr.commands.read(block_ms=None, count=10):
+        lockstep.begin()
+        if lockstep.ws_behind:  # lock-step: this point's order updates are not all on `orders` yet
+            lockstep.wait(1000)
+            return
+        if not lockstep.enabled:
+            waker.mark()  # before the reads: whatever arrives after them ends the wait below at once
+        cmds = mgr.commands.read(block_ms=None, count=10)
+        for e in cmds:
             handle_entry(rt, e, lambda m: mgr.on_command(m) if isinstance(m, Command) else None, mgr.commands)
         woke = mgr.positions.read(block_ms=None, count=10)
         for e in woke:
             mgr.positions.ack(e.id)
         updates = mgr.feed.consumer.read(block_ms=None, count=50)
-        mgr.tick(force=bool(woke) or mgr.on_updates(updates))
+        force = bool(woke) or mgr.on_updates(updates) or lockstep.new_tick
+        mgr.replay_point = mgr.replay_point or lockstep.new_tick
+        if force or not lockstep.enabled:  # lock-step: no wall-time ticks in between (the same trades at any speed)
+            mgr.tick(force=force)
         for e in updates:  # after the tick: what they caused is in the state (or REST will tell again)
             mgr.feed.consumer.ack(e.id)
-        if not woke and not updates:
+        busy = bool(cmds or woke or updates)
+        lockstep.end(busy)
+        if lockstep.enabled:
+            if not busy:
+                lockstep.wait(1000)
+        elif not woke and not updates:
             waker.wait(50)
     run_guarded(rt, step)
 

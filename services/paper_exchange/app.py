@@ -66,7 +66,7 @@ class PaperApp:
         self.journal = journal.Journal(self.state_path.with_name(self.state_path.name + ".journal"), seq, s.fsync)
         self.cmd = journal.JournaledEngine(self.engine, self.journal)
         self.replay.write_feed_so_far()
-        self.clock = ClockPublisher(s.clock_redis_url, s.exec_prefix)
+        self.clock = ClockPublisher(s.clock_redis_url, s.exec_prefix, s.lockstep)
         self.clock.publish(self.engine.st.market_ms)
         self.snapshot()
         self._wake = threading.Event()
@@ -164,19 +164,30 @@ class PaperApp:
         self._wake.set()
 
     def run_replay(self) -> None:
-        """Replay thread body: one point every 15/speed wall seconds until stopped."""
+        """Replay thread body: one point every 15/speed wall seconds until stopped. The interval is measured from
+        the previous point's deadline, so the time spent playing a point is not added to it (a late point is
+        caught up, but never more than a second of lag is made up in a burst)."""
+        next_at = time.monotonic()
         while not self._stop.is_set():
             speed = self.speed
-            woke = self._wake.wait(None if speed <= 0 else 15.0 / speed)
+            if speed <= 0:
+                self._wake.wait(None)
+                self._wake.clear()
+                next_at = time.monotonic()
+                continue
+            next_at += 15.0 / speed
+            woke = self._wake.wait(max(0.0, next_at - time.monotonic()))
             self._wake.clear()
             if self._stop.is_set():
                 return
-            if woke or self.speed <= 0:
-                continue  # speed changed: recompute the interval
+            if woke:
+                next_at = time.monotonic()  # speed changed: the interval restarts now
+                continue
             if self.replay.cursor.done:
                 self._stop.wait(1.0)
                 continue
             self.advance(points=1)
+            next_at = max(next_at, time.monotonic() - 1.0)
 
     def stop(self) -> None:
         """Stop the replay thread."""

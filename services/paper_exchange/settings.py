@@ -52,6 +52,7 @@ class Settings(msgspec.Struct, frozen=True):
     margin_interest_hourly: Decimal = Decimal(0)
     fsync: bool = True
     exec_prefix: str = "exec:"
+    lockstep: bool = False  # REPLAY_LOCKSTEP: count user-data events for the lock-step replay (clock.py)
     ws_port: int = 8900  # WebSocket API (user data stream); PAPER_WS_PORT, default PAPER_PORT + 1, 0 = free port
     # The market file's own symbol (its prices are served unscaled) and SYMBOL's premium over it in basis
     # points: SYMBOL trades at feed price x (1 + basis_bps / 10000), rounded to the tick.
@@ -217,6 +218,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         margin_interest_hourly=_dec(env, "PAPER_MARGIN_INTEREST_HOURLY", Decimal(0), positive=False),
         fsync=_bool(env, "PAPER_FSYNC", True),
         exec_prefix=env.get("EXEC_PREFIX", "exec:"),
+        lockstep=_bool(env, "REPLAY_LOCKSTEP", False),
         ws_port=_ws_port(env),
         feed_symbol=(feed := _feed_symbol(env, symbol, base)), basis_bps=_basis(env, symbol, feed),
     )

@@ -90,6 +90,7 @@ class WsApiServer:
         self._server: Server | None = None
         self._sessions: set[_Session] = set()
         self._subscribed = 0  # sessions with at least one subscription (read by the engine thread)
+        self._subs_of: dict[str, int] = {}  # wallet -> open subscriptions (read by the engine thread: lock-step count)
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
         self._stopped: asyncio.Event | None = None
@@ -189,6 +190,7 @@ class WsApiServer:
         """The engine hook (engine thread, app lock held)."""
         wallet, events = self.builder.build(kind, obj, extra)  # built even unheard: keeps the baselines current
         if events and self._subscribed and self._loop is not None:
+            self.app.clock.count_ws_events(len(events) * self._subs_of.get(wallet, 0))
             self._loop.call_soon_threadsafe(self._publish, wallet, events)
 
     def _publish(self, wallet: str, events: list[dict[str, Any]]) -> None:
@@ -218,7 +220,9 @@ class WsApiServer:
         """Remove subscriptions, keeping the count of sessions that have any (the engine thread reads it)."""
         had = bool(sess.subs)
         for sid in sids:
-            sess.subs.pop(sid, None)
+            sub = sess.subs.pop(sid, None)
+            if sub is not None:
+                self._subs_of[sub.wallet] = self._subs_of.get(sub.wallet, 1) - 1
         if had and not sess.subs:
             self._subscribed -= 1
 
@@ -229,6 +233,7 @@ class WsApiServer:
         if not sess.subs:
             self._subscribed += 1
         sess.subs[sid] = sub
+        self._subs_of[sub.wallet] = self._subs_of.get(sub.wallet, 0) + 1
         log.info("user data stream subscription %d opened (%s)", sid, sub.wallet)
         return sid
 

@@ -18,6 +18,7 @@ from services.position_engine.signals import SignalHandler
 from services.position_engine.tracker import EntryTracker
 from services.position_engine.writer import PositionWriter
 from shared.adapters.binance_rest import BinanceClient
+from shared.adapters.lockstep import LockStep
 from shared.adapters.redis_streams import GroupConsumer
 from shared.domain.messages import Command, Signal
 from shared.domain.order_updates import OrderUpdate
@@ -44,18 +45,32 @@ class Engine:
         self.reconciler = Reconciler(rt, client, filters, self.writer, self.inputs)
         self.signals = GroupConsumer(rt.r, rt.cfg.key("signals"), PROCESS, PROCESS)
         self.commands = GroupConsumer(rt.r, rt.cfg.key("commands"), PROCESS, PROCESS, start_id="$")
+        self.lockstep = LockStep(rt.r, rt.cfg.EXEC_PREFIX, PROCESS, rt.cfg.REPLAY_LOCKSTEP)
 
     def step(self) -> None:
-        """One loop iteration: heartbeat, commands, order updates, the entry in progress, at most one signal."""
+        """One loop iteration: heartbeat, commands, order updates, the entry in progress, at most one signal.
+        In a lock-step replay, an iteration with nothing to read acknowledges the market time, then waits."""
         self.rt.beater.maybe_beat(self.feed.info())
+        self.lockstep.begin()
+        if self.lockstep.ws_behind:  # lock-step: this point's order updates are not all on `orders` yet
+            self.lockstep.wait(1000)
+            return
+        busy = False
         for e in self.commands.read(block_ms=None, count=10):
+            busy = True
             handle_entry(self.rt, e, self._command, self.commands)
         for e in self.feed.consumer.read(block_ms=None, count=50):
+            busy = True
             handle_entry(self.rt, e, self._order_update, self.feed.consumer)
         self.tracker.tick()
         self.inputs.warm()
-        for e in self.signals.read(block_ms=20 if self._entry_in_progress() else 200, count=1):
+        block = None if self.lockstep.enabled else (20 if self._entry_in_progress() else 200)
+        for e in self.signals.read(block_ms=block, count=1):
+            busy = True
             handle_entry(self.rt, e, self._signal, self.signals)
+        self.lockstep.end(busy)
+        if self.lockstep.enabled and not busy:
+            self.lockstep.wait(1000)  # woken by the next market time or by anything any process writes
 
     def _command(self, m: object) -> None:
         if isinstance(m, Command):

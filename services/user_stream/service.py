@@ -33,6 +33,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from websockets.sync.client import ClientConnection, connect
 
 from shared.adapters.binance_rest import BinanceClient, BinanceError, NotFound, sign
+from shared.adapters.lockstep import count_ws_event
 from shared.adapters.redis_streams import publish
 from shared.domain.order_updates import (
     ListUpdate, OrderUpdate, from_execution_report, from_list_status, from_rest, progress,
@@ -318,7 +319,11 @@ class UserStream:
     def _on_parsed(self, msg: Any) -> None:
         if not isinstance(msg, dict) or not isinstance(msg.get("event"), dict):
             return  # a late answer to an earlier request
-        ev = msg["event"]
+        self._on_event(msg["event"])
+        if self.cfg.REPLAY_LOCKSTEP:  # handled (published or old news): the replay driver may move on
+            count_ws_event(self.rt.r, self.cfg.EXEC_PREFIX, "ws_recv")
+
+    def _on_event(self, ev: dict[str, Any]) -> None:
         kind = ev.get("e")
         try:
             if kind == "executionReport":

@@ -1,0 +1,105 @@
+"""Benchmark: a whole day of real minute bars with its signals through `executorctl replay` (lock-step clock),
+at the fastest speed; optionally the same input at another speed (e.g. 60x), and whether the trades are identical.
+
+    .venv/bin/python bench/bench_replay.py                         # 2025-08-03, fastest: wall time, speed
+    .venv/bin/python bench/bench_replay.py --compare 60            # + the same day at 60x (24 min) and the diff
+    .venv/bin/python bench/bench_replay.py --hours 3 --compare 60  # a 3-hour slice
+
+The signals are generated, not DeltaScout's: a PEAK long at the close of every bar that is the lowest low of the
+last 30 minutes, at most one every 45 minutes (--gap), so the day has a dozen or so, some traded, some
+ignored (position open, cooldown). Prints the figures; exits 1 only when --compare finds different trades.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HOME = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(HOME))
+
+from shared.adapters.market_files import load_bars, write_bars  # noqa: E402
+
+MARKET = HOME.parent / "shared" / "data" / "market" / "BTCUSDT-1m-2025-08-01_2025-08-10.aggregated.csv"
+
+
+def peaks(bars, start: int, gap_min: int) -> list[str]:
+    """PEAK longs at local lows (lowest low of the previous 30 bars), at most one per `gap_min` minutes."""
+    out, last = [], -10**9
+    for i in range(max(start, 30), len(bars) - 5):
+        if bars[i].low <= min(b.low for b in bars[i - 30:i]) and i - last >= gap_min:
+            ts = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(bars[i].ts + 60))
+            out.append(json.dumps({"ts": ts, "action": "PEAK", "source": "DeltaScout", "kind": "long",
+                                   "price": float(bars[i].close), "delta": 1.0, "vol": 1.0, "imb": 0.5}))
+            last = i
+    return out
+
+
+def replay(agg: Path, signals: Path, speed: str, run_dir: Path, start: int) -> dict:
+    t0 = time.monotonic()
+    res = subprocess.run([sys.executable, "-m", "services.executorctl", "replay", "--agg", str(agg), "--signals",
+                          str(signals), "--speed", speed, "--start", str(start), "--dir", str(run_dir), "--timeout", "7200", "--json"],
+                         cwd=HOME, capture_output=True, text=True, check=False)
+    if res.returncode != 0:
+        raise SystemExit(f"replay at {speed} failed ({res.returncode}):\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}")
+    doc = json.loads(res.stdout)
+    doc["command_sec"] = time.monotonic() - t0
+    return doc
+
+
+def trades_of(doc: dict) -> list[tuple]:
+    """What must not depend on the speed: each trade's key, exits per leg, PnL, reason."""
+    return [(t["trade_key"], t["side"], t["avg_entry"], t["entry_qty"],
+             tuple(sorted((k, str(v.get("qty")), str(v.get("price"))) for k, v in t["legs"].items())),
+             t["gross_pnl"], t["net_pnl"], t["reason"]) for t in doc["trades"]]
+
+
+def show(label: str, doc: dict) -> None:
+    rp, tot = doc["replay"], doc["totals"]
+    print(f"{label}: {rp['points']} points, {(rp['market_reached'] - rp['start']) / 3600:.2f} h of market in "
+          f"{rp['wall_sec']:.1f} s wall (command {doc['command_sec']:.1f} s incl. start/stop and report), "
+          f"achieved {rp['achieved_speed']}x; lock-step timeouts {len(rp['lockstep_timeouts'])}")
+    print(f"{label}: {tot['trades']} trades, net {tot['net_pnl']}, signal lines {rp['signal_lines']}")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--day", default="2025-08-03", help="UTC day of the 2025-08 file (default 2025-08-03)")
+    ap.add_argument("--hours", type=float, default=24.0, help="replay this many hours from 00:00 (default 24)")
+    ap.add_argument("--compare", help="also replay at this speed (e.g. 60) and compare the trades")
+    ap.add_argument("--gap", type=int, default=45, help="minutes between generated signals at least")
+    args = ap.parse_args()
+    bars, _ = load_bars(MARKET)
+    day0 = int(time.mktime(time.strptime(args.day, "%Y-%m-%d"))) - time.timezone
+    first = next(i for i, b in enumerate(bars) if b.ts >= day0)
+    lo, hi = max(0, first - 400), first + int(args.hours * 60)
+    with tempfile.TemporaryDirectory(prefix="bench-replay-") as tmp:
+        agg, sig = Path(tmp) / "day.aggregated.csv", Path(tmp) / "signals.jsonl"
+        write_bars(agg, bars[lo:hi])
+        lines = peaks(bars[lo:hi], first - lo, args.gap)
+        sig.write_text("\n".join(lines) + "\n")
+        print(f"input: {MARKET.name} {args.day} +{args.hours:g} h ({hi - first} bars after 400 of history), "
+              f"{len(lines)} generated signal lines")
+        fast = replay(agg, sig, "max", Path(tmp) / "fast", bars[first].ts)
+        show("fastest", fast)
+        print(f"FIGURE replay_day_wall_sec={fast['replay']['wall_sec']:.1f} (target < 60 for 24 h)")
+        if not args.compare:
+            return 0
+        slow = replay(agg, sig, args.compare, Path(tmp) / "slow", bars[first].ts)
+        show(f"{args.compare}x", slow)
+        same = trades_of(fast) == trades_of(slow)
+        outcomes = [(s["n"], s["outcome"], s["trade_key"]) for s in fast["signals"]] == \
+                   [(s["n"], s["outcome"], s["trade_key"]) for s in slow["signals"]]
+        print(f"FIGURE identical_trades={same} identical_signal_outcomes={outcomes}")
+        for x, y in zip(trades_of(fast), trades_of(slow)):
+            if x != y:
+                print(f"  differs: fastest {x}\n           {args.compare}x     {y}")
+        return 0 if same and outcomes else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

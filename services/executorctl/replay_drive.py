@@ -1,0 +1,192 @@
+"""The replay's market driver: lock-step (shared/adapters/lockstep.py). Play a point on the paper exchange, feed
+the --signals lines due by then, publish the point, wait until every process has acted on it; at a finite --speed
+never ahead of the wall clock. Returns how it went (Drive): outcome, points, wall time, achieved speed."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import redis
+import http.client
+import json
+
+from services.executorctl.ctx import CtlError, Out, fmt_ts
+from services.executorctl.replay_lines import SignalLine
+from shared.adapters.lockstep import Conductor
+from shared.adapters.redis_streams import publish
+from shared.domain.messages import Event
+
+IDLE_RECONNECT_SEC = 60.0  # the exchange closes keep-alive connections idle for 120 s
+LOCKSTEP_WAIT_SEC = 10.0   # longest wall wait for one market point before moving on (lockstep_timeout)
+
+
+def _idle(r: redis.Redis, fed: int) -> bool:
+    """Every fed line has been read (a signal or a reject), the engine has taken every signal, no position."""
+    if r.xlen("exec:signals") + r.xlen("exec:rejects") < fed:
+        return False
+    try:
+        groups = {(g["name"].decode() if isinstance(g["name"], bytes) else g["name"]): g
+                  for g in r.xinfo_groups("exec:signals")}
+    except redis.ResponseError:
+        groups = {}
+    g = groups.get("position_engine")
+    if r.xlen("exec:signals") and (g is None or g.get("pending") or g.get("lag")):
+        return False
+    raw = r.get("exec:state")
+    if raw is None:
+        return True
+    return msgspec.json.decode(raw).get("position") is None
+
+
+def _feed(log: Path, ln: SignalLine, now: float) -> int:
+    """Append one line to DELTASCOUT_LOG, remembering the byte offset ingest will report for it; the new size."""
+    with open(log, "ab") as fh:
+        ln.offset = fh.tell()
+        fh.write(ln.raw + b"\n")
+        ln.fed_at = now
+        return fh.tell()
+
+
+class Drive(msgspec.Struct, kw_only=True):
+    """How the market was driven: outcome, points played, wall time, and every point that was not settled."""
+    outcome: str = ""
+    points: int = 0
+    wall_sec: float = 0.0
+    market_sec: float = 0.0
+    achieved_speed: float | None = None
+    lockstep_timeouts: list[dict[str, Any]] = []
+
+
+class Driver:
+    """Lock-step: play a point, feed the lines due, publish the point, wait until every process has acted on it
+    (shared/adapters/lockstep.py); at a finite speed, never ahead of the wall clock. At the fastest speed a
+    stretch with no position, no order and no signal due is played in one call (nothing can happen in it)."""
+
+    def __init__(self, stack, lines: list[SignalLine], start_ts: int, speed: float, wait_sec: float):
+        self.stack, self.lines, self.start_ts, self.speed = stack, lines, start_ts, speed
+        self.log = Path(stack.env["DELTASCOUT_LOG"])
+        self.conductor = Conductor(stack.r, "exec:", str(self.log), wait_sec)
+        self.fed = 0
+        self.log_size = 0
+        self.now_ms = start_ts * 1000
+        self.done = False
+        self.open_orders = 0
+        # one kept-alive connection, plain http.client: a point costs one small request, not a session's overhead
+        self.http = http.client.HTTPConnection("127.0.0.1", int(stack.env["PAPER_PORT"]), timeout=60)
+        self._last_http = time.monotonic()
+
+    def settle_point(self) -> None:
+        """Feed what is due at the current market time, publish it, wait for every process."""
+        now = self.now_ms / 1000
+        while self.fed < len(self.lines) and (self.lines[self.fed].ts is None or self.lines[self.fed].ts <= now):
+            self.log_size = _feed(self.log, self.lines[self.fed], now)
+            self.fed += 1
+        self.conductor.tick(self.now_ms)
+        late = self.conductor.settle(self.log_size, self.now_ms)
+        if late:
+            publish(self.stack.r, "exec:events", Event(service="replay", kind="lockstep_timeout", at=now, data={
+                "waiting_for": late, "wait_sec": self.conductor.wait_sec}), 100_000)
+
+    def flat(self) -> bool:
+        raw = self.stack.r.get("exec:state")
+        return self.open_orders == 0 and (raw is None or msgspec.json.decode(raw).get("position") is None)
+
+    def step(self, t0_wall: float) -> int:
+        """Play the next point (or, at the fastest speed and flat, every point up to the next signal)."""
+        body: dict[str, Any] = {"points": 1}
+        if self.speed == float("inf") and self.fed < len(self.lines) and self.flat():
+            nxt = self.lines[self.fed].ts
+            if nxt is not None and nxt > self.now_ms / 1000 + 15:
+                body = {"to_ts": int(nxt)}
+        doc = self._advance(body)
+        if doc["advanced"] == 0 and "to_ts" in body:
+            return self.step_one()
+        self._took(doc)
+        if self.speed != float("inf"):  # never ahead of the wall clock at the asked speed
+            ahead = t0_wall + (self.now_ms / 1000 - self.start_ts) / self.speed - time.monotonic()
+            if ahead > 0:
+                time.sleep(ahead)  # pacing: the market must not run faster than --speed
+        return doc["advanced"]
+
+    def step_one(self) -> int:
+        doc = self._advance({"points": 1})
+        self._took(doc)
+        return doc["advanced"]
+
+    def _advance(self, body: dict[str, Any]) -> dict[str, Any]:
+        """POST /admin/advance on the kept-alive connection. Never re-sent: a lost answer could mean a point
+        played twice. The exchange closes connections idle for 120 s, so a long pause reconnects first."""
+        if time.monotonic() - self._last_http > IDLE_RECONNECT_SEC:
+            self.http.close()
+        try:
+            self.http.request("POST", "/admin/advance", body=json.dumps(body).encode(),
+                              headers={"Content-Type": "application/json"})
+            res = self.http.getresponse()
+            raw = res.read()
+        except (http.client.HTTPException, OSError) as e:
+            raise CtlError(f"replay: the paper exchange did not answer /admin/advance {body}: {e}") from None
+        self._last_http = time.monotonic()
+        if res.status != 200:
+            raise CtlError(f"replay: the paper exchange refused /admin/advance {body}: {res.status} {raw[:200]!r}")
+        return json.loads(raw)
+
+    def _took(self, doc: dict[str, Any]) -> None:
+        self.now_ms = int(doc["market_ts_ms"])
+        self.done = bool(doc["replay"]["done"])
+        self.open_orders = int(doc.get("open_orders", 0))
+
+
+def drive(out: Out, stack, lines: list[SignalLine], start_ts: int, end_ts: int,
+           speed: float, timeout: float, say) -> Drive:
+    drv = Driver(stack, lines, start_ts, speed, LOCKSTEP_WAIT_SEC)
+    res = Drive()
+    closed_seen = 0
+    t0 = time.monotonic()
+    deadline = t0 + timeout
+    progress = None
+    if out.rich:
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+        progress = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"),
+                            TimeElapsedColumn(), console=out.console, transient=False)
+        task = progress.add_task("market", total=max(1, end_ts - start_ts), info="")
+        progress.start()
+    try:
+        while True:
+            fed_before = drv.fed
+            drv.settle_point()
+            now = drv.now_ms / 1000
+            if progress is None and drv.fed > fed_before:
+                say(f"[{fmt_ts(now)}] signal line(s) {fed_before + 1}-{drv.fed} of {len(lines)} fed")
+            closed = int(msgspec.json.decode(stack.r.get("exec:state") or b"{}").get("closed_count", 0))
+            if closed > closed_seen:
+                closed_seen = closed
+                if progress is None:
+                    say(f"[{fmt_ts(now)}] {closed} trade(s) closed")
+            if progress is not None:
+                progress.update(task, completed=max(0, now - start_ts),
+                                info=f"{fmt_ts(now)}  signals {drv.fed}/{len(lines)}  closed {closed_seen}")
+            if drv.fed == len(lines) and drv.flat() and _idle(stack.r, drv.fed):
+                res.outcome = "finished: every signal handled, no position left"
+                break
+            if drv.done:
+                if drv.fed < len(lines):
+                    say(f"{len(lines) - drv.fed} signal line(s) later than the market data were not fed")
+                res.outcome = "finished: end of the market data"
+                break
+            if time.monotonic() > deadline:
+                res.outcome = "timed out"
+                break
+            for name, p in stack.procs.items():
+                if p.poll() is not None:
+                    raise CtlError(f"replay: {name} exited with {p.returncode}; see {stack.run_dir / 'logs' / name}.log")
+            res.points += drv.step(t0)
+    finally:
+        if progress is not None:
+            progress.stop()
+    res.wall_sec = round(time.monotonic() - t0, 3)
+    res.market_sec = drv.now_ms / 1000 - start_ts
+    res.achieved_speed = round(res.market_sec / res.wall_sec, 1) if res.wall_sec > 0 else None
+    res.lockstep_timeouts = drv.conductor.timeouts
+    return res
