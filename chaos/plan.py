@@ -37,7 +37,7 @@ class Action(msgspec.Struct, frozen=True):
 def tp2_moments(bars: Sequence[Bar], cfg: Config, f: SymbolFilters, lo: int, hi: int,
                 horizon: int = 120) -> list[int]:
     """Bar indexes in [lo, hi) where a long signal at the bar's close reaches TP2 before its stop (simulated
-    with the product's own plan: services/demo/moment.py)."""
+    with the product's own plan: shared/domain/moments.py)."""
     out = []
     for i in range(max(lo, cfg.SWING_MINS), min(hi, len(bars) - 2)):
         plan = plan_at(bars, i, cfg, f)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from services.demo.moment import find_moment
+from shared.domain.moments import find_moment
 from shared.adapters.market_files import write_bars
 from shared.config import load_config
 from shared.domain.symbol import SymbolFilters

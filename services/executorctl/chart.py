@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-from services.executorctl.report import TradeRow, equity
+from services.executorctl.trade_rows import TradeRow, equity
 from shared.adapters.market_files import load_bars
 from shared.domain.bars import BadHeader
 

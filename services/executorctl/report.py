@@ -14,15 +14,13 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import msgspec
-
 from services.executorctl.ctx import CtlError, Ctx, decode_row, fmt_dur, fmt_ts, human, jsonable
+from services.executorctl.trade_rows import ZERO, Fill, TradeRow, equity
 from shared.domain.bars import parse_ts
 from shared.domain.messages import Event, PositionEvent
 from shared.domain.order_ids import LEG_CODES, trade_key_of
 from shared.domain.orders import Order, Trade
 
-ZERO = Decimal(0)
 _CODE_LEG = {v: k for k, v in LEG_CODES.items()}
 # Which exit leg an order belongs to, and how it exits, from its client id's leg code.
 _EXIT_OF = {"p1": ("tp1", "tp"), "s1": ("tp1", "stop"), "p2": ("tp2", "tp"), "s2": ("tp2", "stop"),
@@ -30,59 +28,6 @@ _EXIT_OF = {"p1": ("tp1", "tp"), "s1": ("tp1", "stop"), "p2": ("tp2", "tp"), "s2
 EVENT_KINDS = {"entry_planned", "entry_filled", "stop_move", "leg_settled", "leg_placed", "position_closed",
                "flatten_requested", "flatten_filled", "break_even_done", "trailing_on", "manual_close_detected"}
 Q4 = Decimal("0.0001")
-
-
-class Fill(msgspec.Struct):
-    """One execution of one of the trade's orders."""
-    client_id: str
-    leg: str          # entry | tp1 | tp2 | trail | flatten
-    how: str          # entry | tp | stop | flatten
-    side: str
-    order_type: str
-    qty: Decimal
-    quote: Decimal
-    price: Decimal
-    fee_quote: Decimal
-    fee_other: dict[str, Decimal]
-    at: float         # market time of the execution (s)
-    fee_base: Decimal = ZERO  # the part of the commission paid in the base asset (in base units)
-
-
-class TradeRow(msgspec.Struct, kw_only=True):
-    """One closed trade as the report shows it."""
-    trade_key: str
-    side: str = ""
-    opened_at: float = 0.0
-    closed_at: float = 0.0
-    planned_entry: Decimal | None = None
-    initial_stop: Decimal | None = None
-    tp1: Decimal | None = None
-    tp2: Decimal | None = None
-    r_unit: Decimal | None = None
-    sl_source: str = ""       # what set the initial stop: swing | pct (the plan's own word)
-    entry_qty: Decimal = ZERO
-    entry_quote: Decimal = ZERO
-    avg_entry: Decimal = ZERO
-    exit_qty: Decimal = ZERO
-    exit_quote: Decimal = ZERO
-    avg_exit: Decimal = ZERO
-    legs: dict[str, dict[str, Any]] = {}
-    fees_quote: Decimal = ZERO
-    fees_other: dict[str, Decimal] = {}
-    gross_pnl: Decimal = ZERO
-    # Base left over once the trade is closed (bought - sold - base commissions): below the step or the minimum
-    # notional it cannot be sold. Its cost (at the average entry) is part of the net PnL.
-    dust_qty: Decimal = ZERO
-    dust_cost: Decimal = ZERO
-    net_pnl: Decimal = ZERO
-    gross_r: Decimal | None = None
-    net_r: Decimal | None = None
-    reason: str = ""
-    duration_sec: float | None = None
-    stop_moves: list[dict[str, Any]] = []
-    fills: list[Fill] = []
-    source: str = "exchange"   # exchange: fills from the exchange's records; events: from the audit trail only
-    notes: list[str] = []
 
 
 # ---- reading the streams ------------------------------------------------------------------------------
@@ -304,16 +249,6 @@ def _from_events(row: TradeRow, evs: dict[str, list[Event]], pc: Event | None, l
     for lg in row.legs.values():
         lg["price"] = (lg["quote"] / lg["qty"]).quantize(Decimal("0.01")) if lg["qty"] and lg["quote"] else ZERO
     row.notes.append("no exchange records of this trade's orders: fees unknown (0)")
-
-
-def equity(rows: list[TradeRow]) -> list[tuple[float, Decimal, Decimal]]:
-    """(close time, cumulative net PnL, drawdown from the best cumulative so far <= 0), in close order."""
-    out, cum, peak = [], ZERO, ZERO
-    for r in sorted(rows, key=lambda r: (r.closed_at, r.trade_key)):
-        cum += r.net_pnl
-        peak = max(peak, cum)
-        out.append((r.closed_at, cum, cum - peak))
-    return out
 
 
 def totals(rows: list[TradeRow]) -> dict[str, Any]:
