@@ -19,6 +19,7 @@ from shared.runtime import Runtime
 
 K_REFRESH_SEC = 5.0    # wall s between two reads of the books in the idle loop
 K_MAX_AGE_SEC = 15.0   # wall s: an older k is read again on the signal's path (the original reads it every time)
+K_STALE_OK_SEC = 300.0  # wall s: when the books cannot be read, a k this young is still used (an event says so)
 _SLACK_ROWS = 30       # rows after the signal's bar that the cached tail keeps (the feed runs ahead of a late signal)
 
 
@@ -51,7 +52,15 @@ class PlanInputs:
         if not self.reprice:
             return Decimal(1)
         if time.time() - self._k_at > K_MAX_AGE_SEC:
-            self._read_k()
+            try:
+                self._read_k()
+            except BasisUnavailable as e:
+                if self._k_at <= 0 or time.time() - self._k_at > K_STALE_OK_SEC:
+                    raise
+                # the basis moves by basis points over hours: a k of a few minutes ago prices the plan as well,
+                # and the entry's own send decides whether the exchange is there
+                self.rt.event("basis_stale", level="warning", k=self._k, age_sec=round(time.time() - self._k_at, 1),
+                              reason=str(e))
         return self._k
 
     def _read_k(self) -> None:
