@@ -3,34 +3,42 @@ budgeted fallback; settling each leg's attempt, re-protecting a partial take-pro
 from __future__ import annotations
 
 import time
-from decimal import Decimal
 
-from services.exit_manager.base import ExitBase, TickAborted
-from shared.adapters.binance_rest import RateLimited, UnknownOutcome
+from services.exit_manager.counting import LegCounter
+from services.exit_manager.exchange import ExitExchange, TickAborted
+from services.exit_manager.order_feed import ExitFeed
+from services.exit_manager.store import PositionStore
+from shared.adapters.binance_rest import BinanceClient, RateLimited, UnknownOutcome
 from shared.domain.exit_rules import (
-    LegFills,
-    count_attempt,
     immediate_reason,
     leg_ids,
     oco_stop_lost,
+    past_limit,
     read_attempt,
-    remaining,
     rest_learn_reason,
     stream_view,
-    with_ids,
 )
 from shared.domain.orders import Order, order_is_open
 from shared.domain.position import Leg, Position
+from shared.runtime import Runtime
 
 
 NOT_FOUND_GRACE_SEC = 3.0
 STARVED_LOG_SEC = 10.0  # a REST budget that refuses every other tick is one log line per this, not one per tick
 
 
-class Learning(ExitBase):
-    """The learning step of a tick."""
+class FillLearner:
+    """The learning step of a tick: what the exchange did with the resting legs, counted into them."""
 
-    def _learn(self, pos: Position) -> Position | None:
+    def __init__(self, rt: Runtime, client: BinanceClient, feed: ExitFeed, store: PositionStore,
+                 exchange: ExitExchange, counter: LegCounter) -> None:
+        self.rt, self.cfg, self.client, self.feed = rt, rt.cfg, client, feed
+        self.store, self.exchange, self.counter = store, exchange, counter
+        self._starved_logged = 0.0     # monotonic: the last `rest_budget_exhausted` line (one per STARVED_LOG_SEC)
+        self.replay_point = False      # lock-step replay: a new market point, the tick reads the exchange's truth
+
+    def learn(self, pos: Position) -> Position | None:
+        """Settle what the exchange's records say of each resting leg; the position afterwards (None: gone)."""
         if not any(leg.status == "PLACED" for leg in pos.legs):
             return pos  # nothing resting to learn about
         open_, reason = self._rest_read(pos)
@@ -46,7 +54,7 @@ class Learning(ExitBase):
                 if all(i in open_ and self.feed.final(i) is None for i in ids):
                     self._check_gap(pos, leg, open_[leg.stop_client_id], fresh=True)
                     continue
-                orders = {i: self.feed.final(i) or open_.get(i) or self._query(i, poll=reason) for i in ids}
+                orders = {i: self.feed.final(i) or open_.get(i) or self.exchange.query(i, poll=reason) for i in ids}
                 if any(o is None for o in orders.values()) and time.time() - leg.placed_at < NOT_FOUND_GRACE_SEC:
                     continue  # -2013 right after placing is not proof of absence
                 known = {k: v for k, v in orders.items() if v is not None}
@@ -57,8 +65,8 @@ class Learning(ExitBase):
                 elif oco_stop_lost(leg, known):
                     pos = self._reprotect(pos, leg) or pos
                 continue
-            pos = self._settle(pos, leg.name, leg.attempt, fills, "stream" if open_ is None else "rest") or pos
-        return self._pos()
+            pos = self.counter.settle(pos, leg.name, leg.attempt, fills, "stream" if open_ is None else "rest") or pos
+        return self.store.pos()
 
     def _rest_reason(self, pos: Position, wall: float) -> str | None:
         """Why a REST read of the open orders is due now (and the budget allows it), or None."""
@@ -105,42 +113,18 @@ class Learning(ExitBase):
         """The take-profit of an OCO partially filled and the exchange expired its stop: cancel the rest of the
         take-profit and place a new OCO (take-profit + stop) for what is really held. While the market is still at
         or beyond the take-profit a new LIMIT_MAKER would be refused, and the take-profit keeps filling: wait."""
-        px = self._executable(pos.side)
+        px = self.exchange.executable(pos.side)
         if px is None or immediate_reason(pos.side, leg, px):
             self.rt.log.info("tp_partial_wait", trade_key=pos.trade_key, leg=leg.name, market=str(px))
             return None
-        self._cancel_old(leg_ids(pos.trade_key, leg.name, leg.attempt))
-        orders = {i: self._query(i) for i in (leg.tp_client_id, leg.stop_client_id)}
+        self.exchange.cancel_old(leg_ids(pos.trade_key, leg.name, leg.attempt))
+        orders = {i: self.exchange.query(i) for i in (leg.tp_client_id, leg.stop_client_id)}
         fills = read_attempt(leg, {k: v for k, v in orders.items() if v is not None})
         if fills.open:
             raise TickAborted(f"{leg.name}: take-profit still open after cancel")
         self.rt.event("leg_reprotect", pos.trade_key, level="warning", leg=leg.name, attempt=leg.attempt,
                       filled=fills.qty, reason="oco stop expired after a partial take-profit")
-        return self._settle(pos, leg.name, leg.attempt, fills)
-
-    def _settle(self, pos: Position, name: str, attempt: int, fills: LegFills,
-                source: str = "rest") -> Position | None:
-        """Count an attempt's fills into its leg; the leg is DONE when nothing tradeable remains, else it
-        goes back to NEW (orders cancelled outside, or a partial fill) to protect the rest."""
-        def fn(p: Position, leg: Leg) -> None:
-            if count_attempt(leg, attempt, fills, self.f) and leg.status == "PLACED":
-                leg.attempt += 1
-                leg.status = "NEW"
-                with_ids(leg, p.trade_key)
-        p = self._mutate_leg(pos.trade_key, name, fn)
-        if p is not None:
-            leg = next(lg for lg in p.legs if lg.name == name)
-            level = "info" if leg.status == "DONE" else "warning"
-            self.rt.event("leg_settled", p.trade_key, level=level, leg=name, attempt=attempt, filled=fills.qty,
-                          quote=fills.quote, reason=fills.reason, status=leg.status, remaining=remaining(leg),
-                          source=source)
-            self._report_dust(p, leg)
-        return p
-
-    def _report_dust(self, pos: Position, leg: Leg) -> None:
-        if leg.status == "DONE" and remaining(leg) > 0:
-            self.rt.event("leg_dust", pos.trade_key, level="warning", leg=leg.name, qty=remaining(leg),
-                          min_qty=self.f.min_qty, action="left in the account (below the exchange's minimum)")
+        return self.counter.settle(pos, leg.name, leg.attempt, fills)
 
     def _check_gap(self, pos: Position, leg: Leg, stop: Order, fresh: bool = False) -> None:
         """A triggered stop-limit whose limit the market has gapped through rests unfilled: close the rest at market.
@@ -150,19 +134,14 @@ class Learning(ExitBase):
         just made (`fresh`), the exchange is asked again, and only a stop still resting unfilled is a gap."""
         if not stop.is_working or stop.type not in ("STOP_LOSS_LIMIT", "STOP_LOSS"):
             return
-        px = self._executable(pos.side)
-        if px is None or not self._past_limit(pos.side, px, stop.price):
+        px = self.exchange.executable(pos.side)
+        if px is None or not past_limit(pos.side, px, stop.price):
             return
         if not fresh:
-            now = self._query(stop.client_order_id)
+            now = self.exchange.query(stop.client_order_id)
             if now is None or not order_is_open(now) or not now.is_working:
                 self.rt.log.info("stop_triggered_then_filled", trade_key=pos.trade_key, leg=leg.name,
                                  status=now.status if now is not None else None)
                 return  # it filled (or is filling): the next learn settles it
         self.rt.event("stop_gapped", pos.trade_key, level="error", leg=leg.name, limit=stop.price, market=px)
-        self._request_flatten(pos, "stop_gapped")
-
-    @staticmethod
-    def _past_limit(side: str, market: Decimal, limit: Decimal) -> bool:
-        """The market is beyond a triggered stop-limit's limit: it cannot fill there."""
-        return market < limit if side == "long" else market > limit
+        self.store.request_flatten(pos, "stop_gapped")

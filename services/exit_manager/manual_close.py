@@ -11,16 +11,19 @@ from __future__ import annotations
 
 import time
 from decimal import Decimal
-from typing import TYPE_CHECKING
 
+from services.exit_manager.closing import Closer
+from services.exit_manager.counting import LegCounter
+from services.exit_manager.exchange import ExitExchange
 from services.exit_manager.holdings import base_net, foreign_fills
-from shared.adapters.binance_rest import BinanceError
-from shared.domain.exit_rules import leg_ids, leg_spent, read_attempt, share_out
+from services.exit_manager.order_feed import ExitFeed
+from services.exit_manager.store import PositionStore
+from shared.adapters.binance_rest import BinanceClient, BinanceError
+from shared.domain.exit_rules import held_qty, leg_ids, leg_spent, read_attempt, share_out
 from shared.domain.holdings import exposure_gap, gap_tolerance, manual_booking, traded_qty, wallet_baseline
 from shared.domain.position import Position
-
-if TYPE_CHECKING:
-    from services.exit_manager.service import ExitManager
+from shared.domain.symbol import SymbolFilters
+from shared.runtime import Runtime
 
 WALLET_WEIGHT = 10  # GET /sapi/v1/margin/account | /sapi/v1/margin/isolated/account (IP weight)
 
@@ -28,8 +31,10 @@ WALLET_WEIGHT = 10  # GET /sapi/v1/margin/account | /sapi/v1/margin/isolated/acc
 class ManualCloseWatch:
     """Detects and books a manual close; the exit manager calls it before it acts on a tick."""
 
-    def __init__(self, mgr: ExitManager) -> None:
-        self.mgr, self.rt, self.cfg, self.client, self.f = mgr, mgr.rt, mgr.cfg, mgr.client, mgr.f
+    def __init__(self, rt: Runtime, client: BinanceClient, f: SymbolFilters, fee_rate: Decimal, feed: ExitFeed,
+                 store: PositionStore, exchange: ExitExchange, counter: LegCounter, closer: Closer) -> None:
+        self.rt, self.cfg, self.client, self.f, self.fee_rate = rt, rt.cfg, client, f, fee_rate
+        self.feed, self.store, self.exchange, self.counter, self.closer = feed, store, exchange, counter, closer
         self._next_check = 0.0          # monotonic: the wallet's next read on the sweep's cadence
         self._unexplained: set[tuple[str, Decimal]] = set()  # (trade, gap) already alerted as not a trade
 
@@ -42,15 +47,15 @@ class ManualCloseWatch:
             return pos
         if any(lg.status not in ("PLACED", "DONE") for lg in pos.legs) or not pos.legs:
             return pos  # legs being placed or moved: their fills are not all counted yet
-        if pos.wallet_base0 is not None and time.monotonic() < self._next_check and not self.mgr.feed.foreign_trade:
+        if pos.wallet_base0 is not None and time.monotonic() < self._next_check and not self.feed.foreign_trade:
             return pos
-        if not self.mgr.feed.budget.take(WALLET_WEIGHT, time.time()):
+        if not self.feed.budget.take(WALLET_WEIGHT, time.time()):
             return pos
         self._next_check = time.monotonic() + self.cfg.EXIT_REST_SWEEP_SEC
-        self.mgr.feed.foreign_trade = False
-        self.mgr.feed.poll_weight += WALLET_WEIGHT
+        self.feed.foreign_trade = False
+        self.feed.poll_weight += WALLET_WEIGHT
         self.check(pos)
-        return self.mgr._pos()
+        return self.store.pos()
 
     def check(self, pos: Position) -> bool:
         """Read the wallet; True when coins were booked as closed by hand. The first read sets the baseline."""
@@ -60,7 +65,7 @@ class ManualCloseWatch:
         if pos.wallet_base0 is None:
             self._set_baseline(pos, net)
             return False
-        fee = self.mgr.fee_rate
+        fee = self.fee_rate
         gap = exposure_gap(pos, pos.wallet_base0, net, fee)
         tol = gap_tolerance(pos, fee, self.f.min_qty)
         if gap < tol or gap - self._uncounted(pos) < tol:
@@ -88,12 +93,12 @@ class ManualCloseWatch:
             return None
 
     def _set_baseline(self, pos: Position, net: Decimal) -> None:
-        base = wallet_baseline(pos, net, self.mgr.fee_rate)
+        base = wallet_baseline(pos, net, self.fee_rate)
 
         def fn(p: Position) -> None:
             if p.wallet_base0 is None:
                 p.wallet_base0 = base
-        self.mgr._mutate(pos.trade_key, fn)
+        self.store.mutate(pos.trade_key, fn)
         self.rt.event("wallet_baseline", pos.trade_key, asset=self.f.base_asset, net=net, baseline=base)
 
     def _unexplained_gap(self, pos: Position, gap: Decimal) -> None:
@@ -111,14 +116,14 @@ class ManualCloseWatch:
     def _stop_resting(self, pos: Position) -> Position:
         """Cancel the trade's resting orders (sized for coins that are no longer the trade's) and count what they
         filled; their legs go back to NEW, to be placed again for what remains."""
-        self.mgr._cancel_all(pos)
+        self.exchange.cancel_all(pos)
         for leg in pos.legs:
             if leg.status != "PLACED":
                 continue
-            orders = {i: self.mgr._query(i) for i in (leg.tp_client_id, leg.stop_client_id) if i}
+            orders = {i: self.exchange.query(i) for i in (leg.tp_client_id, leg.stop_client_id) if i}
             fills = read_attempt(leg, {k: v for k, v in orders.items() if v is not None})
-            pos = self.mgr._settle(pos, leg.name, leg.attempt, fills) or pos
-        return self.mgr._pos() or pos
+            pos = self.counter.settle(pos, leg.name, leg.attempt, fills) or pos
+        return self.store.pos() or pos
 
     # ---- spot (and the -2010 of a margin sell): what the account no longer holds ----------------------------
 
@@ -127,7 +132,7 @@ class ManualCloseWatch:
         prices of the account's own trades that are not ours), close what nothing holds any more, and alert.
         Never sells: whoever sold them already did."""
         if self.client.margin:
-            self.mgr.feed.charge_action(WALLET_WEIGHT)
+            self.feed.charge_action(WALLET_WEIGHT)
             return pos.wallet_base0 is not None and self.check(pos)
         gap = self._spot_gap(pos)
         if gap < self.f.min_qty:
@@ -151,7 +156,7 @@ class ManualCloseWatch:
         except BinanceError as e:
             self.rt.log.warning("account_unreadable", trade_key=pos.trade_key, error=str(e))
             return Decimal(0)
-        return self.mgr._held(pos) - self._uncounted(pos) - (free + locked)
+        return held_qty(pos, self.fee_rate, self.f.step_size) - self._uncounted(pos) - (free + locked)
 
     def _uncounted(self, pos: Position) -> Decimal:
         """What our orders traded that the legs do not count yet (open or not yet read attempts)."""
@@ -160,7 +165,7 @@ class ManualCloseWatch:
             for attempt in range(max(leg.counted_attempt + 1, 0), leg.attempt + 1):
                 ids = leg_ids(pos.trade_key, leg.name, attempt)
                 for cid in (ids.tp_id, ids.stop_id):
-                    o = self.mgr._query(cid) if cid and leg.status != "DONE" else None
+                    o = self.exchange.query(cid) if cid and leg.status != "DONE" else None
                     total += o.executed_qty if o is not None else Decimal(0)
         return total
 
@@ -168,7 +173,7 @@ class ManualCloseWatch:
 
     def _detected(self, pos: Position, gap: Decimal, found_qty: Decimal, found_quote: Decimal) -> None:
         self.rt.event("manual_close_detected", pos.trade_key, level="error", missing=gap, found_qty=found_qty,
-                      found_quote=found_quote, held=self.mgr._held(pos), side=pos.side)
+                      found_quote=found_quote, held=held_qty(pos, self.fee_rate, self.f.step_size), side=pos.side)
         what = "left the account" if pos.side == "long" else "was bought back"
         self.rt.notify("manual_close", f"{gap} {self.f.base_asset} of the position {what} outside the executor's "
                        f"orders; booked as a manual close", "CRITICAL", pos.trade_key)
@@ -176,7 +181,7 @@ class ManualCloseWatch:
     def _book_and_close(self, pos: Position, qty: Decimal, quote: Decimal) -> None:
         p = self._book(pos, qty, quote)
         if p is not None and all(lg.status == "DONE" for lg in p.legs) and not p.flatten_requested:
-            self.mgr._close(p)
+            self.closer.close(p)
 
     def _book(self, pos: Position, qty: Decimal, quote: Decimal) -> Position | None:
         """Book `qty` (worth `quote`) as closed by hand on the legs that have no resting orders, trailing leg first."""
@@ -193,4 +198,4 @@ class ManualCloseWatch:
                         leg.status = "DONE"
             if all(lg.status == "DONE" for lg in p.legs):
                 p.close_reason = p.close_reason or "manual"
-        return self.mgr._mutate(pos.trade_key, fn)
+        return self.store.mutate(pos.trade_key, fn)

@@ -3,22 +3,74 @@ stop that would trigger at once (flatten or nearest), or a retry that ends in th
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
 
-from services.exit_manager.base import ExitBase, TickAborted
-from shared.adapters.binance_rest import NotFound, RateLimited, Rejected, UnknownOutcome
+from services.exit_manager.exchange import ExitExchange, TickAborted
+from services.exit_manager.manual_close import ManualCloseWatch
+from services.exit_manager.order_feed import ExitFeed
+from services.exit_manager.store import PositionStore
+from shared.adapters.binance_rest import BinanceClient, NotFound, RateLimited, Rejected, UnknownOutcome
 from shared.domain.exit_plan import stop_limit_price
-from shared.domain.exit_rules import exit_side, failsafe_due, immediate_reason, nearest_stop, remaining
+from shared.domain.exit_rules import (
+    exit_side,
+    exit_target,
+    exit_total,
+    failsafe_due,
+    immediate_reason,
+    nearest_stop,
+    plan_legs,
+    remaining,
+)
 from shared.domain.position import Leg, Position
+from shared.domain.symbol import SymbolFilters
+from shared.runtime import Runtime
 
 
 ORDER_LIST_WEIGHT = 4
 _IMMEDIATE = ("would trigger immediately", "would immediately match")
 
 
-class Placement(ExitBase):
-    """Placing legs."""
+class LegPlacer:
+    """Plans the legs and places each attempt of a leg once. Owns the ids this process wrote and has not sent yet
+    (`_fresh`: no adopt query needed) and the threads of the legs' concurrent first placement."""
 
-    def _adopt(self, leg: Leg) -> bool:
+    def __init__(self, rt: Runtime, client: BinanceClient, f: SymbolFilters, fee_rate: Decimal, feed: ExitFeed,
+                 store: PositionStore, exchange: ExitExchange, manual: ManualCloseWatch) -> None:
+        self.rt, self.cfg, self.client, self.f, self.fee_rate = rt, rt.cfg, client, f, fee_rate
+        self.feed, self.store, self.exchange, self.manual = feed, store, exchange, manual
+        self._fresh: set[str] = set()  # leg ids this process created and has not sent yet (no adopt query needed)
+        self._senders = ThreadPoolExecutor(max_workers=3, thread_name_prefix="leg")   # the legs' first placement
+
+    def init_legs(self, pos: Position) -> Position:
+        """Plan the legs of a position that has none (written once, with the exit total)."""
+        legs, wrote = plan_legs(pos, self.f, self.cfg.SL_LIMIT_GAP_TICKS, self.fee_rate), []
+        total = exit_total(pos, self.fee_rate, self.f.step_size)
+
+        def fn(p: Position) -> None:
+            if not p.legs:
+                p.legs = legs
+                p.exit_qty = total
+                wrote.append(True)
+        p = self.store.mutate(pos.trade_key, fn) or pos
+        if wrote:  # this process wrote these ids first: nothing can exist under them yet
+            self._fresh.update(lg.list_client_id or lg.stop_client_id for lg in legs)
+        target = exit_target(p, self.fee_rate, self.f.step_size)
+        self.rt.event("legs_planned", p.trade_key, legs=[{"name": lg.name, "qty": lg.qty, "tp": lg.tp_price,
+                                                         "stop": lg.stop_price} for lg in p.legs],
+                      dust=target - sum((lg.qty for lg in p.legs), Decimal(0)), fee_base=p.entry_fee_base,
+                      exit_qty=target, fee_rate=self.fee_rate)
+        return p
+
+    def wrote_fresh(self, cid: str) -> None:
+        """`cid` was just recorded by this process: nothing exists under it yet."""
+        self._fresh.add(cid)
+
+    def sending(self, cid: str) -> None:
+        """`cid` is sent from here on: ask the exchange before sending it again."""
+        self._fresh.discard(cid)
+
+    def adopt(self, leg: Leg) -> bool:
         """True when the leg's current attempt already exists on the exchange."""
         if (leg.list_client_id or leg.stop_client_id) in self._fresh:
             return False
@@ -31,7 +83,7 @@ class Placement(ExitBase):
                 return False
             except (UnknownOutcome, RateLimited) as e:
                 raise TickAborted(str(e)) from None
-        return self._query(leg.stop_client_id) is not None
+        return self.exchange.query(leg.stop_client_id) is not None
 
     def _send_leg(self, pos: Position, leg: Leg) -> None:
         qty, side = remaining(leg), exit_side(pos.side)
@@ -49,34 +101,35 @@ class Placement(ExitBase):
             below_type=below["type"], below_price=below["price"], below_stop_price=below.get("stop"),
             below_client_order_id=below["cid"], below_time_in_force="GTC" if "stop" in below else None)
 
-    def _place(self, pos: Position, leg: Leg) -> Position | None:
-        if self._adopt(leg):
+    def place(self, pos: Position, leg: Leg) -> Position | None:
+        """Place the leg's current attempt, or adopt it when it exists already; the position afterwards."""
+        if self.adopt(leg):
             self.rt.event("leg_adopted", pos.trade_key, leg=leg.name, attempt=leg.attempt)
-            return self._mark_placed(pos, leg.name)
+            return self.store.mark_placed(pos, leg.name)
         t0 = time.perf_counter()
-        self._fresh.discard(leg.list_client_id or leg.stop_client_id)  # sent from here on: ask before re-sending
+        self.sending(leg.list_client_id or leg.stop_client_id)
         try:
             self._send_leg(pos, leg)
         except (UnknownOutcome, RateLimited, Rejected) as e:
             return self._sent(pos, leg, t0, e)
         return self._sent(pos, leg, t0, None)
 
-    def _place_new(self, pos: Position, legs: list[Leg]) -> Position | None:
+    def place_new(self, pos: Position, legs: list[Leg]) -> Position | None:
         """Place several NEW legs at once: the ones that exist are adopted, the others are sent concurrently, so a
         slow reply to one leg's request never keeps the others' coins without a stop; then each outcome is
-        recorded in turn, as `_place` does. Their ids are in the state already, so a crash anywhere here is
+        recorded in turn, as `place` does. Their ids are in the state already, so a crash anywhere here is
         resumed by the next start's adopt queries."""
         todo = []
         for leg in legs:
-            if self._adopt(leg):
+            if self.adopt(leg):
                 self.rt.event("leg_adopted", pos.trade_key, leg=leg.name, attempt=leg.attempt)
-                pos = self._mark_placed(pos, leg.name) or pos
+                pos = self.store.mark_placed(pos, leg.name) or pos
             else:
                 todo.append(leg)
         if len(todo) < 2:
-            return self._place(pos, todo[0]) if todo else pos
+            return self.place(pos, todo[0]) if todo else pos
         for leg in todo:
-            self._fresh.discard(leg.list_client_id or leg.stop_client_id)
+            self.sending(leg.list_client_id or leg.stop_client_id)
         t0 = time.perf_counter()
         futures = [self._senders.submit(self._send_leg, pos, leg) for leg in todo]
         errors = [f.exception() for f in futures]
@@ -84,7 +137,7 @@ class Placement(ExitBase):
             if err is not None and not isinstance(err, (UnknownOutcome, RateLimited, Rejected)):
                 raise err  # as from a sequential send: the tick aborts, the next one adopts what was sent
         for leg, err in zip(todo, errors):
-            cur = self._pos()
+            cur = self.store.pos()
             if cur is None or cur.flatten_requested:
                 return cur
             pos = self._sent(cur, next(lg for lg in cur.legs if lg.name == leg.name), t0, err) or cur
@@ -101,21 +154,16 @@ class Placement(ExitBase):
         if isinstance(e, Rejected):
             return self._placement_failed(pos, leg, e)
         self.feed.expect_update(leg.tp_client_id, leg.stop_client_id)
-        p = self._mark_placed(pos, leg.name)
+        p = self.store.mark_placed(pos, leg.name)
         self.rt.event("leg_placed", pos.trade_key, leg=leg.name, attempt=leg.attempt, qty=remaining(leg),
                       tp=leg.tp_price, stop=leg.stop_price, limit=leg.stop_limit,
                       ms=round((time.perf_counter() - t0) * 1000, 2),
                       since_fill_s=round(self.rt.clock.now() - pos.filled_at, 3))
         return p
 
-    def _mark_placed(self, pos: Position, name: str) -> Position | None:
-        def fn(p: Position, leg: Leg) -> None:
-            leg.status, leg.placed_at = "PLACED", time.time()
-        return self._mutate_leg(pos.trade_key, name, fn)
-
     def _placement_failed(self, pos: Position, leg: Leg, e: Rejected) -> Position | None:
         if e.code == -2010 and self.manual.coins_missing(pos):
-            return self._pos()
+            return self.store.pos()
         why = self._why_immediate(pos, leg, e)
         if why == "stop_immediate" and self.cfg.STOP_IMMEDIATE_ACTION == "nearest":
             p = self._stop_at_nearest(pos, leg, e)
@@ -124,14 +172,14 @@ class Placement(ExitBase):
         if why:
             self.rt.event("leg_would_trigger", pos.trade_key, level="warning", leg=leg.name, error=e.msg, reason=why,
                           stop=leg.stop_price, tp=leg.tp_price, action="flatten at market")
-            return self._request_flatten(pos, why)
+            return self.store.request_flatten(pos, why)
         return self._count_rejection(pos, leg, e)
 
     def _stop_at_nearest(self, pos: Position, leg: Leg, e: Rejected) -> Position | None:
         """STOP_IMMEDIATE_ACTION=nearest: move the leg's stop to the closest price on the losing side of the
         market that does not trigger now; the next tick places it. None (the caller flattens) when the market
         cannot be read or the stop is already there (the exchange refused that too)."""
-        px = self._executable(pos.side)
+        px = self.exchange.executable(pos.side)
         if px is None:
             return None
         new = nearest_stop(pos.side, px, self.f.tick_size)
@@ -142,7 +190,7 @@ class Placement(ExitBase):
         def fn(p: Position, lg: Leg) -> None:
             if lg.status == "NEW":
                 lg.stop_price, lg.stop_limit = new, limit
-        p = self._mutate_leg(pos.trade_key, leg.name, fn)
+        p = self.store.mutate_leg(pos.trade_key, leg.name, fn)
         self.rt.event("leg_would_trigger", pos.trade_key, level="warning", leg=leg.name, error=e.msg,
                       reason="stop_immediate", stop=leg.stop_price, tp=leg.tp_price, stop_to=new, limit_to=limit,
                       market=px, action="stop placed at the nearest price that does not trigger")
@@ -153,7 +201,7 @@ class Placement(ExitBase):
     def _why_immediate(self, pos: Position, leg: Leg, e: Rejected) -> str:
         """stop_immediate / tp_immediate when the refusal is because the market is already through a price
         (Binance words it differently per endpoint: the OCO says 'relationship of the prices'), else ""."""
-        px = self._executable(pos.side)
+        px = self.exchange.executable(pos.side)
         why = immediate_reason(pos.side, leg, px) if px is not None else ""
         if not why and any(s in e.msg.lower() for s in _IMMEDIATE):
             why = "stop_immediate" if "trigger" in e.msg.lower() else "tp_immediate"
@@ -168,7 +216,7 @@ class Placement(ExitBase):
             p.exits_next_at = now + self.cfg.EXITS_RETRY_EVERY_SEC
             if p.exits_first_error_at <= 0:
                 p.exits_first_error_at = now
-        p = self._mutate_leg(pos.trade_key, leg.name, fn)
+        p = self.store.mutate_leg(pos.trade_key, leg.name, fn)
         tries = p.exits_tries if p else pos.exits_tries + 1
         self.rt.event("leg_rejected", pos.trade_key, level="error", leg=leg.name, code=e.code, error=e.msg, tries=tries,
                       retry_in=self.cfg.EXITS_RETRY_EVERY_SEC)
@@ -177,5 +225,5 @@ class Placement(ExitBase):
         if p is not None and self.cfg.FAILSAFE_FLATTEN and failsafe_due(
                 tries=tries, max_tries=self.cfg.FAILSAFE_EXITS_MAX_TRIES, first_error_at=p.exits_first_error_at,
                 now=now, grace_sec=self.cfg.FAILSAFE_EXITS_GRACE_SEC):
-            return self._request_flatten(p, "failsafe")
+            return self.store.request_flatten(p, "failsafe")
         return p

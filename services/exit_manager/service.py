@@ -12,22 +12,24 @@ attempt): after a crash the manager adopts what exists.
 from __future__ import annotations
 
 import time
-from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
-from services.exit_manager.base import TickAborted
-from services.exit_manager.closing import Closing
-from services.exit_manager.learning import Learning
+from services.exit_manager.closing import Closer
+from services.exit_manager.counting import LegCounter
+from services.exit_manager.exchange import ExitExchange, TickAborted
+from services.exit_manager.flatten import Flattener
+from services.exit_manager.learning import FillLearner
 from services.exit_manager.manual_close import ManualCloseWatch
 from services.exit_manager.margin import side_effect
 from services.exit_manager.order_feed import ExitFeed, Waker
-from services.exit_manager.placement import Placement
-from services.exit_manager.stop_moves import StopMoves
+from services.exit_manager.placement import LegPlacer
+from services.exit_manager.stop_moves import StopMover
+from services.exit_manager.store import PositionStore
+from services.exit_manager.trailing import BreakEvenTrail
 from shared.adapters.binance_rest import BinanceClient, BinanceError
 from shared.adapters.fee_rate import exit_fee_rate
 from shared.adapters.lockstep import LockStep
 from shared.adapters.redis_streams import Entry, GroupConsumer
-from shared.domain.exit_rules import exit_total, plan_legs
 from shared.domain.messages import Command
 from shared.domain.order_updates import OrderUpdate
 from shared.domain.position import Position
@@ -38,24 +40,29 @@ from shared.service_loop import handle_entry, run_guarded, wait_for_filters
 PROCESS = "exit_manager"
 
 
-class ExitManager(Learning, Placement, StopMoves, Closing):
-    """The exit phase of the position."""
+class ExitManager:
+    """The exit phase of the position: its parts, wired once, and the tick that runs them in order."""
 
     def __init__(self, rt: Runtime, client: BinanceClient, f: SymbolFilters, fee_rate: Decimal | None = None) -> None:
-        self.rt, self.cfg, self.client, self.f = rt, rt.cfg, client, f
+        self.rt, self.cfg = rt, rt.cfg
         # commission rate of the exits (a short's legs buy enough to cover it): read once at start
-        self.fee_rate = rt.cfg.EXIT_FEE_RATE_FALLBACK if fee_rate is None else fee_rate
+        fee = rt.cfg.EXIT_FEE_RATE_FALLBACK if fee_rate is None else fee_rate
         self.positions = GroupConsumer(rt.r, self.cfg.key("positions"), PROCESS, PROCESS)
         self.commands = GroupConsumer(rt.r, self.cfg.key("commands"), PROCESS, PROCESS, start_id="$")
         self._next_tick = 0.0
-        self._flatten_retry_at: dict[str, float] = {}  # a refused market close waits EXITS_RETRY_EVERY_SEC
-        self._fresh: set[str] = set()  # leg ids this process created and has not sent yet (no adopt query needed)
-        self._missing_reads: dict[tuple[str, str, int], int] = {}   # (trade, leg, attempt) -> reads not found
-        self._senders = ThreadPoolExecutor(max_workers=3, thread_name_prefix="leg")   # the legs' first placement
         self.feed = ExitFeed(rt, margin=bool(client.margin))
-        self._starved_logged = 0.0     # monotonic: the last `rest_budget_exhausted` line (one per STARVED_LOG_SEC)
-        self.manual = ManualCloseWatch(self)
-        self.replay_point = False      # lock-step replay: a new market point, the tick reads the exchange's truth
+        self.store = PositionStore(rt)
+        self.exchange = ExitExchange(rt, client, self.feed)
+        self.counter = LegCounter(rt, f, self.store, self.exchange, self.feed)
+        self.closer = Closer(rt, client, f, fee, self.exchange)
+        self.manual = ManualCloseWatch(rt, client, f, fee, self.feed, self.store, self.exchange, self.counter,
+                                       self.closer)
+        self.flattener = Flattener(rt, client, f, fee, self.store, self.exchange, self.counter, self.manual,
+                                   self.closer)
+        self.learner = FillLearner(rt, client, self.feed, self.store, self.exchange, self.counter)
+        self.placer = LegPlacer(rt, client, f, fee, self.feed, self.store, self.exchange, self.manual)
+        self.mover = StopMover(rt, client, f, self.feed, self.store, self.exchange, self.counter, self.placer)
+        self.favour = BreakEvenTrail(rt, f, self.store, self.exchange, self.mover)
 
     # ---- the tick -------------------------------------------------------------------------------
 
@@ -64,7 +71,7 @@ class ExitManager(Learning, Placement, StopMoves, Closing):
         if not force and time.monotonic() < self._next_tick:
             return
         self._next_tick = time.monotonic() + self.cfg.REST_POLL_MS / 1000
-        pos = self._pos()
+        pos = self.store.pos()
         if pos is None:
             return
         self.feed.follow(pos.trade_key)
@@ -79,53 +86,35 @@ class ExitManager(Learning, Placement, StopMoves, Closing):
 
     def _tick(self, pos: Position) -> None:
         if not pos.legs and not pos.flatten_requested:
-            pos = self._init_legs(pos)
-        pos = self._learn(pos)
+            pos = self.placer.init_legs(pos)
+        pos = self.learner.learn(pos)
         pos = self.manual.watch(pos) if pos is not None else None
         if pos is None:
             return
         if pos.flatten_requested:
-            if self.rt.clock.now() >= self._flatten_retry_at.get(pos.trade_key, 0.0):
-                self._flatten(pos)
+            if self.flattener.due(pos):
+                self.flattener.flatten(pos)
         elif all(leg.status == "DONE" for leg in pos.legs):
-            self._close(pos)
+            self.closer.close(pos)
         else:
             self._act(pos)
 
     def _act(self, pos: Position) -> None:
         new = [lg for lg in pos.legs if lg.status == "NEW" and not (lg.errors and self.rt.clock.now() < pos.exits_next_at)]
         if len(new) > 1:
-            pos = self._place_new(pos, new) or self._pos()
+            pos = self.placer.place_new(pos, new) or self.store.pos()
             if pos is None or pos.flatten_requested:
                 return
         for name in [lg.name for lg in pos.legs]:
             leg = next(lg for lg in pos.legs if lg.name == name)
             if leg.status not in ("NEW", "REPLACING") or (leg.errors and self.rt.clock.now() < pos.exits_next_at):
                 continue  # a leg that was refused waits EXITS_RETRY_EVERY_SEC; the others are placed at once
-            p = self._place(pos, leg) if leg.status == "NEW" else self._resolve_replacing(pos, leg)
-            pos = p or self._pos()
+            p = self.placer.place(pos, leg) if leg.status == "NEW" else self.mover.resolve_replacing(pos, leg)
+            pos = p or self.store.pos()
             if pos is None or pos.flatten_requested:
                 return
-        pos = self._maybe_break_even(pos) or pos
-        self._maybe_trail(pos)
-
-    def _init_legs(self, pos: Position) -> Position:
-        legs, wrote = plan_legs(pos, self.f, self.cfg.SL_LIMIT_GAP_TICKS, self.fee_rate), []
-        total = exit_total(pos, self.fee_rate, self.f.step_size)
-
-        def fn(p: Position) -> None:
-            if not p.legs:
-                p.legs = legs
-                p.exit_qty = total
-                wrote.append(True)
-        p = self._mutate(pos.trade_key, fn) or pos
-        if wrote:  # this process wrote these ids first: nothing can exist under them yet
-            self._fresh.update(lg.list_client_id or lg.stop_client_id for lg in legs)
-        self.rt.event("legs_planned", p.trade_key, legs=[{"name": lg.name, "qty": lg.qty, "tp": lg.tp_price,
-                                                         "stop": lg.stop_price} for lg in p.legs],
-                      dust=self._target(p) - sum((lg.qty for lg in p.legs), Decimal(0)), fee_base=p.entry_fee_base,
-                      exit_qty=self._target(p), fee_rate=self.fee_rate)
-        return p
+        pos = self.favour.maybe_break_even(pos) or pos
+        self.favour.maybe_trail(pos)
 
     # ---- the `orders` stream --------------------------------------------------------------------
 
@@ -133,7 +122,7 @@ class ExitManager(Learning, Placement, StopMoves, Closing):
         """Take in `orders` stream entries; True when one is about the current trade's exit orders."""
         if not entries:
             return False
-        pos = self._pos()
+        pos = self.store.pos()
         if pos is not None:
             self.feed.follow(pos.trade_key)
         woke = False
@@ -151,11 +140,11 @@ class ExitManager(Learning, Placement, StopMoves, Closing):
         """flatten: close the position at market (the other commands belong to the engine)."""
         if cmd.cmd != "flatten":
             return
-        pos = self._pos()
+        pos = self.store.pos()
         if pos is None:
             self.rt.event("command_noop", cmd=cmd.cmd, reason="no filled position")
             return
-        self._request_flatten(pos, "operator")
+        self.store.request_flatten(pos, "operator")
         self.tick(force=True)
 
 
@@ -190,7 +179,7 @@ def run(rt: Runtime) -> None:
             mgr.positions.ack(e.id)
         updates = mgr.feed.consumer.read(block_ms=None, count=50)
         force = bool(woke) or mgr.on_updates(updates) or lockstep.new_tick
-        mgr.replay_point = mgr.replay_point or lockstep.new_tick
+        mgr.learner.replay_point = mgr.learner.replay_point or lockstep.new_tick
         if force or not lockstep.enabled:  # lock-step: no wall-time ticks in between (the same trades at any speed)
             mgr.tick(force=force)
         for e in updates:  # after the tick: what they caused is in the state (or REST will tell again)

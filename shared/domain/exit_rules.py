@@ -58,6 +58,26 @@ def exit_total(pos: Position, fee_rate: Decimal, step: Decimal) -> Decimal:
     return short_exit_qty(net_qty(pos), fee_rate, step)
 
 
+def exit_target(pos: Position, fee_rate: Decimal, step: Decimal) -> Decimal:
+    """What the exits close in total (a short's grossed up for the buys' base commission), as planned."""
+    if pos.exit_qty > 0:
+        return pos.exit_qty
+    if pos.legs:  # planned before exit_qty existed: the legs cover what is held, not grossed up
+        return net_qty(pos)
+    return exit_total(pos, fee_rate, step)
+
+
+def held_qty(pos: Position, fee_rate: Decimal, step: Decimal) -> Decimal:
+    """What the exits still have to close: the target less what the legs and market closes filled."""
+    sold = sum((lg.filled_qty for lg in pos.legs), Decimal(0)) + pos.flatten_qty
+    return exit_target(pos, fee_rate, step) - sold
+
+
+def past_limit(side: str, market: Decimal, limit: Decimal) -> bool:
+    """The market is beyond a triggered stop-limit's limit: it cannot fill there."""
+    return market < limit if side == "long" else market > limit
+
+
 def plan_legs(pos: Position, f: SymbolFilters, gap_ticks: int, fee_rate: Decimal = Decimal(0)) -> list[Leg]:
     """The three legs for the filled quantity (tp1 + tp2 as OCOs, the rest as a trailing stop); legs of
     zero quantity (degraded split) are left out. A short's legs add up to `exit_total` (commission gross-up)."""

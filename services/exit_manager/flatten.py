@@ -1,0 +1,103 @@
+"""Flatten: cancel everything of the trade, count what it filled, sell or buy back the rest at market, close.
+Owns the wait after a refused market close."""
+from __future__ import annotations
+
+from decimal import Decimal
+
+from services.exit_manager.closing import Closer
+from services.exit_manager.counting import LegCounter
+from services.exit_manager.exchange import ExitExchange, TickAborted
+from services.exit_manager.manual_close import ManualCloseWatch
+from services.exit_manager.store import PositionStore
+from shared.adapters.binance_rest import BinanceClient, RateLimited, Rejected, UnknownOutcome
+from shared.domain.exit_rules import exit_side, held_qty
+from shared.domain.order_ids import client_id
+from shared.domain.orders import Order, order_is_open
+from shared.domain.position import Position
+from shared.domain.symbol import SymbolFilters
+from shared.runtime import Runtime
+
+
+class Flattener:
+    """Closes a position at market (operator flatten, failsafe, a stop that cannot rest)."""
+
+    def __init__(self, rt: Runtime, client: BinanceClient, f: SymbolFilters, fee_rate: Decimal,
+                 store: PositionStore, exchange: ExitExchange, counter: LegCounter, manual: ManualCloseWatch,
+                 closer: Closer) -> None:
+        self.rt, self.cfg, self.client, self.f, self.fee_rate = rt, rt.cfg, client, f, fee_rate
+        self.store, self.exchange, self.counter, self.manual, self.closer = store, exchange, counter, manual, closer
+        self._retry_at: dict[str, float] = {}  # a refused market close waits EXITS_RETRY_EVERY_SEC
+
+    def due(self, pos: Position) -> bool:
+        """Not waiting after a refused market close."""
+        return self.rt.clock.now() >= self._retry_at.get(pos.trade_key, 0.0)
+
+    def flatten(self, pos: Position) -> None:
+        """Cancel every order of the trade, count what they filled, sell the rest at market, close."""
+        self.exchange.cancel_all(pos)
+        for leg in pos.legs:
+            for attempt in range(max(leg.counted_attempt + 1, 0), leg.attempt + 1):
+                if leg.status != "DONE":
+                    pos = self.counter.count_attempt(pos, leg.name, attempt) or pos
+                    leg = next(lg for lg in pos.legs if lg.name == leg.name)
+        pos = self._market_rest(pos)
+        if pos is None:
+            return
+
+        def fn(p: Position) -> None:
+            for leg in p.legs:
+                if leg.status != "DONE":
+                    leg.status, leg.exit_reason = "DONE", "flatten"
+            p.close_reason = p.close_reason or f"flatten:{p.flatten_requested}"
+        pos = self.store.mutate(pos.trade_key, fn)
+        if pos is not None:
+            self.closer.close(pos)
+
+    def _market_rest(self, pos: Position | None) -> Position | None:
+        """MARKET-close what is still held, adopting an earlier attempt that reached the exchange."""
+        while pos is not None:
+            rest = (held_qty(pos, self.fee_rate, self.f.step_size) // self.f.step_size) * self.f.step_size
+            if rest < self.f.min_qty or rest * pos.avg_entry < self.f.min_notional:
+                if rest > 0:
+                    self.rt.event("flatten_dust", pos.trade_key, level="warning", qty=rest, min_qty=self.f.min_qty,
+                                  min_notional=self.f.min_notional, action="left in the account (below the minimum)")
+                return pos
+            cid = client_id(pos.trade_key, "flatten", pos.flatten_attempt)
+            o = self.exchange.query(cid) or self._send_market(pos, rest, cid)
+            if o is None:  # the coins were gone: booked as a manual close
+                pos = self.store.pos()
+                continue
+            if order_is_open(o):
+                raise TickAborted("flatten order still open")
+            pos = self._count_flatten(pos, o)
+            if o.executed_qty == 0:
+                raise TickAborted("market close filled nothing (no liquidity?): retry next tick")
+        return None
+
+    def _send_market(self, pos: Position, qty: Decimal, cid: str) -> Order | None:
+        try:
+            return self.client.place_order(self.cfg.SYMBOL, exit_side(pos.side), "MARKET", qty, client_order_id=cid)
+        except (UnknownOutcome, RateLimited) as e:
+            raise TickAborted(str(e)) from None
+        except Rejected as e:
+            if e.code == -2010 and self.manual.coins_missing(pos):
+                return None
+            self._rejected(pos, e)
+            raise TickAborted(e.msg) from None
+
+    def _count_flatten(self, pos: Position, o: Order) -> Position | None:
+        self.rt.event("flatten_filled", pos.trade_key, qty=o.executed_qty, quote=o.cummulative_quote_qty,
+                      client_id=o.client_order_id)
+
+        def fn(p: Position) -> None:
+            if p.flatten_attempt == int(o.client_order_id.rsplit("-", 1)[1]):
+                p.flatten_qty += o.executed_qty
+                p.flatten_quote += o.cummulative_quote_qty
+                p.flatten_attempt += 1
+        return self.store.mutate(pos.trade_key, fn)
+
+    def _rejected(self, pos: Position, e: Rejected) -> None:
+        self._retry_at[pos.trade_key] = self.rt.clock.now() + self.cfg.EXITS_RETRY_EVERY_SEC
+        self.rt.event("flatten_rejected", pos.trade_key, level="error", code=e.code, error=e.msg,
+                      retry_in=self.cfg.EXITS_RETRY_EVERY_SEC)
+        self.rt.notify("flatten_failed", f"{e.code} {e.msg}", "CRITICAL", pos.trade_key)
