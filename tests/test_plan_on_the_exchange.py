@@ -118,3 +118,16 @@ def test_no_feed_skips_the_open_and_the_lock_stays_as_the_original_does(make_sta
     assert s.entry_orders() == [] and s.status() is None
     # §13: the lock was set before the plan, so the next signal within LOCK_SEC is skipped by it.
     assert s.ignored(s.signal("long", s.last())).startswith("lock")
+
+
+def test_unreadable_feed_rows_are_said_by_the_engine(make_stack, tmp_path: Path):
+    feed = tmp_path / "engine_feed.csv"
+    s = make_stack(AGG_CSV=str(feed)).up()
+    s.wait(lambda: Path(s.env["PAPER_FEED_CSV"]).exists(), 10, "the exchange's feed")
+    rows = Path(s.env["PAPER_FEED_CSV"]).read_text().splitlines()
+    bad = rows[-1].split(",")
+    bad[7] = "n/a"   # text in ClosePrice
+    feed.write_text("\n".join(rows + [",".join(bad)]) + "\n")
+    ev = s.wait_event("swing_feed_bad_rows")
+    assert ev.data["bad_rows"] == 1 and ev.data["action"] == "rows skipped"
+    s.wait_notified("swing_feed_bad_rows")

@@ -15,6 +15,7 @@ from shared.adapters.fee_rate import exit_fee_rate
 from shared.domain.bars import BadHeader, Bar
 from shared.domain.swings import signal_window, window_extreme
 from shared.domain.symbol import basis_k, quote_of
+from shared.feed_alerts import feed_read
 from shared.runtime import Runtime
 
 K_REFRESH_SEC = 5.0    # wall s between two reads of the books in the idle loop
@@ -105,7 +106,9 @@ class PlanInputs:
         key = (st.st_ino, st.st_size, st.st_mtime_ns)
         if key != self._bars_key:
             n = self.cfg.SWING_MINS + 1 + max(_SLACK_ROWS, self.cfg.MAX_PEAK_AGE_SEC // 60 + 2)
-            self._bars, self._bars_key = read_last_bars(self.cfg.AGG_CSV, n).bars, key
+            read = read_last_bars(self.cfg.AGG_CSV, n)
+            self._bars, self._bars_key = read.bars, key
+            feed_read(self.rt, read, where="swing_")   # unreadable rows are said (event, throttled alert)
         return self._bars
 
     def warm(self) -> None:
