@@ -32,12 +32,15 @@ def read_tail_lines(path: Path, n: int) -> list[str]:
     with open(path, "rb") as f:
         f.seek(0, os.SEEK_END)
         end = pos = f.tell()
-        buf = b""
-        while pos > 0 and buf.count(b"\n") <= n:
+        chunks: list[bytes] = []
+        newlines = 0
+        while pos > 0 and newlines <= n:   # blocks kept apart and joined once: linear in what is read
             step = min(_BLOCK, pos)
             pos -= step
             f.seek(pos)
-            buf = f.read(step) + buf
+            chunks.append(f.read(step))
+            newlines += chunks[-1].count(b"\n")
+        buf = b"".join(reversed(chunks))
         lines = buf.split(b"\n")
         if end and not buf.endswith(b"\n"):
             lines = lines[:-1]  # a row still being written
