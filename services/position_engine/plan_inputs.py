@@ -44,6 +44,7 @@ class PlanInputs:
         self._bars_key: tuple | None = None
         self._bars: list[Bar] = []
         self._memo: dict[tuple, tuple[Decimal | None, Decimal | None]] = {}
+        self.warm()   # k and the feed before the engine says it is ready: a signal right after start needs no read
 
     # ---- k --------------------------------------------------------------------------------------------
 
