@@ -116,7 +116,10 @@ class PlanInputs:
         """From the idle loop: re-read the feed's tail when the file changed and k when it is due. Errors are left
         to the signal's path, which reports them."""
         try:
-            self._extremes(self.rt.clock.now())
+            before = self._bars_key
+            self._tail()
+            if self._bars_key != before:   # a new bar: prime this minute's window (the clock costs a Redis read)
+                self._extremes(self.rt.clock.now())
         except (FeedUnavailable, BadHeader, OSError):
             pass  # reported by extreme() when a signal needs the feed
         if self.reprice and time.time() - max(self._k_at, self._k_tried) > K_REFRESH_SEC:
