@@ -189,17 +189,23 @@ class WsApiServer:
     def _on_engine(self, kind: str, obj: object, extra: object) -> None:
         """The engine hook (engine thread, app lock held)."""
         wallet, events = self.builder.build(kind, obj, extra)  # built even unheard: keeps the baselines current
+        # ws_silent is decided here, in step with the request that caused the events (deciding it on the loop
+        # thread raced a test's own `clear` of the fault)
+        events = [ev for ev in events if not self._swallowed(ev)] if self._subscribed else events
         if events and self._subscribed and self._loop is not None:
             self.app.clock.count_ws_events(len(events) * self._subs_of.get(wallet, 0))
             self._loop.call_soon_threadsafe(self._publish, wallet, events)
+
+    def _swallowed(self, ev: dict[str, Any]) -> bool:
+        if self.app.faults.take("ws_silent", PATH, ""):
+            log.info("fault ws_silent: %s event swallowed", ev["e"])
+            return True
+        return False
 
     def _publish(self, wallet: str, events: list[dict[str, Any]]) -> None:
         """Hand `wallet`'s events to the subscriptions of that wallet (a lapsed one first gets its end)."""
         self._expire()
         for ev in events:
-            if self.app.faults.take("ws_silent", PATH, ""):
-                log.info("fault ws_silent: %s event swallowed", ev["e"])
-                continue
             for sess in self._sessions:
                 for sid, sub in sess.subs.items():
                     if sub.wallet == wallet:
