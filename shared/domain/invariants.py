@@ -18,6 +18,7 @@ from typing import Any, Iterable, Literal, Mapping
 import msgspec
 
 from shared.domain.position import Leg, Position, State
+from shared.domain.symbol import KNOWN_QUOTES
 
 Severity = Literal["INFO", "WARN", "ERROR", "CRITICAL"]
 SEV_RANK: dict[str, int] = {"INFO": 0, "WARN": 1, "ERROR": 2, "CRITICAL": 3}
@@ -25,7 +26,6 @@ SEV_RANK: dict[str, int] = {"INFO": 0, "WARN": 1, "ERROR": 2, "CRITICAL": 3}
 # Order statuses that mean "still resting on the exchange".
 _LIVE_ORDER_STATUSES = frozenset({"NEW", "PARTIALLY_FILLED", "PENDING_NEW"})
 _STOP_TYPES = frozenset({"STOP_LOSS", "STOP_LOSS_LIMIT", "STOP_MARKET", "STOP"})
-_KNOWN_QUOTES = ("FDUSD", "USDC", "USDT", "BUSD", "TUSD", "DAI", "EUR", "TRY", "BRL", "GBP", "BTC", "ETH", "BNB")
 
 
 class Finding(msgspec.Struct, frozen=True, kw_only=True):
@@ -87,7 +87,7 @@ class Params(msgspec.Struct, frozen=True, kw_only=True):
 def split_symbol(symbol: str) -> tuple[str, ...]:
     """(base, quote) of a Binance symbol by its known quote suffix; () when it cannot be split."""
     s = symbol.upper()
-    for q in _KNOWN_QUOTES:
+    for q in KNOWN_QUOTES:
         if s.endswith(q) and len(s) > len(q):
             return (s[: -len(q)], q)
     return ()
