@@ -5,9 +5,11 @@ the struct but never printed: `Config.redacted()` is what goes to logs.
 """
 from __future__ import annotations
 
+import ipaddress
 import os
 from decimal import Decimal, InvalidOperation
 from typing import Callable, Mapping
+from urllib.parse import urlsplit
 
 import msgspec
 
@@ -50,6 +52,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     LOCK_SEC: int = 15
     DEDUP_PRICE_DECIMALS: int = 1
     MAX_PEAK_AGE_SEC: int = 600
+    MAX_SIGNAL_DEVIATION_PCT: Decimal = Decimal("0.05")   # issue 21: a signal x k further than this from SYMBOL's mid is ignored
     STRICT_SOURCE: bool = True
     SEEN_KEYS_MAX: int = 500
     MAX_LINE_BYTES: int = 65536
@@ -57,6 +60,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     # symbol and sizing
     SYMBOL: str = "BTCUSDC"
     QTY_USD: Decimal = Decimal("100.0")
+    MAX_QTY_USD: Decimal = Decimal("10000")   # issue 21: fat-finger cap, QTY_USD above it stops start-up
     QTY_STEP: Decimal = Decimal("0.00001")
     MIN_QTY: Decimal = Decimal("0.00001")
     MIN_NOTIONAL: Decimal = Decimal("5.0")
@@ -134,6 +138,8 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     ORPHAN_CANCEL_EVERY_SEC: int = 30
     RECON_THROTTLE_SEC: int = 600
     SNAPSHOT_MIN_SEC: int = 5
+    # operator commands (issue 21)
+    COMMAND_TTL_SEC: int = 60   # executorctl: a command expires this long (stack clock) after it was written
 
     def redacted(self) -> dict[str, object]:
         """All settings as a dict with secrets replaced, safe for logs."""
@@ -252,6 +258,10 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
     _margin_side_effect_default(raw, values)
     cfg = Config(**values)
     validate(cfg)
+    if "BINANCE_API_KEY" in raw or "BINANCE_API_SECRET" in raw:
+        # a process that does not sign gets no keys at all (issue 21, secrets where they are used); one that
+        # does is checked again when it builds its client (Runtime.client -> require_live_keys)
+        require_live_keys(cfg)
     return cfg
 
 
@@ -313,6 +323,8 @@ def validate(cfg: Config) -> None:
     _validate_margin(cfg)
     if cfg.REPLAY_LOCKSTEP and cfg.CLOCK != "replay":
         raise ConfigError("REPLAY_LOCKSTEP=true needs CLOCK=replay (live trading never waits for a replay driver)")
+    _validate_bounds(cfg)
+    _validate_live_clock(cfg)
 
 
 def _validate_margin(cfg: Config) -> None:
@@ -351,3 +363,107 @@ def _margin_side_effect_default(raw: Mapping[str, str], values: dict[str, object
     default_mode = next(f.default for f in msgspec.structs.fields(Config) if f.name == "MARGIN_BORROW_MODE")
     if values.get("MARGIN_BORROW_MODE", default_mode) == "manual":
         values["MARGIN_SIDE_EFFECT"] = "NO_SIDE_EFFECT"
+
+
+# ---- issue 21: bounds on every numeric setting that can break the product --------------------------------
+# (name, lowest, highest, why): both ends allowed. Lower bounds of 0 / > 0 are checked above (_positive,
+# _non_negative); these are the ranges beyond which a value breaks the product or cannot be meant.
+_DAY = 86_400
+BOUNDS: tuple[tuple[str, object, object, str], ...] = (
+    ("STREAM_MAXLEN", 1000, 100_000_000, "entries kept per stream; below 1000 XADD trims signals and hand-overs "
+                                         "before they are read"),
+    ("RECV_WINDOW", 1, 60_000, "ms; Binance allows at most 60000"),
+    ("BINANCE_TIMEOUT_SEC", 0.1, 120, "s per exchange call"),
+    ("HEARTBEAT_TTL_SEC", 2, 3600, "s"),
+    ("REST_POLL_MS", 10, 60_000, "ms"),
+    ("EXIT_REST_SWEEP_SEC", 0.1, 3600, "s"),
+    ("USER_STREAM_CHECK_SEC", 0.1, 3600, "s"),
+    ("POLL_SEC", 0.01, 3600, "s"),
+    ("LOG_MAX_LINES", 1, 10_000_000, "lines"),
+    ("TAIL_LINES", 1, 100_000, "lines"),
+    ("MAX_LINE_BYTES", 256, 16 * 1024 * 1024, "bytes"),
+    ("SEEN_KEYS_MAX", 1, 1_000_000, "keys"),
+    ("DEDUP_PRICE_DECIMALS", 0, 8, "decimals"),
+    ("MAX_PEAK_AGE_SEC", 1, _DAY, "s"),
+    ("COOLDOWN_SEC", 0, 7 * _DAY, "s"),
+    ("LOCK_SEC", 0, _DAY, "s"),
+    ("LOG_ROTATE_IDLE_SEC", 0, _DAY, "s"),
+    ("MAX_SIGNAL_DEVIATION_PCT", Decimal("0.0001"), Decimal("0.5"), "a fraction: 0.05 = 5 %"),
+    ("MAX_QTY_USD", Decimal("1"), Decimal("100000000"), "quote per trade"),
+    ("QTY_USD", Decimal("0.00000001"), "MAX_QTY_USD", "quote per trade; raise MAX_QTY_USD to trade more"),
+    ("MARGIN_BORROW_BUFFER_PCT", Decimal(0), Decimal("0.5"), "a fraction: 0.003 = 0.3 %"),
+    ("SWING_MINS", 0, 7 * 1440, "minutes"),
+    ("LIVE_ENTRY_TIMEOUT_SEC", 0, _DAY, "s"),
+    ("EXITS_RETRY_EVERY_SEC", 1, _DAY, "s"),
+    ("FAILSAFE_EXITS_MAX_TRIES", 1, 1000, "tries"),
+    ("FAILSAFE_EXITS_GRACE_SEC", 0, _DAY, "s"),
+    ("LIVE_STATUS_POLL_EVERY", 1, 3600, "s"),
+    ("MANAGE_EVERY_SEC", 1, 3600, "s"),
+    ("SL_WATCHDOG_GRACE_SEC", 0, 3600, "s"),
+    ("SL_WATCHDOG_RETRY_SEC", 1, 3600, "s"),
+    ("TRAIL_UPDATE_EVERY_SEC", 1, _DAY, "s"),
+    ("SL_LIMIT_GAP_TICKS", 0, 100_000, "ticks"),
+    ("TRAIL_SWING_LOOKBACK", 1, 100_000, "bars"),
+    ("TRAIL_SWING_LR", 1, 100, "bars"),
+    ("TP1_BE_MAX_ATTEMPTS", 1, 1000, "attempts"),
+    ("TP1_BE_COOLDOWN_SEC", 0, _DAY, "s"),
+    ("INVAR_EVERY_SEC", 1, _DAY, "s"),
+    ("INVAR_THROTTLE_SEC", 0, 7 * _DAY, "s"),
+    ("INVAR_GRACE_SEC", 0, _DAY, "s"),
+    ("INVAR_FEED_STALE_SEC", 1, 7 * _DAY, "s"),
+    ("I13_GRACE_SEC", 0, 7 * _DAY, "s"),
+    ("I13_ESCALATE_SEC", 0, 7 * _DAY, "s"),
+    ("I13_EXCHANGE_MIN_INTERVAL_SEC", 0, _DAY, "s"),
+    ("ORPHAN_CANCEL_EVERY_SEC", 1, _DAY, "s"),
+    ("RECON_THROTTLE_SEC", 0, 7 * _DAY, "s"),
+    ("SNAPSHOT_MIN_SEC", 0, 3600, "s"),
+    ("COMMAND_TTL_SEC", 1, _DAY, "s a command stays valid"),
+)
+
+
+def _validate_bounds(cfg: Config) -> None:
+    """Every numeric setting in BOUNDS within its range; the message names the variable and the range."""
+    for name, lo, hi, what in BOUNDS:
+        v = getattr(cfg, name)
+        top = getattr(cfg, hi) if isinstance(hi, str) else hi
+        if not lo <= v <= top:
+            hi_text = f"{hi}={top}" if isinstance(hi, str) else f"{top}"
+            raise ConfigError(f"{name}={v} is out of range; allowed: {lo} <= {name} <= {hi_text} ({what})")
+
+
+# ---- issue 21: live is explicit ----------------------------------------------------------------------------
+_PAPER_KEY_PREFIXES = ("paper",)   # the paper exchange's keys (paper-key, paper-secret, ...)
+
+
+def is_paper_url(url: str) -> bool:
+    """True when the exchange URL is the local paper exchange: a loopback host (127.0.0.0/8, ::1, localhost).
+    Any other host is a real exchange (Binance, its testnet or demo)."""
+    host = (urlsplit(url).hostname or "").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _validate_live_clock(cfg: Config) -> None:
+    if is_paper_url(cfg.BINANCE_BASE_URL):
+        return
+    where = f"with BINANCE_BASE_URL={cfg.BINANCE_BASE_URL} (not the local paper exchange)"
+    if cfg.CLOCK == "replay":
+        raise ConfigError(f"CLOCK=replay is refused {where}: a real exchange runs on the wall clock; allowed: wall")
+    if cfg.REPLAY_LOCKSTEP:
+        raise ConfigError(f"REPLAY_LOCKSTEP=true is refused {where}; allowed: false")
+
+
+def require_live_keys(cfg: Config) -> None:
+    """With a real exchange, BINANCE_API_KEY / BINANCE_API_SECRET must be set and not the paper exchange's."""
+    if is_paper_url(cfg.BINANCE_BASE_URL):
+        return
+    for name in ("BINANCE_API_KEY", "BINANCE_API_SECRET"):
+        v = getattr(cfg, name).strip()
+        if not v or v.lower().startswith(_PAPER_KEY_PREFIXES):
+            raise ConfigError(f"{name} is {'empty' if not v else 'a paper exchange key'} with BINANCE_BASE_URL="
+                              f"{cfg.BINANCE_BASE_URL} (not the local paper exchange); allowed: your Binance "
+                              f"API {'key' if name.endswith('KEY') else 'secret'}")

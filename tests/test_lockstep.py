@@ -103,7 +103,8 @@ def test_lockstep_is_refused_outside_replay():
     from shared.config import ConfigError, load_config
     with pytest.raises(ConfigError, match="REPLAY_LOCKSTEP.*CLOCK=replay"):
         load_config({"REPLAY_LOCKSTEP": "true"})
-    assert load_config({"REPLAY_LOCKSTEP": "true", "CLOCK": "replay"}).REPLAY_LOCKSTEP is True
+    assert load_config({"REPLAY_LOCKSTEP": "true", "CLOCK": "replay",
+                        "BINANCE_BASE_URL": "http://127.0.0.1:9"}).REPLAY_LOCKSTEP is True
     assert load_config({}).REPLAY_LOCKSTEP is False
 
 

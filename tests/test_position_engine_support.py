@@ -14,7 +14,8 @@ from rq import Queue
 from shared.adapters.notify import queue_name
 from shared.adapters.redis_streams import decode_fields, publish
 from shared.adapters.state_store import StateStore
-from shared.domain.messages import Command, Event, PositionEvent, Signal
+from shared.domain.commands import TARGETED, new_command
+from shared.domain.messages import Event, PositionEvent, Signal
 from shared.domain.position import State
 from tests.stack import Stack
 
@@ -56,8 +57,14 @@ class EngineStack(Stack):
         publish(self.r, f"{self.prefix}signals", sig, 10_000)
         return key
 
-    def command(self, cmd: str, reason: str = "test") -> None:
-        publish(self.r, f"{self.prefix}commands", Command(cmd=cmd, at=time.time(), by="pytest", reason=reason), 10_000)
+    def command(self, cmd: str, reason: str = "test", trade_key: str | None = None, ttl: float = 60.0) -> None:
+        """XADD a command as executorctl writes it: for the current trade (unless `trade_key`), expiring `ttl`
+        seconds of the stack's (replay) clock from now."""
+        pos = self.state().position
+        target = trade_key if trade_key is not None else (pos.trade_key if pos is not None and cmd in TARGETED else "")
+        raw = self.r.get(f"{self.prefix}clock")
+        now = int(raw) / 1000 if raw is not None else time.time()
+        publish(self.r, f"{self.prefix}commands", new_command(cmd, now, ttl, "pytest", reason, target), 10_000)
 
     def price(self, p: Decimal) -> dict:
         return self.admin("/price", {"price": str(p)})

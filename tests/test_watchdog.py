@@ -29,7 +29,7 @@ PREFIX = "t:"
 
 
 def cfg(redis_url: str, **env):
-    base = {"REDIS_URL": redis_url, "EXEC_PREFIX": PREFIX, "CLOCK": "replay", "AGG_CSV": "",
+    base = {"REDIS_URL": redis_url, "EXEC_PREFIX": PREFIX, "CLOCK": "replay", "AGG_CSV": "", "BINANCE_BASE_URL": "http://127.0.0.1:9",
             "N8N_WEBHOOK_URL": "http://127.0.0.1:9/never-called"}
     base.update({k: str(v) for k, v in env.items()})
     return load_config(base)

@@ -39,7 +39,8 @@ def test_real_provider_sees_stops_on_paper_exchange(pe, tmp_path):  # noqa: F811
 
     with redis_server() as url:
         r = redis.Redis.from_url(url)
-        cfg = load_config({"REDIS_URL": url, "EXEC_PREFIX": "t:", "CLOCK": "replay", "AGG_CSV": ""})
+        cfg = load_config({"REDIS_URL": url, "EXEC_PREFIX": "t:", "CLOCK": "replay", "AGG_CSV": "",
+                           "BINANCE_BASE_URL": "http://127.0.0.1:9"})
         r.set("t:clock", int(NOW * 1000))
         raw = encode_state(State(position=pos))
         r.set("t:state", raw)

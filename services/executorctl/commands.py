@@ -25,6 +25,7 @@ from services.executorctl.status import alive
 from services.executorctl.trail import Tail, event_line, event_style
 from shared.adapters.binance_rest import NotFound
 from shared.adapters.redis_streams import publish
+from shared.domain.commands import TARGETED, new_command
 from shared.domain.messages import Command, Event
 from shared.domain.order_ids import client_id, trade_key_of
 from shared.domain.position import ENGINE_PHASES, EXIT_PHASES, Position
@@ -32,6 +33,8 @@ from shared.domain.position import ENGINE_PHASES, EXIT_PHASES, Position
 OWNER = {"halt": "position_engine", "resume": "position_engine", "cancel_entry": "position_engine",
          "flatten": "exit_manager"}
 # Events that answer each command (the owner writes one of them when it has applied the command).
+# The flatten that emergency queues for a dead exit manager (it names its trade): valid this long.
+EMERGENCY_FLATTEN_TTL_SEC = 3600
 ACK_KINDS = {"halt": ("halt_set",), "resume": ("halt_cleared",), "cancel_entry": ("entry_cancel_requested",),
              "flatten": ("flatten_requested",)}
 
@@ -42,7 +45,7 @@ def _acks(cmd: str, by: str) -> Callable[[Event], bool]:
     def accept(ev: Event) -> bool:
         if ev.service != owner:
             return False
-        if ev.kind == "command_noop":
+        if ev.kind in ("command_noop", "command_refused"):
             return ev.data.get("cmd") == cmd
         if ev.kind not in ACK_KINDS[cmd]:
             return False
@@ -52,14 +55,22 @@ def _acks(cmd: str, by: str) -> Callable[[Event], bool]:
     return accept
 
 
+def _publish(ctx: Ctx, cmd: str, reason: str, ttl_sec: float | None = None) -> Command:
+    """Write `cmd` for the current trade (flatten, cancel_entry), expiring after COMMAND_TTL_SEC (or ttl_sec) of
+    the stack's clock, signed with the Redis user that writes it."""
+    pos = ctx.state().position
+    target = pos.trade_key if pos is not None and cmd in TARGETED else ""
+    c = new_command(cmd, ctx.clock.now(), ttl_sec or ctx.cfg.COMMAND_TTL_SEC, operator_name(ctx.r), reason, target)
+    publish(ctx.r, ctx.key("commands"), c, ctx.cfg.STREAM_MAXLEN)
+    return c
+
+
 def send(ctx: Ctx, cmd: str, reason: str, timeout: float) -> Event:
     """Publish `cmd` and wait for its acknowledgement; raise CtlError (exit 3) when none comes in time."""
     owner = OWNER[cmd]
     owner_alive = alive(ctx, owner)
-    by = operator_name()
     tail = Tail(ctx)
-    publish(ctx.r, ctx.key("commands"), Command(cmd=cmd, at=ctx.clock.now(), by=by, reason=reason),  # type: ignore[arg-type]
-            ctx.cfg.STREAM_MAXLEN)
+    by = _publish(ctx, cmd, reason).by
     ev = tail.wait(_acks(cmd, by), timeout if owner_alive else min(timeout, 3.0))
     if ev is None:
         why = (f"{owner} has no heartbeat: the command stays queued in {ctx.key('commands')} and is applied when "
@@ -69,7 +80,8 @@ def send(ctx: Ctx, cmd: str, reason: str, timeout: float) -> Event:
 
 
 def _say_ack(ctx: Ctx, ev: Event) -> None:
-    ctx.out.line(event_line(ev), event_style(ev) or ("yellow" if ev.kind == "command_noop" else "green"))
+    ctx.out.line(event_line(ev), event_style(ev) or ("yellow" if ev.kind in ("command_noop", "command_refused")
+                                                     else "green"))
 
 
 def run_simple(ctx: Ctx, cmd: str, reason: str, timeout: float, wait_close: bool = True) -> int:
@@ -94,7 +106,7 @@ def run_simple(ctx: Ctx, cmd: str, reason: str, timeout: float, wait_close: bool
                            f"--trade {ev.trade_key})", 3)
     if ctx.out.as_json:
         ctx.out.json(result)
-    return 0
+    return 1 if ev.kind == "command_refused" else 0
 
 
 def _wait_closed(ctx: Ctx, trade_key: str, timeout: float, echo: bool) -> Event | None:
@@ -148,8 +160,8 @@ def _try_send(ctx: Ctx, rep: Report, step: str, cmd: str, reason: str, timeout: 
     except CtlError as e:
         rep.add(step, False, str(e))
         return None
-    noop = ev.kind == "command_noop"
-    rep.add(step, True, f"{ev.service}: {ev.kind}" + (f" ({ev.data.get('reason')})" if noop else
+    noop = ev.kind in ("command_noop", "command_refused")
+    rep.add(step, ev.kind != "command_refused", f"{ev.service}: {ev.kind}" + (f" ({ev.data.get('reason')})" if noop else
                                                       (f" {ev.trade_key}" if ev.trade_key else "")))
     return ev
 
@@ -282,8 +294,8 @@ def _held_on_exchange(ctx: Ctx, trade_key: str, pos: Position, base: str) -> Dec
 
 
 def _publish_only(ctx: Ctx, cmd: str, reason: str) -> None:
-    publish(ctx.r, ctx.key("commands"), Command(cmd=cmd, at=ctx.clock.now(), by=operator_name(), reason=reason),  # type: ignore[arg-type]
-            ctx.cfg.STREAM_MAXLEN)
+    # for the trade it names only, so a longer life is safe: the exit manager may be restarted well after it
+    _publish(ctx, cmd, reason, max(ctx.cfg.COMMAND_TTL_SEC, EMERGENCY_FLATTEN_TTL_SEC))
 
 
 def _verify_stops(ctx: Ctx, rep: Report, trade_key: str, timeout: float) -> None:

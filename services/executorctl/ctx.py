@@ -3,9 +3,7 @@ the output (rich colour and tables for a person at a terminal, plain text when p
 from __future__ import annotations
 
 import contextlib
-import getpass
 import json
-import socket
 import sys
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
@@ -94,13 +92,14 @@ def fmt_dur(sec: float | None) -> str:
     return ("-" if sec < 0 else "") + out
 
 
-def operator_name() -> str:
-    """Who sends a command: executorctl:<user>@<host>."""
+def operator_name(r: redis.Redis) -> str:
+    """Who sends a command: the Redis ACL user this connection is authenticated as (ACL WHOAMI), the only
+    name Redis itself vouches for; never free text (issue 21)."""
     try:
-        user = getpass.getuser()
-    except Exception:  # noqa: BLE001 - no login name in a container: still say which tool it was
-        user = "unknown"
-    return f"executorctl:{user}@{socket.gethostname()}"
+        who = r.acl_whoami()
+    except redis.RedisError as e:
+        raise CtlError(f"cannot tell which Redis user writes the command (ACL WHOAMI): {e}", 2) from None
+    return who.decode() if isinstance(who, bytes) else str(who)
 
 
 class Out:

@@ -59,7 +59,8 @@ def message_line(m: StreamMessage) -> tuple[str, str]:
     if isinstance(m, Alert):
         return f"[{fmt_ts(m.at)}] {m.severity:<8} {m.check} {m.message}", "red" if m.severity != "INFO" else ""
     if isinstance(m, Command):
-        return f"[{fmt_ts(m.at)}] COMMAND {m.cmd} by {m.by} {m.reason}", ""
+        target = f" for {m.trade_key}" if m.trade_key else ""
+        return f"[{fmt_ts(m.at)}] COMMAND {m.cmd}{target} by {m.by} until {fmt_ts(m.expires_at)} {m.reason}", ""
     return str(m), ""
 
 

@@ -30,6 +30,7 @@ from shared.adapters.binance_rest import BinanceClient, BinanceError
 from shared.adapters.fee_rate import exit_fee_rate
 from shared.adapters.lockstep import LockStep
 from shared.adapters.redis_streams import Entry, GroupConsumer
+from shared.command_intake import refused
 from shared.domain.messages import Command
 from shared.domain.order_updates import OrderUpdate
 from shared.domain.position import Position
@@ -142,8 +143,11 @@ class ExitManager:
             return
         pos = self.store.pos()
         if pos is None:
-            self.rt.event("command_noop", cmd=cmd.cmd, reason="no filled position")
+            self.rt.event("command_noop", cmd=cmd.cmd, by=cmd.by, reason="no filled position", target=cmd.trade_key)
             return
+        if refused(self.rt, cmd, pos.trade_key):   # for another trade, or expired: never applied later
+            return
+        self.rt.event("command_accepted", pos.trade_key, cmd=cmd.cmd, by=cmd.by, reason=cmd.reason)
         self.store.request_flatten(pos, "operator")
         self.tick(force=True)
 

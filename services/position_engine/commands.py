@@ -6,6 +6,7 @@ import msgspec
 from services.position_engine.tracker import EntryTracker
 from services.position_engine.writer import PositionWriter
 from shared.domain.messages import Command
+from shared.command_intake import refused
 from shared.domain.position import ENGINE_PHASES
 from shared.runtime import Runtime
 
@@ -17,10 +18,19 @@ class CommandHandler:
         self.rt, self.cfg, self.writer, self.tracker = rt, rt.cfg, writer, tracker
 
     def on_command(self, cmd: Command) -> None:
-        """Dispatch by name; commands of other services are ignored."""
+        """Dispatch by name after the target/expiry rule (a refused command is recorded, never applied later);
+        commands of other services are ignored."""
         fn = {"halt": self._halt, "resume": self._resume, "cancel_entry": self._cancel_entry}.get(cmd.cmd)
-        if fn is not None:
-            fn(cmd)
+        if fn is None:
+            return
+        pos = self.rt.store.load().position
+        current = pos.trade_key if pos is not None and pos.status in ENGINE_PHASES else None
+        if cmd.cmd == "cancel_entry" and current is None:
+            self.rt.event("command_noop", cmd=cmd.cmd, by=cmd.by, reason="no pending entry", target=cmd.trade_key)
+            return
+        if refused(self.rt, cmd, current):
+            return
+        fn(cmd)
 
     def _halt(self, cmd: Command) -> None:
         self.rt.r.set(self.cfg.key("halt"), msgspec.json.encode({"by": cmd.by, "reason": cmd.reason, "at": cmd.at}))

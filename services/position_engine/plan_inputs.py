@@ -1,6 +1,6 @@
 """What a plan needs from outside, kept warm by the idle loop so that a signal's path to its order does no
-extra I/O: the feed's last bars (the swing window, §2) and k, the price ratio between SYMBOL and the feed's symbol
-(§5), from the two book tickers."""
+extra I/O: the feed's last bars (the swing window, §2), SYMBOL's mid (a signal far from it is refused, issue 21)
+and k, the price ratio between SYMBOL and the feed's symbol (§5), from the two book tickers."""
 from __future__ import annotations
 
 import os
@@ -39,39 +39,55 @@ class PlanInputs:
         self.rt, self.cfg, self.client = rt, rt.cfg, client
         self.reprice = bool(self.cfg.FEED_SYMBOL) and quote_of(self.cfg.FEED_SYMBOL) != symbol_quote
         self._k: Decimal = Decimal(1)
-        self._k_at = self._k_tried = 0.0
+        self._mid: Decimal = Decimal(0)
+        self._k_at = self._k_tried = self._books_clock = 0.0
         self.fee_rate, self.fee_source = exit_fee_rate(client, rt.cfg.EXIT_FEE_RATE_FALLBACK)
         self._bars_key: tuple | None = None
         self._bars: list[Bar] = []
         self._memo: dict[tuple, tuple[Decimal | None, Decimal | None]] = {}
         self.warm()   # k and the feed before the engine says it is ready: a signal right after start needs no read
 
-    # ---- k --------------------------------------------------------------------------------------------
+    # ---- k and SYMBOL's book ---------------------------------------------------------------------------
 
-    def k(self) -> Decimal:
+    def k(self, now: float | None = None) -> Decimal:
         """k for a plan now: 1 when SYMBOL and the feed share their quote, else the cached ratio (read again
         when older than K_MAX_AGE_SEC). BasisUnavailable when the books cannot be read."""
-        if not self.reprice:
-            return Decimal(1)
-        if time.time() - self._k_at > K_MAX_AGE_SEC:
-            try:
-                self._read_k()
-            except BasisUnavailable as e:
-                if self._k_at <= 0 or time.time() - self._k_at > K_STALE_OK_SEC:
-                    raise
-                # the basis moves by basis points over hours: a k of a few minutes ago prices the plan as well,
-                # and the entry's own send decides whether the exchange is there
-                self.rt.event("basis_stale", level="warning", k=self._k, age_sec=round(time.time() - self._k_at, 1),
-                              reason=str(e))
-        return self._k
+        self._fresh_books(now)
+        return self._k if self.reprice else Decimal(1)
 
-    def _read_k(self) -> None:
+    def market(self, now: float) -> tuple[Decimal, Decimal]:
+        """(k, SYMBOL's mid) for a signal at `now` (the stack's clock): the books are read again when the cached
+        read is older than K_MAX_AGE_SEC of wall time or of the stack's clock (a fast replay moves the market
+        minutes in a wall second). BasisUnavailable when the books cannot be read."""
+        self._fresh_books(now)
+        return (self._k if self.reprice else Decimal(1)), self._mid
+
+    def _fresh_books(self, now: float | None) -> None:
+        clock_age = 0.0 if now is None else abs(now - self._books_clock)
+        if time.time() - self._k_at <= K_MAX_AGE_SEC and clock_age <= K_MAX_AGE_SEC:
+            return
+        try:
+            self._read_k(now)
+        except BasisUnavailable as e:
+            if self._k_at <= 0 or time.time() - self._k_at > K_STALE_OK_SEC:
+                raise
+            # the basis moves by basis points over hours: a k of a few minutes ago prices the plan as well,
+            # and the entry's own send decides whether the exchange is there
+            self.rt.event("basis_stale", level="warning", k=self._k, age_sec=round(time.time() - self._k_at, 1),
+                          reason=str(e))
+
+    def _read_k(self, now: float | None = None) -> None:
+        """Read SYMBOL's book (its mid is what a signal is checked against) and, when re-pricing, the feed's."""
         self._k_tried = time.time()
         try:
-            k = basis_k(self.client.book_ticker(self.cfg.SYMBOL), self.client.book_ticker(self.cfg.FEED_SYMBOL))
+            book = self.client.book_ticker(self.cfg.SYMBOL)
+            if min(book) <= 0:
+                raise ValueError(f"{self.cfg.SYMBOL} book without a price: {book}")
+            k = basis_k(book, self.client.book_ticker(self.cfg.FEED_SYMBOL)) if self.reprice else Decimal(1)
         except (BinanceError, OSError, ValueError, KeyError, msgspec.DecodeError) as e:
             raise BasisUnavailable(f"k = mid({self.cfg.SYMBOL}) / mid({self.cfg.FEED_SYMBOL}) unavailable: {e}") from None
-        self._k, self._k_at = k, time.time()
+        self._k, self._mid, self._k_at = k, sum(book) / 2, time.time()
+        self._books_clock = self.rt.clock.now() if now is None else now
 
     # ---- the swing window --------------------------------------------------------------------------------
 
@@ -122,7 +138,7 @@ class PlanInputs:
                 self._extremes(self.rt.clock.now())
         except (FeedUnavailable, BadHeader, OSError):
             pass  # reported by extreme() when a signal needs the feed
-        if self.reprice and time.time() - max(self._k_at, self._k_tried) > K_REFRESH_SEC:
+        if time.time() - max(self._k_at, self._k_tried) > K_REFRESH_SEC:
             try:
                 self._read_k()
             except BasisUnavailable:

@@ -11,6 +11,7 @@ from services.position_engine.writer import PositionWriter
 from shared.domain.entry_rules import pending_position, refusal, side_refusal
 from shared.domain.exit_plan import EntryPlan, PlanError, build_plan, round_trip_fees
 from shared.domain.messages import Event, Signal
+from shared.domain.signal_checks import deviation, deviation_refusal, stale_refusal
 from shared.domain.symbol import SymbolFilters
 from shared.runtime import Runtime
 
@@ -28,9 +29,15 @@ class SignalHandler:
         state, now, halted = self.rt.load_gate()
         if state.position is not None and state.position.signal_key == sig.key:
             return  # re-delivered after a crash: the position for it already exists
+        stale = stale_refusal(sig.ts, now, self.cfg.MAX_PEAK_AGE_SEC)
+        if stale is not None:   # read too late (the engine was down or busy): never acted on, as the original
+            self._ignore(sig, stale, age_sec=round(now - sig.ts, 1), max_age_sec=self.cfg.MAX_PEAK_AGE_SEC)
+            return
         why = refusal(state, now, halted) or side_refusal(sig.kind, self.cfg.TRADE_MODE)
         if why is not None:
             self._ignore(sig, why)
+            return
+        if not self._on_book(sig, now):
             return
         plan = self._plan(sig)
         if plan is None:
@@ -57,8 +64,23 @@ class SignalHandler:
         self.rt.store.sync_snapshot()
         self.tracker.resume(pos, sent)
 
-    def _ignore(self, sig: Signal, why: str) -> None:
-        self.rt.event("signal_ignored", reason=why, signal_key=sig.key, side=sig.kind, price=sig.price)
+    def _ignore(self, sig: Signal, why: str, **data: object) -> None:
+        self.rt.event("signal_ignored", reason=why, signal_key=sig.key, side=sig.kind, price=sig.price, **data)
+
+    def _on_book(self, sig: Signal, now: float) -> bool:
+        """False (and the signal ignored, or aborted when the book cannot be read) when the signal re-priced by k
+        is further than MAX_SIGNAL_DEVIATION_PCT from SYMBOL's mid: another market, instrument or a stuck feed."""
+        try:
+            k, mid = self.inputs.market(now)
+        except BasisUnavailable as e:
+            self._abort(sig, str(e))
+            return False
+        why = deviation_refusal(sig.price, k, mid, self.cfg.MAX_SIGNAL_DEVIATION_PCT)
+        if why is not None:
+            self._ignore(sig, why, k=k, book_mid=mid, deviation=deviation(sig.price, k, mid).quantize(Decimal("1e-6"))
+                         if mid > 0 else None, max_deviation=self.cfg.MAX_SIGNAL_DEVIATION_PCT)
+            return False
+        return True
 
     def _plan(self, sig: Signal) -> EntryPlan | None:
         c = self.cfg

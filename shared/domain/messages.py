@@ -58,12 +58,16 @@ CommandName = Literal["halt", "resume", "cancel_entry", "flatten"]
 
 
 class Command(msgspec.Struct, tag="command", kw_only=True):
-    """An operator command on the `commands` stream."""
-    v: int = 1
+    """An operator command on the `commands` stream. v2 (issue 21): `trade_key` (flatten, cancel_entry) and
+    `expires_at` (stack clock); `by` is the Redis ACL user that wrote it. A v1 entry decodes with no target
+    and no expiry, and shared.domain.commands.command_refusal refuses it."""
+    v: int = 2
     cmd: CommandName
     at: float
     by: str = "operator"
     reason: str = ""
+    trade_key: str = ""           # the trade the command is for (flatten, cancel_entry)
+    expires_at: float = 0.0       # stack clock (epoch s); 0 = written before v2: refused as expired
 
 
 class Alert(msgspec.Struct, tag="alert", kw_only=True):
