@@ -16,7 +16,7 @@ from shared.adapters.redis_streams import publish
 from shared.adapters.shared_backoff import RedisBackoff
 from shared.adapters.state_store import StateStore
 from shared.clock import Clock, ReplayClock, make_clock
-from shared.config import Config, ConfigError, load_config
+from shared.config import Config, ConfigError, load_config, require_live_keys
 from shared.domain.messages import Event
 from shared.domain.position import State, decode_state
 from shared.jsonlog import JsonLogger
@@ -37,7 +37,13 @@ class Runtime:
         self.stopping = False
 
     def client(self) -> BinanceClient:
-        """A Binance client for the configured endpoint, sharing 429 back-off through Redis."""
+        """A Binance client for the configured endpoint, sharing 429 back-off through Redis. With a real exchange
+        and no (or the paper) API key, start-up stops naming the variable (exit 2)."""
+        try:
+            require_live_keys(self.cfg)
+        except ConfigError as e:
+            print(f"{self.process}: configuration error: {e}", file=sys.stderr)
+            raise SystemExit(2) from None
         margin = None
         if self.cfg.TRADE_MODE == "margin":
             margin = "isolated" if self.cfg.MARGIN_ISOLATED else "cross"

@@ -112,3 +112,83 @@ def test_an_unknown_symbol_stops_start_up_naming_symbol(service, tmp_path, redis
         s.stop_all()
     assert p.returncode == 2, (p.returncode, p.stderr[-2000:])
     assert "SYMBOL='ETHUSDC' is not listed by the exchange" in p.stderr, p.stderr[-2000:]
+
+
+# ---- issue 21: bounds on every numeric setting, live is explicit ------------------------------------------
+
+@pytest.mark.parametrize("env,needle", [
+    ({"STREAM_MAXLEN": "0"}, "STREAM_MAXLEN=0 is out of range; allowed: 1000 <= STREAM_MAXLEN <= 100000000"),
+    ({"STREAM_MAXLEN": "999"}, "STREAM_MAXLEN=999 is out of range"),
+    ({"RECV_WINDOW": "999999"}, "RECV_WINDOW=999999 is out of range; allowed: 1 <= RECV_WINDOW <= 60000"),
+    ({"RECV_WINDOW": "0"}, "RECV_WINDOW=0 must be > 0"),
+    ({"QTY_USD": "1e9"}, "QTY_USD=1E+9 is out of range; allowed: 1E-8 <= QTY_USD <= MAX_QTY_USD=10000"),
+    ({"QTY_USD": "20000", "MAX_QTY_USD": "15000"}, "QTY_USD=20000 is out of range"),
+    ({"BINANCE_TIMEOUT_SEC": "0"}, "BINANCE_TIMEOUT_SEC=0.0 must be > 0"),
+    ({"BINANCE_TIMEOUT_SEC": "600"}, "BINANCE_TIMEOUT_SEC=600.0 is out of range; allowed: 0.1 <= "),
+    ({"MAX_SIGNAL_DEVIATION_PCT": "5"}, "MAX_SIGNAL_DEVIATION_PCT=5 is out of range; allowed: 0.0001 <= "),
+    ({"MAX_SIGNAL_DEVIATION_PCT": "0"}, "MAX_SIGNAL_DEVIATION_PCT=0 is out of range"),
+    ({"MARGIN_BORROW_BUFFER_PCT": "3"}, "MARGIN_BORROW_BUFFER_PCT=3 is out of range"),
+    ({"COMMAND_TTL_SEC": "0"}, "COMMAND_TTL_SEC=0 is out of range; allowed: 1 <= COMMAND_TTL_SEC <= 86400"),
+    ({"DEDUP_PRICE_DECIMALS": "12"}, "DEDUP_PRICE_DECIMALS=12 is out of range; allowed: 0 <="),
+    ({"HEARTBEAT_TTL_SEC": "1"}, "HEARTBEAT_TTL_SEC=1 is out of range"),
+    ({"MAX_PEAK_AGE_SEC": "100000"}, "MAX_PEAK_AGE_SEC=100000 is out of range"),
+    ({"REST_POLL_MS": "1"}, "REST_POLL_MS=1 is out of range"),
+    ({"MANAGE_EVERY_SEC": "0"}, "MANAGE_EVERY_SEC=0 is out of range"),
+    ({"ORPHAN_CANCEL_EVERY_SEC": "0"}, "ORPHAN_CANCEL_EVERY_SEC=0 is out of range"),
+    ({"TAIL_LINES": "0"}, "TAIL_LINES=0 is out of range"),
+    ({"INVAR_FEED_STALE_SEC": "0"}, "INVAR_FEED_STALE_SEC=0 is out of range"),
+])
+def test_out_of_range_values_name_the_variable_and_the_range(env, needle):
+    with pytest.raises(ConfigError) as e:
+        load_config(env)
+    assert needle in str(e.value)
+
+
+def test_every_bound_accepts_its_ends_and_the_defaults_are_inside():
+    from shared.config import BOUNDS
+    c = load_config({})
+    for name, lo, hi, _what in BOUNDS:
+        top = getattr(c, hi) if isinstance(hi, str) else hi
+        assert lo <= getattr(c, name) <= top, name
+    assert load_config({"STREAM_MAXLEN": "1000", "RECV_WINDOW": "60000", "QTY_USD": "10000"}).RECV_WINDOW == 60000
+    assert load_config({"MAX_QTY_USD": "50000", "QTY_USD": "50000"}).QTY_USD == Decimal(50000)
+
+
+LIVE = {"BINANCE_BASE_URL": "https://api.binance.com", "BINANCE_API_KEY": "k" * 64, "BINANCE_API_SECRET": "s" * 64}
+
+
+@pytest.mark.parametrize("env,needle", [
+    ({**LIVE, "CLOCK": "replay"}, "CLOCK=replay is refused with BINANCE_BASE_URL=https://api.binance.com"),
+    ({**LIVE, "BINANCE_BASE_URL": "https://testnet.binance.vision", "CLOCK": "replay", "REPLAY_LOCKSTEP": "1"},
+     "CLOCK=replay is refused"),
+    ({**LIVE, "BINANCE_BASE_URL": "http://10.0.0.5:8899", "CLOCK": "replay"}, "CLOCK=replay is refused"),
+    ({**LIVE, "BINANCE_API_KEY": ""}, "BINANCE_API_KEY is empty with BINANCE_BASE_URL=https://api.binance.com"),
+    ({**LIVE, "BINANCE_API_KEY": "paper-key"}, "BINANCE_API_KEY is a paper exchange key"),
+    ({**LIVE, "BINANCE_API_SECRET": "paper-secret"}, "BINANCE_API_SECRET is a paper exchange key"),
+    ({**LIVE, "BINANCE_API_SECRET": "  "}, "BINANCE_API_SECRET is empty"),
+])
+def test_live_is_explicit(env, needle):
+    with pytest.raises(ConfigError) as e:
+        load_config(env)
+    assert needle in str(e.value)
+
+
+def test_the_paper_exchange_on_loopback_keeps_the_replay_clock_and_paper_keys():
+    for url in ("http://127.0.0.1:8899", "http://localhost:8899", "http://[::1]:8899", "http://127.0.0.2:1"):
+        c = load_config({"BINANCE_BASE_URL": url, "CLOCK": "replay", "REPLAY_LOCKSTEP": "true",
+                         "BINANCE_API_KEY": "paper-key", "BINANCE_API_SECRET": "paper-secret"})
+        assert c.CLOCK == "replay" and c.REPLAY_LOCKSTEP
+    assert load_config(LIVE).CLOCK == "wall"   # live with the wall clock and real keys starts
+    assert load_config({}).CLOCK == "wall"     # a process with no keys in its environment (ingest, notifier)
+
+
+def test_a_signing_service_without_keys_refuses_a_real_exchange():
+    """position_engine started against a real exchange URL with no key in its environment: exit 2 naming the
+    variable, before any request leaves (REDIS_URL points nowhere: the refusal comes first)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BINANCE_")}
+    env.update({"PYTHONPATH": str(HOME), "BINANCE_BASE_URL": "https://api.binance.com", "CLOCK": "wall",
+                "REDIS_URL": "redis://127.0.0.1:1/0"})
+    p = subprocess.run([sys.executable, "-m", "services.position_engine"], cwd=HOME, env=env, capture_output=True,
+                       text=True, timeout=30)
+    assert p.returncode == 2, p.stderr[-2000:]
+    assert "BINANCE_API_KEY is empty with BINANCE_BASE_URL=https://api.binance.com" in p.stderr
