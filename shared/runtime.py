@@ -78,7 +78,8 @@ class Runtime:
         res = pipe.execute()
         state = decode_state(res[0]) if res[0] is not None else self.store.load()  # load() restores a lost state
         now = (int(res[2]) / 1000.0 if res[2] is not None else time.time()) if replay else self.clock.now()
-        return state, now, bool(res[1])
+        # a state restored from the snapshot just now brought its halt flag back (StateStore.load)
+        return state, now, bool(res[1]) or (res[0] is None and state.halt is not None)
 
     def halted(self) -> bool:
         """True while the halt flag is set (no new entries)."""

@@ -28,3 +28,61 @@ def test_a_429_seen_by_one_process_blocks_another_through_redis(pe, redis_url): 
     assert float(r1.get(key)) > time.time() + 1.5
     r1.close()
     r2.close()
+
+
+class _Binance429:
+    """A stand-in of Binance (outside) that answers every request 429 with the Retry-After it is given."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+        outer = self
+        self.retry_after = "1"
+
+        class H(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+                body = b'{"code":-1003,"msg":"Too many requests"}'
+                self.send_response(429)
+                self.send_header("Retry-After", outer.retry_after)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *a) -> None:
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+
+@pytest.mark.parametrize("header,expect", [("nan", 60.0), ("inf", 3 * 86400.0), ("-5", 0.0),
+                                           ("1e12", 3 * 86400.0), ("7", 7.0), ("soon", 60.0)])
+def test_a_retry_after_of_nan_inf_negative_or_huge_is_clamped_to_a_finite_wait(redis_url, header, expect):
+    from shared.adapters.binance_rest import BinanceClient
+    fake = _Binance429()
+    fake.retry_after = header
+    r = redis.Redis.from_url(redis_url)
+    key = f"ra{time.time_ns()}:backoff"
+    c = BinanceClient(fake.url, "k", "s", backoff=RedisBackoff(r, key))
+    try:
+        with pytest.raises(RateLimited) as ei:
+            c.book_ticker(SYMBOL)
+        assert ei.value.retry_after == expect
+        until = RedisBackoff(r, key).blocked_until()
+        assert until == 0.0 or time.time() - 1 <= until <= time.time() + 3 * 86400 + 1
+    finally:
+        c.close()
+        fake.httpd.shutdown()
+        r.close()
+
+
+def test_a_hand_written_backoff_that_is_not_a_finite_time_blocks_nobody_forever(redis_url):
+    r = redis.Redis.from_url(redis_url)
+    b = RedisBackoff(r, "hand:backoff")
+    for raw in ("inf", "nan", "garbage"):
+        r.set("hand:backoff", raw)
+        assert b.blocked_until() == 0.0
+    r.set("hand:backoff", repr(time.time() + 10 ** 9))
+    assert b.blocked_until() <= time.time() + 3 * 86400 + 1
+    r.close()

@@ -335,3 +335,36 @@ def test_a_finding_after_the_throttle_counts_what_was_held_back_and_its_end_is_s
     wall[0] += 20
     wd.invariant_tick()
     assert alerts(r)[-1] == rec                          # said once
+
+
+def test_redis_without_aof_or_rdb_is_reported_from_info_alone(tmp_path):
+    """INFO persistence of real servers (no CONFIG GET: the ACL does not give it to the watchdog): a Redis with
+    `save ""` and no AOF holding changes unsaved for over an hour is a WARN; with AOF on, or RDB saving, none."""
+    from shared.domain.redis_durability import RDB_MAX_GAP_SEC, check_redis_durability
+    with redis_server() as url:                                     # tests' Redis: save "" and appendonly no
+        conn = redis.Redis.from_url(url)
+        conn.set("k", "v")
+        info = conn.info("persistence")
+        sec, _ = conn.time()
+        assert check_redis_durability(info, sec) == []               # just started: nothing at risk yet
+        (f,) = check_redis_durability(info, sec + RDB_MAX_GAP_SEC + 60)
+        assert (f.check, f.severity, f.subject) == ("REDIS", "WARN", "persistence") and "appendonly" in f.message
+        # the real watchdog on the same server: quiet now (the window has not passed on the server's clock)
+        wd, _ = make_wd(conn, cfg(url))
+        set_clock(conn, NOW)
+        wd.invariant_tick()
+        assert [a for a in alerts(conn) if a.details.get("subject") == "persistence"] == []
+        conn.close()
+    with redis_server(extra_args=("--appendonly", "yes")) as url:
+        conn = redis.Redis.from_url(url)
+        conn.set("k", "v")
+        sec, _ = conn.time()
+        assert check_redis_durability(conn.info("persistence"), sec + 10 * RDB_MAX_GAP_SEC) == []
+        conn.close()
+    with redis_server(extra_args=("--save", "1 1")) as url:          # RDB saving every second with a change
+        conn = redis.Redis.from_url(url)
+        conn.set("k", "v")
+        wait_for(lambda: conn.info("persistence")["rdb_changes_since_last_save"] == 0, 10, what="RDB save")
+        sec, _ = conn.time()
+        assert check_redis_durability(conn.info("persistence"), sec + 10 * RDB_MAX_GAP_SEC) == []
+        conn.close()

@@ -11,6 +11,19 @@ from shared.domain.position import ENGINE_PHASES
 from shared.runtime import Runtime
 
 
+def adopt_halt(rt: Runtime) -> None:
+    """Copy a halt flag set by another process (the watchdog's I13 kill switch writes only the flag) into the
+    state, so the snapshot keeps it if Redis comes back empty."""
+    raw = rt.r.get(rt.cfg.key("halt"))
+    if raw is None:
+        return
+    try:
+        doc = msgspec.json.decode(raw)
+    except msgspec.DecodeError:
+        doc = {"raw": raw.decode("utf-8", "replace")}
+    rt.store.set_halt(doc if isinstance(doc, dict) else {"value": doc})
+
+
 class CommandHandler:
     """Applies one operator command and records it."""
 
@@ -33,12 +46,13 @@ class CommandHandler:
         fn(cmd)
 
     def _halt(self, cmd: Command) -> None:
-        self.rt.r.set(self.cfg.key("halt"), msgspec.json.encode({"by": cmd.by, "reason": cmd.reason, "at": cmd.at}))
+        # the flag and its copy in the state (so the snapshot keeps the halt if Redis comes back empty)
+        self.rt.store.set_halt({"by": cmd.by, "reason": cmd.reason, "at": cmd.at})
         self.rt.event("halt_set", by=cmd.by, reason=cmd.reason)
         self.rt.notify("halted", f"new entries halted by {cmd.by}: {cmd.reason}", "WARN", cause=f"cmd@{cmd.at}")
 
     def _resume(self, cmd: Command) -> None:
-        self.rt.r.delete(self.cfg.key("halt"))
+        self.rt.store.set_halt(None)
         self.rt.event("halt_cleared", by=cmd.by, reason=cmd.reason)
         self.rt.notify("resumed", f"new entries allowed again by {cmd.by}", "INFO", cause=f"cmd@{cmd.at}")
 

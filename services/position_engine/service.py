@@ -9,7 +9,7 @@ written in the same Redis transaction as the state change (writer.py).
 """
 from __future__ import annotations
 
-from services.position_engine.commands import CommandHandler
+from services.position_engine.commands import CommandHandler, adopt_halt
 from services.position_engine.order_feed import OrderFeed
 from services.position_engine.reconcile import Reconciler
 from services.position_engine.sender import EntrySender
@@ -93,7 +93,11 @@ def run(rt: Runtime) -> None:
     """Start-up (filters, snapshot, reconcile) then the main loop until SIGTERM."""
     client = rt.client()
     engine = Engine(rt, client, wait_for_filters(rt, client))
-    rt.store.sync_snapshot()
+    newer = rt.store.sync_snapshot()   # the newer of Redis' state and the snapshot file wins (by version)
+    if newer == "redis":
+        rt.event("state_restored_from_snapshot", level="warning", state_version=rt.store.load().version)
+    if rt.halted() and rt.store.load().halt is None:
+        adopt_halt(rt)
     engine.reconciler.run()
     rt.event("engine_ready", state_version=rt.store.load().version, fee_rate=engine.inputs.fee_rate,
              fee_source=engine.inputs.fee_source, reprice=engine.inputs.reprice, feed_symbol=rt.cfg.FEED_SYMBOL)

@@ -8,6 +8,7 @@ from services.position_engine.plan_inputs import BasisUnavailable, FeedMissing, 
 from services.position_engine.sender import EntrySender
 from services.position_engine.tracker import EntryTracker
 from services.position_engine.writer import PositionWriter
+from services.position_engine.commands import adopt_halt
 from shared.domain.entry_rules import pending_position, refusal, side_refusal
 from shared.domain.exit_plan import EntryPlan, PlanError, build_plan, round_trip_fees
 from shared.domain.messages import Event, Signal
@@ -36,6 +37,8 @@ class SignalHandler:
         why = refusal(state, now, halted) or side_refusal(sig.kind, self.cfg.TRADE_MODE)
         if why is not None:
             self._ignore(sig, why)
+            if halted and state.halt is None:
+                adopt_halt(self.rt)   # a halt set outside the engine (the watchdog's I13): into the snapshot too
             return
         if not self._on_book(sig, now):
             return

@@ -26,6 +26,7 @@ from shared.domain.invariants import (
     check_redis_persistence, params_from_config,
 )
 from shared.domain.messages import Alert, Event
+from shared.domain.redis_durability import check_redis_durability
 from shared.domain.position import State, decode_state
 from shared.jsonlog import JsonLogger
 from services.watchdog.snapshot import FeedStatus, SnapshotProvider, read_feed_status
@@ -274,6 +275,8 @@ class Watchdog:
         try:
             info = self.r.info("persistence")
             findings += check_redis_persistence(info)
+            sec, usec = self.r.time()
+            findings += check_redis_durability(info, sec + usec / 1e6)
         except redis.RedisError as e:
             self.log.warning("redis_info_failed", error=_err(e))
         state, why = self.read_state()

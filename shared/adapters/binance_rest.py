@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import math
 import threading
 import time
 from decimal import Decimal
@@ -112,12 +113,17 @@ class CancelReplacePartial(BinanceError):
         self.new_error = _part_error(data.get("newOrderResponse"))
 
 
+RETRY_AFTER_MAX_SEC = 3 * 86400.0   # Binance's longest IP ban (418) is 3 days
+
+
 def _retry_after(header: str | None) -> float:
-    """Seconds from a Retry-After header; 60 when absent or not a number (Binance sends seconds)."""
+    """Seconds from a Retry-After header (Binance sends seconds): 60 when absent, not a number or nan; negative
+    gives 0 and anything above RETRY_AFTER_MAX_SEC (inf included) gives that cap, so a wait is always finite."""
     try:
-        return max(float(header), 0.0) if header else 60.0
+        v = float(header) if header else 60.0
     except ValueError:
         return 60.0
+    return 60.0 if math.isnan(v) else min(max(v, 0.0), RETRY_AFTER_MAX_SEC)
 
 
 def _part_error(part: Any) -> tuple[int, str] | None:

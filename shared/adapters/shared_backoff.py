@@ -1,9 +1,12 @@
 """A 429/418 back-off shared by every process through Redis, so one process's ban stops them all."""
 from __future__ import annotations
 
+import math
 import time
 
 import redis
+
+MAX_BLOCK_SEC = 3 * 86400.0   # Binance's longest IP ban (418)
 
 
 class RedisBackoff:
@@ -13,8 +16,14 @@ class RedisBackoff:
         self._r, self._key = r, key
 
     def blocked_until(self) -> float:
+        """The shared deadline; a value that is not a finite time (a hand-written key) counts as none, and no
+        deadline is ever further than Binance's longest ban (3 days) from now."""
         raw = self._r.get(self._key)
-        return float(raw) if raw else 0.0
+        try:
+            until = float(raw) if raw else 0.0
+        except ValueError:
+            return 0.0
+        return min(until, time.time() + MAX_BLOCK_SEC) if math.isfinite(until) else 0.0
 
     def block(self, until: float) -> None:
         ttl_ms = max(1, int((until - time.time()) * 1000))

@@ -28,13 +28,16 @@ class StateStore:
     """Owner of `{prefix}state` and the snapshot file for one process."""
 
     def __init__(self, r: redis.Redis, key: str, snapshot_path: str, actor: str, maxlen: int = 100_000,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, halt_key: str | None = None) -> None:
         self.r, self.key, self.actor, self.maxlen = r, key, actor, maxlen
+        # the halt flag beside the state (`{prefix}halt` for `{prefix}state`); its copy rides in the document
+        self.halt_key = halt_key or (key[:-len("state")] + "halt" if key.endswith("state") else key + ":halt")
         self.snapshot = Path(snapshot_path)
         self._clock = clock
 
     def load(self) -> State:
-        """The current state; if Redis has none, restore it from the snapshot first (Redis came back empty)."""
+        """The current state; if Redis has none, restore it (and its halt flag) from the snapshot first (Redis
+        came back empty)."""
         raw = self.r.get(self.key)
         if raw is not None:
             return decode_state(raw)
@@ -42,13 +45,23 @@ class StateStore:
         if snap is None:
             return State()
         # SET NX: if another process restored concurrently, keep theirs.
-        self.r.set(self.key, encode_state(snap), nx=True)
+        with self.r.pipeline(transaction=True) as pipe:
+            pipe.set(self.key, encode_state(snap), nx=True)
+            self._restore_halt(pipe, snap)
+            pipe.execute()
         return decode_state(self.r.get(self.key))
 
-    def update(self, fn: Transition, retries: int = 50, snapshot: bool = True) -> State:
+    def _restore_halt(self, pipe: redis.client.Pipeline, snap: State) -> None:
+        """A halted stack stays halted when its Redis comes back without the flag (never cleared by a restore)."""
+        if snap.halt is not None:
+            pipe.set(self.halt_key, msgspec.json.encode(snap.halt), nx=True)
+
+    def update(self, fn: Transition, retries: int = 50, snapshot: bool = True,
+               also: Callable[[redis.client.Pipeline], None] | None = None) -> State:
         """Apply `fn` with optimistic concurrency; returns the state after the change (or unchanged).
         `snapshot=False` leaves the file snapshot to a later `sync_snapshot()` (a latency-critical caller
-        that has another way back after losing Redis, e.g. reconciling with the exchange)."""
+        that has another way back after losing Redis, e.g. reconciling with the exchange). `also` queues more
+        writes in the same transaction (the halt flag beside its copy in the state)."""
         for _ in range(retries):
             with self.r.pipeline() as pipe:
                 try:
@@ -64,8 +77,12 @@ class StateStore:
                                                   updated_by=self.actor)
                     pipe.multi()
                     pipe.set(self.key, encode_state(new))
+                    if raw is None:
+                        self._restore_halt(pipe, cur)
                     for stream, msg in messages:
                         pipe.xadd(stream, encode_fields(msg), maxlen=self.maxlen, approximate=True)
+                    if also is not None:
+                        also(pipe)
                     pipe.execute()
                 except redis.WatchError:
                     continue
@@ -78,11 +95,43 @@ class StateStore:
         snap = read_snapshot(self.snapshot)
         return snap if snap is not None else State()
 
-    def sync_snapshot(self) -> None:
-        """Bring the snapshot up to Redis (after a crash between the Redis write and the file write)."""
-        raw = self.r.get(self.key)
-        if raw is not None:
-            write_snapshot(self.snapshot, decode_state(raw))
+    def set_halt(self, doc: dict | None) -> State:
+        """Set (`doc`: who, why, when) or clear (None) the halt flag and its copy in the state, in one
+        transaction, so the snapshot carries it."""
+        def fn(st: State) -> tuple[State, list]:
+            st.halt = doc
+            return st, []
+
+        def flag(pipe: redis.client.Pipeline) -> None:
+            if doc is None:
+                pipe.delete(self.halt_key)
+            else:
+                pipe.set(self.halt_key, msgspec.json.encode(doc))
+        return self.update(fn, also=flag)
+
+    def sync_snapshot(self) -> str:
+        """At start (and after a crash between the Redis write and the file write) the newer copy wins, by
+        `version`: Redis' state goes to the file, or a newer file (Redis came back with an older state, e.g.
+        from an old RDB) goes back into Redis with its halt flag. Returns "file", "redis" or "" (in step)."""
+        with self.r.pipeline() as pipe:
+            try:
+                pipe.watch(self.key)
+                raw = pipe.get(self.key)
+                snap = read_snapshot(self.snapshot)
+                if raw is None and snap is None:
+                    pipe.unwatch()
+                    return ""
+                cur = decode_state(raw) if raw is not None else None
+                if snap is not None and (cur is None or snap.version > cur.version):
+                    pipe.multi()
+                    pipe.set(self.key, encode_state(snap))
+                    self._restore_halt(pipe, snap)
+                    pipe.execute()
+                    return "redis"
+                pipe.unwatch()
+            except redis.WatchError:
+                return ""   # another process wrote meanwhile: Redis is the newer copy, its writer snapshots it
+        return "file" if cur is not None and write_snapshot(self.snapshot, cur) else ""
 
 
 def read_snapshot(path: Path) -> State | None:

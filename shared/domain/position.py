@@ -5,7 +5,7 @@ Versioned (`schema`) and migrated on load; `version` grows on every write (optim
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Literal
+from typing import Any, Literal
 
 import msgspec
 
@@ -131,6 +131,7 @@ class State(msgspec.Struct, kw_only=True):
     closed_count: int = 0
     cooldown_until: float = 0.0
     lock_until: float = 0.0
+    halt: dict[str, Any] | None = None   # copy of `{prefix}halt` (who, why, when): restored with the snapshot
     updated_at: float = 0.0
     updated_by: str = ""
 
