@@ -18,7 +18,11 @@ export PAPER_API_KEY="${PAPER_API_KEY:-$BINANCE_API_KEY}"
 export PAPER_API_SECRET="${PAPER_API_SECRET:-$BINANCE_API_SECRET}"
 export PAPER_STATE_FN="${PAPER_STATE_FN:-$EXEC_RUN_DIR/paper/paper_exchange.json}"
 export PAPER_CLOCK_REDIS_URL="${PAPER_CLOCK_REDIS_URL:-$REDIS_URL}"
-export CLOCK="${CLOCK:-replay}"
+# the replay clock belongs to the local paper exchange; any other exchange runs on the wall clock (issue 21)
+case "$BINANCE_BASE_URL" in
+  http://127.*|https://127.*|http://localhost[:/]*|http://localhost|http://\[::1\]*) export CLOCK="${CLOCK:-replay}" ;;
+  *) export CLOCK="${CLOCK:-wall}" ;;
+esac
 export DELTASCOUT_LOG="${DELTASCOUT_LOG:-$EXEC_RUN_DIR/logs/deltascout.log}"
 export AGG_CSV="${AGG_CSV:-$EXEC_RUN_DIR/feed/aggregated.csv}"
 export PAPER_FEED_CSV="${PAPER_FEED_CSV:-$AGG_CSV}"

@@ -10,8 +10,10 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+import redis
 
 from shared.adapters.market_files import write_bars
+from shared.adapters.redis_streams import decode_fields
 from tests.stack import HOME, Stack
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -84,6 +86,9 @@ def test_status_shows_live_position_then_dead_process(stack: Stack, market_bars,
     steps = {x["step"]: x for x in rep["steps"]}
     assert steps["halt"]["ok"] and not steps["flatten"]["ok"] and "restart" in steps["flatten"]["detail"]
     assert not any("-fl-" in o["clientOrderId"] for o in s.orders())
+    # the flatten it queued for the dead exit manager names the trade (and may wait an hour for its restart)
+    fl = [c for c in (decode_fields(f) for _id, f in s.r.xrange(f"{s.prefix}commands", "-", "+")) if c.cmd == "flatten"]
+    assert fl and fl[-1].trade_key == tk and fl[-1].expires_at == fl[-1].at + 3600 and fl[-1].by == _whoami(s)
     # The last resort sells now, with the exit manager's own flatten id; the exit manager adopts it on restart.
     rep = ctl_json(s, "emergency", "--last-resort", "--timeout", "10")
     assert rep["ok"] is True, rep
@@ -123,7 +128,11 @@ def test_halt_stops_entries_then_resume(stack: Stack, market_bars, moment, tmp_p
     assert ev.data["reason"] == "halted"
     assert s.orders() == [] and s.state().position is None
     st = ctl_json(s, "status", ok_codes=(0, 1))
-    assert st["halt"]["reason"] == "maintenance" and st["halt"]["by"].startswith("executorctl:")
+    # `by` is the Redis ACL user executorctl is connected as (ACL WHOAMI), never free text; every command expires
+    whoami = _whoami(s)
+    assert st["halt"]["reason"] == "maintenance" and st["halt"]["by"] == whoami
+    cmds = [decode_fields(f) for _id, f in s.r.xrange(f"{s.prefix}commands", "-", "+")]
+    assert cmds[-1].cmd == "halt" and cmds[-1].by == whoami and cmds[-1].expires_at == cmds[-1].at + 60
     out = ctl(s, "events", "--kind", "signal_ignored")
     assert out.returncode == 0 and "halted" in out.stdout
     sig = ctl(s, "signals")
@@ -133,6 +142,12 @@ def test_halt_stops_entries_then_resume(stack: Stack, market_bars, moment, tmp_p
     # Nothing to cancel or flatten: the owners say so.
     assert ctl_json(s, "cancel-entry")["ack"] == "command_noop"
     assert ctl_json(s, "flatten")["ack"] == "command_noop"
+
+
+def _whoami(s: Stack) -> str:
+    """The Redis ACL user executorctl connects as (its REDIS_URL)."""
+    who = redis.Redis.from_url(s.env["REDIS_URL"]).acl_whoami()
+    return who.decode() if isinstance(who, bytes) else who
 
 
 def _admin_fills(s: Stack) -> tuple[Decimal, Decimal, Decimal, Decimal, Decimal]:

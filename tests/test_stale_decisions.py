@@ -108,3 +108,20 @@ def test_an_expired_or_untargeted_command_is_refused(make_stack):
     # the same command, valid and for this trade, is applied
     s.command("flatten")
     s.wait(lambda: s.state().position is None, 30, "flattened by a valid command")
+
+
+def test_replay_reports_an_off_book_signal_as_ignored_with_the_reason(tmp_path, market_bars, moment):
+    """`executorctl replay` (its own stack of real processes): a line priced at half the market is `ignored`,
+    reason off_book; a line at the market beside it still trades."""
+    from shared.adapters.market_files import write_bars
+    from tests.test_replay import peak, replay
+    bars = market_bars[moment.index - 199:moment.index + 30]
+    agg = tmp_path / "offbook.aggregated.csv"
+    write_bars(agg, bars)
+    sig = bars[199]
+    signals = tmp_path / "signals.jsonl"
+    signals.write_text(peak(sig.ts + 60, "long", sig.close / 2) + "\n" + peak(sig.ts + 120, "long", sig.close) + "\n")
+    _res, doc = replay(tmp_path, agg, signals, "--speed", "max", "--lead", "120")
+    by_line = {x["n"]: x for x in doc["signals"]}
+    assert by_line[1]["outcome"] == "ignored" and "off_book" in by_line[1]["reason"], by_line[1]
+    assert by_line[2]["outcome"] in ("traded", "open", "entry not filled") and by_line[2]["trade_key"], by_line[2]
