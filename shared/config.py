@@ -384,7 +384,6 @@ BOUNDS: tuple[tuple[str, object, object, str], ...] = (
     ("MAX_LINE_BYTES", 256, 16 * 1024 * 1024, "bytes"),
     ("SEEN_KEYS_MAX", 1, 1_000_000, "keys"),
     ("DEDUP_PRICE_DECIMALS", 0, 8, "decimals"),
-    ("MAX_PEAK_AGE_SEC", 1, _DAY, "s"),
     ("COOLDOWN_SEC", 0, 7 * _DAY, "s"),
     ("LOCK_SEC", 0, _DAY, "s"),
     ("LOG_ROTATE_IDLE_SEC", 0, _DAY, "s"),
