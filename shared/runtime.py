@@ -31,7 +31,8 @@ class Runtime:
         self.r = redis.Redis.from_url(cfg.REDIS_URL, socket_timeout=10, socket_connect_timeout=5,
                                       health_check_interval=30)
         self.clock: Clock = make_clock(cfg.CLOCK, self.r, cfg.EXEC_PREFIX)
-        self.store = StateStore(self.r, cfg.key("state"), cfg.STATE_FN, process, cfg.STREAM_MAXLEN, self.clock.now)
+        self.store = StateStore(self.r, cfg.key("state"), cfg.STATE_FN, process, cfg.STREAM_MAXLEN, self.clock.now,
+                                keep_halt=process == "position_engine")
         self.beater = Beater(self.r, cfg.EXEC_PREFIX, process, cfg.HEARTBEAT_TTL_SEC)
         self.alerts = Alerts(self.r, cfg, self.log, self.clock.now)
         self.stopping = False

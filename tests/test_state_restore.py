@@ -77,3 +77,21 @@ def test_redis_newer_than_the_snapshot_wins(make_stack):
     s.wait_ready(after=1)
     assert s.events("state_restored_from_snapshot") == []
     assert _snapshot(s).version >= cur.version >= old.version and _snapshot(s).position.trade_key == tk
+
+
+def test_a_state_restored_by_another_process_without_the_flag_is_halted_again_at_start(make_stack):
+    """Only position_engine writes the flag back (the others may not write it under the ACL): when another
+    process restored the state from the snapshot first, the engine sets the flag again at start."""
+    s = make_stack().up()
+    s.command("halt", "maintenance")
+    s.wait_event("halt_set")
+    s.wait(lambda: _snapshot(s).halt, 10, "halt in the snapshot")
+    s.kill("position_engine", sig.SIGTERM)
+    s.r.flushdb()
+    s.admin("/advance", {"points": 1})
+    assert s.store().load().halt is not None and not s.r.exists(f"{s.prefix}halt")   # restored as exit_manager would
+    s.start("position_engine")
+    s.wait_ready()
+    assert s.wait_event("halt_restored").data["halt"]["reason"] == "maintenance"
+    assert s.r.exists(f"{s.prefix}halt")
+    assert s.ignored(s.signal("long", s.last())) == "halted"

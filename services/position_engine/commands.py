@@ -5,8 +5,8 @@ import msgspec
 
 from services.position_engine.tracker import EntryTracker
 from services.position_engine.writer import PositionWriter
-from shared.domain.messages import Command
 from shared.command_intake import refused
+from shared.domain.messages import Command
 from shared.domain.position import ENGINE_PHASES
 from shared.runtime import Runtime
 
@@ -22,6 +22,19 @@ def adopt_halt(rt: Runtime) -> None:
     except msgspec.DecodeError:
         doc = {"raw": raw.decode("utf-8", "replace")}
     rt.store.set_halt(doc if isinstance(doc, dict) else {"value": doc})
+
+
+def align_halt(rt: Runtime) -> None:
+    """At start: the halt flag and its copy in the state agree. A flag without a copy is adopted; a copy without
+    the flag (another process restored the state from the snapshot without it) sets the flag again: halted it
+    stays until a `resume` command clears both."""
+    st = rt.store.load()
+    if rt.halted():
+        if st.halt is None:
+            adopt_halt(rt)
+    elif st.halt is not None:
+        rt.r.set(rt.cfg.key("halt"), msgspec.json.encode(st.halt), nx=True)
+        rt.event("halt_restored", level="warning", halt=st.halt)
 
 
 class CommandHandler:

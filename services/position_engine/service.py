@@ -9,7 +9,7 @@ written in the same Redis transaction as the state change (writer.py).
 """
 from __future__ import annotations
 
-from services.position_engine.commands import CommandHandler, adopt_halt
+from services.position_engine.commands import CommandHandler, align_halt
 from services.position_engine.order_feed import OrderFeed
 from services.position_engine.reconcile import Reconciler
 from services.position_engine.sender import EntrySender
@@ -96,8 +96,7 @@ def run(rt: Runtime) -> None:
     newer = rt.store.sync_snapshot()   # the newer of Redis' state and the snapshot file wins (by version)
     if newer == "redis":
         rt.event("state_restored_from_snapshot", level="warning", state_version=rt.store.load().version)
-    if rt.halted() and rt.store.load().halt is None:
-        adopt_halt(rt)
+    align_halt(rt)
     engine.reconciler.run()
     rt.event("engine_ready", state_version=rt.store.load().version, fee_rate=engine.inputs.fee_rate,
              fee_source=engine.inputs.fee_source, reprice=engine.inputs.reprice, feed_symbol=rt.cfg.FEED_SYMBOL)

@@ -4,11 +4,11 @@ from __future__ import annotations
 import time
 from decimal import Decimal
 
+from services.position_engine.commands import adopt_halt
 from services.position_engine.plan_inputs import BasisUnavailable, FeedMissing, PlanInputs
 from services.position_engine.sender import EntrySender
 from services.position_engine.tracker import EntryTracker
 from services.position_engine.writer import PositionWriter
-from services.position_engine.commands import adopt_halt
 from shared.domain.entry_rules import pending_position, refusal, side_refusal
 from shared.domain.exit_plan import EntryPlan, PlanError, build_plan, round_trip_fees
 from shared.domain.messages import Event, Signal
@@ -80,8 +80,8 @@ class SignalHandler:
             return False
         why = deviation_refusal(sig.price, k, mid, self.cfg.MAX_SIGNAL_DEVIATION_PCT)
         if why is not None:
-            self._ignore(sig, why, k=k, book_mid=mid, deviation=deviation(sig.price, k, mid).quantize(Decimal("1e-6"))
-                         if mid > 0 else None, max_deviation=self.cfg.MAX_SIGNAL_DEVIATION_PCT)
+            dev = deviation(sig.price, k, mid).quantize(Decimal("1e-6")) if mid > 0 else None
+            self._ignore(sig, why, k=k, book_mid=mid, deviation=dev, max_deviation=self.cfg.MAX_SIGNAL_DEVIATION_PCT)
             return False
         return True
 

@@ -28,10 +28,13 @@ class StateStore:
     """Owner of `{prefix}state` and the snapshot file for one process."""
 
     def __init__(self, r: redis.Redis, key: str, snapshot_path: str, actor: str, maxlen: int = 100_000,
-                 clock: Callable[[], float] = time.time, halt_key: str | None = None) -> None:
+                 clock: Callable[[], float] = time.time, halt_key: str | None = None, keep_halt: bool = False) -> None:
         self.r, self.key, self.actor, self.maxlen = r, key, actor, maxlen
-        # the halt flag beside the state (`{prefix}halt` for `{prefix}state`); its copy rides in the document
+        # the halt flag beside the state (`{prefix}halt` for `{prefix}state`); its copy rides in the document.
+        # Only its owner (keep_halt: position_engine) writes the flag back on a restore: the others may not
+        # write it under the ACL.
         self.halt_key = halt_key or (key[:-len("state")] + "halt" if key.endswith("state") else key + ":halt")
+        self.keep_halt = keep_halt
         self.snapshot = Path(snapshot_path)
         self._clock = clock
 
@@ -53,7 +56,7 @@ class StateStore:
 
     def _restore_halt(self, pipe: redis.client.Pipeline, snap: State) -> None:
         """A halted stack stays halted when its Redis comes back without the flag (never cleared by a restore)."""
-        if snap.halt is not None:
+        if snap.halt is not None and self.keep_halt:
             pipe.set(self.halt_key, msgspec.json.encode(snap.halt), nx=True)
 
     def update(self, fn: Transition, retries: int = 50, snapshot: bool = True,
