@@ -55,10 +55,10 @@ class Source:
         self._results_key: tuple[int, int, int] | None = None
         self._results: dict[str, Any] = {}
 
-    def reading(self) -> dict[str, Any]:
-        """The latest reading (taken now if the cached one is older than `cache_sec`)."""
+    def reading(self, force: bool = False) -> dict[str, Any]:
+        """The latest reading (taken now if the cached one is older than `cache_sec`, or `force`)."""
         with self._lock:
-            if time.monotonic() - self._at >= self.cache_sec or not self._doc:
+            if force or time.monotonic() - self._at >= self.cache_sec or not self._doc:
                 self._doc = self._read()
                 self._at = time.monotonic()
             return self._doc
