@@ -13,6 +13,7 @@ import uvicorn
 from services.dashboard.app import make_app
 from services.dashboard.view import DashboardView
 from services.executorctl.ctx import Ctx, Out
+from services.metrics.source import lower_priority
 from shared.config import Config, ConfigError, load_config
 from shared.jsonlog import JsonLogger
 
@@ -41,6 +42,7 @@ def main() -> int:
         log.error("config_error", error=str(e))
         print(f"dashboard: {e}", file=sys.stderr)
         return 2
+    lower_priority(log)
     viewer = msgspec.structs.replace(cfg, REDIS_URL=cfg.viewer_redis_url())
     view = DashboardView(Ctx(viewer, Out(plain=True, as_json=True)), cfg.METRICS_CACHE_SEC)
     log.info("start", bind=cfg.DASHBOARD_BIND, port=cfg.DASHBOARD_PORT, login=bool(cfg.DASHBOARD_TOKEN))

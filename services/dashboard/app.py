@@ -26,7 +26,7 @@ from services.dashboard.view import DashboardView
 
 STATIC = Path(__file__).resolve().parent / "static"
 COOKIE = "executor_dashboard"
-CHANGE_POLL_SEC = 0.25     # how often the change check runs per open page
+CHANGE_POLL_SEC = 0.5      # how often the change check runs per open page (pushes coalesce to this)
 REFRESH_SEC = 1.0          # the document is pushed at least this often (heartbeat ages, PnL at the book)
 REFUSED = ("<!doctype html><html><head><meta charset='utf-8'><link rel='icon' href='data:,'>"
            "<title>Executor: refused</title></head><body><h1 id='refused'>Refused</h1>"

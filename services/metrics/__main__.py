@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 
 from services.executorctl.ctx import Ctx, Out
 from services.metrics.collector import ExecutorCollector
-from services.metrics.source import Source
+from services.metrics.source import Source, lower_priority
 from shared.config import ConfigError, load_config
 from shared.jsonlog import JsonLogger
 
@@ -27,6 +27,7 @@ def main() -> int:
     except ConfigError as e:
         log.error("config_error", error=str(e))
         return 2
+    lower_priority(log)
     viewer = msgspec.structs.replace(cfg, REDIS_URL=cfg.viewer_redis_url())
     registry = CollectorRegistry(auto_describe=False)
     registry.register(ExecutorCollector(Source(Ctx(viewer, Out(plain=True, as_json=True)), cfg.METRICS_CACHE_SEC)))

@@ -6,6 +6,7 @@ A reading is kept METRICS_CACHE_SEC so a scraper polling fast (or several scrape
 in this separate process on a read-only Redis user, so a slow scrape never slows a stop."""
 from __future__ import annotations
 
+import os
 import threading
 import time
 from datetime import UTC, datetime
@@ -21,6 +22,9 @@ from services.metrics.audit import AuditTally
 from shared.adapters.heartbeat import Heartbeat
 
 ZERO = Decimal(0)
+# The operator's window runs below the trading processes' CPU priority: on a small host a scrape or a page
+# refresh must wait for a stop, never the other way round (bench/bench_window.py measures it).
+BACKGROUND_NICE = 10
 TALLIED_STREAMS = ("events", "rejects", "alerts")
 STOP_TYPES = ("STOP_LOSS", "STOP_LOSS_LIMIT")
 
@@ -38,6 +42,14 @@ def stop_coverage(doc: dict[str, Any]) -> tuple[Decimal, Decimal]:
     covered = sum((o["qty"] - o["filled"] for o in doc["exchange"].get("open_orders", [])
                    if o["type"] in STOP_TYPES and o["client_id"] in expected_stops), ZERO)
     return held, covered
+
+
+def lower_priority(log) -> None:
+    """Run this process at BACKGROUND_NICE (a no-op where the OS refuses)."""
+    try:
+        os.nice(BACKGROUND_NICE)
+    except OSError as e:
+        log.warning("nice_failed", error=str(e))
 
 
 class Source:

@@ -198,6 +198,16 @@ function renderAudit(doc) {
     li.className = "muted"; ul.appendChild(li); }
 }
 
+// A section is drawn again only when its part of the document changed (the page gets a push every second;
+// redrawing the chart and the long tables each time would cost the host's CPU for nothing).
+const drawn = {};
+function changed(name, ...parts) {
+  const key = JSON.stringify(parts);
+  if (drawn[name] === key) return false;
+  drawn[name] = key;
+  return true;
+}
+
 function render(doc) {
   lastDoc = doc;
   if (!doc.redis_up) {
@@ -206,10 +216,10 @@ function render(doc) {
     return;
   }
   renderOverview(doc);
-  renderPosition(doc);
-  renderChart(doc);
-  renderTrades(doc);
-  renderAudit(doc);
+  if (changed("position", doc.position, doc.exchange, doc.held, doc.covered, doc.unprotected_sec)) renderPosition(doc);
+  if (changed("chart", doc.chart, doc.equity)) renderChart(doc);
+  if (changed("trades", doc.totals, doc.closed_trades)) renderTrades(doc);
+  if (changed("audit", doc.audit, doc.alerts)) renderAudit(doc);
   $("#updated").textContent = "updated " + new Date().toISOString().slice(11, 19) + " UTC";
 }
 
