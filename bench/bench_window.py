@@ -22,7 +22,7 @@ import requests
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
-from bench_entry import _pct, _report, _run  # noqa: E402
+from bench_entry import _pct, _report, _run, xadd_factory  # noqa: E402
 from services.metrics.source import BACKGROUND_NICE  # noqa: E402
 from shared.adapters.market_files import find_market_file, load_bars  # noqa: E402
 from tests.redis_helpers import free_port, redis_server  # noqa: E402
@@ -114,13 +114,7 @@ def main() -> None:
             s.up()
             base, ts = s.last() - 1000, s.market_ts()
 
-            def xadd(i: int):
-                def fire() -> float:
-                    t = time.time()
-                    s.signal("long", base - i, ts=ts)
-                    return t
-                return fire
-
+            xadd = xadd_factory(s, base, ts)
             s.start("metrics")
             s.start("dashboard")
             m_url, d_url = (f"http://127.0.0.1:{s.env[k]}" for k in ("METRICS_PORT", "DASHBOARD_PORT"))

@@ -151,9 +151,15 @@ class Source:
             return 0.0
         now = time.time()
         if self._unprotected_since is None:
+            # Since when, from the audit trail: a stop move under way, or a fill whose legs are not all resting;
+            # otherwise (a stop gone from the exchange) from this reading on.
             tw = self.tally.trades.get(self.tally.last_trade)
-            moving = [t for t in (tw.moving.values() if tw else ())]
-            since = max(moving) if moving else (tw.filled_at if tw and len(tw.legs_placed) < 3 else now)
+            if tw is not None and tw.moving:
+                since = max(tw.moving.values())
+            elif tw is not None and len(tw.legs_placed) < 3:
+                since = tw.filled_at
+            else:
+                since = now
             self._unprotected_since = min(since, now)
         return now - self._unprotected_since
 
