@@ -97,7 +97,8 @@ def test_dashboard_live_trade_in_a_browser(stack: Stack, browser, market_bars, m
     new_stop, leg = str(be.data["stop"]), str(be.data["leg"])
     s.wait(lambda: _text(drv, f"tr[data-leg={leg}] td.stop") == new_stop, 10, f"{leg} stop {new_stop} on the page")
     assert drv.execute_script("return window.__same_page;") == "yes", "the page was reloaded"
-    assert any(r.get_attribute("data-kind") == "stop_move" for r in drv.find_elements(By.CSS_SELECTOR, "#audit tr"))
+    # The state holds the new stop a moment before the audit trail says why: the next push brings the event.
+    s.wait(lambda: drv.find_elements(By.CSS_SELECTOR, "#audit tr[data-kind=stop_move]"), 5, "stop_move in the audit")
     shot = Path(os.environ.get("DASHBOARD_SCREENSHOT") or tmp_path / "dashboard.png")
     assert drv.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
     assert _severe(drv) == [], "console errors on the page"

@@ -52,7 +52,7 @@ class DashboardView:
             return jsonable(doc)
         res = doc.pop("results")
         doc["closed_trades"] = [_trade(r) for r in res["rows"]]
-        doc["totals"] = res["total"]
+        doc["totals"] = {k: _q4(v) for k, v in res["total"].items()}
         doc["equity"] = [{"time": int(t), "value": v} for t, v, _dd in equity(res["rows"])]
         doc["audit"] = self._audit()
         doc["alerts"] = self._alerts()
@@ -115,8 +115,13 @@ def _trade_marks(tk: str, audit: list[dict[str, Any]]) -> dict[str, Any]:
     return {"levels": levels, "stops": stops, "fills": fills}
 
 
+def _q4(v: Any) -> Any:
+    """Money sums to 4 decimals for the page (report's totals keep every digit of the fees)."""
+    return v.quantize(Decimal("0.0001")) if isinstance(v, Decimal) and v.as_tuple().exponent < -4 else v
+
+
 def _trade(r: Any) -> dict[str, Any]:
     return {"trade_key": r.trade_key, "side": r.side, "opened_at": r.opened_at, "closed_at": r.closed_at,
-            "avg_entry": r.avg_entry, "entry_qty": r.entry_qty, "avg_exit": r.avg_exit, "fees_quote": r.fees_quote,
+            "avg_entry": r.avg_entry, "entry_qty": r.entry_qty, "avg_exit": r.avg_exit, "fees_quote": _q4(r.fees_quote),
             "gross_pnl": r.gross_pnl, "net_pnl": r.net_pnl, "net_r": r.net_r, "reason": r.reason,
             "duration_sec": r.duration_sec}
