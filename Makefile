@@ -21,7 +21,7 @@ ctl:
 	@bash scripts/ctl.sh $(ARGS)
 
 down:
-	@bash scripts/ctl.sh shutdown
+	@bash scripts/down.sh
 
 # Proof under fire (chaos/README.md): kill -9 of every process, exchange faults, corrupted inputs; exit 1 on
 # any violation. SEED=n replays a run; `make chaos` is long (about 12 min), `make chaos-short` about 2 min.

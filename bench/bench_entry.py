@@ -98,6 +98,17 @@ def _run(s: EngineStack, n: int, fire_factory) -> tuple[list[float], list[float]
     return out
 
 
+def xadd_factory(s: EngineStack, base, ts: float):
+    """fire(i): XADD the i-th signal (each a price below the last, so that it rests) and return its wall time."""
+    def xadd(i: int):
+        def fire() -> float:
+            t = time.time()
+            s.signal("long", base - i, ts=ts)
+            return t
+        return fire
+    return xadd
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--signals", type=int, default=100)
@@ -112,12 +123,7 @@ def main() -> None:
             s.wait(lambda: s.r.exists(f"{s.prefix}hb:signal_ingest"), 20, "signal_ingest heartbeat")
             base, ts = s.last() - 1000, s.market_ts()
 
-            def xadd(i: int):
-                def fire() -> float:
-                    t = time.time()
-                    s.signal("long", base - i, ts=ts)
-                    return t
-                return fire
+            xadd = xadd_factory(s, base, ts)
 
             def log_line(i: int):
                 def fire() -> float:

@@ -34,6 +34,9 @@ run plans bench/plan_stats.py   # the plans the rules make on the market data (i
 for b in ingest entry exits replay; do
   [ -f "bench/bench_$b.py" ] && run "$b" "bench/bench_$b.py"
 done
+# the trading path with the operator's window open (issue 24): /metrics scraped every second + the dashboard in a
+# headless chromium, against nothing watching, in alternating blocks of one run
+[ -f bench/bench_window.py ] && run window bench/bench_window.py
 [ -f chaos/bench_stack.py ] && run stack -m chaos.bench_stack --seconds "${BENCH_STACK_SEC:-90}"
 
 "$PY" - "$OUT" <<'PYEOF'
@@ -153,6 +156,17 @@ if m:
     add("replay of a whole day (lock-step, max)", f"{m[1]} s", tgt, num(m[1]) < T["T_REPLAY_DAY_SEC"])
 else:
     na("replay of a whole day (lock-step, max)", tgt)
+
+# the entry path with the operator's window open vs nothing watching (bench_window)
+t = text("window")
+tgt = "about unchanged"
+m = t and re.search(r"before: .*?-> order received\s+p50\s+([\d.]+) ms\s+p99\s+([\d.]+) ms.*?after: .*?"
+                    r"-> order received\s+p50\s+([\d.]+) ms\s+p99\s+([\d.]+) ms", t, re.S)
+if m:
+    add("signal -> order, window open (bench_window)", f"received p50 {m[1]} -> {m[3]} ms, p99 {m[2]} -> {m[4]} ms",
+        tgt, None)
+else:
+    na("signal -> order, window open (bench_window)", tgt)
 
 w = [max(len(r[i]) for r in rows + [("figure", "value", "target", "verdict")]) for i in range(4)]
 line = "  ".join(f"{{:<{x}}}" for x in w)

@@ -7,6 +7,7 @@
 #      executor image, pip trusting the host's CA bundle and using the host pip's index;
 #   3. `docker-compose up -d` on free loopback ports, every service's healthcheck passing;
 #   4. one PEAK line appended, and the trade protected: its stops resting on the paper exchange for every coin held;
+#      /metrics (the metrics container) says so (stop coverage 1), and the dashboard shows the trade behind its token;
 #   5. `docker-compose restart exit_manager`: the stops stay on the exchange throughout (polled at 10 Hz inside the
 #      paper exchange's container) and after, unchanged, and no other service is restarted;
 #   6. `docker-compose down -v`.
@@ -203,11 +204,13 @@ prepare_build_inputs() {
 choose_ports_and_data() {
   local ports
   ports=$(python3 -c 'import socket
-s = [socket.socket() for _ in range(3)]
+s = [socket.socket() for _ in range(5)]
 [x.bind(("127.0.0.1", 0)) for x in s]
 print(" ".join(str(x.getsockname()[1]) for x in s))')
-  read -r EXEC_REDIS_PORT PAPER_PORT PAPER_WS_PORT <<<"$ports"
-  export EXEC_REDIS_PORT PAPER_PORT PAPER_WS_PORT
+  read -r EXEC_REDIS_PORT PAPER_PORT PAPER_WS_PORT METRICS_PORT DASHBOARD_PORT <<<"$ports"
+  export EXEC_REDIS_PORT PAPER_PORT PAPER_WS_PORT METRICS_PORT DASHBOARD_PORT
+  DASHBOARD_TOKEN="$(python3 -c 'import secrets; print(secrets.token_hex(16))')"
+  export DASHBOARD_TOKEN
   export BINANCE_BASE_URL="http://127.0.0.1:$PAPER_PORT" BINANCE_WS_URL="ws://127.0.0.1:$PAPER_WS_PORT/ws-api/v3"
   export BINANCE_API_KEY=paper-key BINANCE_API_SECRET=paper-secret
   export PAPER_SPEED=0   # the replay holds still: the trade stays open and protected while exit_manager restarts
@@ -219,7 +222,8 @@ print(" ".join(str(x.getsockname()[1]) for x in s))')
     fi
   fi
   export EXEC_MARKET_DIR
-  say "ports: redis $EXEC_REDIS_PORT, paper exchange $PAPER_PORT (ws $PAPER_WS_PORT); market data folder $EXEC_MARKET_DIR"
+  say "ports: redis $EXEC_REDIS_PORT, paper exchange $PAPER_PORT (ws $PAPER_WS_PORT), metrics $METRICS_PORT," \
+      "dashboard $DASHBOARD_PORT; market data folder $EXEC_MARKET_DIR"
 }
 
 all_healthy() {
@@ -234,6 +238,20 @@ all_healthy() {
 }
 
 probe() { docker exec -i "$PE_CID" python - "$@" <scripts/compose_probe.py; }
+# /metrics (host networking: the metrics container's loopback port) says every held coin is covered by a stop.
+metrics_covered() {
+  curl -sf --max-time 10 "http://127.0.0.1:$METRICS_PORT/metrics" >"$WORK/metrics" 2>/dev/null \
+    && grep -q '^executor_position_stop_coverage_ratio 1.0$' "$WORK/metrics" \
+    && grep -q '^executor_position_phase{phase="OPEN_FILLED"} 1.0$' "$WORK/metrics" \
+    && grep -q '^executor_unprotected_seconds 0.0$' "$WORK/metrics"
+}
+# The dashboard refuses a request without its token and shows the trade's three legs with it.
+dashboard_shows_trade() {
+  [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 "http://127.0.0.1:$DASHBOARD_PORT/api/document")" = 401 ] \
+    && curl -sf --max-time 20 -H "Authorization: Bearer $DASHBOARD_TOKEN" \
+         "http://127.0.0.1:$DASHBOARD_PORT/api/document" >"$WORK/dashboard.json" \
+    && python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); p=d["position"]; sys.exit(0 if p and len([l for l in p["legs"] if l["status"]=="PLACED"])==3 else 1)' "$WORK/dashboard.json"
+}
 protected() { probe stops >"$WORK/stops" 2>&1; }
 started_at() { docker inspect -f '{{.Name}} {{.State.StartedAt}}' "$@"; }
 restarted_ready() {  # a new start time, "exit_manager_ready" logged since it, and the healthcheck passing again
@@ -278,6 +296,11 @@ main() {
   wait_for "$TRADE_DEADLINE" "the trade's stops resting on the exchange for every coin held" protected \
     || { cat "$WORK/stops" >&2; fail "the trade was not protected within ${TRADE_DEADLINE}s"; }
   sed 's/^/    /' "$WORK/stops" >&2
+  wait_for 30 "/metrics to report the trade covered (coverage ratio 1, nothing unprotected)" metrics_covered \
+    || { grep -E '^executor_(position|unprotected)' "$WORK/metrics" >&2; fail "/metrics did not report the protected trade"; }
+  wait_for 30 "the dashboard to refuse no token and show the trade's three legs with it" dashboard_shows_trade \
+    || fail "the dashboard did not show the trade (or let a request without the token in)"
+  say "/metrics and the dashboard show the protected trade"
   phase_done trade "$t"
 
   t=$SECONDS

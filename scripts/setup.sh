@@ -24,3 +24,13 @@ if ! command -v redis-server >/dev/null 2>&1; then
     exit 1
   fi
 fi
+# The dashboard's browser test (tests/test_dashboard_browser.py) drives Debian's chromium through chromedriver.
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    echo "setup: installing Debian's chromium and chromium-driver (the dashboard's browser test)" >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+  else
+    echo "setup: chromium/chromedriver not found: the dashboard's browser test will be skipped" \
+         "(Debian/Ubuntu: sudo apt-get install chromium chromium-driver)" >&2
+  fi
+fi

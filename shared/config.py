@@ -21,9 +21,9 @@ class ConfigError(ValueError):
 
 
 SECRET_FIELDS = frozenset({"BINANCE_API_KEY", "BINANCE_API_SECRET", "N8N_BASIC_AUTH_PASSWORD", "REDIS_URL",
-                           "N8N_WEBHOOK_URL"})
+                           "N8N_WEBHOOK_URL", "REDIS_VIEWER_URL", "DASHBOARD_TOKEN"})
 # Settings that are URLs whose credentials (user:password@) or path (webhook tokens) are secret.
-_URL_SECRETS = {"REDIS_URL": "userinfo", "N8N_WEBHOOK_URL": "path"}
+_URL_SECRETS = {"REDIS_URL": "userinfo", "N8N_WEBHOOK_URL": "path", "REDIS_VIEWER_URL": "userinfo"}
 
 
 class Config(msgspec.Struct, frozen=True, kw_only=True):
@@ -76,6 +76,15 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     N8N_WEBHOOK_URL: str = ""
     N8N_BASIC_AUTH_USER: str = ""
     N8N_BASIC_AUTH_PASSWORD: str = ""
+    TELEGRAM_CHAT_ID: str = ""   # issue 24: also alert this Telegram chat (the bot token is the notifier's env only)
+    # the operator's window (issue 24): read-only processes
+    REDIS_VIEWER_URL: str = ""   # metrics + dashboard read Redis as this (read-only) user; unset: REDIS_URL
+    METRICS_BIND: str = "127.0.0.1"
+    METRICS_PORT: int = 9108
+    METRICS_CACHE_SEC: float = 1.0   # one reading of Redis + exchange serves every scrape within this window
+    DASHBOARD_BIND: str = "127.0.0.1"
+    DASHBOARD_PORT: int = 9118
+    DASHBOARD_TOKEN: str = ""    # required unless the stack is the local paper one (exchange on loopback)
     # exchange
     BINANCE_BASE_URL: str = "https://api.binance.com"
     BINANCE_WS_URL: str = "wss://ws-api.binance.com:443/ws-api/v3"   # WebSocket API (user_stream)
@@ -152,6 +161,10 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     def key(self, name: str) -> str:
         """A Redis key with the configured prefix."""
         return f"{self.EXEC_PREFIX}{name}"
+
+    def viewer_redis_url(self) -> str:
+        """The Redis URL of the read-only processes (metrics, dashboard): REDIS_VIEWER_URL, else REDIS_URL."""
+        return self.REDIS_VIEWER_URL or self.REDIS_URL
 
 
 def _redact_url(url: str, part: str) -> str:
@@ -314,7 +327,10 @@ def validate(cfg: Config) -> None:
     if not 8 <= cfg.EXIT_REST_WEIGHT_BUDGET_PER_MIN <= 6000:
         raise ConfigError(f"EXIT_REST_WEIGHT_BUDGET_PER_MIN={cfg.EXIT_REST_WEIGHT_BUDGET_PER_MIN} must be 8..6000 "
                           f"(request weight a minute; Binance allows 6000 per IP)")
-    _positive(cfg, "EXIT_REST_SWEEP_SEC")
+    _positive(cfg, "EXIT_REST_SWEEP_SEC", "METRICS_CACHE_SEC")
+    for name in ("METRICS_PORT", "DASHBOARD_PORT"):
+        if not 1 <= getattr(cfg, name) <= 65535:
+            raise ConfigError(f"{name}={getattr(cfg, name)} must be a TCP port (1..65535)")
     _validate_symbol(cfg)
     if cfg.FEED_SYMBOL and not (cfg.FEED_SYMBOL.isalnum() and cfg.FEED_SYMBOL.isupper()):
         raise ConfigError(f"FEED_SYMBOL={cfg.FEED_SYMBOL!r} must be a Binance symbol in capitals (e.g. BTCUSDT), "

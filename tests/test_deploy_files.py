@@ -14,7 +14,7 @@ from tests.redis_helpers import free_port, wait_until
 
 HOME = Path(__file__).resolve().parents[1]
 PROGRAMS = {"redis", "paper_exchange", "signal_ingest", "position_engine", "exit_manager", "watchdog", "notifier",
-            "user_stream"}
+            "user_stream", "metrics", "dashboard"}
 
 
 def _supervisor_programs() -> dict[str, str]:
@@ -55,7 +55,8 @@ def test_compose_has_volumes_healthchecks_and_restart_policies():
 
 def _stack_env(run_dir: Path) -> dict[str, str]:
     base = {**os.environ, "EXEC_RUN_DIR": str(run_dir), "EXEC_REDIS_PORT": str(free_port()),
-            "PAPER_PORT": str(free_port()), "PAPER_SPEED": "0"}
+            "PAPER_PORT": str(free_port()), "PAPER_SPEED": "0", "METRICS_PORT": str(free_port()),
+            "DASHBOARD_PORT": str(free_port())}
     out = subprocess.run(["bash", "-c", f"source {HOME}/scripts/env.sh && env -0"], env=base, capture_output=True,
                          check=True, timeout=30).stdout
     return dict(item.split("=", 1) for item in out.decode().split("\0") if "=" in item)

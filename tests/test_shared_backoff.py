@@ -26,6 +26,7 @@ def test_a_429_seen_by_one_process_blocks_another_through_redis(pe, redis_url): 
     # A shorter ban seen later never shortens the longer one already shared.
     RedisBackoff(r2, key).block(time.time() + 1)
     assert float(r1.get(key)) > time.time() + 1.5
+    assert int(r1.get(f"{key}:hits")) == 2  # every 429/418 counted (executor_exchange_rate_limited_total)
     r1.close()
     r2.close()
 

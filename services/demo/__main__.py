@@ -82,10 +82,17 @@ def main() -> int:
         return _drive(run_dir, speed, close, t0)
     finally:
         if keep:
-            _say("stack left running (DEMO_KEEP=1): scripts/ctl.sh status; stop with: "
-                 f"EXEC_RUN_DIR={run_dir} scripts/ctl.sh shutdown")
+            _say(f"stack left running (DEMO_KEEP=1): EXEC_RUN_DIR={run_dir} scripts/ctl.sh status; stop with: make down")
+            _say_window(load_config())
         else:
             _ctl("shutdown")
+
+
+def _say_window(cfg) -> None:
+    """Where the operator's window is (the dashboard and /metrics, run by supervisord beside the services)."""
+    login = "/?token=$DASHBOARD_TOKEN" if cfg.DASHBOARD_TOKEN else "/  (no token: the local paper stack)"
+    _say(f"dashboard    http://{cfg.DASHBOARD_BIND}:{cfg.DASHBOARD_PORT}{login}")
+    _say(f"metrics      http://{cfg.METRICS_BIND}:{cfg.METRICS_PORT}/metrics")
 
 
 def _drive(run_dir: Path, speed: float, close: Decimal, t0: float) -> int:
@@ -94,6 +101,7 @@ def _drive(run_dir: Path, speed: float, close: Decimal, t0: float) -> int:
     _wait(lambda: _ping(r), 15, "redis")
     _wait(lambda: all(r.exists(f"{cfg.EXEC_PREFIX}hb:{s}") for s in SERVICES), 30, "services' heartbeats")
     _say(f"stack up under supervisord in {time.monotonic() - t0:.1f}s: redis, paper_exchange, " + ", ".join(SERVICES))
+    _say_window(cfg)
     events = f"{cfg.EXEC_PREFIX}events"
     last = r.xadd(events, {"type": "marker", "data": b"{}"})  # a cursor: narrate from here on
     admin = cfg.BINANCE_BASE_URL + "/admin"

@@ -101,6 +101,7 @@ class UserStream:
         self.connected = False
         self.subscription_id: int | None = None
         self.published = 0
+        self.last_event_at = 0.0   # wall time of the last frame from the exchange (metrics: last event age)
         self._req_id = 0
         self._next_poll = 0.0
         self._loaded = False
@@ -212,6 +213,7 @@ class UserStream:
                 except TimeoutError:
                     raw = None
                 if raw is not None:
+                    self.last_event_at = time.time()
                     self._on_message(raw)
                 self._beat()
                 now = time.monotonic()
@@ -227,7 +229,8 @@ class UserStream:
             self._unsubscribe(ws)
 
     def _beat(self) -> None:
-        info = {"connected": self.connected, "subscription_id": self.subscription_id, "published": self.published}
+        info = {"connected": self.connected, "subscription_id": self.subscription_id, "published": self.published,
+                "last_event_at": self.last_event_at}
         if self.margin:
             info.update(wallet=self._wallet(), expires_ms=self.token_expires_ms)
         self.rt.beater.maybe_beat(info)

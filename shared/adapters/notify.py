@@ -1,4 +1,7 @@
-"""Webhook notifications (n8n / Telegram / any URL), delivered by the `notifier` rq worker.
+"""Webhook notifications (n8n / any URL) and Telegram messages, delivered by the `notifier` rq worker.
+
+With TELEGRAM_CHAT_ID set, `enqueue_webhook` also queues the alert for Telegram (`enqueue_telegram`, its own
+job, same retries; the throttle is upstream of both).
 
 `enqueue_webhook(redis_conn, cfg, payload)` only puts a job on the rq queue `{EXEC_PREFIX}notifications`
 (one per prefix, so two instances sharing a Redis never deliver each other's webhooks; one Redis round trip,
@@ -75,6 +78,8 @@ def enqueue_webhook(redis_conn: Any, cfg: Any, payload: dict[str, Any], *, retry
 
     Never does HTTP. `retry` overrides the production policy (tests use zero intervals).
     """
+    if cfg.TELEGRAM_CHAT_ID:
+        enqueue_telegram(redis_conn, cfg, payload, retry=retry)
     url = cfg.N8N_WEBHOOK_URL
     if not url:
         log.info("webhook skipped: N8N_WEBHOOK_URL is empty (event=%s)", payload.get("event"))
@@ -84,3 +89,15 @@ def enqueue_webhook(redis_conn: Any, cfg: Any, payload: dict[str, Any], *, retry
                      retry=retry or default_retry(), job_timeout=JOB_TIMEOUT_SEC,
                      failure_ttl=FAILURE_TTL_SEC, result_ttl=RESULT_TTL_SEC,
                      description=f"webhook {payload.get('event', '')} {payload.get('severity', '')}")
+
+
+TELEGRAM_JOB_FUNC = "services.notifier.telegram.deliver_telegram"
+
+
+def enqueue_telegram(redis_conn: Any, cfg: Any, payload: dict[str, Any], *, retry: Retry | None = None) -> Job:
+    """Queue the same alert for Telegram (a job of its own: a failing webhook never re-sends it). The job holds
+    the payload only; the worker's environment has the bot token and the chat (services/notifier/telegram.py)."""
+    q = Queue(queue_name(cfg.EXEC_PREFIX), connection=redis_conn)
+    return q.enqueue(TELEGRAM_JOB_FUNC, _json_safe(payload), retry=retry or default_retry(),
+                     job_timeout=JOB_TIMEOUT_SEC, failure_ttl=FAILURE_TTL_SEC, result_ttl=RESULT_TTL_SEC,
+                     description=f"telegram {payload.get('event', '')} {payload.get('severity', '')}")

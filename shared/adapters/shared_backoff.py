@@ -27,7 +27,8 @@ class RedisBackoff:
 
     def block(self, until: float) -> None:
         ttl_ms = max(1, int((until - time.time()) * 1000))
-        # Keep the later deadline when two processes are told to wait.
-        self._r.eval("local c=tonumber(redis.call('GET',KEYS[1]) or '0') "
+        # Keep the later deadline when two processes are told to wait; count every 429/418 (`<key>:hits`, read
+        # by the metrics process).
+        self._r.eval("redis.call('INCR',KEYS[2]) local c=tonumber(redis.call('GET',KEYS[1]) or '0') "
                      "if tonumber(ARGV[1])>c then redis.call('SET',KEYS[1],ARGV[1],'PX',ARGV[2]) end return 1",
-                     1, self._key, repr(until), ttl_ms)
+                     2, self._key, f"{self._key}:hits", repr(until), ttl_ms)

@@ -1,0 +1,1 @@
+"""metrics: Executor's Prometheus endpoint (`/metrics`), read-only, off the trading path."""
