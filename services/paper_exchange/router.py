@@ -116,6 +116,7 @@ class Router:
         self.app = app
         self.weight = WeightMeter()
         self.orders = OrderCounter()
+        self.verifier = auth.verifier(app.s.api_secret, app.s.api_public_key_file)
 
     def dispatch(self, req: Request) -> Response:
         """Route admin or API requests."""
@@ -164,7 +165,7 @@ class Router:
     def _authenticate(self, req: Request, p: dict[str, str], side: str) -> None:
         s = self.app.s
         auth.check_key(req.headers, s.api_key)
-        auth.check_signature(req.query, req.body, s.api_secret.encode())
+        auth.check_signature(req.query, req.body, self.verifier)
         auth.check_timestamp(p, int(time.time() * 1000))
         if self.app.faults.take("err_1021", req.path, side):
             raise ApiError(-1021, "Timestamp for this request is outside of the recvWindow.")

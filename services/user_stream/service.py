@@ -32,7 +32,7 @@ import redis
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI, WebSocketException
 from websockets.sync.client import ClientConnection, connect
 
-from shared.adapters.binance_rest import BinanceClient, BinanceError, NotFound, sign
+from shared.adapters.binance_rest import BinanceClient, BinanceError, NotFound
 from shared.adapters.lockstep import count_ws_event
 from shared.adapters.redis_streams import publish
 from shared.domain.order_updates import (
@@ -264,7 +264,7 @@ class UserStream:
                                   "timestamp": int(time.time() * 1000) + self.client.time_offset_ms,
                                   "recvWindow": self.cfg.RECV_WINDOW}
         payload = "&".join(f"{k}={v}" for k, v in sorted(params.items()))
-        params["signature"] = sign(self.cfg.BINANCE_API_SECRET.encode(), payload)
+        params["signature"] = self.client.sign_payload(payload)  # HMAC, RSA or Ed25519: the client's key
         result = self._request(ws, "userDataStream.subscribe.signature", params)
         return int(result["subscriptionId"])
 
