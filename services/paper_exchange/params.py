@@ -101,4 +101,5 @@ def new_order(p: Mapping[str, str], prefix: str = "", cid_name: str = "newClient
         quantity=dec(p, "quantity"), quote_qty=None if prefix else dec(p, "quoteOrderQty"),
         price=dec(p, key("price")), stop_price=dec(p, key("stopPrice")),
         time_in_force=p.get(key("timeInForce"), ""), client_order_id=client_id(p, cid_name),
+        stp_mode=p.get("selfTradePreventionMode", ""),
     )

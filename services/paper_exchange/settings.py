@@ -233,7 +233,8 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
     )
 
 
-STP_MODES = ("NONE", "EXPIRE_MAKER", "EXPIRE_TAKER", "EXPIRE_BOTH", "DECREMENT")
+# allowedSelfTradePreventionModes of the paper symbol (DECREMENT / TRANSFER are not modelled)
+STP_MODES = ("NONE", "EXPIRE_TAKER", "EXPIRE_MAKER", "EXPIRE_BOTH")
 
 
 def _stp_mode(env: Mapping[str, str]) -> str:

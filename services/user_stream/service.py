@@ -38,7 +38,8 @@ from shared.adapters.redis_streams import publish
 from shared.domain.order_updates import (
     ListUpdate, OrderUpdate, from_execution_report, from_list_status, from_rest, progress,
 )
-from shared.domain.orders import Order
+from shared.domain.order_ids import trade_key_of
+from shared.domain.orders import Order, expired_by_exchange
 from shared.runtime import Runtime
 
 PROCESS = "user_stream"
@@ -131,6 +132,15 @@ class UserStream:
             self._prune(pipe)
         self._execute(pipe)
         self.published += 1
+        if isinstance(msg, OrderUpdate) and expired_by_exchange(msg.status) and msg.expiry_reason != "OCO_TRIGGER":
+            self._expired(msg)
+
+    def _expired(self, u: OrderUpdate) -> None:
+        """The exchange ended one of our orders (self-trade prevention, price range rule, ...): the exit side acts on
+        the `orders` stream; this event tells the operator why."""
+        self.rt.event("order_expired_by_exchange", trade_key_of(u.client_order_id) or "", level="warning",
+                      client_id=u.client_order_id, order_id=u.order_id, status=u.status,
+                      expiry_reason=u.expiry_reason, prevented_qty=str(u.prevented_qty), source=u.source)
 
     def _execute(self, pipe: Any) -> None:
         """Run the write; if it fails the in-memory baseline is ahead of Redis, so reload it from Redis before
