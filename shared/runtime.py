@@ -44,13 +44,17 @@ class Runtime:
         if self.cfg.TRADE_MODE == "margin":
             margin = "isolated" if self.cfg.MARGIN_ISOLATED else "cross"
         c = self.cfg
+        try:  # the key file is read where a process signs: a bad one stops start-up like any bad setting
+            signer = config_signer(c.BINANCE_API_SECRET, c.BINANCE_PRIVATE_KEY_FILE, c.BINANCE_PRIVATE_KEY_PASSPHRASE)
+        except ConfigError as e:
+            print(f"{self.process}: configuration error: {e}", file=sys.stderr)
+            raise SystemExit(2) from None
         budget = RedisOrderBudget(self.r, c.key("order_count"), c.ORDER_COUNT_LIMIT_10S, c.ORDER_COUNT_LIMIT_1D,
                                   c.ORDER_COUNT_EXIT_RESERVE)
         return BinanceClient(c.BINANCE_BASE_URL, c.BINANCE_API_KEY, c.BINANCE_API_SECRET,
                              recv_window=c.RECV_WINDOW, timeout=c.BINANCE_TIMEOUT_SEC,
-                             backoff=RedisBackoff(self.r, c.key("backoff")), margin=margin,
-                             signer=config_signer(c.BINANCE_API_SECRET, c.BINANCE_PRIVATE_KEY_FILE,
-                                                  c.BINANCE_PRIVATE_KEY_PASSPHRASE), order_budget=budget)
+                             backoff=RedisBackoff(self.r, c.key("backoff")), margin=margin, signer=signer,
+                             order_budget=budget)
 
     def event(self, kind: str, trade_key: str = "", level: str = "info", **data: Any) -> Event:
         """Record a decision or an exchange call: `events` stream + one JSON log line."""

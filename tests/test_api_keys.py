@@ -232,3 +232,20 @@ def test_rsa_signature_is_percent_encoded_base64(tmp_path):
     sig = q.rsplit("&signature=", 1)[1]
     assert "+" not in sig and "/" not in sig and "=" not in sig
     assert len(base64.b64decode(sig.replace("%2B", "+").replace("%2F", "/").replace("%3D", "="))) == 256
+
+
+def test_a_bad_key_file_stops_the_process_at_start_up(tmp_path, redis_url):
+    """user_stream with an encrypted key and no passphrase: exit 2, the variable named, nothing secret printed."""
+    import os
+    import subprocess
+    import sys
+    priv, _ = _write_keys(tmp_path, "ed25519", "enc", PASS)
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("BINANCE_")}, "REDIS_URL": redis_url,
+           "EXEC_PREFIX": "badkey:", "BINANCE_BASE_URL": "http://127.0.0.1:9", "BINANCE_API_KEY": KEY,
+           "BINANCE_PRIVATE_KEY_FILE": priv, "STATE_FN": str(tmp_path / "state.json"),
+           "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    r = subprocess.run([sys.executable, "-m", "services.user_stream"], env=env, capture_output=True, text=True,
+                       timeout=60, cwd=Path(__file__).resolve().parents[1])
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert "configuration error: BINANCE_PRIVATE_KEY_FILE=" in r.stderr and "passphrase" in r.stderr
+    assert "BEGIN" not in r.stderr + r.stdout
