@@ -117,7 +117,9 @@ def main() -> None:
     bars, _ = load_bars(market)
     with redis_server() as url, tempfile.TemporaryDirectory() as tmp:
         s = EngineStack(Path(tmp), url, market, bars[520].ts, COOLDOWN_SEC="0", LOCK_SEC="0", ENTRY_MODE="LIMIT_ONLY",
-                        LIVE_ENTRY_TIMEOUT_SEC="3600", PAPER_HISTORY_BARS="400", PAPER_FSYNC="0")
+                        LIVE_ENTRY_TIMEOUT_SEC="3600", PAPER_HISTORY_BARS="400", PAPER_FSYNC="0",
+                        # a signal every 50 ms is far over Binance's 100 orders per 10 s: lift both limits here
+                        PAPER_ORDER_LIMIT_10S="1000000", ORDER_COUNT_LIMIT_10S="1000000")
         try:
             s.up("signal_ingest")
             s.wait(lambda: s.r.exists(f"{s.prefix}hb:signal_ingest"), 20, "signal_ingest heartbeat")

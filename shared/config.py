@@ -21,7 +21,8 @@ class ConfigError(ValueError):
 
 
 SECRET_FIELDS = frozenset({"BINANCE_API_KEY", "BINANCE_API_SECRET", "N8N_BASIC_AUTH_PASSWORD", "REDIS_URL",
-                           "N8N_WEBHOOK_URL", "REDIS_VIEWER_URL", "DASHBOARD_TOKEN"})
+                           "N8N_WEBHOOK_URL", "REDIS_VIEWER_URL", "DASHBOARD_TOKEN",
+                           "BINANCE_PRIVATE_KEY_PASSPHRASE"})
 # Settings that are URLs whose credentials (user:password@) or path (webhook tokens) are secret.
 _URL_SECRETS = {"REDIS_URL": "userinfo", "N8N_WEBHOOK_URL": "path", "REDIS_VIEWER_URL": "userinfo"}
 
@@ -89,8 +90,14 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     BINANCE_BASE_URL: str = "https://api.binance.com"
     BINANCE_WS_URL: str = "wss://ws-api.binance.com:443/ws-api/v3"   # WebSocket API (user_stream)
     USER_STREAM_CHECK_SEC: float = 10.0   # user_stream: REST cross-check of the stream every N seconds
+    BINANCE_ENV: str = "live"   # live | testnet | demo: sets BINANCE_BASE_URL and BINANCE_WS_URL unless they are set
     BINANCE_API_KEY: str = ""
     BINANCE_API_SECRET: str = ""
+    BINANCE_PRIVATE_KEY_FILE: str = ""   # RSA or Ed25519 PEM private key (type read from the PEM); then no secret
+    BINANCE_PRIVATE_KEY_PASSPHRASE: str = ""   # the key file's passphrase, when it is encrypted
+    ORDER_COUNT_LIMIT_10S: int = 100   # Binance's ORDERS rate limit per 10 s (exchangeInfo rateLimits)
+    ORDER_COUNT_LIMIT_1D: int = 200_000   # ... and per day
+    ORDER_COUNT_EXIT_RESERVE: int = 10   # orders of each window kept for exits: entries wait, stops never
     BINANCE_TIMEOUT_SEC: float = 5.0
     TRADE_MODE: str = "spot"
     RECV_WINDOW: int = 5000
@@ -186,10 +193,11 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "TRAIL_SOURCE": ("AGG",),
     "CLOCK": ("wall", "replay"),
     "STOP_IMMEDIATE_ACTION": ("flatten", "nearest"),
+    "BINANCE_ENV": ("live", "testnet", "demo"),
 }
 # Variables read case-insensitively, as the original did for these.
 _UPPER_CHOICES = {"MARGIN_SIDE_EFFECT", "ENTRY_MODE", "TRAIL_SOURCE"}
-_LOWER_CHOICES = {"TRADE_MODE", "MARGIN_BORROW_MODE", "CLOCK", "STOP_IMMEDIATE_ACTION"}
+_LOWER_CHOICES = {"TRADE_MODE", "MARGIN_BORROW_MODE", "CLOCK", "STOP_IMMEDIATE_ACTION", "BINANCE_ENV"}
 # The seed guide calls INVAR_KILL_ON_DEBT "I13_KILL_ON_DEBT": accept both names.
 ALIASES = {"I13_KILL_ON_DEBT": "INVAR_KILL_ON_DEBT"}
 
@@ -269,6 +277,7 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
     if "FEED_SYMBOL" not in raw:
         values["FEED_SYMBOL"] = default_feed_symbol(str(values.get("SYMBOL", Config().SYMBOL)))
     _margin_side_effect_default(raw, values)
+    _binance_env_urls(raw, values)
     cfg = Config(**values)
     validate(cfg)
     if "BINANCE_API_KEY" in raw or "BINANCE_API_SECRET" in raw:
@@ -337,6 +346,7 @@ def validate(cfg: Config) -> None:
                           f"or empty when AGG_CSV is in SYMBOL's own prices")
     _non_negative(cfg, "LOG_ROTATE_IDLE_SEC")
     _validate_margin(cfg)
+    _validate_order_count(cfg)
     if cfg.REPLAY_LOCKSTEP and cfg.CLOCK != "replay":
         raise ConfigError("REPLAY_LOCKSTEP=true needs CLOCK=replay (live trading never waits for a replay driver)")
     _validate_bounds(cfg)
@@ -476,9 +486,49 @@ def require_live_keys(cfg: Config) -> None:
     """With a real exchange, BINANCE_API_KEY / BINANCE_API_SECRET must be set and not the paper exchange's."""
     if is_paper_url(cfg.BINANCE_BASE_URL):
         return
-    for name in ("BINANCE_API_KEY", "BINANCE_API_SECRET"):
+    # with an RSA / Ed25519 key file the secret is not used (signing.py): only the API key must be real
+    names = ("BINANCE_API_KEY",) if cfg.BINANCE_PRIVATE_KEY_FILE else ("BINANCE_API_KEY", "BINANCE_API_SECRET")
+    for name in names:
         v = getattr(cfg, name).strip()
         if not v or v.lower().startswith(_PAPER_KEY_PREFIXES):
             raise ConfigError(f"{name} is {'empty' if not v else 'a paper exchange key'} with BINANCE_BASE_URL="
                               f"{cfg.BINANCE_BASE_URL} (not the local paper exchange); allowed: your Binance "
                               f"API {'key' if name.endswith('KEY') else 'secret'}")
+
+
+# ---- issue 22c: BINANCE_ENV ------------------------------------------------------------------------------------
+# (REST base URL, WebSocket API URL) per environment, as Binance documents them: rest-api.md / web-socket-api.md
+# "General API Information" (live, and the Spot Testnet's wss://ws-api.testnet.binance.vision/ws-api/v3),
+# demo-mode/general-info.md (Demo Mode, CHANGELOG 2026-01-29). The Spot Testnet has no /sapi (margin) endpoints.
+BINANCE_ENV_URLS: dict[str, tuple[str, str]] = {
+    "live": ("https://api.binance.com", "wss://ws-api.binance.com:443/ws-api/v3"),
+    "testnet": ("https://testnet.binance.vision", "wss://ws-api.testnet.binance.vision/ws-api/v3"),
+    "demo": ("https://demo-api.binance.com", "wss://demo-ws-api.binance.com/ws-api/v3"),
+}
+
+
+def _binance_env_urls(raw: Mapping[str, str], values: dict[str, object]) -> None:
+    """BINANCE_ENV fills BINANCE_BASE_URL / BINANCE_WS_URL that are not set explicitly (explicit URLs win).
+    An unknown BINANCE_ENV stops here, naming the variable and the allowed values."""
+    env = str(values.get("BINANCE_ENV", "live"))
+    if env not in BINANCE_ENV_URLS:
+        raise ConfigError(f"BINANCE_ENV={raw.get('BINANCE_ENV')!r} is not allowed; allowed: "
+                          f"{', '.join(BINANCE_ENV_URLS)}")
+    rest, ws = BINANCE_ENV_URLS[env]
+    if not raw.get("BINANCE_BASE_URL", "").strip():
+        values["BINANCE_BASE_URL"] = rest
+    if not raw.get("BINANCE_WS_URL", "").strip():
+        values["BINANCE_WS_URL"] = ws
+    if env == "testnet" and values.get("TRADE_MODE", "spot") == "margin" and not raw.get("BINANCE_BASE_URL"):
+        raise ConfigError("TRADE_MODE=margin with BINANCE_ENV=testnet: the Spot Testnet has no margin (/sapi) "
+                          "endpoints; allowed: TRADE_MODE=spot on testnet, or BINANCE_ENV=demo or live for margin")
+
+
+def _validate_order_count(cfg: Config) -> None:
+    """The order-count limits and the exits' reserve: positive, the reserve below each limit."""
+    _positive(cfg, "ORDER_COUNT_LIMIT_10S", "ORDER_COUNT_LIMIT_1D")
+    _non_negative(cfg, "ORDER_COUNT_EXIT_RESERVE")
+    if cfg.ORDER_COUNT_EXIT_RESERVE >= min(cfg.ORDER_COUNT_LIMIT_10S, cfg.ORDER_COUNT_LIMIT_1D):
+        raise ConfigError(f"ORDER_COUNT_EXIT_RESERVE={cfg.ORDER_COUNT_EXIT_RESERVE} must be below "
+                          f"ORDER_COUNT_LIMIT_10S={cfg.ORDER_COUNT_LIMIT_10S} and ORDER_COUNT_LIMIT_1D "
+                          f"(orders kept for exits out of each window)")

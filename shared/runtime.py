@@ -12,8 +12,10 @@ import redis
 from shared.adapters.alerts import Alerts
 from shared.adapters.binance_rest import BinanceClient
 from shared.adapters.heartbeat import Beater
+from shared.adapters.order_budget import RedisOrderBudget
 from shared.adapters.redis_streams import publish
 from shared.adapters.shared_backoff import RedisBackoff
+from shared.adapters.signing import config_signer
 from shared.adapters.state_store import StateStore
 from shared.clock import Clock, ReplayClock, make_clock
 from shared.config import Config, ConfigError, load_config, require_live_keys
@@ -48,9 +50,18 @@ class Runtime:
         margin = None
         if self.cfg.TRADE_MODE == "margin":
             margin = "isolated" if self.cfg.MARGIN_ISOLATED else "cross"
-        return BinanceClient(self.cfg.BINANCE_BASE_URL, self.cfg.BINANCE_API_KEY, self.cfg.BINANCE_API_SECRET,
-                             recv_window=self.cfg.RECV_WINDOW, timeout=self.cfg.BINANCE_TIMEOUT_SEC,
-                             backoff=RedisBackoff(self.r, self.cfg.key("backoff")), margin=margin)
+        c = self.cfg
+        try:  # the key file is read where a process signs: a bad one stops start-up like any bad setting
+            signer = config_signer(c.BINANCE_API_SECRET, c.BINANCE_PRIVATE_KEY_FILE, c.BINANCE_PRIVATE_KEY_PASSPHRASE)
+        except ConfigError as e:
+            print(f"{self.process}: configuration error: {e}", file=sys.stderr)
+            raise SystemExit(2) from None
+        budget = RedisOrderBudget(self.r, c.key("order_count"), c.ORDER_COUNT_LIMIT_10S, c.ORDER_COUNT_LIMIT_1D,
+                                  c.ORDER_COUNT_EXIT_RESERVE)
+        return BinanceClient(c.BINANCE_BASE_URL, c.BINANCE_API_KEY, c.BINANCE_API_SECRET,
+                             recv_window=c.RECV_WINDOW, timeout=c.BINANCE_TIMEOUT_SEC,
+                             backoff=RedisBackoff(self.r, c.key("backoff")), margin=margin, signer=signer,
+                             order_budget=budget)
 
     def event(self, kind: str, trade_key: str = "", level: str = "info", **data: Any) -> Event:
         """Record a decision or an exchange call: `events` stream + one JSON log line."""

@@ -42,10 +42,10 @@ _prefixes = itertools.count(1)
 class PaperProc:
     """`python -m services.paper_exchange` on fixed ports (so a restart comes back at the same URLs)."""
 
-    def __init__(self, tmp: Path):
+    def __init__(self, tmp: Path, **extra: str):
         self.http_port, self.ws_port = free_port(), free_port()
         self.env = {**os.environ, **paper_env(tmp, PAPER_PORT=str(self.http_port), PAPER_WS_PORT=str(self.ws_port),
-                                              PAPER_FSYNC="0"), "PYTHONPATH": str(REPO)}
+                                              PAPER_FSYNC="0", **extra), "PYTHONPATH": str(REPO)}
         self.log = tmp / "paper.log"
         self.url = f"http://127.0.0.1:{self.http_port}"
         self.ws_url = f"ws://127.0.0.1:{self.ws_port}/ws-api/v3"

@@ -13,6 +13,7 @@ from typing import Any
 import msgspec
 import redis
 
+from shared.adapters.signing import config_signer
 from shared.adapters.binance_rest import BinanceClient
 from shared.adapters.redis_streams import decode_fields
 from shared.adapters.shared_backoff import RedisBackoff
@@ -176,7 +177,9 @@ class Ctx:
             margin = ("isolated" if c.MARGIN_ISOLATED else "cross") if c.TRADE_MODE == "margin" else None
             self._client = BinanceClient(c.BINANCE_BASE_URL, c.BINANCE_API_KEY, c.BINANCE_API_SECRET,
                                          recv_window=c.RECV_WINDOW, timeout=c.BINANCE_TIMEOUT_SEC,
-                                         backoff=RedisBackoff(self.r, self.key("backoff")), margin=margin)
+                                         backoff=RedisBackoff(self.r, self.key("backoff")), margin=margin,
+                                         signer=config_signer(c.BINANCE_API_SECRET, c.BINANCE_PRIVATE_KEY_FILE,
+                                                              c.BINANCE_PRIVATE_KEY_PASSPHRASE))
             # An unreachable exchange is reported by the first real call, with its context.
             with contextlib.suppress(Exception):
                 self._client.sync_time()

@@ -1,4 +1,4 @@
-"""Admin endpoints (unsigned JSON, loopback only): state, orders, price, advance, speed, faults."""
+"""Admin endpoints (unsigned JSON, loopback only): state, orders, price, advance, speed, faults, expire."""
 from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
@@ -8,6 +8,10 @@ import msgspec
 
 from services.paper_exchange import views
 from services.paper_exchange.app import PaperApp, Request, Response
+from services.paper_exchange.model import ApiError
+
+# Binance's expiryReason values (enums.md "Expiry Reasons") the exchange can give an order it expires itself.
+EXPIRY_REASONS = ("EXCHANGE_CANCELED", "INSUFFICIENT_LIQUIDITY", "EXECUTION_RULE_PRICE_RANGE_EXCEEDED", "REJECTED")
 
 
 class BadAdmin(ValueError):
@@ -117,6 +121,27 @@ def faults_get(app: PaperApp, body: dict[str, Any]) -> Any:
     return {"faults": msgspec.to_builtins(app.faults.listing())}
 
 
+def expire(app: PaperApp, body: dict[str, Any]) -> Any:
+    """POST /admin/expire {"client_order_id": "..." | "order_id": n, "reason": "EXECUTION_RULE_PRICE_RANGE_EXCEEDED",
+    "account": "SPOT"}: the exchange expires an open order (status EXPIRED, expiryReason / executionReport eR =
+    reason; an OCO leg takes its list along). Journaled like any order change."""
+    reason = str(body.get("reason", "EXECUTION_RULE_PRICE_RANGE_EXCEEDED"))
+    if reason not in EXPIRY_REASONS:
+        raise BadAdmin(f"reason must be one of {', '.join(EXPIRY_REASONS)}")
+    oid, cid = body.get("order_id"), body.get("client_order_id")
+    if (oid is None) == (cid is None):
+        raise BadAdmin('expected {"order_id": n} or {"client_order_id": "..."}')
+    with app.lock:
+        try:
+            o = app.cmd.expire(_int(body, "order_id") if oid is not None else None, cid and str(cid), reason,
+                               str(body.get("account", "SPOT")))
+        except ApiError as e:
+            raise BadAdmin(f"{e.code}: {e.msg}") from e
+        finally:
+            app.commit()
+        return views.order_admin(o, app.s.symbol)
+
+
 def _int(body: dict[str, Any], key: str) -> int:
     v = body[key]
     if isinstance(v, bool) or not isinstance(v, int) or v < 0:
@@ -133,6 +158,7 @@ ROUTES = {
     ("POST", "/admin/speed"): speed,
     ("POST", "/admin/faults"): faults_post,
     ("GET", "/admin/faults"): faults_get,
+    ("POST", "/admin/expire"): expire,
 }
 
 

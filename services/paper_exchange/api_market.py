@@ -13,7 +13,7 @@ import msgspec
 from services.paper_exchange import basis, stats, views
 from services.paper_exchange.app import PaperApp
 from services.paper_exchange.model import ApiError
-from services.paper_exchange.settings import split_symbol
+from services.paper_exchange.settings import STP_MODES, split_symbol
 
 
 def selection(app: PaperApp, p: dict[str, str]) -> tuple[list[str], bool]:
@@ -69,15 +69,20 @@ def symbol_info(app: PaperApp, sym: str) -> dict[str, Any]:
             {"filterType": "NOTIONAL", "minNotional": d8(s.min_notional), "applyMinToMarket": True,
              "maxNotional": "9000000.00000000", "applyMaxToMarket": False, "avgPriceMins": 5},
         ],
-        "defaultSelfTradePreventionMode": "EXPIRE_MAKER",
-        "allowedSelfTradePreventionModes": ["EXPIRE_TAKER", "EXPIRE_MAKER", "EXPIRE_BOTH"],
+        "defaultSelfTradePreventionMode": s.stp_mode,
+        "allowedSelfTradePreventionModes": list(STP_MODES),
     }
 
 
 def exchange_info(app: PaperApp, p: dict[str, str]) -> Any:
     """GET /api/v3/exchangeInfo (`symbol` or `symbols` narrow it; neither = every listed symbol)."""
     names, _ = selection(app, p)
-    return {"timezone": "UTC", "serverTime": int(time.time() * 1000), "rateLimits": [], "exchangeFilters": [],
+    s = app.s
+    limits = [{"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": 6000},
+              {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": s.order_limit_10s},
+              {"rateLimitType": "ORDERS", "interval": "DAY", "intervalNum": 1, "limit": s.order_limit_1d},
+              {"rateLimitType": "RAW_REQUESTS", "interval": "MINUTE", "intervalNum": 5, "limit": 300000}]
+    return {"timezone": "UTC", "serverTime": int(time.time() * 1000), "rateLimits": limits, "exchangeFilters": [],
             "symbols": [symbol_info(app, n) for n in names]}
 
 

@@ -1,13 +1,28 @@
-"""Signed-request checks: API key, HMAC over the raw bytes received, timestamp vs recvWindow."""
+"""Signed-request checks: API key, signature (HMAC, RSA or Ed25519) over the raw bytes received, timestamp.
+
+Since 2026-01-15 Binance verifies signatures over the percent-encoded payload (CHANGELOG 2025-12-17): a client that
+signs the raw characters and lets its HTTP library encode them afterwards gets -1022. Here the signature is checked
+over the query + body exactly as received, and a payload that carries a character which must be percent-encoded
+(anything but A-Z a-z 0-9 - _ . ~, the separators & and =, %XX escapes and '+' for a space) is -1022 too: it was
+signed before encoding, or not encoded at all.
+"""
 from __future__ import annotations
 
-import hashlib
 import hmac
 import re
 from collections.abc import Mapping
 from decimal import Decimal
+from urllib.parse import unquote
 
 from services.paper_exchange.model import ApiError
+from shared.adapters.signing import HmacVerifier, Verifier, load_public_key_verifier
+
+_ENCODED_RE = re.compile(r"^(?:[A-Za-z0-9\-_.~&=+]|%[0-9A-Fa-f]{2})*$")
+
+
+def verifier(api_secret: str, public_key_file: str = "") -> Verifier:
+    """The verifier of the paper account's API key: its public key (RSA/Ed25519) when one is registered, else HMAC."""
+    return load_public_key_verifier(public_key_file) if public_key_file else HmacVerifier(api_secret)
 
 
 def strip_signature(raw: str) -> tuple[str, str | None]:
@@ -31,15 +46,15 @@ def check_key(headers: Mapping[str, str], api_key: str) -> None:
         raise ApiError(-2015, "Invalid API-key, IP, or permissions for action.", http=401)
 
 
-def check_signature(query: str, body: str, secret: bytes) -> None:
-    """Binance's totalParams = query string + request body, each exactly as received."""
+def check_signature(query: str, body: str, key: Verifier) -> None:
+    """Binance's totalParams = query string + request body, each exactly as received (and percent-encoded)."""
     q, sig_q = strip_signature(query)
     b, sig_b = strip_signature(body)
     sig = sig_q or sig_b
     if not sig:
         raise ApiError(-1102, "Mandatory parameter 'signature' was not sent, was empty/null, or malformed.")
-    expected = hmac.new(secret, (q + b).encode(), hashlib.sha256).hexdigest()
-    if not hmac.compare_digest(expected, sig.lower()):
+    payload = q + b
+    if not _ENCODED_RE.match(payload) or not key.verify(payload, unquote(sig)):
         raise ApiError(-1022, "Signature for this request is not valid.")
 
 

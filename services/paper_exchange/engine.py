@@ -15,7 +15,7 @@ from services.paper_exchange.model import (
     BORROW_EFFECTS, CROSS, ISOLATED, REPAY_EFFECTS, SIDE_EFFECTS, SPOT, STOP_TYPES, ApiError, Balance, EngineState,
     NewOrder, PList, POrder, rejected,
 )
-from services.paper_exchange.settings import Settings
+from services.paper_exchange.settings import STP_MODES, Settings
 
 _BPS = Decimal(10000)
 _HOUR_MS = 3_600_000
@@ -122,17 +122,19 @@ class Engine(MarginMixin):
             self._fill_market(o, at)
             return
         bid, ask = self.book() if at is None else (at, at)
-        if rules.marketable(o.side, o.price, bid, ask):
+        if rules.marketable(o.side, o.price, bid, ask) and not self._self_trade(o, ask if o.side == "BUY" else bid):
             self._fill(o, o.remaining, ask if o.side == "BUY" else bid, maker=False)
         # else: the market gapped through the limit; it rests (isWorking) until traded through.
 
     def _fill_market(self, o: POrder, at: Decimal | None = None) -> None:
         price = self.market_price(o.side) if at is None else self._slipped(o.side, at)
+        if self._self_trade(o, price):
+            return
         try:
             self._fill(o, o.remaining, price, maker=False)
         except ApiError:
             # A triggered stop-market that cannot be paid for expires, as on Binance.
-            self._finish(o, "EXPIRED")
+            self._finish(o, "EXPIRED", "INSUFFICIENT_LIQUIDITY")
 
     def _fill(self, o: POrder, qty: Decimal, price: Decimal, maker: bool) -> None:
         s = self.s
@@ -197,15 +199,57 @@ class Engine(MarginMixin):
         paid, amount = (self.s.quote_asset, price * o.orig_qty) if o.side == "BUY" else (self.s.base_asset, o.orig_qty)
         ledger.require_free(self.st, paid, amount, o.account)
         self._register(o)
-        self._fill(o, o.orig_qty, price, maker=False)
+        if not self._self_trade(o, price):
+            self._fill(o, o.orig_qty, price, maker=False)
         return o
 
     def _execute_limit(self, o: POrder) -> None:
         bid, ask = self.book()
         if rules.marketable(o.side, o.price, bid, ask):
-            self._fill(o, o.remaining, ask if o.side == "BUY" else bid, maker=False)
+            if not self._self_trade(o, ask if o.side == "BUY" else bid):
+                self._fill(o, o.remaining, ask if o.side == "BUY" else bid, maker=False)
         elif o.time_in_force in ("IOC", "FOK"):
-            self._finish(o, "EXPIRED")
+            self._finish(o, "EXPIRED", "UNFILLED_FOK_ORDER_EXPIRED" if o.time_in_force == "FOK"
+                         else "UNFILLED_IOC_QUANTITY_EXPIRED")
+
+    # ---- self-trade prevention (faqs/stp_faq.md) -----------------------------------------------
+
+    def _self_trade(self, taker: POrder, price: Decimal) -> bool:
+        """Before `taker` trades at `price`: our own resting orders of the other side it would match instead of
+        the market (a BUY's at or below `price`, a SELL's at or above) are a self-trade. The taker's mode decides:
+        EXPIRE_MAKER / EXPIRE_BOTH expire those makers, EXPIRE_TAKER / EXPIRE_BOTH the taker, all with status
+        EXPIRED_IN_MATCH (execution type TRADE_PREVENTION) and one preventedMatchId. True: the taker expired."""
+        makers = [m for m in self.open_orders(taker.account) if m.order_id != taker.order_id
+                  and m.side != taker.side and m.is_working and m.type not in ("MARKET", "STOP_LOSS", "TAKE_PROFIT")
+                  and (m.price <= price if taker.side == "BUY" else m.price >= price)]
+        if not makers or taker.stp_mode == "NONE":
+            return False
+        match_id = self.st.next_prevented_match_id
+        self.st.next_prevented_match_id += 1
+        if taker.stp_mode in ("EXPIRE_MAKER", "EXPIRE_BOTH"):
+            for m in makers:
+                if m.is_open:  # an earlier maker's OCO sibling may have gone with it
+                    self._prevent(m, match_id)
+                    self._expire_siblings(m)
+        if taker.stp_mode in ("EXPIRE_TAKER", "EXPIRE_BOTH"):
+            self._prevent(taker, match_id)
+            return True
+        return False
+
+    def _prevent(self, o: POrder, match_id: int) -> None:
+        o.prevented_qty += o.remaining
+        o.prevented_match_id = match_id
+        self._finish(o, "EXPIRED_IN_MATCH")
+
+    def expire(self, order_id: int | None, client_order_id: str | None, reason: str, account: str = SPOT) -> POrder:
+        """The exchange expires an open order with `reason` (an expiryReason, e.g. EXECUTION_RULE_PRICE_RANGE_
+        EXCEEDED): admin fault. An OCO leg takes its list with it, as any leg that ends without filling."""
+        o = self.find(order_id, client_order_id, account)
+        if not o.is_open:
+            raise ApiError(-2011, "Unknown order sent.")
+        self._finish(o, "EXPIRED", reason)
+        self._expire_siblings(o)
+        return o
 
     def _lock_terms(self, o: POrder) -> tuple[str, Decimal]:
         """(asset, amount per base unit) an open order locks; per_unit 0 = nothing to lock."""
@@ -220,6 +264,9 @@ class Engine(MarginMixin):
         rules.check_shape(req)
         if req.side_effect and (req.account == SPOT or req.side_effect not in SIDE_EFFECTS):
             raise ApiError(-1100, "Illegal characters found in parameter 'sideEffectType'.")
+        stp = req.stp_mode.upper() or self.s.stp_mode
+        if stp not in STP_MODES:
+            raise ApiError(-1013, "This symbol does not allow the specified self-trade prevention mode.")
         cid = req.client_order_id or f"paper-{self.st.next_order_id}-{self.st.market_ms}"
         # Only the latest order with a client id can still be open (a duplicate is refused).
         prior = self._by_client.get((req.account, cid))
@@ -233,7 +280,7 @@ class Engine(MarginMixin):
             orig_qty=req.quantity or Decimal(0), price=req.price or Decimal(0), stop_price=req.stop_price or Decimal(0),
             order_list_id=list_id, time=self.st.market_ms, update_time=self.st.market_ms,
             working_time=-1 if stop else self.st.market_ms, is_working=not stop,
-            account=req.account, side_effect=req.side_effect,
+            account=req.account, side_effect=req.side_effect, stp_mode=stp,
         )
 
     def _check_filters(self, req: NewOrder) -> None:
@@ -298,7 +345,7 @@ class Engine(MarginMixin):
         for sid in self.st.lists[o.order_list_id].order_ids:
             sib = self.st.orders[sid]
             if sid != o.order_id and sib.is_open:
-                self._finish(sib, "EXPIRED")
+                self._finish(sib, "EXPIRED", "OCO_TRIGGER")
         self._update_list(o.order_list_id)
 
     def _update_list(self, list_id: int) -> None:
@@ -307,8 +354,9 @@ class Engine(MarginMixin):
             lst.list_status_type = lst.list_order_status = "ALL_DONE"
         self._emit("list", lst)
 
-    def _finish(self, o: POrder, status: str) -> None:
+    def _finish(self, o: POrder, status: str, reason: str = "") -> None:
         o.status = status
+        o.expiry_reason = reason
         o.update_time = self.st.market_ms
         if o.lock_id:
             ledger.release_if_done(self.st, o.lock_id)

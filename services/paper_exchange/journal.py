@@ -75,7 +75,14 @@ class JPrice(msgspec.Struct, tag="price"):
     feed: Decimal | None = None  # the feed symbol's price (unscaled) when a basis applies
 
 
-Command = Union[JPlace, JCancel, JOco, JCancelList, JCancelReplace, JPrice, JBorrow, JRepay]
+class JExpire(msgspec.Struct, tag="expire"):
+    order_id: int | None
+    client_id: str | None
+    reason: str
+    account: str = "SPOT"
+
+
+Command = Union[JPlace, JCancel, JOco, JCancelList, JCancelReplace, JPrice, JBorrow, JRepay, JExpire]
 
 
 class Entry(msgspec.Struct):
@@ -100,6 +107,8 @@ def apply(engine: Engine, cmd: Command) -> object:
         return engine.borrow(cmd.account, cmd.asset, cmd.amount)
     if isinstance(cmd, JRepay):
         return engine.repay(cmd.account, cmd.asset, cmd.amount)
+    if isinstance(cmd, JExpire):
+        return engine.expire(cmd.order_id, cmd.client_id, cmd.reason, cmd.account)
     engine.on_price(cmd.price, cmd.ms, cmd.gap, cmd.feed)
     return None
 
@@ -216,6 +225,10 @@ class JournaledEngine:
     def cancel_replace(self, mode: str, cancel_id: int | None, cancel_cid: str | None, req: NewOrder):
         """Journaled Engine.cancel_replace."""
         return self._run(JCancelReplace(mode, cancel_id, cancel_cid, req))
+
+    def expire(self, order_id: int | None, client_id: str | None, reason: str, account: str = "SPOT") -> POrder:
+        """Journaled Engine.expire (the admin `expire` fault)."""
+        return self._run(JExpire(order_id, client_id, reason, account))  # type: ignore[return-value]
 
     def on_price(self, price: Decimal, ms: int, cursor: Cursor, durable: bool = True, gap: bool = False,
                  feed: Decimal | None = None) -> None:

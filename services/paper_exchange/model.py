@@ -94,8 +94,13 @@ class POrder(msgspec.Struct):
     fills: list[PFill] = msgspec.field(default_factory=list)
     account: str = SPOT
     side_effect: str = ""
+    stp_mode: str = ""   # selfTradePreventionMode as sent ('' = the symbol's default)
     borrowed_amount: Decimal = ZERO
     borrowed_asset: str = ""
+    stp_mode: str = "EXPIRE_MAKER"   # selfTradePreventionMode (the symbol's default when not sent)
+    expiry_reason: str = ""          # expiryReason / eR of an EXPIRED order ('' = none reported)
+    prevented_qty: Decimal = ZERO    # preventedQuantity / A: expired by self-trade prevention
+    prevented_match_id: int = -1     # preventedMatchId / v
 
     @property
     def remaining(self) -> Decimal:
@@ -145,6 +150,7 @@ class EngineState(msgspec.Struct):
     margin: dict[str, dict[str, Balance]] = msgspec.field(default_factory=dict)  # CROSS / ISOLATED wallets
     next_tran_id: int = 1
     feed_last: Decimal | None = None  # the feed symbol's last price (None: the same as `last`, no basis)
+    next_prevented_match_id: int = 1
 
 
 class NewOrder(msgspec.Struct):
@@ -159,3 +165,4 @@ class NewOrder(msgspec.Struct):
     client_order_id: str = ""
     account: str = SPOT
     side_effect: str = ""
+    stp_mode: str = ""   # selfTradePreventionMode as sent ('' = the symbol's default)

@@ -11,7 +11,7 @@ from services.paper_exchange.rules import mandatory
 
 _DECIMAL_RE = re.compile(r"^([0-9]{1,20})(\.[0-9]{1,20})?$")
 _INT_RE = re.compile(r"^-?[0-9]{1,20}$")
-_CLIENT_ID_RE = re.compile(r"^[a-zA-Z0-9-_]{1,36}$")
+_CLIENT_ID_RE = re.compile(r"^[.A-Z:/a-z0-9_-]{1,36}$")  # Binance's -1100 text names this range
 
 
 def parse(query: str, body: str) -> dict[str, str]:
@@ -75,11 +75,12 @@ def time_range(p: Mapping[str, str], max_ms: int) -> tuple[int | None, int | Non
 
 
 def client_id(p: Mapping[str, str], name: str) -> str:
-    """A client order id ('' when absent); -1100 unless it matches ^[a-zA-Z0-9-_]{1,36}$."""
+    """A client order id ('' when absent); -1100 unless it matches ^[\\.A-Z\\:/a-z0-9_-]{1,36}$ (reserved ':' and '/'
+    included: a client must percent-encode them before signing)."""
     raw = p.get(name, "")
     if raw and not _CLIENT_ID_RE.match(raw):
         raise ApiError(-1100, f"Illegal characters found in parameter '{name}'; "
-                              "legal range is '^[a-zA-Z0-9-_]{1,36}$'.")
+                              "legal range is '^[\\.A-Z\\:/a-z0-9_-]{1,36}$'.")
     return raw
 
 
@@ -100,4 +101,5 @@ def new_order(p: Mapping[str, str], prefix: str = "", cid_name: str = "newClient
         quantity=dec(p, "quantity"), quote_qty=None if prefix else dec(p, "quoteOrderQty"),
         price=dec(p, key("price")), stop_price=dec(p, key("stopPrice")),
         time_in_force=p.get(key("timeInForce"), ""), client_order_id=client_id(p, cid_name),
+        stp_mode=p.get("selfTradePreventionMode", ""),
     )

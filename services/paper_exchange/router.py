@@ -33,6 +33,15 @@ class WeightMeter:
             self._used[counter] += weight
             return self._used[counter]
 
+    def used(self, counter: str = "X-MBX-USED-WEIGHT-1M") -> int:
+        """The current window's total on `counter` (0 in a new window)."""
+        with self._lock:
+            return self._used.get(counter, 0) if self._window.get(counter) == int(time.time() // self.window_s) else 0
+
+    def seconds_left(self) -> float:
+        """Seconds until the current window ends."""
+        return self.window_s - time.time() % self.window_s
+
 
 # Binance's documented request weights (spot: IP weight; /sapi: IP or UID weight, each its own header).
 _IP, _SAPI_IP, _SAPI_UID = "X-MBX-USED-WEIGHT-1M", "X-SAPI-USED-IP-WEIGHT-1M", "X-SAPI-USED-UID-WEIGHT-1M"
@@ -53,8 +62,22 @@ WEIGHTS: dict[tuple[str, str], tuple[str, int]] = {
 }
 
 
-def request_weight(method: str, path: str, p: dict[str, str]) -> tuple[str, int]:
-    """(counter header, weight) of one request, as Binance documents it."""
+# CHANGELOG 2026-03-27 (in force 2026-04-02): these cost no request weight when they succeed (failed ones still do).
+ZERO_ON_SUCCESS = frozenset({("POST", "/api/v3/order"), ("DELETE", "/api/v3/order"), ("DELETE", "/api/v3/openOrders"),
+                             ("POST", "/api/v3/order/cancelReplace"), ("POST", "/api/v3/orderList/oco"),
+                             ("DELETE", "/api/v3/orderList")})
+# binance-sdk-margin-trading 8.9.0 (Binance's margin API spec): new order / OCO "Weight: 6(UID) or 1500(UID) when
+# sideEffectType is MARGIN_BUY or AUTO_BORROW_REPAY"; an explicit borrow-repay is 1500 once per trade instead.
+_BORROWING_SIDE_EFFECTS = frozenset({"MARGIN_BUY", "AUTO_BORROW_REPAY"})
+
+
+def request_weight(method: str, path: str, p: dict[str, str], ok: bool = False) -> tuple[str, int]:
+    """(counter header, weight) of one request, as Binance documents it (`ok`: it succeeded)."""
+    if ok and (method, path) in ZERO_ON_SUCCESS:
+        return _IP, 0
+    if (method, path) in (("POST", "/sapi/v1/margin/order"), ("POST", "/sapi/v1/margin/order/oco")) and \
+            p.get("sideEffectType", "").upper() in _BORROWING_SIDE_EFFECTS:
+        return _SAPI_UID, 1500
     if (method, path) == ("GET", "/api/v3/openOrders") and not p.get("symbol"):
         return _IP, 80
     if (method, path) == ("GET", "/api/v3/myTrades") and p.get("orderId"):
@@ -65,10 +88,22 @@ def request_weight(method: str, path: str, p: dict[str, str]) -> tuple[str, int]
 
 
 class OrderCounter:
-    """Orders placed per 10 s and per (UTC) day: Binance's X-MBX-ORDER-COUNT-10S / -1D on order replies."""
+    """Orders placed per 10 s and per (UTC) day: Binance's X-MBX-ORDER-COUNT-10S / -1D on order replies, and its
+    ORDERS rate limits (PAPER_ORDER_LIMIT_10S / _1D): a new order over either is -1015, HTTP 429 with Retry-After.
+    Not modelled: Binance's decrement of the count for orders that fill (faqs/order_count_decrement.md)."""
 
-    def __init__(self) -> None:
+    def __init__(self, limit_10s: int = 100, limit_1d: int = 200_000) -> None:
         self._10s, self._1d = WeightMeter(10), WeightMeter(86400)
+        self.limits = ((self._10s, limit_10s, "10 SECOND"), (self._1d, limit_1d, "1 DAY"))
+
+    def check(self, n: int) -> Response | None:
+        """-1015 (HTTP 429, Retry-After: the window's end) when `n` more orders would exceed a limit."""
+        for meter, limit, label in self.limits:
+            if meter.used("o") + n > limit:
+                retry = max(1, int(meter.seconds_left() + 0.999))
+                return Response(429, {"code": -1015, "msg": f"Too many new orders; current limit is {limit} orders "
+                                                             f"per {label}."}, {"Retry-After": str(retry)})
+        return None
 
     def add(self, n: int) -> dict[str, str]:
         """Count `n` new orders; the two headers."""
@@ -115,7 +150,8 @@ class Router:
     def __init__(self, app: PaperApp):
         self.app = app
         self.weight = WeightMeter()
-        self.orders = OrderCounter()
+        self.orders = OrderCounter(app.s.order_limit_10s, app.s.order_limit_1d)
+        self.verifier = auth.verifier(app.s.api_secret, app.s.api_public_key_file)
 
     def dispatch(self, req: Request) -> Response:
         """Route admin or API requests."""
@@ -132,7 +168,7 @@ class Router:
             p, resp = {}, error(e)
         else:
             resp = self._api(req, key, p)
-        header, weight = request_weight(req.method, req.path, p)
+        header, weight = request_weight(req.method, req.path, p, ok=resp.status == 200)
         resp.headers[header] = str(self.weight.add(weight, header))
         if resp.status == 200 and req.method == "POST" and req.path in api.PLACING:
             placed = 2 if req.path.endswith("/oco") else 1
@@ -157,6 +193,10 @@ class Router:
         try:
             if key in SIGNED:
                 self._authenticate(req, p, side)
+            if req.method == "POST" and req.path in api.PLACING:
+                over = self.orders.check(2 if req.path.endswith("/oco") else 1)
+                if over is not None:
+                    return over
             return self._execute(req, key, p, side)
         except ApiError as e:
             return error(e)
@@ -164,7 +204,7 @@ class Router:
     def _authenticate(self, req: Request, p: dict[str, str], side: str) -> None:
         s = self.app.s
         auth.check_key(req.headers, s.api_key)
-        auth.check_signature(req.query, req.body, s.api_secret.encode())
+        auth.check_signature(req.query, req.body, self.verifier)
         auth.check_timestamp(p, int(time.time() * 1000))
         if self.app.faults.take("err_1021", req.path, side):
             raise ApiError(-1021, "Timestamp for this request is outside of the recvWindow.")

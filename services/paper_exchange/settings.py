@@ -25,6 +25,11 @@ class Settings(msgspec.Struct, frozen=True):
     port: int = 8899
     api_key: str = "paper-key"
     api_secret: str = "paper-secret"
+    # PEM public key (RSA or Ed25519) registered for api_key: signatures are then checked with it, not the secret
+    api_public_key_file: str = ""
+    order_limit_10s: int = 100      # Binance's ORDERS rate limits (exchangeInfo rateLimits): -1015 over them
+    order_limit_1d: int = 200_000
+    stp_mode: str = "EXPIRE_MAKER"  # the symbol's defaultSelfTradePreventionMode
     symbol: str = "BTCUSDC"
     base_asset: str = "BTC"
     quote_asset: str = "USDC"
@@ -202,6 +207,10 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
     return Settings(
         host=env.get("PAPER_HOST", "127.0.0.1"), port=_int(env, "PAPER_PORT", 8899, 0, 65535),
         api_key=env.get("PAPER_API_KEY", "paper-key"), api_secret=env.get("PAPER_API_SECRET", "paper-secret"),
+        api_public_key_file=_public_key_file(env),
+        order_limit_10s=_int(env, "PAPER_ORDER_LIMIT_10S", 100, 1, 1_000_000_000),
+        order_limit_1d=_int(env, "PAPER_ORDER_LIMIT_1D", 200_000, 1, 1_000_000_000),
+        stp_mode=_stp_mode(env),
         symbol=symbol, base_asset=base, quote_asset=quote, tick_size=tick,
         qty_step=_dec(env, "QTY_STEP", Decimal("0.00001")), min_qty=_dec(env, "MIN_QTY", Decimal("0.00001")),
         min_notional=_dec(env, "MIN_NOTIONAL", Decimal(5), positive=False), min_price=tick,
@@ -222,6 +231,31 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         ws_port=_ws_port(env),
         feed_symbol=(feed := _feed_symbol(env, symbol, base)), basis_bps=_basis(env, symbol, feed),
     )
+
+
+# allowedSelfTradePreventionModes of the paper symbol (DECREMENT / TRANSFER are not modelled)
+STP_MODES = ("NONE", "EXPIRE_TAKER", "EXPIRE_MAKER", "EXPIRE_BOTH")
+
+
+def _stp_mode(env: Mapping[str, str]) -> str:
+    """PAPER_STP_MODE: the symbol's defaultSelfTradePreventionMode (Binance's is EXPIRE_MAKER on its spot pairs)."""
+    raw = env.get("PAPER_STP_MODE", "").strip().upper() or "EXPIRE_MAKER"
+    if raw not in STP_MODES:
+        raise SettingsError(f"PAPER_STP_MODE={env['PAPER_STP_MODE']!r}: must be one of {', '.join(STP_MODES)}")
+    return raw
+
+
+def _public_key_file(env: Mapping[str, str]) -> str:
+    """PAPER_API_PUBLIC_KEY_FILE: a readable RSA or Ed25519 PEM public key, or '' (HMAC with PAPER_API_SECRET)."""
+    from shared.adapters.signing import KeyFileError, load_public_key_verifier
+    path = env.get("PAPER_API_PUBLIC_KEY_FILE", "").strip()
+    if path:
+        try:
+            load_public_key_verifier(path)
+        except KeyFileError as e:
+            raise SettingsError(f"PAPER_API_PUBLIC_KEY_FILE={path!r}: {e}; must be an RSA or Ed25519 PEM public key "
+                                f"file, or unset for HMAC with PAPER_API_SECRET") from None
+    return path
 
 
 def _ws_port(env: Mapping[str, str]) -> int:

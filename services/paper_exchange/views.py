@@ -29,8 +29,22 @@ def _base(o: POrder, symbol: str) -> dict[str, Any]:
         "origQuoteOrderQty": d8(o.orig_quote_qty), "cummulativeQuoteQty": d8(o.cum_quote), "status": o.status,
         "timeInForce": o.time_in_force or "GTC", "type": o.type, "side": o.side,
         **({"stopPrice": d8(o.stop_price)} if o.stop_price else {}),
-        "selfTradePreventionMode": "EXPIRE_MAKER",
+        "selfTradePreventionMode": o.stp_mode,
+        **expiry_fields(o),
     }
+
+
+def expiry_fields(o: POrder) -> dict[str, Any]:
+    """Binance's conditional fields of an order that expired: preventedMatchId / preventedQuantity after
+    self-trade prevention (EXPIRED_IN_MATCH, faqs/stp_faq.md), expiryReason (CHANGELOG 2026-03-09 / 2026-05-06:
+    order responses and queries carry it only for expired orders)."""
+    out: dict[str, Any] = {}
+    if o.prevented_match_id != -1:
+        out["preventedMatchId"] = o.prevented_match_id
+        out["preventedQuantity"] = d8(o.prevented_qty)
+    if o.expiry_reason and o.status in ("EXPIRED", "EXPIRED_IN_MATCH"):
+        out["expiryReason"] = o.expiry_reason
+    return out
 
 
 def order_full(o: POrder, symbol: str, fills_from: int = 0) -> dict[str, Any]:

@@ -3,9 +3,11 @@ since listenKeys were retired.
 
 Requests are JSON `{"id", "method", "params"}`; answers `{"id", "status": 200, "result", "rateLimits"}` or
 `{"id", "status": 4xx, "error": {"code", "msg"}}`. Methods: `userDataStream.subscribe.signature` (apiKey,
-timestamp, signature = HMAC-SHA256 of the other params sorted by name, `recvWindow` optional),
+timestamp, signature of the other params sorted by name, not percent-encoded: HMAC hex, or RSA / Ed25519 base64
+with the account's PAPER_API_PUBLIC_KEY_FILE; `recvWindow` optional),
 `userDataStream.subscribe.listenToken` (a margin wallet's token from `POST /sapi/v1/userListenToken`, see
-api_stream.py), `userDataStream.unsubscribe`, `session.logon` (HMAC here; Binance wants Ed25519) +
+api_stream.py), `userDataStream.unsubscribe`, `session.logon` (Ed25519 keys only, as Binance: an HMAC or RSA
+key's logon is -1022) +
 `userDataStream.subscribe`, `session.status`, `session.logout`, `session.subscriptions`, `ping`, `time`.
 Events are pushed as `{"subscriptionId": n, "event": {...}}` (executionReport, listStatus,
 outboundAccountPosition; see ws_events.py), each only to the subscriptions of its wallet: spot ones (signature,
@@ -23,7 +25,6 @@ whichever thread holds the app lock; it builds the events there and hands them t
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import hmac
 import logging
 import threading
@@ -38,7 +39,7 @@ from websockets.exceptions import ConnectionClosed
 
 from services.paper_exchange.api_stream import read_token
 from services.paper_exchange.app import PaperApp
-from services.paper_exchange.auth import check_timestamp
+from services.paper_exchange.auth import check_timestamp, verifier
 from services.paper_exchange.model import SPOT, ApiError
 from services.paper_exchange.ws_events import EventBuilder
 
@@ -96,6 +97,7 @@ class WsApiServer:
         self._stopped: asyncio.Event | None = None
         self._error: BaseException | None = None
         s = app.s
+        self.verifier = verifier(s.api_secret, s.api_public_key_file)
         with app.lock:
             self.builder = EventBuilder(lambda: app.engine.st, s.symbol, (s.base_asset, s.quote_asset))
 
@@ -278,7 +280,7 @@ class WsApiServer:
                 "code": -1000, "msg": "An unknown error occurred while processing the request."}})
 
     def _verify(self, params: dict[str, Any]) -> str:
-        """apiKey, HMAC signature over the sorted params, timestamp/recvWindow. Returns the api key."""
+        """apiKey, signature (the key's type) over the sorted params, timestamp/recvWindow. Returns the api key."""
         for name in ("apiKey", "timestamp", "signature"):
             if params.get(name) in (None, ""):
                 raise ApiError(-1102, f"Mandatory parameter '{name}' was not sent, was empty/null, or malformed.")
@@ -286,8 +288,7 @@ class WsApiServer:
         if not hmac.compare_digest(key.encode(), self.app.s.api_key.encode()):
             raise ApiError(-2015, "Invalid API-key, IP, or permissions for action.", http=401)
         payload = "&".join(f"{k}={_plain(v)}" for k, v in sorted(params.items()) if k != "signature")
-        expected = hmac.new(self.app.s.api_secret.encode(), payload.encode(), hashlib.sha256).hexdigest()
-        if not hmac.compare_digest(expected, str(params["signature"]).lower()):
+        if not self.verifier.verify(payload, str(params["signature"])):
             raise ApiError(-1022, "Signature for this request is not valid.")
         check_timestamp({k: _plain(v) for k, v in params.items()}, _now_ms())
         return key
@@ -343,8 +344,11 @@ class WsApiServer:
                 "userDataStream": bool(sess.subs)}
 
     def m_logon(self, sess: _Session, params: dict[str, Any]) -> Any:
-        """session.logon (HMAC accepted here)."""
-        sess.logon_key = self._verify(params)
+        """session.logon: Ed25519 keys only (web-socket-api.md "Session Authentication"); other key types -1022."""
+        key = self._verify(params)
+        if self.verifier.key_type != "ED25519":
+            raise ApiError(-1022, "Signature for this request is not valid.")
+        sess.logon_key = key
         sess.authorized_since = _now_ms()
         return self._status(sess)
 

@@ -61,6 +61,8 @@ class EventBuilder:
         if kind == "trade":
             fill, maker = extra
         x = {"new": "NEW", "trade": "TRADE", "trigger": "NEW"}.get(kind, o.status)
+        if x == "EXPIRED_IN_MATCH":
+            x = "TRADE_PREVENTION"  # Binance's execution type for an STP expiry
         # A cancel is a request of its own: Binance reports the cancel's client id in "c" and the order's in "C".
         cancel = kind == "finish" and o.status == "CANCELED"
         ev: dict[str, Any] = {
@@ -74,8 +76,12 @@ class EventBuilder:
             "N": fill.commission_asset if fill else None, "T": ms, "t": fill.trade_id if fill else -1,
             "I": 0, "w": o.is_working, "m": maker, "M": False, "O": o.time,
             "Z": d8(_cum_quote_upto(o, fill)), "Y": d8(fill.price * fill.qty) if fill else _ZERO,
-            "Q": d8(o.orig_quote_qty), "V": "EXPIRE_MAKER",
+            "Q": d8(o.orig_quote_qty), "V": o.stp_mode,
         }
+        if kind == "finish" and o.prevented_match_id != -1:
+            ev.update({"v": o.prevented_match_id, "A": d8(o.prevented_qty), "B": d8(o.prevented_qty)})
+        if kind == "finish" and o.expiry_reason:
+            ev["eR"] = o.expiry_reason  # CHANGELOG 2026-03-09: executionReport's optional expiry reason
         if kind == "new":
             # A market order is reported NEW before its trade: cumulative values as at that moment.
             ev["z"], ev["Z"] = _ZERO, _ZERO

@@ -39,6 +39,11 @@ class EntrySender:
 
     def send(self, pos: Position) -> Order | None:
         """Send the entry; the exchange's order, or None when the outcome is not known yet (or it was aborted)."""
+        wait = self.client.order_budget.entry_wait() if self.client.order_budget is not None else 0.0
+        if wait > 0:  # the IP's order count is near Binance's limit: what is left is the exits' (stops never wait)
+            self.rt.event("entry_held_order_count", pos.trade_key, level="warning", wait_s=round(wait, 1),
+                          client_id=pos.entry_client_id)
+            return None
         ready, refused = self.margin.ensure_borrowed(pos)
         if refused:
             self.abort(pos, refused)

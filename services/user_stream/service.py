@@ -32,13 +32,14 @@ import redis
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI, WebSocketException
 from websockets.sync.client import ClientConnection, connect
 
-from shared.adapters.binance_rest import BinanceClient, BinanceError, NotFound, sign
+from shared.adapters.binance_rest import BinanceClient, BinanceError, NotFound
 from shared.adapters.lockstep import count_ws_event
 from shared.adapters.redis_streams import publish
 from shared.domain.order_updates import (
     ListUpdate, OrderUpdate, from_execution_report, from_list_status, from_rest, progress,
 )
-from shared.domain.orders import Order
+from shared.domain.order_ids import trade_key_of
+from shared.domain.orders import Order, expired_by_exchange
 from shared.runtime import Runtime
 
 PROCESS = "user_stream"
@@ -132,6 +133,15 @@ class UserStream:
             self._prune(pipe)
         self._execute(pipe)
         self.published += 1
+        if isinstance(msg, OrderUpdate) and expired_by_exchange(msg.status) and msg.expiry_reason != "OCO_TRIGGER":
+            self._expired(msg)
+
+    def _expired(self, u: OrderUpdate) -> None:
+        """The exchange ended one of our orders (self-trade prevention, price range rule, ...): the exit side acts on
+        the `orders` stream; this event tells the operator why."""
+        self.rt.event("order_expired_by_exchange", trade_key_of(u.client_order_id) or "", level="warning",
+                      client_id=u.client_order_id, order_id=u.order_id, status=u.status,
+                      expiry_reason=u.expiry_reason, prevented_qty=str(u.prevented_qty), source=u.source)
 
     def _execute(self, pipe: Any) -> None:
         """Run the write; if it fails the in-memory baseline is ahead of Redis, so reload it from Redis before
@@ -267,7 +277,7 @@ class UserStream:
                                   "timestamp": int(time.time() * 1000) + self.client.time_offset_ms,
                                   "recvWindow": self.cfg.RECV_WINDOW}
         payload = "&".join(f"{k}={v}" for k, v in sorted(params.items()))
-        params["signature"] = sign(self.cfg.BINANCE_API_SECRET.encode(), payload)
+        params["signature"] = self.client.sign_payload(payload)  # HMAC, RSA or Ed25519: the client's key
         result = self._request(ws, "userDataStream.subscribe.signature", params)
         return int(result["subscriptionId"])
 

@@ -24,9 +24,12 @@ def provider_factory(cfg: Config):
     """Build the read-only exchange provider from the shared Binance client (lazily, on first need)."""
     def build() -> BinanceSnapshotProvider:
         from shared.adapters.binance_rest import BinanceClient
+        from shared.adapters.signing import config_signer
         margin = None if cfg.TRADE_MODE != "margin" else ("isolated" if cfg.MARGIN_ISOLATED else "cross")
         client = BinanceClient(cfg.BINANCE_BASE_URL, cfg.BINANCE_API_KEY, cfg.BINANCE_API_SECRET,
-                               recv_window=cfg.RECV_WINDOW, timeout=cfg.BINANCE_TIMEOUT_SEC, margin=margin)
+                               recv_window=cfg.RECV_WINDOW, timeout=cfg.BINANCE_TIMEOUT_SEC, margin=margin,
+                               signer=config_signer(cfg.BINANCE_API_SECRET, cfg.BINANCE_PRIVATE_KEY_FILE,
+                                                    cfg.BINANCE_PRIVATE_KEY_PASSPHRASE))
         return BinanceSnapshotProvider(client, cfg.SYMBOL, split_symbol(cfg.SYMBOL), margin)
     return build
 

@@ -17,12 +17,13 @@ import threading
 import time
 from decimal import Decimal
 from typing import Any, Protocol
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import msgspec
 import requests
 from requests.structures import CaseInsensitiveDict
 
+from shared.adapters.signing import HmacSigner, Signer
 from shared.domain.orders import MarginBalance, Order, OrderList, Trade
 from shared.domain.symbol import SymbolFilters
 
@@ -76,6 +77,13 @@ class RateLimited(BinanceError):
         self.retry_after = retry_after
 
 
+class TooManyOrders(RateLimited):
+    """-1015 (HTTP 429 "Too many new orders"), or our shared order-count budget holds an entry back: NOT executed.
+
+    Not an IP ban and not a request-weight limit: only new orders wait (`retry_after` seconds, until the 10 s or
+    day window rolls); cancels, queries and the other processes' requests go on. Never retried in a loop."""
+
+
 class ClockSkew(Rejected):
     """-1021 persisted after one automatic server-time re-sync: not executed."""
 
@@ -116,14 +124,14 @@ class CancelReplacePartial(BinanceError):
 RETRY_AFTER_MAX_SEC = 3 * 86400.0   # Binance's longest IP ban (418) is 3 days
 
 
-def _retry_after(header: str | None) -> float:
-    """Seconds from a Retry-After header (Binance sends seconds): 60 when absent, not a number or nan; negative
-    gives 0 and anything above RETRY_AFTER_MAX_SEC (inf included) gives that cap, so a wait is always finite."""
+def _retry_after(header: str | None, default: float = 60.0) -> float:
+    """Seconds from a Retry-After header (Binance sends seconds): `default` when absent, not a number or nan;
+    negative gives 0 and anything above RETRY_AFTER_MAX_SEC (inf included) gives that cap, so a wait is finite."""
     try:
-        v = float(header) if header else 60.0
+        v = float(header) if header else default
     except ValueError:
-        return 60.0
-    return 60.0 if math.isnan(v) else min(max(v, 0.0), RETRY_AFTER_MAX_SEC)
+        return default
+    return default if math.isnan(v) else min(max(v, 0.0), RETRY_AFTER_MAX_SEC)
 
 
 def _part_error(part: Any) -> tuple[int, str] | None:
@@ -184,6 +192,25 @@ def sign(secret: bytes, payload: str) -> str:
     return hmac.new(secret, payload.encode(), hashlib.sha256).hexdigest()
 
 
+def encode_query(items: list[tuple[str, str]]) -> str:
+    """Percent-encode `k=v` pairs as Binance signs them since 2026-01-15: every byte but A-Z a-z 0-9 - _ . ~ is
+    %XX-escaped (UTF-8), spaces included (%20, never '+'). The signature is computed over exactly this string."""
+    return urlencode(items, quote_via=quote, safe="")
+
+
+class OrderCountBudget(Protocol):
+    """The IP's order-count budget shared by every process (X-MBX-ORDER-COUNT-10S / -1D)."""
+
+    def entry_wait(self) -> float:
+        """Seconds an entry must wait before it may be sent (0 = it may go now)."""
+
+    def note(self, headers: Any) -> None:
+        """Record the order counts of an order reply's headers."""
+
+    def exceeded(self, retry_after: float) -> None:
+        """The exchange answered -1015: no entry before `retry_after` seconds from now."""
+
+
 class BinanceClient:
     """Binance REST client (spot; margin when `margin` is "cross" or "isolated").
 
@@ -196,12 +223,15 @@ class BinanceClient:
 
     def __init__(self, base_url: str, api_key: str, api_secret: str, recv_window: int = 5000,
                  timeout: float = 5.0, backoff: Backoff | None = None, margin: str | None = None,
-                 side_effect_type: str | None = None):
+                 side_effect_type: str | None = None, signer: Signer | None = None,
+                 order_budget: OrderCountBudget | None = None):
         if margin not in (None, "cross", "isolated"):
             raise ValueError(f"margin must be None, 'cross' or 'isolated', got {margin!r}")
         self.base_url = base_url.rstrip("/")
         self._api_key = api_key
-        self._secret = api_secret.encode()
+        # HMAC with the secret unless an RSA/Ed25519 signer (BINANCE_PRIVATE_KEY_FILE) is given
+        self._signer: Signer = signer or HmacSigner(api_secret)
+        self.order_budget = order_budget
         self.recv_window = recv_window
         self.timeout = timeout
         self.backoff: Backoff = backoff or LocalBackoff()
@@ -221,6 +251,15 @@ class BinanceClient:
 
     def __repr__(self) -> str:
         return f"BinanceClient(base_url={self.base_url!r}, margin={self.margin!r})"
+
+    @property
+    def key_type(self) -> str:
+        """HMAC, RSA or ED25519: the type of the API key this client signs with."""
+        return self._signer.key_type
+
+    def sign_payload(self, payload: str) -> str:
+        """This client's signature of `payload` (WebSocket API requests: the sorted params, not URL-encoded)."""
+        return self._signer.sign(payload)
 
     def close(self) -> None:
         """Close the HTTP session's pooled connections."""
@@ -275,9 +314,9 @@ class BinanceClient:
         if signed:
             items.append(("recvWindow", str(self.recv_window)))
             items.append(("timestamp", str(int(time.time() * 1000) + self.time_offset_ms)))
-        query = urlencode(items)
+        query = encode_query(items)
         if signed:
-            query += "&signature=" + sign(self._secret, query)
+            query += "&signature=" + quote(self._signer.sign(query), safe="")
         return query
 
     def _check_backoff(self, path: str) -> None:
@@ -292,9 +331,19 @@ class BinanceClient:
         if w is not None and w.isdigit():
             self.used_weight = int(w)
         status = resp.status_code
+        if self.order_budget is not None and "X-MBX-ORDER-COUNT-10S" in resp.headers:
+            self.order_budget.note(resp.headers)
         if status == 200:
             return resp.content
         code, msg, data = _error_body(resp.content)
+        if code == -1015:
+            # the order count, not the IP's weight: only new orders wait; no shared back-off (that would stop the
+            # stops and cancels too, and re-sending into it is what turns 429s into a 418 ban)
+            retry_after = _retry_after(resp.headers.get("Retry-After"), default=10.0)
+            if self.order_budget is not None:
+                self.order_budget.exceeded(retry_after)
+            raise TooManyOrders(msg or "too many new orders", retry_after=retry_after, code=code,
+                                http_status=status, path=path)
         if status in (429, 418):
             retry_after = _retry_after(resp.headers.get("Retry-After"))
             self.backoff.block(time.time() + retry_after)

@@ -46,6 +46,11 @@ class OrderUpdate(msgspec.Struct, tag="order_update", kw_only=True):
     transact_time: int = 0          # T (ms)
     is_working: bool = True         # w
     source: Source = "ws"
+    # 2026: why the exchange expired it (eR / expiryReason, '' = not said; e.g. EXECUTION_RULE_PRICE_RANGE_EXCEEDED,
+    # OCO_TRIGGER) and self-trade prevention (status EXPIRED_IN_MATCH, exec_type TRADE_PREVENTION): v, A, B
+    expiry_reason: str = ""
+    prevented_match_id: int = -1
+    prevented_qty: Decimal = _ZERO
 
     @property
     def is_open(self) -> bool:
@@ -91,8 +96,14 @@ def from_execution_report(ev: dict[str, Any]) -> OrderUpdate:
         last_qty=_dec(ev.get("l")), last_price=_dec(ev.get("L")), commission=_dec(ev.get("n")),
         commission_asset=ev.get("N") or "", trade_id=int(ev.get("t", -1)), is_maker=bool(ev.get("m", False)),
         reject_reason=ev.get("r", "NONE"), event_time=int(ev.get("E", 0)), transact_time=int(ev.get("T", 0)),
-        is_working=bool(ev.get("w", True)), source="ws",
+        is_working=bool(ev.get("w", True)), source="ws", expiry_reason=_reason(ev.get("eR")),
+        prevented_match_id=int(ev.get("v", -1)), prevented_qty=_dec(ev.get("A")),
     )
+
+
+def _reason(v: Any) -> str:
+    """An expiry reason; Binance's "NONE" (no reason) is kept as ''."""
+    return "" if v in (None, "", "NONE") else str(v)
 
 
 def from_list_status(ev: dict[str, Any]) -> ListUpdate:
@@ -127,7 +138,8 @@ def from_rest(o: Order, prev_executed: Decimal = _ZERO, prev_cum_quote: Decimal 
         price=o.price, stop_price=o.stop_price, orig_qty=o.orig_qty, executed_qty=o.executed_qty,
         cum_quote=o.cummulative_quote_qty, last_qty=last_qty if last_qty > 0 else _ZERO,
         last_price=(last_quote / last_qty) if last_qty > 0 else _ZERO, event_time=at, transact_time=at,
-        is_working=o.is_working, source="rest",
+        is_working=o.is_working, source="rest", expiry_reason=_reason(o.expiry_reason),
+        prevented_match_id=o.prevented_match_id, prevented_qty=o.prevented_quantity,
     )
 
 

@@ -61,6 +61,12 @@ class Order(msgspec.Struct, rename="camel"):
     is_working: bool = True
     orig_client_order_id: str = ""
     fills: list[Fill] = msgspec.field(default_factory=list)
+    # Expiries (2026): why the exchange expired it (CHANGELOG 2026-03-09 / 2026-05-06; only on EXPIRED orders,
+    # e.g. EXECUTION_RULE_PRICE_RANGE_EXCEEDED), and self-trade prevention (status EXPIRED_IN_MATCH).
+    expiry_reason: str = ""
+    self_trade_prevention_mode: str = ""
+    prevented_match_id: int = -1
+    prevented_quantity: Decimal = _ZERO
     # Margin responses only.
     is_isolated: bool = False
     margin_buy_borrow_amount: Decimal = _ZERO
@@ -112,6 +118,13 @@ class MarginBalance(msgspec.Struct, rename="camel"):
     borrowed: Decimal = _ZERO
     interest: Decimal = _ZERO
     net_asset: Decimal = _ZERO
+
+
+def expired_by_exchange(status: str) -> bool:
+    """The exchange, not we, ended the order without filling it all: EXPIRED (IOC/FOK rest, OCO sibling, price
+    range execution rule, ...) or EXPIRED_IN_MATCH (self-trade prevention). A stop leg ending so is a position
+    without a stop."""
+    return status in (EXPIRED, EXPIRED_IN_MATCH)
 
 
 def order_is_open(o: Order) -> bool:
