@@ -134,6 +134,10 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     ORPHAN_CANCEL_EVERY_SEC: int = 30
     RECON_THROTTLE_SEC: int = 600
     SNAPSHOT_MIN_SEC: int = 5
+    # issue 22: loss limits that latch (0 = off; the original has none, so all are off by default)
+    MAX_DAILY_LOSS_USD: Decimal = Decimal(0)   # realised net PnL of the UTC day at or below minus this halts entries
+    MAX_CONSECUTIVE_LOSSES: int = 0            # that many losing trades in a row halts new entries
+    MAX_TRADES_PER_DAY: int = 0                # that many closed trades in the UTC day halts new entries
 
     def redacted(self) -> dict[str, object]:
         """All settings as a dict with secrets replaced, safe for logs."""
@@ -164,7 +168,9 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "MARGIN_BORROW_MODE": ("manual", "auto"),
     "MARGIN_SIDE_EFFECT": ("NO_SIDE_EFFECT", "MARGIN_BUY", "AUTO_REPAY", "AUTO_BORROW_REPAY"),
     "ENTRY_MODE": ("LIMIT_ONLY", "LIMIT_THEN_MARKET", "MARKET_ONLY"),
-    "TRAIL_SOURCE": ("AGG",),
+    # TRAIL_SOURCE: AGG (the feed's swings; the original falls back to the book's mid when the feed gives none)
+    # or BINANCE (the original: any value but AGG). Parsed here for the exit manager, which wires the fallback.
+    "TRAIL_SOURCE": ("AGG", "BINANCE"),
     "CLOCK": ("wall", "replay"),
     "STOP_IMMEDIATE_ACTION": ("flatten", "nearest"),
 }
@@ -305,6 +311,7 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"EXIT_REST_WEIGHT_BUDGET_PER_MIN={cfg.EXIT_REST_WEIGHT_BUDGET_PER_MIN} must be 8..6000 "
                           f"(request weight a minute; Binance allows 6000 per IP)")
     _positive(cfg, "EXIT_REST_SWEEP_SEC")
+    _validate_original_settings(cfg)
     _validate_symbol(cfg)
     if cfg.FEED_SYMBOL and not (cfg.FEED_SYMBOL.isalnum() and cfg.FEED_SYMBOL.isupper()):
         raise ConfigError(f"FEED_SYMBOL={cfg.FEED_SYMBOL!r} must be a Binance symbol in capitals (e.g. BTCUSDT), "
@@ -351,3 +358,34 @@ def _margin_side_effect_default(raw: Mapping[str, str], values: dict[str, object
     default_mode = next(f.default for f in msgspec.structs.fields(Config) if f.name == "MARGIN_BORROW_MODE")
     if values.get("MARGIN_BORROW_MODE", default_mode) == "manual":
         values["MARGIN_SIDE_EFFECT"] = "NO_SIDE_EFFECT"
+
+
+# ---- issue 22: loss limits and the original settings an event-driven design replaced -------------------------
+LOSS_LIMITS = ("MAX_DAILY_LOSS_USD", "MAX_CONSECUTIVE_LOSSES", "MAX_TRADES_PER_DAY")
+
+# The original's cadences (its 5 s polling loop and the ticks inside it); each is accepted, validated as the
+# original read it, and replaced by what the services do instead (one start-up line, shared.runtime.boot).
+REPLACED_CADENCES: dict[str, str] = {
+    "POLL_SEC": "signals are read from the stream as they arrive (blocking read), not every POLL_SEC",
+    "MANAGE_EVERY_SEC": "exit_manager acts on each order update and price point, not on a manage tick",
+    "LIVE_STATUS_POLL_EVERY": "order status comes from the user data stream; REST polling is the fallback "
+                              "(REST_POLL_MS within REST_WEIGHT_BUDGET_PER_MIN)",
+    "SNAPSHOT_MIN_SEC": "open orders are known from the `orders` stream; no openOrders snapshot cache",
+    "RECON_THROTTLE_SEC": "reconciliation runs at start-up and on a stream gap; alerts are throttled per "
+                          "kind/trade/cause by the shared alert gate",
+    "ORPHAN_CANCEL_EVERY_SEC": "a replaced stop is cancelled once and confirmed by its CANCELED update (an "
+                               "already-gone stop is never re-cancelled)",
+}
+
+
+def _validate_original_settings(cfg: Config) -> None:
+    """Loss limits (0 = off, never negative), EXEC_LOG / LOG_MAX_LINES and the exit-side settings of the original
+    (TRAIL_SOURCE, SL_WATCHDOG_GRACE_SEC, SL_WATCHDOG_RETRY_SEC: parsed here, wired by the exit manager)."""
+    _non_negative(cfg, *LOSS_LIMITS)
+    _non_negative(cfg, "LOG_MAX_LINES")
+    # The original sleeps POLL_SEC each loop: a negative value made time.sleep raise and ended the process.
+    _non_negative(cfg, "POLL_SEC", "MANAGE_EVERY_SEC", "LIVE_STATUS_POLL_EVERY", "SNAPSHOT_MIN_SEC",
+                  "RECON_THROTTLE_SEC", "ORPHAN_CANCEL_EVERY_SEC")
+    # SL_WATCHDOG_GRACE_SEC: seconds a stop may stay passed-through without filling before the market close
+    # (the original fires at once for 0 or less); SL_WATCHDOG_RETRY_SEC: at most one market attempt per window
+    # (0 or less: every manage tick). Both accepted as the original did; negative values act as 0.

@@ -10,6 +10,7 @@ written in the same Redis transaction as the state change (writer.py).
 from __future__ import annotations
 
 from services.position_engine.commands import CommandHandler
+from services.position_engine.loss_guard import LossGuard
 from services.position_engine.order_feed import OrderFeed
 from services.position_engine.reconcile import Reconciler
 from services.position_engine.sender import EntrySender
@@ -41,7 +42,8 @@ class Engine:
         self.sender = EntrySender(rt, client, filters, self.writer, self.feed)
         self.tracker = EntryTracker(rt, client, filters, self.writer, self.sender, self.feed)
         self.signal_handler = SignalHandler(rt, filters, self.writer, self.sender, self.tracker, self.inputs)
-        self.command_handler = CommandHandler(rt, self.writer, self.tracker)
+        self.loss_guard = LossGuard(rt, lambda: self.inputs.fee_rate)
+        self.command_handler = CommandHandler(rt, self.writer, self.tracker, on_resume=self.loss_guard.resume)
         self.reconciler = Reconciler(rt, client, filters, self.writer, self.inputs)
         self.signals = GroupConsumer(rt.r, rt.cfg.key("signals"), PROCESS, PROCESS)
         self.commands = GroupConsumer(rt.r, rt.cfg.key("commands"), PROCESS, PROCESS, start_id="$")
@@ -62,6 +64,7 @@ class Engine:
         for e in self.feed.consumer.read(block_ms=None, count=50):
             busy = True
             handle_entry(self.rt, e, self._order_update, self.feed.consumer)
+        busy = self.loss_guard.poll() or busy
         self.tracker.tick()
         self.inputs.warm()
         block = None if self.lockstep.enabled else (20 if self._entry_in_progress() else 200)
@@ -95,6 +98,7 @@ def run(rt: Runtime) -> None:
     engine = Engine(rt, client, wait_for_filters(rt, client))
     rt.store.sync_snapshot()
     engine.reconciler.run()
+    engine.loss_guard.count_last_closed()   # a trade closed while this process was down is counted now
     rt.event("engine_ready", state_version=rt.store.load().version, fee_rate=engine.inputs.fee_rate,
              fee_source=engine.inputs.fee_source, reprice=engine.inputs.reprice, feed_symbol=rt.cfg.FEED_SYMBOL)
     run_guarded(rt, engine.step)
