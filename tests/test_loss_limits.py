@@ -112,5 +112,6 @@ def test_a_tripped_limit_halts_latches_and_only_resume_clears_it(make, env, loss
     assert status["loss_limits"]["latched"].startswith(reason)
     assert ctl(s, "resume", "--reason", "reviewed").returncode == 0
     assert _halt(s) is None and s.state().day.latched == ""
+    price(s, Decimal(s.admin("/state")["last"]) + 7)   # a new price: the refused signal's twin would be a duplicate
     pos = open_long(s, legs_resting=False)
-    assert pos.trade_key, "no entry after resume"
+    assert pos.trade_key not in {e.trade_key for e in s.events("day_tally")}, "no new entry after resume"

@@ -56,7 +56,7 @@ def net_pnl(trade: ClosedTrade, fee_rate: Decimal) -> Decimal:
     entry_fee = trade.entry_fee_base * trade.avg_entry if trade.entry_fee_base > 0 else \
         fee_rate * trade.avg_entry * trade.qty
     exit_fee = fee_rate * trade.avg_exit * trade.qty
-    return trade.pnl_quote - entry_fee - exit_fee
+    return (trade.pnl_quote - entry_fee - exit_fee).quantize(Decimal("0.00000001"))
 
 
 def roll_day(tally: DayTally, at: float) -> DayTally:
