@@ -104,6 +104,22 @@ def run(rt: Runtime) -> None:
     run_guarded(rt, engine.step)
 
 
+def validate_only(rt: Runtime) -> None:
+    """LIVE_VALIDATE_ONLY=1: run the preflight (read-only, the stack's heartbeats not required), print it and
+    exit 0 when ready, 1 when not, without trading (the original ran a connection test and stopped)."""
+    from shared.adapters.preflight_probe import render_lines, run_preflight
+    from shared.domain.preflight import ready
+    checks = run_preflight(rt.cfg, rt.r, rt.client(), rt.clock.now, stack=False)
+    for line in render_lines(checks):
+        print(line, flush=True)
+    ok = ready(checks)
+    rt.event("live_validate_only", level="info" if ok else "error", ready=ok,
+             failed=[c.name for c in checks if c.verdict == "FAIL"])
+    raise SystemExit(0 if ok else 1)
+
+
 def main() -> None:
     rt = boot(PROCESS)
+    if rt.cfg.LIVE_VALIDATE_ONLY:
+        validate_only(rt)
     run(rt)

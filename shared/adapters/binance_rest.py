@@ -330,6 +330,11 @@ class BinanceClient:
         body = msgspec.json.decode(self._request("GET", "/api/v3/exchangeInfo", {"symbol": symbol}))
         return _filters(body["symbols"][0])
 
+    def get_json(self, path: str, params: dict[str, Any] | None = None, signed: bool = False) -> Any:
+        """A read-only GET as Binance answers it (decoded JSON), for checks that need the whole document
+        (executorctl preflight: apiRestrictions, bnbBurn, account, exchangeInfo)."""
+        return msgspec.json.decode(self._request("GET", path, params, signed=signed))
+
     def book_ticker(self, symbol: str) -> tuple[Decimal, Decimal]:
         """(best bid, best ask)."""
         body = msgspec.json.decode(self._request("GET", "/api/v3/ticker/bookTicker", {"symbol": symbol}))
