@@ -378,6 +378,17 @@ REPLACED_CADENCES: dict[str, str] = {
 }
 
 
+REPLACED_CADENCES["INVAR_PERSIST"] = ("invariant throttle times and runtime data always live in Redis (persisted "
+                                      "with it); the original never read this setting and always saved them")
+
+
+def replaced_settings_note(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The original settings set in `env` that the event-driven design replaced, each with what replaced it
+    (logged as one start-up line by shared.runtime.boot); empty when none is set."""
+    env = os.environ if env is None else env
+    return {name: why for name, why in REPLACED_CADENCES.items() if name in env}
+
+
 def _validate_original_settings(cfg: Config) -> None:
     """Loss limits (0 = off, never negative), EXEC_LOG / LOG_MAX_LINES and the exit-side settings of the original
     (TRAIL_SOURCE, SL_WATCHDOG_GRACE_SEC, SL_WATCHDOG_RETRY_SEC: parsed here, wired by the exit manager)."""

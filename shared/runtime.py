@@ -16,7 +16,7 @@ from shared.adapters.redis_streams import publish
 from shared.adapters.shared_backoff import RedisBackoff
 from shared.adapters.state_store import StateStore
 from shared.clock import Clock, ReplayClock, make_clock
-from shared.config import Config, ConfigError, load_config
+from shared.config import Config, ConfigError, load_config, replaced_settings_note
 from shared.domain.messages import Event
 from shared.domain.position import State, decode_state
 from shared.jsonlog import JsonLogger
@@ -96,4 +96,7 @@ def boot(process: str) -> Runtime:
     rt = Runtime(cfg, process)
     rt.install_signal_handlers()
     rt.log.info("start", config=cfg.redacted())
+    replaced = replaced_settings_note()
+    if replaced:   # issue 22: the original's cadences are accepted, and start-up says what does their work now
+        rt.log.info("original_settings_replaced", settings=replaced)
     return rt

@@ -115,3 +115,20 @@ def test_a_tripped_limit_halts_latches_and_only_resume_clears_it(make, env, loss
     price(s, Decimal(s.admin("/state")["last"]) + 7)   # a new price: the refused signal's twin would be a duplicate
     pos = open_long(s, legs_resting=False)
     assert pos.trade_key not in {e.trade_key for e in s.events("day_tally")}, "no new entry after resume"
+
+
+# ---- the original settings parsed here (issue 22 section 5) ----------------------------------------------------
+
+@pytest.mark.parametrize("name", ["POLL_SEC", "MANAGE_EVERY_SEC", "LIVE_STATUS_POLL_EVERY", "SNAPSHOT_MIN_SEC",
+                                  "RECON_THROTTLE_SEC", "ORPHAN_CANCEL_EVERY_SEC", "LOG_MAX_LINES"])
+def test_a_negative_cadence_or_log_size_stops_start_up_naming_it(name):
+    with pytest.raises(ConfigError, match=name):
+        load_config({name: "-1"})
+
+
+def test_the_exit_side_original_settings_parse_with_the_originals_defaults():
+    cfg = load_config({})
+    assert (cfg.TRAIL_SOURCE, cfg.SL_WATCHDOG_GRACE_SEC, cfg.SL_WATCHDOG_RETRY_SEC) == ("AGG", 3, 5)
+    assert load_config({"TRAIL_SOURCE": "binance"}).TRAIL_SOURCE == "BINANCE"
+    with pytest.raises(ConfigError, match="TRAIL_SOURCE"):
+        load_config({"TRAIL_SOURCE": "mid"})

@@ -166,8 +166,13 @@ def test_live_validate_only_runs_the_preflight_and_exits_with_its_verdict(world)
     run, r, prefix, *_ = world
     for p in PROCESSES:
         r.delete(f"{prefix}hb:{p}")   # validate-only runs before the stack: heartbeats are not required
-    res, _pe = run(cmd="engine", LIVE_VALIDATE_ONLY="1")
+    cadences = {"POLL_SEC": "5", "MANAGE_EVERY_SEC": "15", "LIVE_STATUS_POLL_EVERY": "10", "SNAPSHOT_MIN_SEC": "5",
+                "RECON_THROTTLE_SEC": "600", "ORPHAN_CANCEL_EVERY_SEC": "30", "INVAR_PERSIST": "1"}
+    res, _pe = run(cmd="engine", LIVE_VALIDATE_ONLY="1", **cadences)
     assert res.returncode == 0, res.stdout + res.stderr
+    said = [json.loads(x) for x in (res.stdout + res.stderr).splitlines()
+            if x.startswith("{") and "original_settings_replaced" in x]
+    assert len(said) == 1 and set(said[0]["settings"]) == set(cadences), "one start-up line naming each cadence"
     assert "READY" in res.stdout and "key.signature" in res.stdout
     assert not r.exists(f"{prefix}hb:position_engine"), "validate-only must not start trading"
     res, _pe = run({"PAPER_CAN_TRADE": "false"}, cmd="engine", LIVE_VALIDATE_ONLY="1")
