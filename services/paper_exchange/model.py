@@ -94,8 +94,10 @@ class POrder(msgspec.Struct):
     fills: list[PFill] = msgspec.field(default_factory=list)
     account: str = SPOT
     side_effect: str = ""
+    auto_repay_at_cancel: bool = True
     borrowed_amount: Decimal = ZERO
     borrowed_asset: str = ""
+    auto_repay_at_cancel: bool = True   # margin: repay what the order borrowed if it is cancelled (repay_at_cancel.py)
 
     @property
     def remaining(self) -> Decimal:
@@ -159,3 +161,4 @@ class NewOrder(msgspec.Struct):
     client_order_id: str = ""
     account: str = SPOT
     side_effect: str = ""
+    auto_repay_at_cancel: bool = True
