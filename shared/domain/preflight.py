@@ -203,7 +203,7 @@ def plan(price: Decimal, qty_usd: Decimal, sl_pct: Decimal, tp_r: tuple[Decimal,
     net = qty - qty * fee_rate if base_commission else qty
     dust = net - floor_to_step(net, step)
     text = (f"{qty} {base} at {price:.2f}: R = {r_quote:.2f} {quote}, TP1 {tp_r[0]} R = {r_quote * tp_r[0]:.2f}, "
-            f"round-trip fees {fees:.2f} {quote} = {fees_r:.2f} R, dust left {dust} {base} "
+            f"round-trip fees {fees:.2f} {quote} = {fees_r:.2f} R, dust left {dust:.8f} {base} "
             f"(~{dust * price:.2f} {quote}) per trade")
     if fees_r >= tp_r[0]:
         return warn("plan", text, "the fees eat TP1: raise SL_PCT or TP_R_LIST, or set SKIP_TP1_BELOW_FEES=1")
