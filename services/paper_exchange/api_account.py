@@ -20,11 +20,13 @@ def bnb_burn(app: PaperApp, p: dict[str, str]) -> Any:
     return {"spotBNBBurn": app.s.account_flags.bnb_burn, "interestBNBBurn": False}
 
 
-def account(app: PaperApp, p: dict[str, str]) -> Any:
-    """GET /api/v3/account with canTrade as configured."""
-    doc = api.account(app, p)
-    doc["canTrade"] = app.s.account_flags.can_trade
-    return doc
+def _can_trade(handler: Any, field: str) -> Any:
+    """`handler`'s answer with `field` (canTrade, tradeEnabled) as PAPER_CAN_TRADE says."""
+    def answer(app: PaperApp, p: dict[str, str]) -> Any:
+        doc = handler(app, p)
+        doc[field] = app.s.account_flags.can_trade
+        return doc
+    return answer
 
 
 def exchange_info(app: PaperApp, p: dict[str, str]) -> Any:
@@ -44,13 +46,6 @@ def exchange_info(app: PaperApp, p: dict[str, str]) -> Any:
     return doc
 
 
-def cross_account(app: PaperApp, p: dict[str, str]) -> Any:
-    """GET /sapi/v1/margin/account with tradeEnabled as PAPER_CAN_TRADE says."""
-    doc = api_margin.cross_account(app, p)
-    doc["tradeEnabled"] = app.s.account_flags.can_trade
-    return doc
-
-
 def isolated_account(app: PaperApp, p: dict[str, str]) -> Any:
     """GET /sapi/v1/margin/isolated/account with tradeEnabled as PAPER_CAN_TRADE says."""
     doc = api_margin.isolated_account(app, p)
@@ -66,7 +61,8 @@ def server_time(app: PaperApp, p: dict[str, str]) -> Any:
 
 PUBLIC = {("GET", "/api/v3/exchangeInfo"): exchange_info, ("GET", "/api/v3/time"): server_time}
 SIGNED = {("GET", "/sapi/v1/account/apiRestrictions"): api_restrictions, ("GET", "/sapi/v1/bnbBurn"): bnb_burn,
-          ("GET", "/api/v3/account"): account, ("GET", "/sapi/v1/margin/account"): cross_account,
+          ("GET", "/api/v3/account"): _can_trade(api.account, "canTrade"),
+          ("GET", "/sapi/v1/margin/account"): _can_trade(api_margin.cross_account, "tradeEnabled"),
           ("GET", "/sapi/v1/margin/isolated/account"): isolated_account}
 WEIGHTS = {("GET", "/sapi/v1/account/apiRestrictions"): ("X-SAPI-USED-IP-WEIGHT-1M", 1),
            ("GET", "/sapi/v1/bnbBurn"): ("X-SAPI-USED-IP-WEIGHT-1M", 1)}
