@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 import redis
 
 from shared.adapters.agg_feed import read_last_bars
-from shared.adapters.binance_rest import BinanceClient, BinanceError, Rejected, Unreachable
+from shared.adapters.binance_rest import BinanceClient, BinanceError, Rejected
 from shared.config import Config
 from shared.domain import preflight as PF
 from shared.domain.loss_limits import LossLimits, headroom
@@ -74,7 +74,7 @@ class Probe:
             self.checks.append(PF.fail("key.signature", f"{why}: {e.code} {e}"[:300],
                                        "check BINANCE_API_KEY / BINANCE_API_SECRET, and the key's IP whitelist"))
             return False
-        except (Unreachable, BinanceError) as e:
+        except BinanceError as e:   # unreachable, unknown outcome, rate limited
             self.checks.append(PF.fail("key.signature", f"signed request failed: {e}"[:300], "retry; check the network"))
             return False
         self.checks.append(PF.ok("key.signature", "signed request accepted"))
