@@ -156,6 +156,10 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     SNAPSHOT_MIN_SEC: int = 5
     # operator commands (issue 21)
     COMMAND_TTL_SEC: int = 60   # executorctl: a command expires this long (stack clock) after it was written
+    # issue 22: loss limits that latch (0 = off; the original has none, so all are off by default)
+    MAX_DAILY_LOSS_USD: Decimal = Decimal(0)   # realised net PnL of the UTC day at or below minus this halts entries
+    MAX_CONSECUTIVE_LOSSES: int = 0            # that many losing trades in a row halts new entries
+    MAX_TRADES_PER_DAY: int = 0                # that many closed trades in the UTC day halts new entries
 
     def redacted(self) -> dict[str, object]:
         """All settings as a dict with secrets replaced, safe for logs."""
@@ -190,7 +194,9 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "MARGIN_BORROW_MODE": ("manual", "auto"),
     "MARGIN_SIDE_EFFECT": ("NO_SIDE_EFFECT", "MARGIN_BUY", "AUTO_REPAY", "AUTO_BORROW_REPAY"),
     "ENTRY_MODE": ("LIMIT_ONLY", "LIMIT_THEN_MARKET", "MARKET_ONLY"),
-    "TRAIL_SOURCE": ("AGG",),
+    # TRAIL_SOURCE: AGG (the feed's swings; the original falls back to the book's mid when the feed gives none)
+    # or BINANCE (the original: any value but AGG). Parsed here for the exit manager, which wires the fallback.
+    "TRAIL_SOURCE": ("AGG", "BINANCE"),
     "CLOCK": ("wall", "replay"),
     "STOP_IMMEDIATE_ACTION": ("flatten", "nearest"),
     "BINANCE_ENV": ("live", "testnet", "demo"),
@@ -340,6 +346,7 @@ def validate(cfg: Config) -> None:
     for name in ("METRICS_PORT", "DASHBOARD_PORT"):
         if not 1 <= getattr(cfg, name) <= 65535:
             raise ConfigError(f"{name}={getattr(cfg, name)} must be a TCP port (1..65535)")
+    _validate_original_settings(cfg)
     _validate_symbol(cfg)
     if cfg.FEED_SYMBOL and not (cfg.FEED_SYMBOL.isalnum() and cfg.FEED_SYMBOL.isupper()):
         raise ConfigError(f"FEED_SYMBOL={cfg.FEED_SYMBOL!r} must be a Binance symbol in capitals (e.g. BTCUSDT), "
@@ -405,7 +412,7 @@ BOUNDS: tuple[tuple[str, object, object, str], ...] = (
     ("EXIT_REST_SWEEP_SEC", 0.1, 3600, "s"),
     ("USER_STREAM_CHECK_SEC", 0.1, 3600, "s"),
     ("POLL_SEC", 0.01, 3600, "s"),
-    ("LOG_MAX_LINES", 1, 10_000_000, "lines"),
+    ("LOG_MAX_LINES", 0, 10_000_000, "lines of EXEC_LOG kept; 0 = all"),
     ("TAIL_LINES", 1, 100_000, "lines"),
     ("MAX_LINE_BYTES", 256, 16 * 1024 * 1024, "bytes"),
     ("SEEN_KEYS_MAX", 1, 1_000_000, "keys"),
@@ -532,3 +539,43 @@ def _validate_order_count(cfg: Config) -> None:
         raise ConfigError(f"ORDER_COUNT_EXIT_RESERVE={cfg.ORDER_COUNT_EXIT_RESERVE} must be below "
                           f"ORDER_COUNT_LIMIT_10S={cfg.ORDER_COUNT_LIMIT_10S} and ORDER_COUNT_LIMIT_1D "
                           f"(orders kept for exits out of each window)")
+# ---- issue 22: loss limits and the original settings an event-driven design replaced -------------------------
+LOSS_LIMITS = ("MAX_DAILY_LOSS_USD", "MAX_CONSECUTIVE_LOSSES", "MAX_TRADES_PER_DAY")
+
+# The original's cadences (its 5 s polling loop and the ticks inside it); each is accepted, validated as the
+# original read it, and replaced by what the services do instead (one start-up line, shared.runtime.boot).
+REPLACED_CADENCES: dict[str, str] = {
+    "POLL_SEC": "signals are read from the stream as they arrive (blocking read), not every POLL_SEC",
+    "MANAGE_EVERY_SEC": "exit_manager acts on each order update and price point, not on a manage tick",
+    "LIVE_STATUS_POLL_EVERY": "order status comes from the user data stream; REST polling is the fallback "
+                              "(REST_POLL_MS within REST_WEIGHT_BUDGET_PER_MIN)",
+    "SNAPSHOT_MIN_SEC": "open orders are known from the `orders` stream; no openOrders snapshot cache",
+    "RECON_THROTTLE_SEC": "reconciliation runs at start-up and on a stream gap; alerts are throttled per "
+                          "kind/trade/cause by the shared alert gate",
+    "ORPHAN_CANCEL_EVERY_SEC": "a replaced stop is cancelled once and confirmed by its CANCELED update (an "
+                               "already-gone stop is never re-cancelled)",
+}
+
+
+REPLACED_CADENCES["INVAR_PERSIST"] = ("invariant throttle times and runtime data always live in Redis (persisted "
+                                      "with it); the original never read this setting and always saved them")
+
+
+def replaced_settings_note(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The original settings set in `env` that the event-driven design replaced, each with what replaced it
+    (logged as one start-up line by shared.runtime.boot); empty when none is set."""
+    env = os.environ if env is None else env
+    return {name: why for name, why in REPLACED_CADENCES.items() if name in env}
+
+
+def _validate_original_settings(cfg: Config) -> None:
+    """Loss limits (0 = off, never negative), EXEC_LOG / LOG_MAX_LINES and the exit-side settings of the original
+    (TRAIL_SOURCE, SL_WATCHDOG_GRACE_SEC, SL_WATCHDOG_RETRY_SEC: parsed here, wired by the exit manager)."""
+    _non_negative(cfg, *LOSS_LIMITS)
+    _non_negative(cfg, "LOG_MAX_LINES")
+    # The original sleeps POLL_SEC each loop: a negative value made time.sleep raise and ended the process.
+    _non_negative(cfg, "POLL_SEC", "MANAGE_EVERY_SEC", "LIVE_STATUS_POLL_EVERY", "SNAPSHOT_MIN_SEC",
+                  "RECON_THROTTLE_SEC", "ORPHAN_CANCEL_EVERY_SEC")
+    # SL_WATCHDOG_GRACE_SEC: seconds a stop may stay passed-through without filling before the market close
+    # (the original fires at once for 0 or less); SL_WATCHDOG_RETRY_SEC: at most one market attempt per window
+    # (0 or less: every manage tick). Both accepted as the original did; negative values act as 0.

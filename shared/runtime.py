@@ -18,7 +18,7 @@ from shared.adapters.shared_backoff import RedisBackoff
 from shared.adapters.signing import config_signer
 from shared.adapters.state_store import StateStore
 from shared.clock import Clock, ReplayClock, make_clock
-from shared.config import Config, ConfigError, load_config, require_live_keys
+from shared.config import Config, ConfigError, load_config, replaced_settings_note, require_live_keys
 from shared.domain.messages import Event
 from shared.domain.position import State, decode_state
 from shared.jsonlog import JsonLogger
@@ -115,4 +115,7 @@ def boot(process: str) -> Runtime:
     rt = Runtime(cfg, process)
     rt.install_signal_handlers()
     rt.log.info("start", config=cfg.redacted())
+    replaced = replaced_settings_note()
+    if replaced:   # issue 22: the original's cadences are accepted, and start-up says what does their work now
+        rt.log.info("original_settings_replaced", settings=replaced)
     return rt

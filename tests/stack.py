@@ -43,6 +43,7 @@ class Stack:
             "PAPER_STATE_FN": str(tmp / "paper.json"), "PAPER_CLOCK_REDIS_URL": redis_url,
             "AGG_CSV": str(tmp / "aggregated.csv"), "PAPER_FEED_CSV": str(tmp / "aggregated.csv"),
             "DELTASCOUT_LOG": str(tmp / "deltascout.log"), "STATE_FN": str(tmp / "state" / "executor_state.json"),
+            "EXEC_LOG": str(tmp / "logs" / "executor.log"),
             "REST_POLL_MS": "50", "HEARTBEAT_TTL_SEC": "5", "PAPER_WS_PORT": str(self.ws_port),
             "BINANCE_WS_URL": f"ws://127.0.0.1:{self.ws_port}/ws-api/v3",
             "WATCHDOG_PROCESSES": "signal_ingest,position_engine,exit_manager",

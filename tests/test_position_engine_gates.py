@@ -56,6 +56,8 @@ def test_lock_after_an_entry(make_stack):
     s.admin("/advance", {"points": 5})  # 75 s of market time: the lock is over
     key = s.signal("long", s.last())
     s.wait_event("entry_planned", signal_key=key)
+    # entry_planned is written before the order goes out: wait for it (a loaded machine is slower than the test)
+    s.wait(lambda: len(s.entry_orders()) == 1, 15, "the entry order after the lock")
     assert rejected != key and len(s.entry_orders()) == 1
 
 

@@ -3,6 +3,7 @@
 Settings come from the same environment as the services (REDIS_URL, EXEC_PREFIX, BINANCE_*, SYMBOL, ...).
 
     executorctl status [--json]                     processes, halt, position, orders, streams, alerts
+    executorctl preflight [--json]                  is the account ready to trade (exit 0) or not (1), and why
     executorctl events [--follow] [--trade KEY]     the audit trail, readable
     executorctl signals|rejects [--follow]          validated signals / refused lines
     executorctl halt|resume|cancel-entry|flatten    operator commands, acknowledged by their owner
@@ -45,6 +46,8 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--json", action="store_true", help="machine-readable JSON on stdout")
     sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
     sub.add_parser("status", parents=[common], help="one screen: processes, halt, position, orders, streams, alerts")
+    sub.add_parser("preflight", parents=[common], help="read-only checks before trading: key, account, symbol, "
+                   "stack, plan, loss limits (exit 0 ready, 1 not)")
     for name, what in (("events", "the audit trail"), ("signals", "validated PEAK signals"),
                        ("rejects", "lines that were not signals, with the reason")):
         sp = sub.add_parser(name, parents=[common], help=what)
@@ -129,6 +132,9 @@ def _dispatch(ctx: Ctx, args: argparse.Namespace) -> int:
     if args.cmd == "status":
         from services.executorctl import status
         return status.run(ctx)
+    if args.cmd == "preflight":
+        from services.executorctl import preflight
+        return preflight.run(ctx)
     if args.cmd in ("events", "signals", "rejects"):
         from services.executorctl import trail
         return trail.show(ctx, args.cmd, follow=args.follow, trade=getattr(args, "trade", None),

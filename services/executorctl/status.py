@@ -145,7 +145,7 @@ def gather(ctx: Ctx) -> dict[str, Any]:
         "state_version": st.version, "closed_count": st.closed_count,
         "cooldown_left_sec": max(0.0, st.cooldown_until - now), "lock_left_sec": max(0.0, st.lock_until - now),
         "last_closed": None, "position": None, "exchange": {}, "streams": streams(ctx), "alerts": last_alerts(ctx),
-        "problems": [],
+        "problems": [], "loss_limits": loss_limits_view(cfg, st, now),
     }
     if st.last_closed is not None:
         lc = st.last_closed
@@ -194,6 +194,13 @@ def gather(ctx: Ctx) -> dict[str, Any]:
     return doc
 
 
+def loss_limits_view(cfg: Any, st: Any, now: float) -> dict[str, Any]:
+    """The loss limits (issue 22), how far the UTC day is from each, and a latched trip's reason."""
+    from shared.domain.loss_limits import LossLimits, headroom
+    rows = headroom(st.day, LossLimits.of(cfg), now)
+    return {"latched": st.day.latched, "limits": [{"setting": a, "limit": b, "now": c} for a, b, c in rows]}
+
+
 def _num(v: Any) -> str:
     if v is None or v == "":
         return "-"
@@ -222,6 +229,9 @@ def render(ctx: Ctx, doc: dict[str, Any]) -> None:
         extra.append(f"lock {fmt_dur(doc['lock_left_sec'])} left")
     out.line(f"state version {doc['state_version']}, {doc['closed_count']} trades closed"
              + (", " + ", ".join(extra) if extra else ""))
+    ll = doc["loss_limits"]
+    out.line("loss limits: " + "; ".join(f"{r['setting']} {r['limit']} ({r['now']})" for r in ll["limits"])
+             + (f"  LATCHED: {ll['latched']}" if ll["latched"] else ""), "bold red" if ll["latched"] else "")
     out.heading("position")
     p = doc["position"]
     if p is None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from services.paper_exchange import params as P
-from services.paper_exchange import views
+from services.paper_exchange import repay_at_cancel, views
 from services.paper_exchange.api import (
     DAY_MS, Handler, _ids, _new_order_reply, _sym, leg_client_ids, market_notional, order_history, resp_type_of,
     transient_2013,
@@ -30,6 +30,7 @@ def new_order(app: PaperApp, p: dict[str, str]) -> Any:
     sym = _sym(app, p)
     req = P.new_order(p)
     req.account, req.side_effect = _account(p), p.get("sideEffectType", "NO_SIDE_EFFECT")
+    req.auto_repay_at_cancel = repay_at_cancel.parse(p.get("autoRepayAtCancel"))
     market_notional(app, req)
     resp_type = resp_type_of(p, req.type)
     o = app.cmd.place(req)

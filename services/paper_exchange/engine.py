@@ -9,7 +9,7 @@ from collections.abc import Callable
 from decimal import Decimal
 
 from shared.domain.risk_math import ceil_to_step, floor_to_step
-from services.paper_exchange import filters, ledger, rules
+from services.paper_exchange import filters, ledger, repay_at_cancel, rules
 from services.paper_exchange.margin import MarginMixin
 from services.paper_exchange.model import (
     BORROW_EFFECTS, CROSS, ISOLATED, REPAY_EFFECTS, SIDE_EFFECTS, SPOT, STOP_TYPES, ApiError, Balance, EngineState,
@@ -281,6 +281,7 @@ class Engine(MarginMixin):
             order_list_id=list_id, time=self.st.market_ms, update_time=self.st.market_ms,
             working_time=-1 if stop else self.st.market_ms, is_working=not stop,
             account=req.account, side_effect=req.side_effect, stp_mode=stp,
+            auto_repay_at_cancel=req.auto_repay_at_cancel,
         )
 
     def _check_filters(self, req: NewOrder) -> None:
@@ -360,6 +361,8 @@ class Engine(MarginMixin):
         o.update_time = self.st.market_ms
         if o.lock_id:
             ledger.release_if_done(self.st, o.lock_id)
+        if status in ("CANCELED", "EXPIRED"):
+            repay_at_cancel.repay_unused_borrow(self.st, o)
         self._emit("finish", o)
 
     # ---- cancelling --------------------------------------------------------------------------

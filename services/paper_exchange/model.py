@@ -94,13 +94,13 @@ class POrder(msgspec.Struct):
     fills: list[PFill] = msgspec.field(default_factory=list)
     account: str = SPOT
     side_effect: str = ""
-    stp_mode: str = ""   # selfTradePreventionMode as sent ('' = the symbol's default)
     borrowed_amount: Decimal = ZERO
     borrowed_asset: str = ""
     stp_mode: str = "EXPIRE_MAKER"   # selfTradePreventionMode (the symbol's default when not sent)
     expiry_reason: str = ""          # expiryReason / eR of an EXPIRED order ('' = none reported)
     prevented_qty: Decimal = ZERO    # preventedQuantity / A: expired by self-trade prevention
     prevented_match_id: int = -1     # preventedMatchId / v
+    auto_repay_at_cancel: bool = True   # margin: repay what the order borrowed if it is cancelled (repay_at_cancel.py)
 
     @property
     def remaining(self) -> Decimal:
@@ -166,3 +166,4 @@ class NewOrder(msgspec.Struct):
     account: str = SPOT
     side_effect: str = ""
     stp_mode: str = ""   # selfTradePreventionMode as sent ('' = the symbol's default)
+    auto_repay_at_cancel: bool = True

@@ -5,7 +5,7 @@ import logging
 import threading
 import time
 
-from services.paper_exchange import admin, api, api_margin, api_market, api_stream, auth
+from services.paper_exchange import admin, api, api_account, api_margin, api_market, api_stream, auth
 from services.paper_exchange import params as P
 from services.paper_exchange.app import PaperApp, Request, Response
 from services.paper_exchange.model import ApiError
@@ -59,6 +59,7 @@ WEIGHTS: dict[tuple[str, str], tuple[str, int]] = {
     ("GET", "/sapi/v1/margin/maxBorrowable"): (_SAPI_IP, 50),
     ("POST", "/sapi/v1/userListenToken"): (_SAPI_UID, 1),
     ("GET", "/sapi/v1/margin/allOrders"): (_SAPI_IP, 200),
+    **api_account.WEIGHTS,
 }
 
 
@@ -127,7 +128,7 @@ def error(e: ApiError) -> Response:
     return Response(e.http, body)
 
 
-PUBLIC = {**api.PUBLIC, **api_market.PUBLIC}
+PUBLIC = {**api.PUBLIC, **api_market.PUBLIC, **api_account.PUBLIC}
 def filter_fault(path: str) -> ApiError:
     """The `filter_failure` fault: a filter the paper exchange does not model refuses the new order (Binance's
     PERCENT_PRICE_BY_SIDE); on cancelReplace that is Binance's -2022 with both parts failed, nothing cancelled."""
@@ -140,7 +141,7 @@ def filter_fault(path: str) -> ApiError:
                           "newOrderResponse": part})
 
 
-SIGNED = {**api.SIGNED, **api_margin.SIGNED, **api_stream.SIGNED}
+SIGNED = {**api.SIGNED, **api_margin.SIGNED, **api_stream.SIGNED, **api_account.SIGNED}
 PLACING = api.PLACING | {"/sapi/v1/margin/order", "/sapi/v1/margin/order/oco"}
 
 

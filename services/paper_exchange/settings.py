@@ -12,6 +12,7 @@ from pathlib import Path
 
 import msgspec
 
+from services.paper_exchange.flags import AccountFlags, flags_from_env
 from shared.domain.bars import BadRow, parse_ts
 
 
@@ -63,6 +64,8 @@ class Settings(msgspec.Struct, frozen=True):
     # points: SYMBOL trades at feed price x (1 + basis_bps / 10000), rounded to the tick.
     feed_symbol: str = "BTCUSDC"
     basis_bps: Decimal = Decimal(0)
+    # issue 22: what a live account can refuse (API key restrictions, canTrade, symbol status...): flags.py
+    account_flags: AccountFlags = msgspec.field(default_factory=AccountFlags)
 
     @property
     def symbols(self) -> tuple[str, ...]:
@@ -230,6 +233,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         lockstep=_bool(env, "REPLAY_LOCKSTEP", False),
         ws_port=_ws_port(env),
         feed_symbol=(feed := _feed_symbol(env, symbol, base)), basis_bps=_basis(env, symbol, feed),
+        account_flags=flags_from_env(env, _bool, _int, SettingsError),
     )
 
 

@@ -1,6 +1,8 @@
 """Operator commands of the entry phase: halt, resume, cancel_entry (flatten belongs to the exit manager)."""
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import msgspec
 
 from services.position_engine.tracker import EntryTracker
@@ -40,8 +42,10 @@ def align_halt(rt: Runtime) -> None:
 class CommandHandler:
     """Applies one operator command and records it."""
 
-    def __init__(self, rt: Runtime, writer: PositionWriter, tracker: EntryTracker) -> None:
+    def __init__(self, rt: Runtime, writer: PositionWriter, tracker: EntryTracker,
+                 on_resume: Callable[[], None] | None = None) -> None:
         self.rt, self.cfg, self.writer, self.tracker = rt, rt.cfg, writer, tracker
+        self.on_resume = on_resume   # the loss limits' latch is cleared before the halt flag (loss_guard.py)
 
     def on_command(self, cmd: Command) -> None:
         """Dispatch by name after the target/expiry rule (a refused command is recorded, never applied later);
@@ -65,6 +69,8 @@ class CommandHandler:
         self.rt.notify("halted", f"new entries halted by {cmd.by}: {cmd.reason}", "WARN", cause=f"cmd@{cmd.at}")
 
     def _resume(self, cmd: Command) -> None:
+        if self.on_resume is not None:
+            self.on_resume()
         self.rt.store.set_halt(None)
         self.rt.event("halt_cleared", by=cmd.by, reason=cmd.reason)
         self.rt.notify("resumed", f"new entries allowed again by {cmd.by}", "INFO", cause=f"cmd@{cmd.at}")

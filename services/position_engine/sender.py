@@ -52,6 +52,8 @@ class EntrySender:
         args = entry_order_args(pos)
         if self.client.margin:
             args["side_effect_type"] = self._side_effect()
+            if self.cfg.MARGIN_BORROW_MODE == "auto":   # the original sends it, TRUE or FALSE, on every auto order
+                args["auto_repay_at_cancel"] = self.cfg.MARGIN_AUTO_REPAY_AT_CANCEL
         wall, t0 = time.time(), time.perf_counter()
         try:
             o = self.client.place_order(self.cfg.SYMBOL, client_order_id=pos.entry_client_id, **args)

@@ -10,6 +10,7 @@ written in the same Redis transaction as the state change (writer.py).
 from __future__ import annotations
 
 from services.position_engine.commands import CommandHandler, align_halt
+from services.position_engine.loss_guard import LossGuard
 from services.position_engine.order_feed import OrderFeed
 from services.position_engine.reconcile import Reconciler
 from services.position_engine.sender import EntrySender
@@ -41,7 +42,8 @@ class Engine:
         self.sender = EntrySender(rt, client, filters, self.writer, self.feed)
         self.tracker = EntryTracker(rt, client, filters, self.writer, self.sender, self.feed)
         self.signal_handler = SignalHandler(rt, filters, self.writer, self.sender, self.tracker, self.inputs)
-        self.command_handler = CommandHandler(rt, self.writer, self.tracker)
+        self.loss_guard = LossGuard(rt, lambda: self.inputs.fee_rate)
+        self.command_handler = CommandHandler(rt, self.writer, self.tracker, on_resume=self.loss_guard.resume)
         self.reconciler = Reconciler(rt, client, filters, self.writer, self.inputs)
         self.signals = GroupConsumer(rt.r, rt.cfg.key("signals"), PROCESS, PROCESS)
         self.commands = GroupConsumer(rt.r, rt.cfg.key("commands"), PROCESS, PROCESS, start_id="$")
@@ -62,6 +64,7 @@ class Engine:
         for e in self.feed.consumer.read(block_ms=None, count=50):
             busy = True
             handle_entry(self.rt, e, self._order_update, self.feed.consumer)
+        busy = self.loss_guard.poll() or busy
         self.tracker.tick()
         self.inputs.warm()
         block = None if self.lockstep.enabled else (20 if self._entry_in_progress() else 200)
@@ -98,11 +101,28 @@ def run(rt: Runtime) -> None:
         rt.event("state_restored_from_snapshot", level="warning", state_version=rt.store.load().version)
     align_halt(rt)
     engine.reconciler.run()
+    engine.loss_guard.count_last_closed()   # a trade closed while this process was down is counted now
     rt.event("engine_ready", state_version=rt.store.load().version, fee_rate=engine.inputs.fee_rate,
              fee_source=engine.inputs.fee_source, reprice=engine.inputs.reprice, feed_symbol=rt.cfg.FEED_SYMBOL)
     run_guarded(rt, engine.step)
 
 
+def validate_only(rt: Runtime) -> None:
+    """LIVE_VALIDATE_ONLY=1: run the preflight (read-only, the stack's heartbeats not required), print it and
+    exit 0 when ready, 1 when not, without trading (the original ran a connection test and stopped)."""
+    from shared.adapters.preflight_probe import render_lines, run_preflight
+    from shared.domain.preflight import ready
+    checks = run_preflight(rt.cfg, rt.r, rt.client(), rt.clock.now, stack=False)
+    for line in render_lines(checks):
+        print(line, flush=True)
+    ok = ready(checks)
+    rt.event("live_validate_only", level="info" if ok else "error", ready=ok,
+             failed=[c.name for c in checks if c.verdict == "FAIL"])
+    raise SystemExit(0 if ok else 1)
+
+
 def main() -> None:
     rt = boot(PROCESS)
+    if rt.cfg.LIVE_VALIDATE_ONLY:
+        validate_only(rt)
     run(rt)

@@ -16,6 +16,7 @@ from typing import Any, Callable
 import msgspec
 import redis
 
+from shared.adapters.exec_log import ExecLog
 from shared.adapters.heartbeat import beat, read_all
 from shared.adapters.notify import enqueue_webhook, make_payload
 from shared.adapters.redis_streams import publish
@@ -63,6 +64,9 @@ class Watchdog:
         self._debts_fetched_mono = -1e18
         self._debts_error = ""
         self.throttle = Throttle(cfg.INVAR_THROTTLE_SEC, self._load_json("watchdog:throttle") or {})
+        # EXEC_LOG's one writer (issue 22): the audit trail as the original's readable executor.log
+        self.exec_log = ExecLog(r, cfg.key("events"), cfg.EXEC_LOG, cfg.LOG_MAX_LINES) if cfg.EXEC_LOG else None
+        self._exec_log_error = ""
 
     # ---- small Redis helpers ---------------------------------------------------------------------------
 
@@ -327,6 +331,18 @@ class Watchdog:
             self.log.warning("halt_already_set", why=result.halt_reason, trade_key=reason["trade_key"])
         self._event("halt_set" if created else "halt_already_set", now, reason["trade_key"], reason)
 
+    def exec_log_tick(self) -> None:
+        """Append the new audit-trail events to EXEC_LOG; a file error is logged once per distinct error."""
+        if self.exec_log is None:
+            return
+        try:
+            self.exec_log.follow()
+            self._exec_log_error = ""
+        except (OSError, msgspec.DecodeError, msgspec.ValidationError) as e:
+            if _err(e) != self._exec_log_error:
+                self._exec_log_error = _err(e)
+                self.log.error("exec_log_error", path=self.cfg.EXEC_LOG, error=self._exec_log_error)
+
     # ---- loop -------------------------------------------------------------------------------------------
 
     def run(self, stop: threading.Event | None = None) -> None:
@@ -339,6 +355,7 @@ class Watchdog:
             t0 = time.monotonic()
             try:
                 self.heartbeat_tick()
+                self.exec_log_tick()
                 if self.cfg.INVAR_ENABLED:
                     now = self.clock.now()
                     if self.due(now):

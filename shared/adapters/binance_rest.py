@@ -385,6 +385,11 @@ class BinanceClient:
         body = msgspec.json.decode(self._request("GET", "/api/v3/exchangeInfo", {"symbol": symbol}))
         return _filters(body["symbols"][0])
 
+    def get_json(self, path: str, params: dict[str, Any] | None = None, signed: bool = False) -> Any:
+        """A read-only GET as Binance answers it (decoded JSON), for checks that need the whole document
+        (executorctl preflight: apiRestrictions, bnbBurn, account, exchangeInfo)."""
+        return msgspec.json.decode(self._request("GET", path, params, signed=signed))
+
     def book_ticker(self, symbol: str) -> tuple[Decimal, Decimal]:
         """(best bid, best ask)."""
         body = msgspec.json.decode(self._request("GET", "/api/v3/ticker/bookTicker", {"symbol": symbol}))
@@ -403,14 +408,18 @@ class BinanceClient:
     def place_order(self, symbol: str, side: str, order_type: str, quantity: Decimal | None, *,
                     client_order_id: str, price: Decimal | None = None, stop_price: Decimal | None = None,
                     time_in_force: str | None = None, quote_order_qty: Decimal | None = None,
-                    side_effect_type: str | None = None) -> Order:
-        """Place an order (newOrderRespType=FULL). `side_effect_type` applies to margin only."""
+                    side_effect_type: str | None = None, auto_repay_at_cancel: bool | None = None) -> Order:
+        """Place an order (newOrderRespType=FULL). `side_effect_type` and `auto_repay_at_cancel` (Binance's
+        autoRepayAtCancel: repay the order's own borrow if it is cancelled; None = the exchange's default, true)
+        apply to margin only."""
         params = {"symbol": symbol, **self._margin_params(), "side": side, "type": order_type,
                   "timeInForce": time_in_force, "quantity": quantity, "quoteOrderQty": quote_order_qty,
                   "price": price, "stopPrice": stop_price, "newClientOrderId": client_order_id,
                   "newOrderRespType": "FULL"}
         if self.margin:
             params["sideEffectType"] = side_effect_type or self.side_effect_type
+            if auto_repay_at_cancel is not None:
+                params["autoRepayAtCancel"] = "TRUE" if auto_repay_at_cancel else "FALSE"
         raw = self._request("POST", self._order_path(), params, signed=True)
         return _working(msgspec.json.decode(raw, type=Order, strict=False))
 

@@ -9,6 +9,8 @@ from typing import Any, Literal
 
 import msgspec
 
+from shared.domain.loss_limits import DayTally
+
 SCHEMA = 1
 
 Side = Literal["long", "short"]
@@ -129,6 +131,7 @@ class State(msgspec.Struct, kw_only=True):
     position: Position | None = None
     last_closed: ClosedTrade | None = None
     closed_count: int = 0
+    day: DayTally = msgspec.field(default_factory=DayTally)   # issue 22: the loss limits' tally and latch
     cooldown_until: float = 0.0
     lock_until: float = 0.0
     halt: dict[str, Any] | None = None   # copy of `{prefix}halt` (who, why, when): restored with the snapshot
