@@ -50,6 +50,11 @@ def queue_name(prefix: str) -> str:
     return f"{prefix}{QUEUE_BASE}"
 
 
+def queue(redis_conn: Any, prefix: str) -> Queue:
+    """The notifier's rq queue of one EXEC_PREFIX, with JSON jobs (never pickle)."""
+    return Queue(queue_name(prefix), connection=redis_conn, serializer=JSONSerializer)
+
+
 def default_retry() -> Retry:
     """The production retry policy: 5 retries after 1, 2, 5, 10 and 30 s."""
     return Retry(max=RETRY_MAX, interval=list(RETRY_INTERVALS))
@@ -83,8 +88,7 @@ def enqueue_webhook(redis_conn: Any, cfg: Any, payload: dict[str, Any], *, retry
     if not url:
         log.info("webhook skipped: N8N_WEBHOOK_URL is empty (event=%s)", payload.get("event"))
         return None
-    q = Queue(queue_name(cfg.EXEC_PREFIX), connection=redis_conn, serializer=JSONSerializer)
-    return q.enqueue(JOB_FUNC, _json_safe(payload),
+    return queue(redis_conn, cfg.EXEC_PREFIX).enqueue(JOB_FUNC, _json_safe(payload),
                      retry=retry or default_retry(), job_timeout=JOB_TIMEOUT_SEC,
                      failure_ttl=FAILURE_TTL_SEC, result_ttl=RESULT_TTL_SEC,
                      description=f"webhook {payload.get('event', '')} {payload.get('severity', '')}")
