@@ -62,6 +62,26 @@ def init(directory: Path) -> dict[str, str]:
     return load_all(directory)
 
 
+def write_aclfile(directory: Path, prefix: str, out: Path) -> dict[str, str]:
+    """The Redis aclfile for `prefix` from the passwords under `directory` (created when missing); returns the
+    passwords. The file holds hashes only (redis-server must read it: 644)."""
+    pw = init(directory)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    with os.fdopen(fd, "w") as fh:
+        fh.write("\n".join(redis_acl.acl_lines(prefix, pw)) + "\n")
+    os.chmod(out, 0o644)
+    return pw
+
+
+def private_stack(run_dir: Path, prefix: str) -> tuple[list[str], dict[str, str]]:
+    """Credentials of a stack of its own (replay, chaos, bench): passwords in run_dir/secrets (EXEC_SECRETS_DIR of
+    its processes), the aclfile in run_dir/redis. Returns the redis-server arguments and the passwords."""
+    acl = run_dir / "redis" / "users.acl"
+    pw = write_aclfile(run_dir / "secrets", prefix, acl)
+    return ["--aclfile", str(acl)], pw
+
+
 def password(directory: Path, user: str) -> str:
     """One user's password, read from its own file."""
     f = directory / "redis" / user
@@ -186,10 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "init":
         init(d)
     elif args.cmd == "aclfile":
-        text = "\n".join(redis_acl.acl_lines(args.prefix, init(d))) + "\n"
-        fd = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)  # hashes only: redis must read it
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
+        write_aclfile(d, args.prefix, Path(args.out))
     elif args.cmd == "url":
         print(with_user(os.environ.get("REDIS_URL", "redis://127.0.0.1:6390/0"), args.user, password(d, args.user)))
     elif args.cmd == "stash":
