@@ -24,3 +24,6 @@ if ! command -v redis-server >/dev/null 2>&1; then
     exit 1
   fi
 fi
+# The stack's Redis credentials: one random password per ACL user under var/secrets/redis (700/600, git- and
+# docker-ignored), generated once and never rotated by a re-run (shared/adapters/credentials.py).
+.venv/bin/python -m shared.adapters.credentials init

@@ -8,8 +8,7 @@ the demo) move them to BINANCE_SECRETS_FILE (600) and only the processes that si
     python -m shared.adapters.credentials init [--dir D]            create missing passwords (never rotates)
     python -m shared.adapters.credentials aclfile --prefix P --out F  the Redis aclfile for prefix P (hashes only)
     python -m shared.adapters.credentials url USER                  REDIS_URL with USER's password (for a shell)
-    python -m shared.adapters.credentials stash --out F             move secrets from the env to F; prints the
-                                                                    shell lines that unset them
+    python -m shared.adapters.credentials supervisord               start the local stack (scripts/up.sh)
     python -m shared.adapters.credentials compose-env --dir D       one env file per compose service (600)
 """
 from __future__ import annotations
@@ -176,6 +175,15 @@ def supervisor_env(env: Mapping[str, str], run_dir: Path) -> dict[str, str]:
     return {**{k: v for k, v in env.items() if k not in drop}, "BINANCE_SECRETS_FILE": str(f)}
 
 
+def supervisord_launch(env: Mapping[str, str]) -> tuple[list[str], dict[str, str]]:
+    """How to start the local stack (scripts/up.sh, the demo): the aclfile for EXEC_PREFIX written to
+    EXEC_RUN_DIR/redis/users.acl, and supervisord's command and environment (no secret in it)."""
+    run_dir = Path(env["EXEC_RUN_DIR"])
+    write_aclfile(secrets_dir(env), env.get("EXEC_PREFIX", "exec:"), run_dir / "redis" / "users.acl")
+    argv = [str(HOME / ".venv" / "bin" / "supervisord"), "-c", str(HOME / "supervisord.conf")]
+    return argv, supervisor_env(env, run_dir)
+
+
 def compose_env(directory: Path, out_dir: Path) -> None:
     """One env file per compose service with its own REDIS_PASSWORD (600): compose hands each container only its
     own (`env_file`)."""
@@ -191,7 +199,7 @@ def compose_env(directory: Path, out_dir: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m shared.adapters.credentials")
     sub = ap.add_subparsers(dest="cmd", required=True)
-    for name in ("init", "aclfile", "url", "stash", "compose-env"):
+    for name in ("init", "aclfile", "url", "supervisord", "compose-env"):
         sp = sub.add_parser(name)
         sp.add_argument("--dir", default=str(secrets_dir(os.environ)))
         if name == "aclfile":
@@ -199,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
             sp.add_argument("--out", required=True)
         if name == "url":
             sp.add_argument("user", choices=redis_acl.USER_NAMES)
-        if name in ("stash", "compose-env"):
+        if name == "compose-env":
             sp.add_argument("--out", required=True)
     args = ap.parse_args(argv)
     d = Path(args.dir)
@@ -209,8 +217,9 @@ def main(argv: list[str] | None = None) -> int:
         write_aclfile(d, args.prefix, Path(args.out))
     elif args.cmd == "url":
         print(with_user(os.environ.get("REDIS_URL", "redis://127.0.0.1:6390/0"), args.user, password(d, args.user)))
-    elif args.cmd == "stash":
-        print("unset " + " ".join(stash(os.environ, Path(args.out))) if any(k in os.environ for k in STASHED) else ":")
+    elif args.cmd == "supervisord":
+        argv, env = supervisord_launch(os.environ)
+        os.execve(argv[0], argv, env)
     else:
         compose_env(d, Path(args.out))
     return 0
