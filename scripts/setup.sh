@@ -27,3 +27,5 @@ fi
 # The stack's Redis credentials: one random password per ACL user under var/secrets/redis (700/600, git- and
 # docker-ignored), generated once and never rotated by a re-run (shared/adapters/credentials.py).
 .venv/bin/python -m shared.adapters.credentials init
+# docker-compose.yml's: each service's env file (its own user) and the redis service's aclfile, in var/secrets/compose
+.venv/bin/python -m shared.adapters.credentials compose-env --out var/secrets/compose

@@ -9,7 +9,7 @@ the demo) move them to BINANCE_SECRETS_FILE (600) and only the processes that si
     python -m shared.adapters.credentials aclfile --prefix P --out F  the Redis aclfile for prefix P (hashes only)
     python -m shared.adapters.credentials url USER                  REDIS_URL with USER's password (for a shell)
     python -m shared.adapters.credentials supervisord               start the local stack (scripts/up.sh)
-    python -m shared.adapters.credentials compose-env --dir D       one env file per compose service (600)
+    python -m shared.adapters.credentials compose-env --out D       one env file per compose service (600) + aclfile
 """
 from __future__ import annotations
 
@@ -184,11 +184,12 @@ def supervisord_launch(env: Mapping[str, str]) -> tuple[list[str], dict[str, str
     return argv, supervisor_env(env, run_dir)
 
 
-def compose_env(directory: Path, out_dir: Path) -> None:
-    """One env file per compose service with its own REDIS_PASSWORD (600): compose hands each container only its
-    own (`env_file`)."""
-    pw = init(directory)
+def compose_env(directory: Path, out_dir: Path, prefix: str = "exec:") -> None:
+    """For docker-compose.yml: one env file per service with its own REDIS_USERNAME/REDIS_PASSWORD (600; compose
+    hands each container only its own, `env_file`), and the aclfile the redis service mounts."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(out_dir, 0o700)
+    pw = write_aclfile(directory, prefix, out_dir / "users.acl")
     for user in (*(u.name for u in redis_acl.SERVICE_USERS), redis_acl.VIEWER):
         f = out_dir / f"{user}.env"
         fd = os.open(f, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
