@@ -63,26 +63,33 @@ def plain_url(url: str) -> str:
 
 
 @contextlib.contextmanager
-def redis_server(timeout: float = 10.0, port: int | None = None, extra_args: tuple[str, ...] = ()) -> Iterator[str]:
+def redis_server(timeout: float = 10.0, port: int | None = None, extra_args: tuple[str, ...] = (),
+                 aclfile: str | None = None) -> Iterator[str]:
     """Start `redis-server` on a free port (or `port`) in a temp dir, without persistence, with the `default`
-    user off; wait for PING with a deadline; yield the admin's URL; kill it."""
+    user off; wait for PING with a deadline; yield the admin's URL; kill it. With `aclfile` (the product's, from
+    shared.adapters.credentials) the users are that file's and the URL carries no credentials."""
     exe = shutil.which("redis-server")
     if exe is None:
         raise RuntimeError("redis-server not on PATH")
     tmp = tempfile.mkdtemp(prefix="redis-test-")
+    users = ["--aclfile", aclfile] if aclfile else redis_acl.server_args(PASSWORDS[redis_acl.ADMIN])
     fixed = port
     for _attempt in range(5):
         port = fixed or free_port()
         proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                                 "--dir", tmp, *redis_acl.server_args(PASSWORDS[redis_acl.ADMIN]), *extra_args],
+                                 "--dir", tmp, *users, *extra_args],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        url = with_user(f"redis://127.0.0.1:{port}/0", redis_acl.ADMIN, PASSWORDS[redis_acl.ADMIN])
+        plain = f"redis://127.0.0.1:{port}/0"
+        url = plain if aclfile else with_user(plain, redis_acl.ADMIN, PASSWORDS[redis_acl.ADMIN])
         r = redis.Redis.from_url(url, socket_connect_timeout=0.2)
         deadline = time.monotonic() + timeout
         ok = False
         while time.monotonic() < deadline and proc.poll() is None:
             try:
                 ok = bool(r.ping())
+                break
+            except redis.AuthenticationError:  # closed by the aclfile: it is up
+                ok = True
                 break
             except redis.ConnectionError:
                 time.sleep(0.01)
