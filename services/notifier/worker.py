@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from rq import Queue, Worker
+from rq.exceptions import DeserializationError
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
@@ -25,9 +26,15 @@ class WebhookJob(Job):
 
     @property
     def func(self) -> Any:  # type: ignore[override]
-        name = self.func_name
+        try:
+            name = self.func_name
+        except DeserializationError:
+            raise ForeignJobError(f"job {self.id} is not a JSON job (pickle?): never decoded") from None
         if self.instance is not None or name not in ALLOWED:
             raise ForeignJobError(f"job {self.id} names {name!r}: the notifier runs only {JOB_FUNC}")
+        if len(self.args) != 1 or not isinstance(self.args[0], dict) or self.kwargs:
+            raise ForeignJobError(f"job {self.id}: the webhook job takes the payload only (the target is the "
+                                  f"worker's setting)")
         return ALLOWED[name]
 
     # A callback is a function named in the job hash, called by the worker: never from data.
@@ -47,8 +54,10 @@ class WebhookJob(Job):
 def make_worker(queue_name: str, connection: Any, log: JsonLogger) -> Worker:
     """The notifier's worker on `queue_name`: JSON jobs, WebhookJob only, each failure logged as one JSON line."""
     def _logged(job: Job, exc_type: type, exc: BaseException, _tb: object) -> bool:
+        if isinstance(exc, DeserializationError):  # rq decodes a job before asking for its function
+            exc = ForeignJobError(f"job {job.id} is not a JSON job (pickle?): never decoded")
         kind = "job_refused" if isinstance(exc, ForeignJobError) else "job_failed"
-        log.error(kind, job=job.id, error=f"{exc_type.__name__}: {exc}")
+        log.error(kind, job=job.id, error=f"{type(exc).__name__}: {exc}")
         return True  # rq's own handling (retry / failed registry) goes on
     q = Queue(queue_name, connection=connection, serializer=JSONSerializer, job_class=WebhookJob)
     return Worker([q], connection=connection, serializer=JSONSerializer, job_class=WebhookJob,
