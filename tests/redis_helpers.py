@@ -1,5 +1,5 @@
 """A throw-away real redis-server for tests, closed like the product's (`with redis_server() as url: ...`): the
-`default` user is off, `url` is the admin's, and `user_url(url, user, prefix)` gives a product user (the rules of
+`default` user is locked, `url` is the admin's, and `user_url(url, user, prefix)` gives a product user (the rules of
 shared.adapters.redis_acl) for a prefix."""
 from __future__ import annotations
 
@@ -66,7 +66,7 @@ def plain_url(url: str) -> str:
 def redis_server(timeout: float = 10.0, port: int | None = None, extra_args: tuple[str, ...] = (),
                  aclfile: str | None = None) -> Iterator[str]:
     """Start `redis-server` on a free port (or `port`) in a temp dir, without persistence, with the `default`
-    user off; wait for PING with a deadline; yield the admin's URL; kill it. With `aclfile` (the product's, from
+    user locked; wait for PING with a deadline; yield the admin's URL; kill it. With `aclfile` (the product's, from
     shared.adapters.credentials) the users are that file's and the URL carries no credentials."""
     exe = shutil.which("redis-server")
     if exe is None:

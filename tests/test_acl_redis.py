@@ -198,3 +198,23 @@ def test_the_readme_redis_cli_lines_work_as_written(door: Door, admin: redis.Red
     # and the viewer's URL cannot write, even through the same tool
     out = redis_cli(door.user_url("viewer"), "XADD", P + "commands", "*", "type", "command")
     assert "NOPERM" in out.stdout + out.stderr
+
+
+def test_transactions_survive_a_restart_from_the_aof(tmp_path: Path) -> None:
+    """Redis replays an AOF's MULTI/EXEC as the `default` user: with the product's ACL a restarted Redis still
+    has what the services wrote in transactions (the state store's, ingest's)."""
+    pw = credentials.write_aclfile(tmp_path / "secrets", P, tmp_path / "users.acl")
+    aof = ("--appendonly", "yes", "--appendfsync", "always")
+    port = None
+    with redis_server(aclfile=str(tmp_path / "users.acl"), extra_args=(*aof, "--dir", str(tmp_path))) as url:
+        port = int(url.rsplit(":", 1)[1].split("/")[0])
+        pe = redis.Redis.from_url(credentials.with_user(url, "position_engine", pw["position_engine"]))
+        with pe.pipeline(transaction=True) as pipe:
+            pipe.set(P + "state", b'{"version":7}')
+            pipe.xadd(P + "positions", {"type": "position"})
+            pipe.execute()
+        pe.close()
+    with redis_server(port=port, aclfile=str(tmp_path / "users.acl"), extra_args=(*aof, "--dir", str(tmp_path))) as url:
+        v = redis.Redis.from_url(credentials.with_user(url, "viewer", pw["viewer"]))
+        assert v.get(P + "state") == b'{"version":7}' and v.xlen(P + "positions") == 1
+        v.close()

@@ -10,6 +10,7 @@ names); the services may enqueue there, and the worker runs only the webhook job
 from __future__ import annotations
 
 import hashlib
+import secrets
 from dataclasses import dataclass
 from typing import Any
 
@@ -93,14 +94,22 @@ def admin_rules() -> list[str]:
     return ["~*", "&*", "+@all"]
 
 
+def default_rules() -> list[str]:
+    """The `default` user (what an unauthenticated client is): on, all rights, but a random password nobody is
+    given, so a client without credentials gets NOAUTH. Not `off`: Redis (7.0 to 7.2) replays an AOF's MULTI/EXEC
+    as `default` and re-checks its ACL at EXEC, so with `default off` every transaction in the AOF is dropped on
+    restart (redis/redis#14541, fixed by #14545)."""
+    return ["on", password_hash(secrets.token_urlsafe(32)), "~*", "&*", "+@all"]
+
+
 def password_hash(password: str) -> str:
     """The form Redis stores in an aclfile (`#<sha256 hex>`): the file never holds a password."""
     return "#" + hashlib.sha256(password.encode()).hexdigest()
 
 
 def acl_lines(prefix: str | tuple[str, ...], passwords: dict[str, str]) -> list[str]:
-    """aclfile lines: `default` off (unauthenticated clients get NOAUTH), each user with its rules."""
-    lines = ["user default off resetkeys resetchannels -@all"]
+    """aclfile lines: `default` locked (unauthenticated clients get NOAUTH), each user with its rules."""
+    lines = [" ".join(["user", "default", *default_rules()])]
     for spec in USERS:
         lines.append(" ".join(["user", spec.name, "on", password_hash(passwords[spec.name]), *user_rules(spec, prefix)]))
     lines.append(" ".join(["user", ADMIN, "on", password_hash(passwords[ADMIN]), *admin_rules()]))
@@ -113,9 +122,10 @@ def apply(admin: Any, prefix: str | tuple[str, ...], passwords: dict[str, str]) 
     for spec in USERS:
         admin.execute_command("ACL", "SETUSER", spec.name, "reset", "on", password_hash(passwords[spec.name]),
                               *user_rules(spec, prefix))
-    admin.execute_command("ACL", "SETUSER", "default", "off")
+    admin.execute_command("ACL", "SETUSER", "default", "reset", *default_rules())
 
 
 def server_args(admin_password: str) -> list[str]:
     """redis-server arguments that start it closed: only `admin` (the caller then `apply`s the users)."""
-    return ["--user", "default", "off", "--user", ADMIN, "on", password_hash(admin_password), *admin_rules()]
+    return ["--user", "default", *default_rules(), "--user", ADMIN, "on", password_hash(admin_password),
+            *admin_rules()]
