@@ -19,8 +19,10 @@ import secrets
 import shlex
 import sys
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Mapping
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
+
+import redis
 
 from shared.adapters import redis_acl
 
@@ -122,6 +124,12 @@ def redis_url_for(user: str, env: Mapping[str, str], var: str = "REDIS_URL") -> 
     if not (d / "redis").is_dir():
         return url
     return with_user(url, user, password(d, user))
+
+
+def connect(user: str, env: Mapping[str, str] | None = None, **kwargs: Any) -> redis.Redis:
+    """A Redis connection as `user` (e.g. `viewer` for a read-only dashboard) to the stack of `env` (default
+    os.environ): REDIS_URL with that user's credentials (redis_url_for)."""
+    return redis.Redis.from_url(redis_url_for(user, os.environ if env is None else env), **kwargs)
 
 
 def read_env_file(path: str) -> dict[str, str]:
