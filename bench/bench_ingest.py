@@ -26,7 +26,7 @@ import redis
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from tests.redis_helpers import redis_server, wait_until  # noqa: E402
+from tests.redis_helpers import redis_server, user_url, wait_until  # noqa: E402
 
 
 def peak(i: int, ts: str) -> bytes:
@@ -64,7 +64,8 @@ class Service:
     def __init__(self, url: str, log: Path, workdir: Path, **env: str) -> None:
         self.prefix = f"bench{uuid.uuid4().hex[:8]}:"
         self.err = workdir / f"{self.prefix[:-1]}.jsonl"
-        self.env = {**os.environ, "DELTASCOUT_LOG": str(log), "REDIS_URL": url, "EXEC_PREFIX": self.prefix,
+        self.env = {**os.environ, "DELTASCOUT_LOG": str(log), "REDIS_URL": user_url(url, "signal_ingest", self.prefix),
+                    "EXEC_PREFIX": self.prefix,
                     "MAX_PEAK_AGE_SEC": str(10**9), "SEEN_KEYS_MAX": "500", "STREAM_MAXLEN": "200000", **env}
         self.r = redis.Redis.from_url(url)
         with open(self.err, "wb") as err:

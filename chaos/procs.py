@@ -16,6 +16,9 @@ from typing import Any
 import redis
 import requests
 
+from shared.adapters.credentials import private_stack
+from shared.adapters.redis_acl import ADMIN
+
 HOME = Path(__file__).resolve().parents[1]
 SERVICES = ("signal_ingest", "position_engine", "exit_manager", "watchdog", "notifier")
 KILLABLE = ("redis", "paper_exchange") + SERVICES
@@ -38,7 +41,11 @@ class ChaosStack:
         self.procs: dict[str, subprocess.Popen] = {}
         self.starts: dict[str, int] = {}
         self.prefix = env["EXEC_PREFIX"]
-        self.r = redis.Redis(host="127.0.0.1", port=redis_port, socket_timeout=2, socket_connect_timeout=1)
+        # Closed like the product: each process its own user (passwords in EXEC_SECRETS_DIR); the harness is admin
+        self.redis_args, pw = private_stack(run_dir, self.prefix)
+        self.env["EXEC_SECRETS_DIR"] = str(run_dir / "secrets")
+        self.r = redis.Redis(host="127.0.0.1", port=redis_port, socket_timeout=2, socket_connect_timeout=1,
+                             username=ADMIN, password=pw[ADMIN])
         self.admin_url = f"http://127.0.0.1:{paper_port}/admin"
         self.http = requests.Session()
         (run_dir / "logs").mkdir(parents=True, exist_ok=True)
@@ -49,7 +56,7 @@ class ChaosStack:
         if name == "redis":
             exe = shutil.which("redis-server") or "redis-server"
             return [exe, "--port", str(self.redis_port), "--bind", "127.0.0.1", "--dir", str(self.run_dir / "redis"),
-                    "--appendonly", "yes", "--appendfsync", "always", "--save", ""]
+                    "--appendonly", "yes", "--appendfsync", "always", "--save", "", *self.redis_args]
         return [sys.executable, "-m", f"services.{name}"]
 
     def start(self, name: str) -> None:

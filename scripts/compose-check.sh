@@ -272,6 +272,9 @@ main() {
     || fail "the base images (python:3.11-slim, redis:7) are neither here, nor pullable, nor buildable (see above)"
   phase_done base-images "$t"
   t=$SECONDS
+  # the stack's credentials (generated once, kept): each service's env file and the redis service's aclfile
+  "${EXEC_PYTHON:-.venv/bin/python}" -m shared.adapters.credentials compose-env --out var/secrets/compose \
+    || fail "could not write the compose credentials under var/secrets/compose (run make setup first)"
   prepare_build_inputs
   say "building the executor image (docker-compose build; log $WORK/build.log; deadline ${BUILD_DEADLINE}s)"
   if ! timeout "$(cap "$BUILD_DEADLINE")" docker-compose --ansi never build paper_exchange >"$WORK/build.log" 2>&1; then

@@ -21,6 +21,7 @@ from pathlib import Path
 import redis
 
 from services.paper_exchange.settings import split_symbol
+from shared.adapters.credentials import redis_url_for
 
 EXCHANGE = os.environ.get("BINANCE_BASE_URL", "http://127.0.0.1:8899")
 STOP_TYPES = ("STOP_LOSS_LIMIT", "STOP_LOSS")
@@ -34,7 +35,7 @@ def _get(path: str):
 
 def peak() -> int:
     """Append the PEAK line; print it."""
-    r = redis.Redis.from_url(os.environ["REDIS_URL"])
+    r = redis.Redis.from_url(redis_url_for("paper_exchange", os.environ))  # this container's own Redis user
     prefix = os.environ.get("EXEC_PREFIX", "exec:")
     clock_ms = int(r.get(prefix + "clock") or 0)
     if clock_ms <= 0:

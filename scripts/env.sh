@@ -7,6 +7,16 @@ export EXEC_PYTHON="${EXEC_PYTHON:-$EXEC_HOME/.venv/bin/python}"
 export EXEC_REDIS_PORT="${EXEC_REDIS_PORT:-6390}"
 export EXEC_REDIS_SERVER="${EXEC_REDIS_SERVER:-$(command -v redis-server || echo /usr/bin/redis-server)}"
 export REDIS_URL="${REDIS_URL:-redis://127.0.0.1:$EXEC_REDIS_PORT/0}"
+# The stack's Redis credentials (one password per ACL user, 600, generated once by `make setup`); each process
+# reads only its own. The URLs below are for the operator's shell (the README's redis-cli lines, executorctl):
+# scripts/up.sh keeps them out of the stack's processes.
+export EXEC_SECRETS_DIR="${EXEC_SECRETS_DIR:-$EXEC_HOME/var/secrets}"
+for _user in viewer operator; do
+  if [ -r "$EXEC_SECRETS_DIR/redis/$_user" ] && [[ "$REDIS_URL" != *@* ]]; then
+    export "REDIS_${_user^^}_URL=${REDIS_URL/:\/\//://$_user:$(cat "$EXEC_SECRETS_DIR/redis/$_user")@}"
+  fi
+done
+unset _user
 export EXEC_PREFIX="${EXEC_PREFIX:-exec:}"
 export PAPER_PORT="${PAPER_PORT:-8899}"
 export BINANCE_BASE_URL="${BINANCE_BASE_URL:-http://127.0.0.1:$PAPER_PORT}"

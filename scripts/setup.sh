@@ -24,6 +24,11 @@ if ! command -v redis-server >/dev/null 2>&1; then
     exit 1
   fi
 fi
+# The stack's Redis credentials: one random password per ACL user under var/secrets/redis (700/600, git- and
+# docker-ignored), generated once and never rotated by a re-run (shared/adapters/credentials.py).
+.venv/bin/python -m shared.adapters.credentials init
+# docker-compose.yml's: each service's env file (its own user) and the redis service's aclfile, in var/secrets/compose
+.venv/bin/python -m shared.adapters.credentials compose-env --out var/secrets/compose
 # The dashboard's browser test (tests/test_dashboard_browser.py) drives Debian's chromium through chromedriver.
 if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
   if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then

@@ -2,15 +2,17 @@
 exchange client, audit trail and alerts."""
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import time
-from typing import Any
+from typing import IO, Any, Callable
 
 import redis
 
 from shared.adapters.alerts import Alerts
 from shared.adapters.binance_rest import BinanceClient
+from shared.adapters.credentials import CredentialsError, process_env
 from shared.adapters.heartbeat import Beater
 from shared.adapters.order_budget import RedisOrderBudget
 from shared.adapters.redis_streams import publish
@@ -27,17 +29,22 @@ from shared.jsonlog import JsonLogger
 class Runtime:
     """The edges of one service process."""
 
-    def __init__(self, cfg: Config, process: str) -> None:
+    def __init__(self, cfg: Config, process: str, log_stream: IO[str] | None = None,
+                 socket_timeout: float = 10.0) -> None:
         self.cfg, self.process = cfg, process
-        self.log = JsonLogger(process)
-        self.r = redis.Redis.from_url(cfg.REDIS_URL, socket_timeout=10, socket_connect_timeout=5,
-                                      health_check_interval=30)
+        self.log = JsonLogger(process, log_stream)
+        self.r = self.redis(socket_timeout=socket_timeout)
         self.clock: Clock = make_clock(cfg.CLOCK, self.r, cfg.EXEC_PREFIX)
         self.store = StateStore(self.r, cfg.key("state"), cfg.STATE_FN, process, cfg.STREAM_MAXLEN, self.clock.now,
                                 keep_halt=process == "position_engine")
         self.beater = Beater(self.r, cfg.EXEC_PREFIX, process, cfg.HEARTBEAT_TTL_SEC)
         self.alerts = Alerts(self.r, cfg, self.log, self.clock.now)
         self.stopping = False
+
+    def redis(self, socket_timeout: float = 10.0) -> redis.Redis:
+        """A new connection as this process's own Redis user (cfg.REDIS_URL carries its credentials)."""
+        return redis.Redis.from_url(self.cfg.REDIS_URL, socket_timeout=socket_timeout, socket_connect_timeout=5,
+                                    health_check_interval=30)
 
     def client(self) -> BinanceClient:
         """A Binance client for the configured endpoint, sharing 429 back-off through Redis. With a real exchange
@@ -97,23 +104,28 @@ class Runtime:
         """True while the halt flag is set (no new entries)."""
         return bool(self.r.exists(self.cfg.key("halt")))
 
-    def install_signal_handlers(self) -> None:
-        """SIGTERM/SIGINT finish the current iteration, then the loop exits."""
+    def install_signal_handlers(self, on_stop: Callable[[], None] | None = None) -> None:
+        """SIGTERM/SIGINT finish the current iteration, then the loop exits (`on_stop` too, when given)."""
         def _stop(signum: int, _frame: object) -> None:
             self.stopping = True
+            if on_stop is not None:
+                on_stop()
         signal.signal(signal.SIGTERM, _stop)
         signal.signal(signal.SIGINT, _stop)
 
 
-def boot(process: str) -> Runtime:
-    """Load the config (exit 2 with the message on a bad setting) and build the runtime."""
+def boot(process: str, *, log_stream: IO[str] | None = None, socket_timeout: float = 10.0,
+         on_stop: Callable[[], None] | None = None) -> Runtime:
+    """The one start-up of every service process: its settings (with its own Redis user and only the secrets it
+    needs, shared.adapters.credentials), Redis, clock, logger and signal handlers. A bad setting or a missing
+    credential exits 2 with the message."""
     try:
-        cfg = load_config()
-    except ConfigError as e:
+        cfg = load_config(process_env(process, os.environ))
+    except (ConfigError, CredentialsError) as e:
         print(f"{process}: configuration error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
-    rt = Runtime(cfg, process)
-    rt.install_signal_handlers()
+    rt = Runtime(cfg, process, log_stream, socket_timeout)
+    rt.install_signal_handlers(on_stop)
     rt.log.info("start", config=cfg.redacted())
     replaced = replaced_settings_note()
     if replaced:   # issue 22: the original's cadences are accepted, and start-up says what does their work now

@@ -16,17 +16,19 @@ import msgspec
 import redis
 import requests
 
+from shared.adapters import redis_acl
 from shared.adapters.redis_streams import decode_fields
 from shared.domain.messages import Event
 from shared.domain.position import State, decode_state
-from tests.redis_helpers import free_port, wait_until
+from tests.redis_helpers import free_port, user_url, wait_until
 
 HOME = Path(__file__).resolve().parents[1]
 SERVICES = ("signal_ingest", "position_engine", "exit_manager", "watchdog")
 
 
 class Stack:
-    """Processes of one test. `env` is what every service sees."""
+    """Processes of one test. `env` is what every service sees, but for REDIS_URL: each process connects as its
+    own ACL user (the product's rules, shared.adapters.redis_acl); `self.r` is the admin's."""
 
     def __init__(self, tmp: Path, redis_url: str, market_csv: Path, start_ts: int, **overrides: str) -> None:
         self.tmp = tmp
@@ -51,7 +53,8 @@ class Stack:
             "EXIT_REST_WEIGHT_BUDGET_PER_MIN": "6000",
             **overrides,
         }
-        self.env["PAPER_CLOCK_REDIS_URL"] = self.env["REDIS_URL"]
+        self.redis_url = self.env["REDIS_URL"]
+        self.env["PAPER_CLOCK_REDIS_URL"] = self.user_url("paper_exchange")
         (tmp / "deltascout.log").touch()
         self.r = redis.Redis.from_url(redis_url)
         self.admin_url = f"http://127.0.0.1:{self.paper_port}/admin"
@@ -62,9 +65,19 @@ class Stack:
     def start(self, name: str) -> None:
         module = "services.paper_exchange" if name == "paper_exchange" else f"services.{name}"
         log = open(self.tmp / f"{name}.log", "ab")
-        self.procs[name] = subprocess.Popen([sys.executable, "-m", module], cwd=HOME, env=self.env,
+        self.procs[name] = subprocess.Popen([sys.executable, "-m", module], cwd=HOME, env=self.env_for(name),
                                             stdout=log, stderr=subprocess.STDOUT)
         log.close()
+
+    def user_url(self, user: str) -> str:
+        """This stack's Redis as the product's `user` (its rights cover this stack's prefix)."""
+        return user_url(self.redis_url, user, self.prefix)
+
+    def env_for(self, name: str) -> dict[str, str]:
+        """The environment of process `name`: `env` with REDIS_URL as its own user."""
+        if name == "paper_exchange":
+            return dict(self.env)
+        return {**self.env, "REDIS_URL": self.user_url(redis_acl.PROCESS_USER.get(name, name))}
 
     def start_all(self) -> None:
         self.start("paper_exchange")

@@ -3,10 +3,9 @@ says how many were held back, and a recovery message ends the episode; feed prob
 unreadable rows) are an event every time and such a throttled alert. Real Redis, real rq queue, real files."""
 from __future__ import annotations
 
-from rq import Queue
 
 from shared.adapters.agg_feed import FeedUnavailable, read_last_bars
-from shared.adapters.notify import queue_name
+from shared.adapters.notify import queue as notify_queue
 from shared.config import load_config
 from shared.domain.bars import AGG_HEADER_LINE, BadHeader, format_ts
 from shared.feed_alerts import feed_failed, feed_read
@@ -24,7 +23,7 @@ def runtime(redis_url: str, **env) -> Runtime:
 
 
 def queued(r) -> list[dict]:
-    return [j.args[0] for j in Queue(queue_name(PREFIX), connection=r).jobs]
+    return [j.args[0] for j in notify_queue(r, PREFIX).jobs]
 
 
 def test_24_identical_alerts_send_one(r, redis_url):

@@ -10,6 +10,8 @@ from pathlib import Path
 import redis
 import yaml
 
+from shared.adapters.credentials import redis_url_for, supervisord_launch
+from shared.adapters.redis_acl import ADMIN
 from tests.redis_helpers import free_port, wait_until
 
 HOME = Path(__file__).resolve().parents[1]
@@ -76,12 +78,12 @@ def _pids(ctl: list[str], env: dict[str, str]) -> dict[str, tuple[str, int]]:
 def test_supervisorctl_restarts_one_service_while_the_others_go_on(tmp_path: Path):
     env = _stack_env(tmp_path)
     ctl = [str(HOME / ".venv/bin/supervisorctl"), "-c", str(HOME / "supervisord.conf")]
-    subprocess.run([str(HOME / ".venv/bin/supervisord"), "-c", str(HOME / "supervisord.conf")], env=env,
-                   check=True, timeout=30)
+    argv, sup_env = supervisord_launch(env)  # as scripts/up.sh: the aclfile, no secret in supervisord's env
+    subprocess.run(argv, env=sup_env, check=True, timeout=30)
     try:
         before = wait_until(lambda: (lambda p: p if set(p) == PROGRAMS and all(s == "RUNNING" for s, _ in p.values())
                                      else None)(_pids(ctl, env)), 40, 0.2, "all programs RUNNING")
-        r = redis.Redis.from_url(env["REDIS_URL"])
+        r = redis.Redis.from_url(redis_url_for(ADMIN, env))
         wait_until(lambda: r.exists("exec:hb:position_engine"), 30, 0.1, "engine heartbeat")
         res = subprocess.run([*ctl, "restart", "position_engine"], env=env, capture_output=True, text=True, timeout=60)
         assert "position_engine: started" in res.stdout

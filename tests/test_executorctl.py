@@ -29,7 +29,7 @@ def stack(tmp_path: Path, redis_url, market_file, market_bars, moment):
 
 def ctl(s: Stack, *args: str, timeout: float = 90) -> subprocess.CompletedProcess:
     """Run executorctl as a command with the stack's environment (stdout is a pipe: plain output)."""
-    return subprocess.run([sys.executable, "-m", "services.executorctl", *args], cwd=HOME, env=s.env,
+    return subprocess.run([sys.executable, "-m", "services.executorctl", *args], cwd=HOME, env=s.env_for("executorctl"),
                           capture_output=True, text=True, timeout=timeout, check=False)
 
 
@@ -112,7 +112,7 @@ def test_halt_stops_entries_then_resume(stack: Stack, market_bars, moment, tmp_p
     follow_out = tmp_path / "follow.txt"
     with open(follow_out, "w") as fh:
         follower = subprocess.Popen([sys.executable, "-m", "services.executorctl", "events", "--follow"], cwd=HOME,
-                                    env=s.env, stdout=fh, stderr=subprocess.STDOUT)
+                                    env=s.env_for("executorctl"), stdout=fh, stderr=subprocess.STDOUT)
     try:
         # The follower prints the recent past first (the services' start-up events), then follows.
         s.wait(lambda: "engine_ready" in follow_out.read_text(), 15, "events --follow printed the past")

@@ -8,10 +8,8 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-import redis
-from rq import Queue
 
-from shared.adapters.notify import queue_name
+from shared.adapters.notify import queue as notify_queue
 from shared.adapters.redis_streams import decode_fields
 from shared.domain.order_ids import trade_key_of
 from shared.domain.position import Position
@@ -106,7 +104,7 @@ def trade_orders(s: Stack, trade_key: str) -> list[dict]:
 
 def alerts(s: Stack, trade_key: str) -> list[dict]:
     """Webhook payloads queued for `trade_key` (the notifier is not running, so they stay queued)."""
-    q = Queue(queue_name(s.prefix), connection=redis.Redis.from_url(s.env["REDIS_URL"]))
+    q = notify_queue(s.r, s.prefix)
     return [j.args[0] for j in q.jobs if j.args and j.args[0].get("trade_key") == trade_key]
 
 

@@ -8,6 +8,7 @@ import time
 from rq import Queue, Retry
 from rq.job import Job
 from rq.registry import FailedJobRegistry
+from rq.serializers import JSONSerializer
 
 from shared.adapters.notify import RETRY_INTERVALS, enqueue_webhook, make_payload, queue_name
 from shared.config import load_config
@@ -24,10 +25,12 @@ def cfg_for(url: str, user: str = "n8n", prefix: str = PREFIX):
                         "EXEC_PREFIX": prefix})
 
 
-def run_burst_worker(redis_url: str, tmp_path, password: str = PASSWORD) -> str:
-    """Run the real notifier (`python -m services.notifier --burst`) until the queue is drained; its log must
-    not contain the password or the URL's token path."""
-    env = service_env(redis_url, N8N_BASIC_AUTH_PASSWORD=password)
+def run_burst_worker(redis_url: str, tmp_path, url: str, user: str = "n8n", password: str = PASSWORD) -> str:
+    """Run the real notifier (`python -m services.notifier --burst`, as the `notifier` Redis user, the webhook
+    target in its own environment) until the queue is drained; its log must not contain the password or the
+    URL's token path."""
+    env = service_env(redis_url, "notifier", N8N_WEBHOOK_URL=url, N8N_BASIC_AUTH_USER=user,
+                      N8N_BASIC_AUTH_PASSWORD=password)
     log = tmp_path / "notifier.log"
     proc = start_service("services.notifier", env, "--burst", log_path=log)
     assert proc.wait(timeout=40) == 0, log.read_text()
@@ -42,7 +45,7 @@ def payload(msg: str = "stop missing") -> dict:
 
 def test_no_url_is_a_logged_noop(r):
     assert enqueue_webhook(r, load_config({"EXEC_PREFIX": PREFIX}), payload()) is None
-    assert Queue(QUEUE_NAME, connection=r).count == 0
+    assert Queue(QUEUE_NAME, connection=r, serializer=JSONSerializer).count == 0
 
 
 def test_enqueue_is_fast_has_retry_policy_and_no_password(r):
@@ -51,36 +54,36 @@ def test_enqueue_is_fast_has_retry_policy_and_no_password(r):
     job = enqueue_webhook(r, cfg_for(dead), payload())
     elapsed = time.perf_counter() - t0
     assert elapsed < 0.5, elapsed  # one Redis round trip, no HTTP
-    job = Job.fetch(job.id, connection=r)
+    job = Job.fetch(job.id, connection=r, serializer=JSONSerializer)
     assert job.func_name == "services.notifier.jobs.deliver_webhook"
-    assert job.args == (payload(), dead, "n8n")
+    assert list(job.args) == [payload()]  # JSON: the payload only: where it goes and how is the worker's setting
     assert job.retries_left == 5 and job.retry_intervals == RETRY_INTERVALS == [1, 2, 5, 10, 30]
     for key in r.keys("*"):
         if r.type(key) == b"hash":
             assert PASSWORD.encode() not in b"".join(v for v in r.hgetall(key).values())
-    assert Queue(QUEUE_NAME, connection=r).count == 1
+    assert Queue(QUEUE_NAME, connection=r, serializer=JSONSerializer).count == 1
 
 
 def test_200_webhook_receives_json_with_basic_auth(r, redis_url, tmp_path):
     with WebhookReceiver(200) as rx:
         job = enqueue_webhook(r, cfg_for(rx.url), payload("hello"))
-        run_burst_worker(redis_url, tmp_path)
+        run_burst_worker(redis_url, tmp_path, rx.url)
         assert rx.json_bodies() == [payload("hello")]
         auth = rx.requests[0]["headers"]["Authorization"]
         assert auth == "Basic " + base64.b64encode(f"n8n:{PASSWORD}".encode()).decode()
         assert rx.requests[0]["headers"]["Content-Type"] == "application/json"
-    assert Job.fetch(job.id, connection=r).get_status() == "finished"
+    assert Job.fetch(job.id, connection=r, serializer=JSONSerializer).get_status() == "finished"
 
 
 def test_no_auth_user_means_no_auth_header(r, redis_url, tmp_path):
     with WebhookReceiver(204) as rx:
         enqueue_webhook(r, cfg_for(rx.url, user=""), payload())
-        run_burst_worker(redis_url, tmp_path)
+        run_burst_worker(redis_url, tmp_path, rx.url, user="")
         assert len(rx.requests) == 1 and "Authorization" not in rx.requests[0]["headers"]
 
 
 def _assert_failed_without_secrets(r, job_id: str) -> str:
-    job = Job.fetch(job_id, connection=r)
+    job = Job.fetch(job_id, connection=r, serializer=JSONSerializer)
     assert job.get_status() == "failed"
     assert job_id in FailedJobRegistry(QUEUE_NAME, connection=r).get_job_ids()
     exc = job.latest_result().exc_string or ""
@@ -93,7 +96,7 @@ def test_500_webhook_is_retried_by_a_real_worker_then_failed(r, redis_url, tmp_p
         t0 = time.perf_counter()
         job = enqueue_webhook(r, cfg_for(rx.url), payload(), retry=Retry(max=5, interval=0))
         assert time.perf_counter() - t0 < 0.5
-        run_burst_worker(redis_url, tmp_path)
+        run_burst_worker(redis_url, tmp_path, rx.url)
         assert len(rx.requests) == 6  # first try + 5 retries
     exc = _assert_failed_without_secrets(r, job.id)
     assert "HTTP 500" in exc
@@ -104,10 +107,10 @@ def test_unreachable_webhook_is_retried_then_failed(r, redis_url, tmp_path):
     t0 = time.perf_counter()
     job = enqueue_webhook(r, cfg_for(dead), payload(), retry=Retry(max=2, interval=0))
     assert time.perf_counter() - t0 < 0.5
-    run_burst_worker(redis_url, tmp_path)
+    run_burst_worker(redis_url, tmp_path, dead)
     exc = _assert_failed_without_secrets(r, job.id)
     assert "ConnectionError" in exc
-    assert Job.fetch(job.id, connection=r).retries_left == 0
+    assert Job.fetch(job.id, connection=r, serializer=JSONSerializer).retries_left == 0
 
 
 def test_one_queue_per_prefix_two_instances_never_deliver_each_others(r, redis_url, tmp_path):
@@ -116,11 +119,11 @@ def test_one_queue_per_prefix_two_instances_never_deliver_each_others(r, redis_u
     with WebhookReceiver(200) as mine, WebhookReceiver(200) as theirs:
         enqueue_webhook(r, cfg_for(mine.url), payload("mine"))
         other = enqueue_webhook(r, cfg_for(theirs.url, prefix="other:"), payload("theirs"))
-        run_burst_worker(redis_url, tmp_path)
+        run_burst_worker(redis_url, tmp_path, mine.url)
         assert mine.json_bodies() == [payload("mine")]
         assert theirs.requests == []
-    assert Queue("other:notifications", connection=r).job_ids == [other.id]
-    assert Queue(QUEUE_NAME, connection=r).count == 0
+    assert Queue("other:notifications", connection=r, serializer=JSONSerializer).job_ids == [other.id]
+    assert Queue(QUEUE_NAME, connection=r, serializer=JSONSerializer).count == 0
 
 
 def test_idle_worker_has_no_socket_timeouts(r, redis_url, tmp_path):
@@ -128,7 +131,13 @@ def test_idle_worker_has_no_socket_timeouts(r, redis_url, tmp_path):
     "Timeout reading from socket" (redis-py's default 5 s socket timeout was shorter than the BLPOP), and it
     still delivers afterwards."""
     log = tmp_path / "notifier.log"
-    proc = start_service("services.notifier", service_env(redis_url, N8N_BASIC_AUTH_PASSWORD=PASSWORD), log_path=log)
+    with WebhookReceiver(200) as rx:
+        _idle_then_deliver(r, redis_url, log, rx)
+
+
+def _idle_then_deliver(r, redis_url, log, rx) -> None:
+    proc = start_service("services.notifier", service_env(redis_url, "notifier", N8N_WEBHOOK_URL=rx.url,
+                                                          N8N_BASIC_AUTH_PASSWORD=PASSWORD), log_path=log)
     try:
         wait_for(lambda: r.exists(PREFIX + "hb:notifier") and "cleaning registries" in log.read_text(), 20,
                  what="worker idle in its dequeue")
@@ -137,9 +146,8 @@ def test_idle_worker_has_no_socket_timeouts(r, redis_url, tmp_path):
         while time.monotonic() < idle_until:
             assert "Timeout reading from socket" not in log.read_text(), log.read_text()
             time.sleep(0.5)
-        with WebhookReceiver(200) as rx:
-            enqueue_webhook(r, cfg_for(rx.url), payload("after idle"))
-            wait_for(rx.json_bodies, 15, what="delivery after the idle period")
+        enqueue_webhook(r, cfg_for(rx.url), payload("after idle"))
+        wait_for(rx.json_bodies, 15, what="delivery after the idle period")
     finally:
         stop_service(proc)
     text = log.read_text()

@@ -9,9 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from rq import Queue
 
-from shared.adapters.notify import queue_name
+from shared.adapters.notify import queue as notify_queue
 from shared.adapters.redis_streams import decode_fields, publish
 from shared.adapters.state_store import StateStore
 from shared.domain.commands import TARGETED, new_command
@@ -110,7 +109,7 @@ class EngineStack(Stack):
 
     def notifications(self) -> list[dict]:
         """Webhook payloads queued for the notifier (no worker runs in these tests, so they stay queued)."""
-        return [j.args[0] for j in Queue(queue_name(self.prefix), connection=self.r).jobs]
+        return [j.args[0] for j in notify_queue(self.r, self.prefix).jobs]
 
     def wait_notified(self, event: str, trade_key: str | None = None, timeout: float = 10) -> dict:
         """The queued webhook payload of `event` (for `trade_key`), waiting for it."""

@@ -20,9 +20,9 @@ import pytest
 import redis
 
 try:
-    from tests.redis_helpers import free_port, redis_server, wait_until
+    from tests.redis_helpers import free_port, redis_server, user_url, wait_until
 except ImportError:  # tests/ is not a package
-    from redis_helpers import free_port, redis_server, wait_until  # type: ignore[no-redef]
+    from redis_helpers import free_port, redis_server, user_url, wait_until  # type: ignore[no-redef]
 
 from shared.domain.peak import dedup_fingerprint
 
@@ -59,7 +59,9 @@ class Svc:
     def __init__(self, url: str, log: Path, workdir: Path, **env: str) -> None:
         self.url, self.log, self.workdir = url, log, workdir
         self.prefix = f"t{uuid.uuid4().hex[:10]}:"
-        self.env = {"DELTASCOUT_LOG": str(log), "REDIS_URL": url, "EXEC_PREFIX": self.prefix,
+        # the service connects as its own ACL user; the test reads and writes as the admin
+        self.env = {"DELTASCOUT_LOG": str(log), "REDIS_URL": user_url(url, "signal_ingest", self.prefix),
+                    "EXEC_PREFIX": self.prefix,
                     "MAX_PEAK_AGE_SEC": str(10**9), **env}
         self.stderr = workdir / f"ingest-{self.prefix[:-1]}.jsonl"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -303,6 +305,7 @@ def test_redis_loss_backs_off_reconnects_and_continues(tmp_path: Path) -> None:
         append(log, peak(2))                       # written while Redis is down
         with redis_server(port=port) as url2:
             assert url2 == svc.url
+            user_url(url2, "signal_ingest", svc.prefix)  # the users come back with the server (the aclfile)
             svc.r = redis.Redis.from_url(url2)
             wait_until(lambda: svc.total() >= 1, timeout=15, what="publication after reconnect")
             append(log, peak(3))
@@ -436,20 +439,19 @@ def test_a_writer_still_holding_the_rotated_file_loses_no_line(svc: Svc) -> None
 
 
 def test_deleted_log_is_an_event_and_one_alert_then_its_return_a_recovery(svc: Svc) -> None:
-    from rq import Queue
-    from shared.adapters.notify import queue_name
+    from shared.adapters.notify import queue as notify_queue
     svc.start(N8N_WEBHOOK_URL="http://127.0.0.1:9/hook")
     append(svc.log, peak(1))
     svc.wait_total(1)
     svc.log.unlink()
     wait_until(lambda: [e for e in svc.stream("events") if e["kind"] == "log_missing"], what="log_missing event")
-    wait_until(lambda: Queue(queue_name(svc.prefix), connection=svc.r).jobs, what="alert queued")
-    jobs = Queue(queue_name(svc.prefix), connection=svc.r).jobs
+    wait_until(lambda: notify_queue(svc.r, svc.prefix).jobs, what="alert queued")
+    jobs = notify_queue(svc.r, svc.prefix).jobs
     assert [j.args[0]["event"] for j in jobs] == ["ingest_log_missing"] and "deleted" in jobs[0].args[0]["message"]
     append(svc.log, peak(2))
     svc.wait_total(2)
-    wait_until(lambda: len(Queue(queue_name(svc.prefix), connection=svc.r).jobs) == 2, what="recovery queued")
-    assert Queue(queue_name(svc.prefix), connection=svc.r).jobs[1].args[0]["event"] == "ingest_log_missing.recovered"
+    wait_until(lambda: len(notify_queue(svc.r, svc.prefix).jobs) == 2, what="recovery queued")
+    assert notify_queue(svc.r, svc.prefix).jobs[1].args[0]["event"] == "ingest_log_missing.recovered"
 
 
 def test_kill9_across_copytruncate_and_rotation_every_line_exactly_once(svc: Svc) -> None:

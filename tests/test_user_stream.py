@@ -33,7 +33,7 @@ from shared.domain.messages import Event
 from shared.domain.order_updates import ListUpdate, OrderUpdate
 from shared.runtime import Runtime
 from tests.pe_helpers import KEY, REPO, SECRET, SYMBOL, paper_env
-from tests.redis_helpers import free_port, wait_until
+from tests.redis_helpers import free_port, user_url, wait_until
 
 Q = Decimal("0.001")
 _prefixes = itertools.count(1)
@@ -87,7 +87,7 @@ class PaperProc:
 
 def service_env(tmp: Path, redis_url: str, paper: PaperProc, prefix: str) -> dict[str, str]:
     """The service's settings for this paper exchange and Redis."""
-    return {"REDIS_URL": redis_url, "EXEC_PREFIX": prefix, "BINANCE_BASE_URL": paper.url,
+    return {"REDIS_URL": user_url(redis_url, "user_stream", prefix), "EXEC_PREFIX": prefix, "BINANCE_BASE_URL": paper.url,
             "BINANCE_WS_URL": paper.ws_url, "BINANCE_API_KEY": KEY, "BINANCE_API_SECRET": SECRET, "SYMBOL": SYMBOL,
             "USER_STREAM_CHECK_SEC": "1", "CLOCK": "wall", "STATE_FN": str(tmp / "state.json"),
             "HEARTBEAT_TTL_SEC": "5"}

@@ -10,10 +10,9 @@ import time
 from decimal import Decimal as D
 
 import redis
-from rq import Queue
 
 from shared.adapters.heartbeat import beat
-from shared.adapters.notify import queue_name
+from shared.adapters.notify import queue as notify_queue
 from shared.adapters.redis_streams import decode_fields
 from shared.clock import ReplayClock
 from shared.config import load_config
@@ -89,7 +88,7 @@ def test_unprotected_position_alerts_once_then_throttled_across_restart(r, redis
     assert got[0].details["legs"] == ["trail"] and got[0].details["age_sec"] == 300
     ev = [e for e in events(r) if e.kind == "finding"]
     assert len(ev) == 1 and ev[0].data["check"] == "I1" and ev[0].trade_key == TK
-    jobs = Queue(queue_name(PREFIX), connection=r).jobs
+    jobs = notify_queue(r, PREFIX).jobs
     assert len(jobs) == 1 and jobs[0].args[0]["severity"] == "CRITICAL" and jobs[0].args[0]["trade_key"] == TK
     line = json.loads(log.getvalue().splitlines()[-1])
     assert line["event"] == "finding" and line["level"] == "ERROR" and line["trade_key"] == TK
@@ -233,12 +232,13 @@ def test_watchdog_subprocess_reports_stopped_heartbeat_and_webhook_delivered(red
     deadline = 2
     raw = put_state(r, State(version=5))
     with WebhookReceiver(200) as rx:
-        env = service_env(redis_url, WATCHDOG_PROCESSES="testproc", HEARTBEAT_TTL_SEC=deadline,
-                          INVAR_EVERY_SEC=1, N8N_WEBHOOK_URL=rx.url, N8N_BASIC_AUTH_USER="ops",
-                          N8N_BASIC_AUTH_PASSWORD="pw-123", AGG_CSV="")
+        settings = dict(WATCHDOG_PROCESSES="testproc", HEARTBEAT_TTL_SEC=deadline, INVAR_EVERY_SEC=1,
+                        N8N_WEBHOOK_URL=rx.url, N8N_BASIC_AUTH_USER="ops", AGG_CSV="")
+        env = service_env(redis_url, "watchdog", **settings)
         beat(r, PREFIX, "testproc", 30)  # alive while the watchdog starts
         wd = start_service("services.watchdog", env, log_path=tmp_path / "watchdog.log")
-        nt = start_service("services.notifier", env, log_path=tmp_path / "notifier.log")
+        nt = start_service("services.notifier", service_env(redis_url, "notifier", N8N_BASIC_AUTH_PASSWORD="pw-123",
+                                                            **settings), log_path=tmp_path / "notifier.log")
         try:
             wait_for(lambda: r.exists(PREFIX + "hb:watchdog"), 15, what="watchdog heartbeat")
             beat(r, PREFIX, "testproc", deadline)  # its last beat: the key expires after `deadline`
@@ -330,7 +330,7 @@ def test_a_finding_after_the_throttle_counts_what_was_held_back_and_its_end_is_s
     wd.invariant_tick()
     rec = alerts(r)[-1]
     assert (rec.check, rec.severity, rec.trade_key) == ("I1", "INFO", TK) and rec.details["recovered"] == "I1"
-    jobs = [j.args[0] for j in Queue(queue_name(PREFIX), connection=r).jobs]
+    jobs = [j.args[0] for j in notify_queue(r, PREFIX).jobs]
     assert [(j["event"], j["severity"]) for j in jobs] == [("watchdog.I1", "CRITICAL")] * 2 + [("watchdog.I1", "INFO")]
     wall[0] += 20
     wd.invariant_tick()

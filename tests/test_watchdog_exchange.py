@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 from decimal import Decimal as D
 
+import pytest
 import redis
 
 from shared.clock import ReplayClock
@@ -55,3 +56,32 @@ def test_real_provider_sees_stops_on_paper_exchange(pe, tmp_path):  # noqa: F811
         assert {o.client_order_id for o in prov.open_orders()} >= {pos.legs[0].stop_client_id,
                                                                     pos.legs[1].stop_client_id}
         r.close()
+
+
+def test_the_watchdogs_exchange_calls_share_the_stacks_back_off(pe, tmp_path):  # noqa: F811
+    """The watchdog starts through the one boot path (shared.runtime): its read-only Binance client holds back
+    while another process's 429/418 back-off is in force, and calls again once it is over."""
+    import time
+
+    from services.watchdog.__main__ import provider_factory
+    from shared.adapters.binance_rest import RateLimited
+    from shared.adapters.shared_backoff import RedisBackoff
+    from shared.runtime import Runtime
+    from tests.redis_helpers import user_url
+
+    with redis_server() as url:
+        env = {"EXEC_PREFIX": "t:", "CLOCK": "wall", "AGG_CSV": "", "BINANCE_BASE_URL": pe.url, "SYMBOL": SYMBOL,
+               "BINANCE_API_KEY": pe.env["PAPER_API_KEY"], "BINANCE_API_SECRET": pe.env["PAPER_API_SECRET"]}
+        rt = Runtime(load_config({**env, "REDIS_URL": user_url(url, "watchdog", "t:")}), "watchdog",
+                     io.StringIO())
+        engine = redis.Redis.from_url(user_url(url, "position_engine", "t:"))
+        prov = provider_factory(rt)()
+        assert prov.open_orders() == []
+        RedisBackoff(engine, "t:backoff").block(time.time() + 30)  # the engine got a 429
+        with pytest.raises(RateLimited):
+            prov.open_orders()
+        RedisBackoff(engine, "t:backoff").block(0)
+        engine.delete("t:backoff")
+        assert prov.open_orders() == []
+        engine.close()
+        rt.r.close()

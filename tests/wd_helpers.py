@@ -14,7 +14,7 @@ from typing import Any
 
 
 from shared.domain.invariants import OpenOrder
-from tests.redis_helpers import free_port, redis_server, wait_until  # noqa: F401 - re-exported
+from tests.redis_helpers import free_port, redis_server, user_url, wait_until  # noqa: F401 - re-exported
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -86,10 +86,12 @@ class DictExchange:
         return dict(self.debts)
 
 
-def service_env(redis_url: str, **extra: Any) -> dict[str, str]:
-    """Environment for a service subprocess: this repo on PYTHONPATH, a test prefix, and `extra`."""
+def service_env(redis_url: str, user: str, prefix: str = "t:", **extra: Any) -> dict[str, str]:
+    """Environment for a service subprocess: this repo on PYTHONPATH, a test prefix, Redis as the product's
+    `user` (its ACL rules for `prefix`), and `extra`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("N8N_", "INVAR_", "I13_", "WATCHDOG_"))}
-    env.update({"PYTHONPATH": str(REPO), "REDIS_URL": redis_url, "EXEC_PREFIX": "t:", "PYTHONUNBUFFERED": "1"})
+    env.update({"PYTHONPATH": str(REPO), "REDIS_URL": user_url(redis_url, user, prefix), "EXEC_PREFIX": prefix,
+                "PYTHONUNBUFFERED": "1"})
     env.update({k: str(v) for k, v in extra.items()})
     return env
 

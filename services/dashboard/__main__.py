@@ -4,6 +4,8 @@ Refuses to start without DASHBOARD_TOKEN unless it is the local paper stack (the
 both on loopback). Reads Redis as the read-only user (REDIS_VIEWER_URL, else REDIS_URL)."""
 from __future__ import annotations
 
+import os
+
 import sys
 from urllib.parse import urlsplit
 
@@ -14,6 +16,7 @@ from services.dashboard.app import make_app
 from services.dashboard.view import DashboardView
 from services.executorctl.ctx import Ctx, Out
 from services.metrics.source import lower_priority
+from shared.adapters.credentials import CredentialsError, process_env
 from shared.config import Config, ConfigError, load_config
 from shared.jsonlog import JsonLogger
 
@@ -36,9 +39,9 @@ def token_policy(cfg: Config) -> None:
 def main() -> int:
     log = JsonLogger(PROCESS)
     try:
-        cfg = load_config()
+        cfg = load_config(process_env(PROCESS, os.environ))  # its Redis user (viewer), its secrets
         token_policy(cfg)
-    except ConfigError as e:
+    except (ConfigError, CredentialsError) as e:
         log.error("config_error", error=str(e))
         print(f"dashboard: {e}", file=sys.stderr)
         return 2

@@ -17,7 +17,9 @@ import requests
 
 from shared.domain.moments import find_moment
 from services.demo.narrate import describe
+from shared.adapters.credentials import process_env, supervisord_launch
 from shared.adapters.market_files import find_market_file, load_bars
+from shared.adapters.redis_acl import VIEWER
 from shared.adapters.redis_streams import decode_fields
 from shared.config import load_config
 from shared.domain.bars import format_ts
@@ -75,8 +77,8 @@ def main() -> int:
                       PAPER_SPEED="0")
     Path(os.environ["DELTASCOUT_LOG"]).touch()
     t0 = time.monotonic()
-    subprocess.run([str(HOME / ".venv/bin/supervisord"), "-c", str(HOME / "supervisord.conf")], check=True,
-                   env=os.environ.copy())
+    argv, env = supervisord_launch(os.environ)  # Redis closed, no secret in supervisord's environment
+    subprocess.run(argv, check=True, env=env)
     keep = os.environ.get("DEMO_KEEP") == "1"
     try:
         return _drive(run_dir, speed, close, t0)
@@ -96,14 +98,15 @@ def _say_window(cfg) -> None:
 
 
 def _drive(run_dir: Path, speed: float, close: Decimal, t0: float) -> int:
-    cfg = load_config()
+    cfg = load_config(process_env(VIEWER, os.environ))  # the demo only reads: as the `viewer` Redis user
     r = redis.Redis.from_url(cfg.REDIS_URL)
     _wait(lambda: _ping(r), 15, "redis")
     _wait(lambda: all(r.exists(f"{cfg.EXEC_PREFIX}hb:{s}") for s in SERVICES), 30, "services' heartbeats")
     _say(f"stack up under supervisord in {time.monotonic() - t0:.1f}s: redis, paper_exchange, " + ", ".join(SERVICES))
     _say_window(cfg)
     events = f"{cfg.EXEC_PREFIX}events"
-    last = r.xadd(events, {"type": "marker", "data": b"{}"})  # a cursor: narrate from here on
+    newest = r.xrevrange(events, "+", "-", count=1)
+    last = newest[0][0] if newest else "0-0"  # a cursor: narrate from here on
     admin = cfg.BINANCE_BASE_URL + "/admin"
     now_ms = int(r.get(f"{cfg.EXEC_PREFIX}clock") or 0)
     ts = datetime.fromtimestamp(now_ms / 1000, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -162,7 +165,7 @@ def _summary(r: redis.Redis, cfg, admin: str, closed: Event, t0: float) -> None:
              f"{o.get('status', ''):<9} qty {o.get('executedQty', '')}/{o.get('origQty', '')}")
     _say(f"  wall time    {time.monotonic() - t0:.1f}s")
     _say(f"  logs         {Path(os.environ['EXEC_RUN_DIR']) / 'logs'}/*.log (one JSON event per line)")
-    _say(f"  audit trail  DEMO_KEEP=1 make demo, then: redis-cli -p {os.environ.get('EXEC_REDIS_PORT')} "
+    _say(f"  audit trail  DEMO_KEEP=1 make demo, then: source scripts/env.sh; redis-cli -u \"$REDIS_VIEWER_URL\" "
          f"XRANGE {cfg.EXEC_PREFIX}events - +")
 
 

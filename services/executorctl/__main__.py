@@ -1,6 +1,7 @@
 """executorctl: the operator's command for a running Executor stack.
 
-Settings come from the same environment as the services (REDIS_URL, EXEC_PREFIX, BINANCE_*, SYMBOL, ...).
+Settings come from the same environment as the services (REDIS_URL, EXEC_PREFIX, BINANCE_*, SYMBOL, ...); Redis
+is used as the `operator` ACL user (password from EXEC_SECRETS_DIR, or the credentials in REDIS_URL).
 
     executorctl status [--json]                     processes, halt, position, orders, streams, alerts
     executorctl preflight [--json]                  is the account ready to trade (exit 0) or not (1), and why
@@ -17,11 +18,13 @@ acknowledged in time.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 import redis
 
 from services.executorctl.ctx import CtlError, Ctx, Out
+from shared.adapters.credentials import CredentialsError, process_env
 from shared.config import ConfigError, load_config
 
 
@@ -110,8 +113,9 @@ def main(argv: list[str] | None = None) -> int:
                 lead_sec=args.lead, timeout=args.timeout, csv_path=args.csv, chart_path=args.chart,
                 trade_mode=args.trade_mode, margin_isolated=args.margin_isolated, borrow_mode=args.borrow_mode))
         try:
-            cfg = load_config()
-        except ConfigError as e:
+            # Redis as the `operator` user (its password from EXEC_SECRETS_DIR unless REDIS_URL carries one)
+            cfg = load_config(process_env("executorctl", os.environ))
+        except (ConfigError, CredentialsError) as e:
             raise CtlError(f"configuration error: {e}") from None
         ctx = Ctx(cfg, out)
         try:

@@ -28,7 +28,9 @@ from services.executorctl import replay_lines
 from services.executorctl.ctx import CtlError, Ctx, Out, fmt_ts, jsonable
 from services.executorctl.replay_drive import LOCKSTEP_WAIT_SEC, drive
 from services.executorctl.replay_lines import SignalLine, read_signals
+from shared.adapters.credentials import CredentialsError, private_stack, process_env, with_user
 from shared.adapters.market_files import load_bars
+from shared.adapters.redis_acl import ADMIN
 from shared.config import ConfigError, load_config
 from shared.domain.bars import AGG_HEADER_LINE, BadHeader, BadRow, parse_ts
 
@@ -51,7 +53,9 @@ class ReplayStack:
         self.procs: dict[str, subprocess.Popen] = {}
         self.redis_port, self.paper_port, self.ws_port = free_port(), free_port(), free_port()
         url = f"redis://127.0.0.1:{self.redis_port}/0"
-        inherited = {k: v for k, v in os.environ.items() if not k.startswith(("PAPER_", "EXEC_"))}
+        # Closed like the product: the stack's own users (each process reads its password from EXEC_SECRETS_DIR)
+        self.redis_args, passwords = private_stack(run_dir, "exec:")
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith(("PAPER_", "EXEC_", "REDIS_"))}
         self.env = {
             **inherited, "PYTHONPATH": str(HOME), "REDIS_URL": url, "EXEC_PREFIX": "exec:", "CLOCK": "replay",
             "BINANCE_BASE_URL": f"http://127.0.0.1:{self.paper_port}", "BINANCE_API_KEY": "paper-key",
@@ -64,12 +68,13 @@ class ReplayStack:
             "AGG_CSV": str(run_dir / "feed" / "aggregated.csv"), "PAPER_FEED_CSV": str(run_dir / "feed" / "aggregated.csv"),
             "DELTASCOUT_LOG": str(run_dir / "deltascout.log"), "STATE_FN": str(run_dir / "state" / "executor_state.json"),
             "WATCHDOG_PROCESSES": ",".join(s for s in SERVICES if s != "watchdog"),
-            "REST_POLL_MS": os.environ.get("REST_POLL_MS", "50"), "REPLAY_LOCKSTEP": "true", **settings,
+            "REST_POLL_MS": os.environ.get("REST_POLL_MS", "50"), "REPLAY_LOCKSTEP": "true",
+            "EXEC_SECRETS_DIR": str(run_dir / "secrets"), **settings,
         }
         for sub in ("paper", "feed", "state", "logs", "redis"):
             (run_dir / sub).mkdir(parents=True, exist_ok=True)
         (run_dir / "deltascout.log").touch()
-        self.r = redis.Redis.from_url(url)
+        self.r = redis.Redis.from_url(with_user(url, ADMIN, passwords[ADMIN]))  # the driver: the replay's own
         self.admin = f"http://127.0.0.1:{self.paper_port}/admin"
         self.speed = speed
 
@@ -82,7 +87,7 @@ class ReplayStack:
         if exe is None:
             raise CtlError("replay needs redis-server on PATH (Debian: apt-get install redis-server)")
         self._spawn("redis", [exe, "--port", str(self.redis_port), "--bind", "127.0.0.1", "--save", "",
-                              "--appendonly", "no", "--dir", str(self.run_dir / "redis")])
+                              "--appendonly", "no", "--dir", str(self.run_dir / "redis"), *self.redis_args])
         self._until(self._redis_up, 15, "redis-server")
         self._spawn("paper_exchange", [sys.executable, "-m", "services.paper_exchange"])
         self._until(self._paper_up, 30, "paper exchange")
@@ -248,8 +253,8 @@ def run(out: Out, o: Options) -> int:
         shutil.rmtree(rd)
     stack = ReplayStack(rd, agg_p, plan.start_ts, plan.history, o.speed, margin_env(o))
     try:
-        cfg = load_config(stack.env)
-    except ConfigError as e:
+        cfg = load_config(process_env("executorctl", stack.env))  # the report reads as the operator
+    except (ConfigError, CredentialsError) as e:
         raise CtlError(f"configuration error: {e}") from None
     say = out.line if not out.as_json else (lambda *_a, **_k: None)
     say(f"replay: {agg_p.name} from {fmt_ts(plan.start_ts)} to {fmt_ts(end_ts)} at {_speed_text(o.speed)}, {len(lines)} "

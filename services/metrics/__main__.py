@@ -4,6 +4,7 @@ Reads Redis as the read-only user (REDIS_VIEWER_URL, else REDIS_URL) and the exc
 scrape time, at most once every METRICS_CACHE_SEC. Never writes Redis, never trades."""
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
@@ -14,6 +15,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 from services.executorctl.ctx import Ctx, Out
 from services.metrics.collector import ExecutorCollector
 from services.metrics.source import Source, lower_priority
+from shared.adapters.credentials import CredentialsError, process_env
 from shared.config import ConfigError, load_config
 from shared.jsonlog import JsonLogger
 
@@ -23,8 +25,8 @@ PROCESS = "metrics"
 def main() -> int:
     log = JsonLogger(PROCESS)
     try:
-        cfg = load_config()
-    except ConfigError as e:
+        cfg = load_config(process_env(PROCESS, os.environ))  # its Redis user (viewer), its secrets
+    except (ConfigError, CredentialsError) as e:
         log.error("config_error", error=str(e))
         return 2
     lower_priority(log)

@@ -15,13 +15,14 @@ import sys
 import threading
 
 import redis
-from rq import Queue, Worker
 from rq.defaults import DEFAULT_WORKER_TTL
 
+from services.notifier import jobs
+from services.notifier.worker import make_worker
 from shared.adapters.heartbeat import beat
 from shared.adapters.notify import queue_name
-from shared.config import ConfigError, load_config
 from shared.jsonlog import JsonLogger
+from shared.runtime import boot
 
 PROCESS = "notifier"
 # rq blocks in BLPOP for worker_ttl - 15 s; the socket must wait longer than that (rq itself uses + 10 s).
@@ -41,22 +42,20 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m services.notifier")
     ap.add_argument("--burst", action="store_true", help="process the queue and exit")
     args = ap.parse_args(argv)
-    log = JsonLogger(PROCESS)
-    try:
-        cfg = load_config()
-    except ConfigError as e:
-        log.error("config_error", error=str(e))
-        return 2
-    r = redis.Redis.from_url(cfg.REDIS_URL, socket_timeout=WORKER_SOCKET_TIMEOUT_SEC, socket_connect_timeout=5)
-    hb_r = redis.Redis.from_url(cfg.REDIS_URL, socket_timeout=5, socket_connect_timeout=5)
+    # rq handles SIGTERM/SIGINT itself (warm shut-down), so boot's handlers are replaced by the worker's.
+    rt = boot(PROCESS, socket_timeout=WORKER_SOCKET_TIMEOUT_SEC)
+    cfg, r, log = rt.cfg, rt.r, rt.log
+    hb_r = rt.redis(socket_timeout=5)
+    jobs.configure(cfg.N8N_WEBHOOK_URL, cfg.N8N_BASIC_AUTH_USER, cfg.N8N_BASIC_AUTH_PASSWORD)
     qname = queue_name(cfg.EXEC_PREFIX)
     stop = threading.Event()
     hb = threading.Thread(target=_heartbeat_loop, args=(hb_r, cfg.EXEC_PREFIX, cfg.HEARTBEAT_TTL_SEC, stop, log),
                           daemon=True, name="heartbeat")
     hb.start()
-    log.info("start", queue=qname, burst=args.burst, basic_auth_password_set=bool(cfg.N8N_BASIC_AUTH_PASSWORD))
+    log.info("worker", queue=qname, burst=args.burst, webhook_url_set=bool(cfg.N8N_WEBHOOK_URL),
+             basic_auth_password_set=bool(cfg.N8N_BASIC_AUTH_PASSWORD))
     try:
-        worker = Worker([Queue(qname, connection=r)], connection=r)
+        worker = make_worker(qname, r, log)
         worker.work(burst=args.burst, with_scheduler=not args.burst, logging_level="INFO")
     finally:
         stop.set()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 import threading
@@ -9,14 +10,16 @@ import threading
 from services.paper_exchange.server import PaperServer
 from services.paper_exchange.settings import SettingsError, from_env
 from services.paper_exchange.ws_api import WsApiServer
+from shared.adapters.credentials import CredentialsError, process_env
 
 
 def main() -> int:
     """Run until SIGTERM/SIGINT."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        settings = from_env()
-    except SettingsError as e:
+        # its own Redis user for the market clock, its API keys from the stack's secrets file
+        settings = from_env(process_env("paper_exchange", os.environ, var="PAPER_CLOCK_REDIS_URL"))
+    except (SettingsError, CredentialsError) as e:
         print(f"paper_exchange: bad setting: {e}", file=sys.stderr)
         return 2
     server = PaperServer(settings)

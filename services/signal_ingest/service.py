@@ -23,7 +23,6 @@ seen set is rolled back when a transaction fails, so it never runs ahead of what
 from __future__ import annotations
 
 import os
-import signal
 import sys
 import time
 from collections import OrderedDict
@@ -37,11 +36,12 @@ from shared.adapters.alerts import Alerts
 from shared.adapters.log_tail import FilePos, Line, LogTailer, line_fingerprint, read_tail_lines
 from shared.adapters.redis_streams import publish
 from shared.adapters.redis_streams import encode_fields
-from shared.clock import Clock, make_clock
+from shared.clock import Clock
 from shared.config import Config
 from shared.domain.messages import Event, Reject, Signal
 from shared.domain.peak import ParseParams, dedup_fingerprint, make_reject, parse_line, too_long
 from shared.jsonlog import JsonLogger
+from shared.runtime import boot
 
 SERVICE = "signal_ingest"
 TX_MAX_LINES = 1000          # lines per MULTI/EXEC
@@ -536,15 +536,12 @@ class StopFlag:
             time.sleep(min(0.05, max(0.0, end - time.monotonic())))
 
 
-def main(cfg: Config) -> int:
+def main() -> int:
+    """Start through shared.runtime.boot (its own Redis user, clock, logger, signal handlers) and tail the log."""
     stream = HoldStream(sys.stderr)
-    log = JsonLogger(SERVICE, stream)  # type: ignore[arg-type]
-    r = redis.Redis.from_url(cfg.REDIS_URL, socket_timeout=5, socket_connect_timeout=3,
-                             health_check_interval=0)
-    clock = make_clock(cfg.CLOCK, r, cfg.EXEC_PREFIX)
     stop = StopFlag()
-    signal.signal(signal.SIGTERM, stop.trip)
-    signal.signal(signal.SIGINT, stop.trip)
+    rt = boot(SERVICE, log_stream=stream, socket_timeout=5, on_stop=stop.trip)  # type: ignore[arg-type]
+    cfg, r, log, clock = rt.cfg, rt.r, rt.log, rt.clock
     log.info("config", path=cfg.DELTASCOUT_LOG, prefix=cfg.EXEC_PREFIX, redis=cfg.redacted()["REDIS_URL"],
              tail_lines=cfg.TAIL_LINES, seen_keys_max=cfg.SEEN_KEYS_MAX, max_peak_age_sec=cfg.MAX_PEAK_AGE_SEC,
              dedup_price_decimals=cfg.DEDUP_PRICE_DECIMALS, strict_source=cfg.STRICT_SOURCE,

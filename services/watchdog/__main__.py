@@ -6,49 +6,31 @@ position_engine, exit_manager, notifier).
 """
 from __future__ import annotations
 
-import signal
 import sys
 import threading
+from typing import Callable
 
-import redis
-
-from shared.clock import make_clock
-from shared.config import Config, ConfigError, load_config
 from shared.domain.invariants import split_symbol
-from shared.jsonlog import JsonLogger
+from shared.runtime import Runtime, boot
 from services.watchdog.service import PROCESS, Watchdog
 from services.watchdog.snapshot import BinanceSnapshotProvider
 
 
-def provider_factory(cfg: Config):
-    """Build the read-only exchange provider from the shared Binance client (lazily, on first need)."""
+def provider_factory(rt: Runtime) -> Callable[[], BinanceSnapshotProvider]:
+    """The read-only exchange provider on the runtime's Binance client (so it shares the stack's 429/418
+    back-off), built lazily on first need."""
     def build() -> BinanceSnapshotProvider:
-        from shared.adapters.binance_rest import BinanceClient
-        from shared.adapters.signing import config_signer
+        cfg = rt.cfg
         margin = None if cfg.TRADE_MODE != "margin" else ("isolated" if cfg.MARGIN_ISOLATED else "cross")
-        client = BinanceClient(cfg.BINANCE_BASE_URL, cfg.BINANCE_API_KEY, cfg.BINANCE_API_SECRET,
-                               recv_window=cfg.RECV_WINDOW, timeout=cfg.BINANCE_TIMEOUT_SEC, margin=margin,
-                               signer=config_signer(cfg.BINANCE_API_SECRET, cfg.BINANCE_PRIVATE_KEY_FILE,
-                                                    cfg.BINANCE_PRIVATE_KEY_PASSPHRASE))
-        return BinanceSnapshotProvider(client, cfg.SYMBOL, split_symbol(cfg.SYMBOL), margin)
+        return BinanceSnapshotProvider(rt.client(), cfg.SYMBOL, split_symbol(cfg.SYMBOL), margin)
     return build
 
 
 def main() -> int:
-    log = JsonLogger(PROCESS)
-    try:
-        cfg = load_config()
-    except ConfigError as e:
-        log.error("config_error", error=str(e))
-        return 2
-    processes = cfg.WATCHDOG_PROCESSES
-    r = redis.Redis.from_url(cfg.REDIS_URL)
-    clock = make_clock(cfg.CLOCK, r, cfg.EXEC_PREFIX)
     stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    wd = Watchdog(r, cfg, clock, processes=processes, log=log, provider_factory=provider_factory(cfg))
-    log.info("config", settings=cfg.redacted())
+    rt = boot(PROCESS, on_stop=stop.set)
+    wd = Watchdog(rt.r, rt.cfg, rt.clock, processes=rt.cfg.WATCHDOG_PROCESSES, log=rt.log,
+                  provider_factory=provider_factory(rt))
     wd.run(stop)
     return 0
 

@@ -5,11 +5,14 @@ job, same retries; the throttle is upstream of both).
 
 `enqueue_webhook(redis_conn, cfg, payload)` only puts a job on the rq queue `{EXEC_PREFIX}notifications`
 (one per prefix, so two instances sharing a Redis never deliver each other's webhooks; one Redis round trip,
-no HTTP): trading never waits for a webhook. The worker (`python -m services.notifier`) runs
-`services.notifier.jobs.deliver_webhook(payload, url, auth_user)`, which POSTs the payload as JSON and raises on
-a non-2xx answer so rq retries it (Retry(max=5, interval=[1, 2, 5, 10, 30])); a delivery that still fails
-stays in rq's FailedJobRegistry for the operator. The basic-auth password is never in the job (jobs are
-readable in Redis): the worker reads N8N_BASIC_AUTH_PASSWORD from its own environment.
+no HTTP): trading never waits for a webhook. The job is JSON (rq's JSONSerializer: never pickle) and carries the
+payload only. The worker (`python -m services.notifier`) runs nothing but
+`services.notifier.jobs.deliver_webhook(payload)`, which POSTs the payload as JSON to the worker's own
+N8N_WEBHOOK_URL (basic auth from its own N8N_BASIC_AUTH_USER/PASSWORD) and raises on a non-2xx answer so rq
+retries it (Retry(max=5, interval=[1, 2, 5, 10, 30])); a delivery that still fails stays in rq's
+FailedJobRegistry for the operator. Jobs are readable (and writable by the services) in Redis, so nothing in a
+job decides where a webhook goes or with which credentials. N8N_WEBHOOK_URL set in the enqueuer's settings is
+only the switch that says webhooks are wanted.
 
 Payload (a JSON object):
 
@@ -32,6 +35,7 @@ from typing import Any
 
 from rq import Queue, Retry
 from rq.job import Job
+from rq.serializers import JSONSerializer
 
 QUEUE_BASE = "notifications"
 JOB_FUNC = "services.notifier.jobs.deliver_webhook"
@@ -47,6 +51,11 @@ log = logging.getLogger(__name__)
 def queue_name(prefix: str) -> str:
     """The rq queue of one EXEC_PREFIX: `{prefix}notifications` (rq keys it as `rq:queue:{prefix}notifications`)."""
     return f"{prefix}{QUEUE_BASE}"
+
+
+def queue(redis_conn: Any, prefix: str) -> Queue:
+    """The notifier's rq queue of one EXEC_PREFIX, with JSON jobs (never pickle)."""
+    return Queue(queue_name(prefix), connection=redis_conn, serializer=JSONSerializer)
 
 
 def default_retry() -> Retry:
@@ -84,8 +93,7 @@ def enqueue_webhook(redis_conn: Any, cfg: Any, payload: dict[str, Any], *, retry
     if not url:
         log.info("webhook skipped: N8N_WEBHOOK_URL is empty (event=%s)", payload.get("event"))
         return None
-    q = Queue(queue_name(cfg.EXEC_PREFIX), connection=redis_conn)
-    return q.enqueue(JOB_FUNC, _json_safe(payload), url, cfg.N8N_BASIC_AUTH_USER or "",
+    return queue(redis_conn, cfg.EXEC_PREFIX).enqueue(JOB_FUNC, _json_safe(payload),
                      retry=retry or default_retry(), job_timeout=JOB_TIMEOUT_SEC,
                      failure_ttl=FAILURE_TTL_SEC, result_ttl=RESULT_TTL_SEC,
                      description=f"webhook {payload.get('event', '')} {payload.get('severity', '')}")
@@ -97,7 +105,6 @@ TELEGRAM_JOB_FUNC = "services.notifier.telegram.deliver_telegram"
 def enqueue_telegram(redis_conn: Any, cfg: Any, payload: dict[str, Any], *, retry: Retry | None = None) -> Job:
     """Queue the same alert for Telegram (a job of its own: a failing webhook never re-sends it). The job holds
     the payload only; the worker's environment has the bot token and the chat (services/notifier/telegram.py)."""
-    q = Queue(queue_name(cfg.EXEC_PREFIX), connection=redis_conn)
-    return q.enqueue(TELEGRAM_JOB_FUNC, _json_safe(payload), retry=retry or default_retry(),
+    return queue(redis_conn, cfg.EXEC_PREFIX).enqueue(TELEGRAM_JOB_FUNC, _json_safe(payload), retry=retry or default_retry(),
                      job_timeout=JOB_TIMEOUT_SEC, failure_ttl=FAILURE_TTL_SEC, result_ttl=RESULT_TTL_SEC,
                      description=f"telegram {payload.get('event', '')} {payload.get('severity', '')}")
