@@ -145,8 +145,8 @@ def test_halt_stops_entries_then_resume(stack: Stack, market_bars, moment, tmp_p
 
 
 def _whoami(s: Stack) -> str:
-    """The Redis ACL user executorctl connects as (its REDIS_URL)."""
-    who = redis.Redis.from_url(s.env["REDIS_URL"]).acl_whoami()
+    """The Redis ACL user executorctl connects as (its REDIS_URL: the operator)."""
+    who = redis.Redis.from_url(s.env_for("executorctl")["REDIS_URL"]).acl_whoami()
     return who.decode() if isinstance(who, bytes) else who
 
 

@@ -9,11 +9,12 @@ import threading
 import time
 from typing import Any
 
-from rq import Queue, Retry
+from rq import Retry
 from rq.job import Job
+from rq.serializers import JSONSerializer
 
 from services.notifier.telegram import format_message
-from shared.adapters.notify import enqueue_webhook, make_payload, queue_name
+from shared.adapters.notify import enqueue_webhook, make_payload, queue
 from shared.config import load_config
 from tests.wd_helpers import WebhookReceiver, service_env, start_service
 
@@ -67,8 +68,10 @@ def payload(msg: str = "filled position has 1 leg(s) (trail) with no open stop o
                         {"check": "I1", "unprotected_qty": "0.00029"})
 
 
-def run_worker(redis_url: str, tmp_path, api: BotApi) -> str:
-    env = service_env(redis_url, TELEGRAM_BOT_TOKEN=TOKEN, TELEGRAM_CHAT_ID=CHAT, TELEGRAM_API_URL=api.url)
+def run_worker(redis_url: str, tmp_path, api: BotApi, **extra: str) -> str:
+    # the webhook's URL and the bot's token are the worker's own settings, never the job's
+    env = service_env(redis_url, "notifier", PREFIX, TELEGRAM_BOT_TOKEN=TOKEN, TELEGRAM_CHAT_ID=CHAT,
+                      TELEGRAM_API_URL=api.url, **extra)
     log = tmp_path / "notifier.log"
     proc = start_service("services.notifier", env, "--burst", log_path=log)
     assert proc.wait(timeout=60) == 0, log.read_text()
@@ -93,7 +96,7 @@ def test_429_waits_retry_after_then_sends_once(r, redis_url, tmp_path):
     try:
         cfg = load_config({"EXEC_PREFIX": PREFIX, "TELEGRAM_CHAT_ID": CHAT})
         assert enqueue_webhook(r, cfg, payload()) is None  # no webhook URL: Telegram alone
-        jobs = Queue(queue_name(PREFIX), connection=r).jobs
+        jobs = queue(r, PREFIX).jobs
         assert [j.func_name for j in jobs] == ["services.notifier.telegram.deliver_telegram"]
         assert TOKEN.encode() not in json.dumps(jobs[0].args).encode()
         run_worker(redis_url, tmp_path, api)
@@ -102,10 +105,10 @@ def test_429_waits_retry_after_then_sends_once(r, redis_url, tmp_path):
         assert second["at"] - first["at"] >= 1.0, "sent again before retry_after"
         assert second["path"] == f"/bot{TOKEN}/sendMessage"
         assert second["body"] == {"chat_id": CHAT, "text": format_message(payload()), "disable_web_page_preview": True}
-        job = Job.fetch(jobs[0].id, connection=r)
+        job = Job.fetch(jobs[0].id, connection=r, serializer=JSONSerializer)
         assert job.get_status() == "finished" and job.return_value() == 2
         # The same job run again (a worker that died after sending) does not send it twice.
-        Queue(queue_name(PREFIX), connection=r).enqueue_job(job)
+        queue(r, PREFIX).enqueue_job(job)
         run_worker(redis_url, tmp_path, api)
         assert len(api.calls) == 2, "sent twice"
     finally:
@@ -118,7 +121,7 @@ def test_failing_webhook_does_not_resend_telegram(r, redis_url, tmp_path):
         with WebhookReceiver(500) as hook:
             cfg = load_config({"EXEC_PREFIX": PREFIX, "TELEGRAM_CHAT_ID": CHAT, "N8N_WEBHOOK_URL": hook.url})
             enqueue_webhook(r, cfg, payload("once"), retry=Retry(max=2, interval=0))
-            run_worker(redis_url, tmp_path, api)
+            run_worker(redis_url, tmp_path, api, N8N_WEBHOOK_URL=hook.url)
             assert len(hook.requests) == 3  # the webhook: first try + 2 retries
         assert len(api.calls) == 1 and api.calls[0]["body"]["text"].splitlines()[1] == "once"
     finally:
