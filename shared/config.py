@@ -11,7 +11,7 @@ from typing import Callable, Mapping
 
 import msgspec
 
-from shared.domain.symbol import quote_of
+from shared.domain.symbol import KNOWN_QUOTES, SymbolFilters, split_symbol
 
 
 class ConfigError(ValueError):
@@ -237,16 +237,7 @@ def _read_raw(env: Mapping[str, str]) -> dict[str, str]:
 def load_config(env: Mapping[str, str] | None = None) -> Config:
     """Build the Config from `env` (default os.environ); raise ConfigError naming the bad variable."""
     raw = _read_raw(os.environ if env is None else env)
-    values: dict[str, object] = {}
-    for field in msgspec.structs.fields(Config):
-        if field.name not in raw:
-            continue
-        text = raw[field.name]
-        if field.name in _UPPER_CHOICES:
-            text = text.strip().upper()
-        elif field.name in _LOWER_CHOICES:
-            text = text.strip().lower()
-        values[field.name] = _parser_for(field.type)(field.name, text)
+    values = _parse_fields(raw)
     if "FEED_SYMBOL" not in raw:
         values["FEED_SYMBOL"] = default_feed_symbol(str(values.get("SYMBOL", Config().SYMBOL)))
     _margin_side_effect_default(raw, values)
@@ -255,11 +246,51 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
     return cfg
 
 
+def _parse_fields(raw: Mapping[str, str], names: frozenset[str] | None = None) -> dict[str, object]:
+    """The Config fields present in `raw` (all, or those in `names`), each by its type's parser."""
+    values: dict[str, object] = {}
+    for field in msgspec.structs.fields(Config):
+        if field.name not in raw or (names is not None and field.name not in names):
+            continue
+        text = raw[field.name]
+        if field.name in _UPPER_CHOICES:
+            text = text.strip().upper()
+        elif field.name in _LOWER_CHOICES:
+            text = text.strip().lower()
+        values[field.name] = _parser_for(field.type)(field.name, text)
+    return values
+
+
+# SYMBOL and its filters: what a process that trades no plan (the paper exchange) reads of the Config.
+SYMBOL_FIELDS = frozenset({"SYMBOL", "TICK_SIZE", "QTY_STEP", "MIN_QTY", "MIN_NOTIONAL"})
+
+
+def load_symbol_config(env: Mapping[str, str]) -> Config:
+    """A Config with only SYMBOL and its filters read from `env` (same parsers and checks as `load_config`; the
+    other settings keep their defaults, unread); ConfigError names the bad variable."""
+    cfg = Config(**_parse_fields(_read_raw(env), SYMBOL_FIELDS))
+    _positive(cfg, "TICK_SIZE", "QTY_STEP")
+    _non_negative(cfg, "MIN_QTY", "MIN_NOTIONAL")
+    _validate_symbol(cfg)
+    return cfg
+
+
+def symbol_filters(cfg: Config, max_qty: Decimal = Decimal(9000)) -> SymbolFilters:
+    """SYMBOL's filters as the settings give them (the demo, the paper exchange, benchmarks: no exchangeInfo);
+    ConfigError naming SYMBOL when its quote is not one of KNOWN_QUOTES."""
+    parts = split_symbol(cfg.SYMBOL)
+    if not parts:
+        raise ConfigError(f"SYMBOL={cfg.SYMBOL!r} cannot be split into base and quote; allowed quote assets: "
+                          f"{', '.join(KNOWN_QUOTES)}")
+    return SymbolFilters(cfg.SYMBOL, parts[0], parts[1], cfg.TICK_SIZE, cfg.QTY_STEP, cfg.MIN_QTY, max_qty,
+                         cfg.MIN_NOTIONAL)
+
+
 def default_feed_symbol(symbol: str) -> str:
     """The feed's symbol when FEED_SYMBOL is not set: SYMBOL's base asset against USDT (the original's BTCUSDT for
     BTCUSDC); SYMBOL itself when its quote is unknown."""
-    q = quote_of(symbol.strip().upper())
-    return f"{symbol.strip().upper()[:-len(q)]}USDT" if q else symbol.strip().upper()
+    parts = split_symbol(symbol)
+    return f"{parts[0]}USDT" if parts else symbol.strip().upper()
 
 
 def _positive(cfg: Config, *names: str) -> None:

@@ -18,7 +18,7 @@ from typing import Any, Iterable, Literal, Mapping
 import msgspec
 
 from shared.domain.position import Leg, Position, State
-from shared.domain.symbol import KNOWN_QUOTES
+from shared.domain.symbol import split_symbol
 
 Severity = Literal["INFO", "WARN", "ERROR", "CRITICAL"]
 SEV_RANK: dict[str, int] = {"INFO": 0, "WARN": 1, "ERROR": 2, "CRITICAL": 3}
@@ -82,15 +82,6 @@ class Params(msgspec.Struct, frozen=True, kw_only=True):
     kill_on_debt: bool = False
     symbol: str = "BTCUSDC"
     assets: tuple[str, ...] = ("BTC", "USDC")
-
-
-def split_symbol(symbol: str) -> tuple[str, ...]:
-    """(base, quote) of a Binance symbol by its known quote suffix; () when it cannot be split."""
-    s = symbol.upper()
-    for q in KNOWN_QUOTES:
-        if s.endswith(q) and len(s) > len(q):
-            return (s[: -len(q)], q)
-    return ()
 
 
 def params_from_config(cfg: Any) -> Params:
