@@ -316,12 +316,15 @@ def validate(cfg: Config) -> None:
               "TP1_BE_MAX_ATTEMPTS", "REST_POLL_MS")
     _non_negative(cfg, "MIN_QTY", "MIN_NOTIONAL", "ENTRY_OFFSET_USD", "COOLDOWN_SEC", "LOCK_SEC",
                   "DEDUP_PRICE_DECIMALS", "SWING_MINS", "PLANB_MAX_DEV_R_MULT", "PLANB_MAX_DEV_USD",
-                  "TRAIL_STEP_USD", "TRAIL_SWING_BUFFER_USD", "TRAIL_CONFIRM_BUFFER_USD", "SL_LIMIT_GAP_TICKS",
+                  "TRAIL_SWING_BUFFER_USD", "TRAIL_CONFIRM_BUFFER_USD", "SL_LIMIT_GAP_TICKS",
                   "LIVE_ENTRY_TIMEOUT_SEC", "MARGIN_BORROW_BUFFER_PCT", "I2_BE_TOLERANCE_USD", "MARGIN_DEBT_EPS", "TP1_BE_COOLDOWN_SEC",
                   "FAILSAFE_EXITS_GRACE_SEC", "EXIT_FEE_RATE_FALLBACK")
     if cfg.EXIT_FEE_RATE_FALLBACK >= 1:
         raise ConfigError(f"EXIT_FEE_RATE_FALLBACK={cfg.EXIT_FEE_RATE_FALLBACK} must be a fraction below 1 "
                           f"(0.001 = 0.1 %)")
+    if cfg.TRAIL_STEP_USD <= 0:   # README difference 17: the original read 0 as its default step
+        raise ConfigError(f"TRAIL_STEP_USD={cfg.TRAIL_STEP_USD} must be > 0 (the original read 0 as its default "
+                          f"20: set 20 for that)")
     if cfg.SL_PCT >= 1:
         raise ConfigError(f"SL_PCT={cfg.SL_PCT} must be a fraction below 1 (0.002 = 0.2 %)")
     if len(cfg.TP_R_LIST) != 2 or not (0 < cfg.TP_R_LIST[0] < cfg.TP_R_LIST[1]):

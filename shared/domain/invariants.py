@@ -180,7 +180,8 @@ def _sold_not_settled(pos: Position, unprotected: list[Leg], snap: ExchangeSnaps
 
 def check_i2(state: State, snapshot: ExchangeSnapshot | None, now: float, p: Params) -> list[Finding]:
     """I2: exit prices present and ordered (long sl < entry < tp1 < tp2, short mirrored); after TP1 a stop at
-    entry within I2_BE_TOLERANCE_USD is allowed."""
+    break-even within I2_BE_TOLERANCE_USD is allowed: at the average fill (where the break-even stop goes; a
+    fill worse than planned puts it past the planned entry) or at the planned entry."""
     pos = state.position
     if pos is None:
         return []
@@ -194,17 +195,18 @@ def check_i2(state: State, snapshot: ExchangeSnapshot | None, now: float, p: Par
     tol = p.be_tolerance
     after_tp1 = pos.be_done or any(leg.name == "tp1" and leg.status == "DONE" and leg.exit_reason == "tp"
                                    for leg in pos.legs)
+    be_refs = ((entry, pos.avg_entry) if pos.avg_entry > 0 else (entry,)) if after_tp1 else ()
     problems: list[str] = []
     if not (sign * tp1 > sign * entry and sign * tp2 > sign * tp1):
         problems.append("take-profits not beyond entry in order")
-    sl_ok = sign * sl < sign * entry or (after_tp1 and abs(sl - entry) <= tol)
+    sl_ok = sign * sl < sign * entry or _near_any(sl, be_refs, tol)
     if not sl_ok and not pos.trailing:
         problems.append("stop-loss not on the losing side of entry")
     if not pos.trailing:
         for leg in _live_legs(pos):
             if leg.name == "trail" or leg.stop_price <= 0:
                 continue
-            ok = sign * leg.stop_price < sign * entry or (after_tp1 and abs(leg.stop_price - entry) <= tol)
+            ok = sign * leg.stop_price < sign * entry or _near_any(leg.stop_price, be_refs, tol)
             if not ok:
                 problems.append(f"leg {leg.name} stop {leg.stop_price} not on the losing side of entry"
                                 + ("" if after_tp1 else " before TP1"))
@@ -213,6 +215,11 @@ def check_i2(state: State, snapshot: ExchangeSnapshot | None, now: float, p: Par
         return [_f("I2", "ERROR", f"{pos.side} exit prices out of order ({side} expected): " + "; ".join(problems),
                    pos, "prices", after_tp1=after_tp1, **{k: _s(v) for k, v in prices.items()})]
     return []
+
+
+def _near_any(price: Decimal, refs: tuple[Decimal, ...], tol: Decimal) -> bool:
+    """Whether `price` is within `tol` of one of `refs` (I2's break-even references; none before TP1)."""
+    return any(abs(price - ref) <= tol for ref in refs)
 
 
 def check_i3(state: State, snapshot: ExchangeSnapshot | None, now: float, p: Params) -> list[Finding]:
