@@ -16,12 +16,12 @@ import redis
 import requests
 
 from shared.domain.moments import find_moment
-from services.demo.narrate import describe
 from shared.adapters.market_files import find_market_file, load_bars
 from shared.adapters.redis_streams import decode_fields
 from shared.config import load_config, symbol_filters
 from shared.domain.bars import format_ts
 from shared.domain.messages import Event
+from shared.narration import describe
 
 HOME = Path(__file__).resolve().parents[2]
 SERVICES = ("signal_ingest", "position_engine", "exit_manager", "watchdog", "notifier", "user_stream")
