@@ -27,8 +27,7 @@ sys.path.insert(0, str(ROOT))
 from shared.domain.moments import find_moment
 from shared.adapters.market_files import find_market_file, load_bars
 from shared.adapters.redis_streams import decode_fields
-from shared.config import load_config
-from shared.domain.symbol import SymbolFilters
+from shared.config import load_config, symbol_filters
 from tests.redis_helpers import redis_server
 from tests.stack import Stack
 from tests.test_exit_manager_support import legs_placed, price, start_stack
@@ -99,8 +98,7 @@ def main() -> None:
     market, label = find_market_file(ROOT.parent / "shared" / "data" / "market", ROOT / "var" / "market")
     bars, _bad = load_bars(market)
     cfg = load_config({})
-    f = SymbolFilters(cfg.SYMBOL, "BTC", "USDC", cfg.TICK_SIZE, cfg.QTY_STEP, cfg.MIN_QTY, Decimal(9000),
-                      cfg.MIN_NOTIONAL)
+    f = symbol_filters(cfg)
     m = find_moment(bars, cfg, f)
     with tempfile.TemporaryDirectory() as tmp, redis_server() as url:
         s = start_stack(Path(tmp), url, market, bars[m.index + 1].ts, COOLDOWN_SEC="0", LOCK_SEC="0",

@@ -15,11 +15,10 @@ from decimal import Decimal
 from pathlib import Path
 
 from shared.adapters.market_files import find_market_file, load_bars
-from shared.config import load_config
+from shared.config import load_config, symbol_filters
 from shared.domain.exit_plan import PlanError, build_plan, round_trip_fees
 from shared.domain.risk_math import ceil_to_step, floor_to_step
 from shared.domain.swings import window_extreme
-from shared.domain.symbol import SymbolFilters
 
 HOME = Path(__file__).resolve().parents[1]
 
@@ -35,8 +34,7 @@ def _old_stop(side: str, entry: Decimal, ext: Decimal, sl_pct: Decimal, tick: De
 
 def stats(path: Path, label: str, every: int, fee_rate: Decimal) -> None:
     cfg = load_config({})
-    f = SymbolFilters(cfg.SYMBOL, "BTC", "USDC", cfg.TICK_SIZE, cfg.QTY_STEP, cfg.MIN_QTY, Decimal(9000),
-                      cfg.MIN_NOTIONAL)
+    f = symbol_filters(cfg)
     bars, _bad = load_bars(path)
     rs: dict[str, list[Decimal]] = {"new": [], "old": []}
     swing = below_fees_new = below_fees_old = nearer = n = 0

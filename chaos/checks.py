@@ -10,7 +10,7 @@ import msgspec
 
 from chaos.exposure import gaps, worst_gap_sec
 from chaos.inputs import Written
-from shared.domain.invariants import split_symbol
+from shared.domain.symbol import split_symbol
 from shared.domain.messages import Event, Reject, Signal
 from shared.domain.order_ids import trade_key_of
 from shared.domain.orders import Trade

@@ -21,11 +21,10 @@ from chaos.procs import HOME, SERVICES, ChaosStack, free_port
 from shared.adapters.binance_rest import BinanceClient
 from shared.adapters.market_files import find_market_file, load_bars
 from shared.adapters.redis_streams import decode_fields
-from shared.config import load_config
+from shared.config import load_config, symbol_filters
 from shared.domain.messages import Reject, Signal
 from shared.domain.peak import ParseParams
 from shared.domain.position import State, decode_state
-from shared.domain.symbol import SymbolFilters
 
 
 def build_env(rd: Path, market: Path, redis_port: int, paper_port: int, **overrides: str) -> dict[str, str]:
@@ -113,8 +112,7 @@ class Run:
             (rd / sub).mkdir(parents=True, exist_ok=True)
         cfg = load_config(env)
         self.cfg = cfg
-        f = SymbolFilters(cfg.SYMBOL, "BTC", "USDC", cfg.TICK_SIZE, cfg.QTY_STEP, cfg.MIN_QTY, Decimal(9000),
-                          cfg.MIN_NOTIONAL)
+        f = symbol_filters(cfg)
         n_bars = int((2 * o.duration + o.settle) * o.speed / 60) + 30
         start, moments = choose_window(bars, cfg, f, self.rng, n_bars)
         self.start_index = start

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 import msgspec
 
-from shared.domain.symbol import quote_of
+from shared.domain.symbol import KNOWN_QUOTES, SymbolFilters, split_symbol
 
 
 class ConfigError(ValueError):
@@ -270,16 +270,7 @@ def _read_raw(env: Mapping[str, str]) -> dict[str, str]:
 def load_config(env: Mapping[str, str] | None = None) -> Config:
     """Build the Config from `env` (default os.environ); raise ConfigError naming the bad variable."""
     raw = _read_raw(os.environ if env is None else env)
-    values: dict[str, object] = {}
-    for field in msgspec.structs.fields(Config):
-        if field.name not in raw:
-            continue
-        text = raw[field.name]
-        if field.name in _UPPER_CHOICES:
-            text = text.strip().upper()
-        elif field.name in _LOWER_CHOICES:
-            text = text.strip().lower()
-        values[field.name] = _parser_for(field.type)(field.name, text)
+    values = _parse_fields(raw)
     if "FEED_SYMBOL" not in raw:
         values["FEED_SYMBOL"] = default_feed_symbol(str(values.get("SYMBOL", Config().SYMBOL)))
     _margin_side_effect_default(raw, values)
@@ -293,11 +284,51 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
     return cfg
 
 
+def _parse_fields(raw: Mapping[str, str], names: frozenset[str] | None = None) -> dict[str, object]:
+    """The Config fields present in `raw` (all, or those in `names`), each by its type's parser."""
+    values: dict[str, object] = {}
+    for field in msgspec.structs.fields(Config):
+        if field.name not in raw or (names is not None and field.name not in names):
+            continue
+        text = raw[field.name]
+        if field.name in _UPPER_CHOICES:
+            text = text.strip().upper()
+        elif field.name in _LOWER_CHOICES:
+            text = text.strip().lower()
+        values[field.name] = _parser_for(field.type)(field.name, text)
+    return values
+
+
+# SYMBOL and its filters: what a process that trades no plan (the paper exchange) reads of the Config.
+SYMBOL_FIELDS = frozenset({"SYMBOL", "TICK_SIZE", "QTY_STEP", "MIN_QTY", "MIN_NOTIONAL"})
+
+
+def load_symbol_config(env: Mapping[str, str]) -> Config:
+    """A Config with only SYMBOL and its filters read from `env` (same parsers and checks as `load_config`; the
+    other settings keep their defaults, unread); ConfigError names the bad variable."""
+    cfg = Config(**_parse_fields(_read_raw(env), SYMBOL_FIELDS))
+    _positive(cfg, "TICK_SIZE", "QTY_STEP")
+    _non_negative(cfg, "MIN_QTY", "MIN_NOTIONAL")
+    _validate_symbol(cfg)
+    return cfg
+
+
+def symbol_filters(cfg: Config, max_qty: Decimal = Decimal(9000)) -> SymbolFilters:
+    """SYMBOL's filters as the settings give them (the demo, the paper exchange, benchmarks: no exchangeInfo);
+    ConfigError naming SYMBOL when its quote is not one of KNOWN_QUOTES."""
+    parts = split_symbol(cfg.SYMBOL)
+    if not parts:
+        raise ConfigError(f"SYMBOL={cfg.SYMBOL!r} cannot be split into base and quote; allowed quote assets: "
+                          f"{', '.join(KNOWN_QUOTES)}")
+    return SymbolFilters(cfg.SYMBOL, parts[0], parts[1], cfg.TICK_SIZE, cfg.QTY_STEP, cfg.MIN_QTY, max_qty,
+                         cfg.MIN_NOTIONAL)
+
+
 def default_feed_symbol(symbol: str) -> str:
     """The feed's symbol when FEED_SYMBOL is not set: SYMBOL's base asset against USDT (the original's BTCUSDT for
     BTCUSDC); SYMBOL itself when its quote is unknown."""
-    q = quote_of(symbol.strip().upper())
-    return f"{symbol.strip().upper()[:-len(q)]}USDT" if q else symbol.strip().upper()
+    parts = split_symbol(symbol)
+    return f"{parts[0]}USDT" if parts else symbol.strip().upper()
 
 
 def _positive(cfg: Config, *names: str) -> None:
@@ -323,12 +354,15 @@ def validate(cfg: Config) -> None:
               "TP1_BE_MAX_ATTEMPTS", "REST_POLL_MS")
     _non_negative(cfg, "MIN_QTY", "MIN_NOTIONAL", "ENTRY_OFFSET_USD", "COOLDOWN_SEC", "LOCK_SEC",
                   "DEDUP_PRICE_DECIMALS", "SWING_MINS", "PLANB_MAX_DEV_R_MULT", "PLANB_MAX_DEV_USD",
-                  "TRAIL_STEP_USD", "TRAIL_SWING_BUFFER_USD", "TRAIL_CONFIRM_BUFFER_USD", "SL_LIMIT_GAP_TICKS",
+                  "TRAIL_SWING_BUFFER_USD", "TRAIL_CONFIRM_BUFFER_USD", "SL_LIMIT_GAP_TICKS",
                   "LIVE_ENTRY_TIMEOUT_SEC", "MARGIN_BORROW_BUFFER_PCT", "I2_BE_TOLERANCE_USD", "MARGIN_DEBT_EPS", "TP1_BE_COOLDOWN_SEC",
                   "FAILSAFE_EXITS_GRACE_SEC", "EXIT_FEE_RATE_FALLBACK")
     if cfg.EXIT_FEE_RATE_FALLBACK >= 1:
         raise ConfigError(f"EXIT_FEE_RATE_FALLBACK={cfg.EXIT_FEE_RATE_FALLBACK} must be a fraction below 1 "
                           f"(0.001 = 0.1 %)")
+    if cfg.TRAIL_STEP_USD <= 0:   # README difference 17: the original read 0 as its default step
+        raise ConfigError(f"TRAIL_STEP_USD={cfg.TRAIL_STEP_USD} must be > 0 (the original read 0 as its default "
+                          f"20: set 20 for that)")
     if cfg.SL_PCT >= 1:
         raise ConfigError(f"SL_PCT={cfg.SL_PCT} must be a fraction below 1 (0.002 = 0.2 %)")
     if len(cfg.TP_R_LIST) != 2 or not (0 < cfg.TP_R_LIST[0] < cfg.TP_R_LIST[1]):

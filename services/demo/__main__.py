@@ -16,15 +16,14 @@ import redis
 import requests
 
 from shared.domain.moments import find_moment
-from services.demo.narrate import describe
 from shared.adapters.credentials import process_env, supervisord_launch
 from shared.adapters.market_files import find_market_file, load_bars
 from shared.adapters.redis_acl import VIEWER
 from shared.adapters.redis_streams import decode_fields
-from shared.config import load_config
+from shared.config import load_config, symbol_filters
 from shared.domain.bars import format_ts
 from shared.domain.messages import Event
-from shared.domain.symbol import SymbolFilters
+from shared.narration import describe
 
 HOME = Path(__file__).resolve().parents[2]
 SERVICES = ("signal_ingest", "position_engine", "exit_manager", "watchdog", "notifier", "user_stream")
@@ -54,7 +53,7 @@ def _prepare(run_dir: Path) -> tuple[Path, str, int, float, Decimal]:
     cfg = load_config()
     market, label = find_market_file(HOME.parent / "shared" / "data" / "market", HOME / "var" / "market")
     bars, _bad = load_bars(market)
-    f = SymbolFilters(cfg.SYMBOL, "BTC", "USDC", cfg.TICK_SIZE, cfg.QTY_STEP, cfg.MIN_QTY, Decimal(9000), cfg.MIN_NOTIONAL)
+    f = symbol_filters(cfg)
     m = find_moment(bars, cfg, f)
     sig_bar = bars[m.index]
     speed = max(20.0, (m.bars_to_tp2 + m.bars_after_tp2 + 25) * 60 / 35)  # about 45 s of trade

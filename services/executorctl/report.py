@@ -20,6 +20,7 @@ from shared.domain.bars import parse_ts
 from shared.domain.messages import Event, PositionEvent
 from shared.domain.order_ids import LEG_CODES, trade_key_of
 from shared.domain.orders import Order, Trade
+from shared.domain.symbol import split_symbol
 
 _CODE_LEG = {v: k for k, v in LEG_CODES.items()}
 # Which exit leg an order belongs to, and how it exits, from its client id's leg code.
@@ -128,11 +129,8 @@ def build(ctx: Ctx, since: float | None = None, use_exchange: bool = True) -> li
 
 
 def _assets(ctx: Ctx) -> tuple[str, str]:
-    sym = ctx.cfg.SYMBOL
-    for q in ("USDC", "USDT", "FDUSD", "BUSD", "TUSD", "BTC", "ETH", "BNB", "EUR", "TRY"):
-        if sym.endswith(q) and len(sym) > len(q):
-            return sym[: -len(q)], q
-    return sym, ""
+    parts = split_symbol(ctx.cfg.SYMBOL)
+    return (parts[0], parts[1]) if parts else (ctx.cfg.SYMBOL, "")
 
 
 def _first(evs: dict[str, list[Event]], kind: str) -> Event | None:

@@ -7,9 +7,9 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
-from services.demo.narrate import describe
 from services.executorctl.ctx import Ctx, decode_row, fmt_ts, human, jsonable
 from shared.domain.messages import Alert, Command, Event, PositionEvent, Reject, Signal, StreamMessage
+from shared.narration import describe
 
 _STYLE = {"position_closed": "bold", "entry_filled": "bold green", "flatten_requested": "bold yellow",
           "halt_set": "bold yellow", "halt_cleared": "green", "signal_ignored": "yellow", "command_noop": "yellow"}

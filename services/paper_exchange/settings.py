@@ -13,7 +13,9 @@ from pathlib import Path
 import msgspec
 
 from services.paper_exchange.flags import AccountFlags, flags_from_env
+from shared.config import ConfigError, load_symbol_config, symbol_filters
 from shared.domain.bars import BadRow, parse_ts
+from shared.domain.symbol import KNOWN_QUOTES, SymbolFilters, split_symbol
 
 
 class SettingsError(ValueError):
@@ -73,15 +75,13 @@ class Settings(msgspec.Struct, frozen=True):
         return (self.symbol,) if self.feed_symbol == self.symbol else (self.symbol, self.feed_symbol)
 
 
-_QUOTES = ("USDC", "USDT", "FDUSD", "BUSD", "TUSD", "BTC", "ETH", "BNB", "EUR", "TRY")
-
-
-def split_symbol(symbol: str) -> tuple[str, str]:
-    """(base, quote) of a Binance symbol such as BTCUSDC, by its known quote suffix."""
-    for q in _QUOTES:
-        if symbol.endswith(q) and len(symbol) > len(q):
-            return symbol[: -len(q)], q
-    raise SettingsError(f"SYMBOL={symbol!r}: cannot split into base/quote; allowed quote assets: {', '.join(_QUOTES)}")
+def _symbol(env: Mapping[str, str]) -> SymbolFilters:
+    """SYMBOL and its filters (TICK_SIZE, QTY_STEP, MIN_QTY, MIN_NOTIONAL) by the shared config's parsers, so
+    the paper exchange lists what the engine accepts; the error names the variable."""
+    try:
+        return symbol_filters(load_symbol_config(env))
+    except ConfigError as e:
+        raise SettingsError(str(e)) from None
 
 
 def _dec(env: Mapping[str, str], name: str, default: Decimal, positive: bool = True) -> Decimal:
@@ -188,25 +188,20 @@ def _basis(env: Mapping[str, str], symbol: str, feed_symbol: str) -> Decimal:
 def _feed_symbol(env: Mapping[str, str], symbol: str, base: str) -> str:
     """PAPER_FEED_SYMBOL (default SYMBOL's base + USDT, e.g. BTCUSDT): the market file's symbol, same base asset."""
     raw = env.get("PAPER_FEED_SYMBOL", "").strip().upper() or f"{base}USDT"
-    try:
-        feed_base, _ = split_symbol(raw)
-    except SettingsError:
-        feed_base = ""
-    if feed_base != base:
+    if (split_symbol(raw) or ("",))[0] != base:
         raise SettingsError(f"PAPER_FEED_SYMBOL={raw!r}: must be a symbol with SYMBOL's base asset {base} and a "
-                            f"known quote asset ({', '.join(_QUOTES)}), e.g. {base}USDT")
+                            f"known quote asset ({', '.join(KNOWN_QUOTES)}), e.g. {base}USDT")
     return raw
 
 
 def from_env(env: Mapping[str, str] | None = None) -> Settings:
     """Build Settings from `env` (default os.environ); raise SettingsError on a bad value."""
     env = os.environ if env is None else env
-    symbol = env.get("SYMBOL", "BTCUSDC").strip().upper()
-    base, quote = split_symbol(symbol)
+    f = _symbol(env)
+    symbol, base, quote = f.symbol, f.base_asset, f.quote_asset
     ratio = _dec(env, "PAPER_PARTIAL_FILL_RATIO", Decimal(1))
     if ratio > 1:
         raise SettingsError(f"PAPER_PARTIAL_FILL_RATIO={env['PAPER_PARTIAL_FILL_RATIO']!r}: must be in (0, 1]")
-    tick = _dec(env, "TICK_SIZE", Decimal("0.01"))
     return Settings(
         host=env.get("PAPER_HOST", "127.0.0.1"), port=_int(env, "PAPER_PORT", 8899, 0, 65535),
         api_key=env.get("PAPER_API_KEY", "paper-key"), api_secret=env.get("PAPER_API_SECRET", "paper-secret"),
@@ -214,9 +209,8 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         order_limit_10s=_int(env, "PAPER_ORDER_LIMIT_10S", 100, 1, 1_000_000_000),
         order_limit_1d=_int(env, "PAPER_ORDER_LIMIT_1D", 200_000, 1, 1_000_000_000),
         stp_mode=_stp_mode(env),
-        symbol=symbol, base_asset=base, quote_asset=quote, tick_size=tick,
-        qty_step=_dec(env, "QTY_STEP", Decimal("0.00001")), min_qty=_dec(env, "MIN_QTY", Decimal("0.00001")),
-        min_notional=_dec(env, "MIN_NOTIONAL", Decimal(5), positive=False), min_price=tick,
+        symbol=symbol, base_asset=base, quote_asset=quote, tick_size=f.tick_size, qty_step=f.step_size,
+        min_qty=f.min_qty, min_notional=f.min_notional, min_price=f.tick_size,
         market_csv=env.get("PAPER_MARKET_CSV", ""),
         feed_csv=env.get("PAPER_FEED_CSV") or env.get("AGG_CSV") or "var/feed/aggregated.csv",
         start_ts=_start_ts(env), history_bars=_int(env, "PAPER_HISTORY_BARS", 300, 0, 10_000_000),

@@ -3,8 +3,8 @@
 It detects and alerts; it never places orders and never writes `{prefix}state`. The one exception is the
 I13 kill switch, which SETs `{prefix}halt` (NX: an existing halt is left as it is) with a JSON reason.
 
-Keys it owns: `{prefix}hb:watchdog`, `{prefix}watchdog:throttle` (Throttle state, with the count held back per
-cause), `{prefix}watchdog:active` (the causes the last invariant run found: one that is gone is said "recovered"),
+Keys it owns: `{prefix}hb:watchdog`, `{prefix}watchdog:throttle` (the one alert throttle's records,
+shared.domain.alert_throttle.Throttle, with the count held back per cause), `{prefix}watchdog:active` (the causes the last invariant run found: one that is gone is said "recovered"),
 `{prefix}watchdog:i13` (the I13 debt episode), `{prefix}watchdog:halt_seen` (last halt value reported).
 """
 from __future__ import annotations
@@ -22,9 +22,10 @@ from shared.adapters.notify import enqueue_webhook, make_payload
 from shared.adapters.redis_streams import publish
 from shared.clock import Clock
 from shared.config import Config
+from shared.domain.alert_throttle import SEV_RANK, Throttle
 from shared.domain.invariants import (
-    SEV_RANK, DebtEpisode, ExchangeSnapshot, Finding, I13Result, Throttle, check_all, check_heartbeats,
-    check_redis_persistence, params_from_config,
+    DebtEpisode, ExchangeSnapshot, Finding, I13Result, check_all, check_heartbeats, check_redis_persistence,
+    params_from_config,
 )
 from shared.domain.messages import Alert, Event
 from shared.domain.redis_durability import check_redis_durability
@@ -141,7 +142,7 @@ class Watchdog:
         for base, (check, sev, tk, subject) in prev.items():
             if base in now_active:
                 continue
-            held = int((self.throttle.state.pop(f"{base}|held", None) or [0])[0])
+            held = self.throttle.take_held(base)
             rec = Finding(check=check, severity="INFO", trade_key=tk, subject=f"{subject}:recovered",
                           message=f"{check} {subject} no longer found" + (f" ({held} alerts held back)" if held else ""),
                           details={"recovered": check, "was": sev, "held_back": held})

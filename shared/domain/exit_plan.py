@@ -104,9 +104,8 @@ def feed_plan(side: str, signal_price: Decimal, swing_extreme: Decimal | None, *
 
 def reprice(side: str, plan: FeedPlan, signal_price: Decimal, k: Decimal, tick: Decimal) -> FeedPlan:
     """§5: the feed plan in SYMBOL's prices (x k), each re-rounded in its own direction; the entry stays at least
-    one tick beyond the re-priced close. k = 1 changes nothing."""
-    if k == ONE:
-        return plan
+    one tick beyond the re-priced close, at every k: at k = 1 too, where a close finer than the tick can leave
+    §3's entry less than a tick from it (`plan` itself when nothing changes)."""
     if side == "long":
         rnd = floor_to_step
         entry = rnd(plan.entry * k, tick)
@@ -119,7 +118,8 @@ def reprice(side: str, plan: FeedPlan, signal_price: Decimal, k: Decimal, tick: 
         guard = signal_price * k - tick
         if entry > guard:
             entry = floor_to_step(guard, tick)
-    return FeedPlan(entry, rnd(plan.sl * k, tick), rnd(plan.tp1 * k, tick), rnd(plan.tp2 * k, tick), plan.sl_source)
+    out = FeedPlan(entry, rnd(plan.sl * k, tick), rnd(plan.tp1 * k, tick), rnd(plan.tp2 * k, tick), plan.sl_source)
+    return plan if out == plan else out
 
 
 def check_order(side: str, sl: Decimal, entry: Decimal, tp1: Decimal, tp2: Decimal, tick: Decimal) -> None:

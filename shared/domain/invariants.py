@@ -5,7 +5,7 @@ Nothing here does I/O: the watchdog service reads Redis, the exchange and the fe
 
 Each `check_iN` returns a list of `Finding`s (empty = healthy). I13 also needs a tiny persisted
 "episode" (when the leftover debt was first seen), so `check_i13` takes it and returns the new one,
-plus a kill decision. `Throttle` is the pure throttle (its state is a plain dict the caller persists).
+plus a kill decision. The findings' throttle is the one alert throttle, `shared.domain.alert_throttle.Throttle`.
 
 Severity: INFO < WARN < ERROR < CRITICAL. "Grace" (INVAR_GRACE_SEC) is measured from the state change the
 check is about (fill time for I1/I7/I8, last trailing update for I9): inside it a finding is a WARN.
@@ -13,15 +13,15 @@ check is about (fill time for I1/I7/I8, last trailing update for I9): inside it 
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any, Iterable, Literal, Mapping
+from typing import Any, Literal, Mapping
 
 import msgspec
 
+from shared.domain.alert_throttle import SEV_RANK, Throttle  # noqa: F401 - the one table and throttle, re-exported
 from shared.domain.position import Leg, Position, State
-from shared.domain.symbol import KNOWN_QUOTES
+from shared.domain.symbol import split_symbol
 
 Severity = Literal["INFO", "WARN", "ERROR", "CRITICAL"]
-SEV_RANK: dict[str, int] = {"INFO": 0, "WARN": 1, "ERROR": 2, "CRITICAL": 3}
 
 # Order statuses that mean "still resting on the exchange".
 _LIVE_ORDER_STATUSES = frozenset({"NEW", "PARTIALLY_FILLED", "PENDING_NEW"})
@@ -82,15 +82,6 @@ class Params(msgspec.Struct, frozen=True, kw_only=True):
     kill_on_debt: bool = False
     symbol: str = "BTCUSDC"
     assets: tuple[str, ...] = ("BTC", "USDC")
-
-
-def split_symbol(symbol: str) -> tuple[str, ...]:
-    """(base, quote) of a Binance symbol by its known quote suffix; () when it cannot be split."""
-    s = symbol.upper()
-    for q in KNOWN_QUOTES:
-        if s.endswith(q) and len(s) > len(q):
-            return (s[: -len(q)], q)
-    return ()
 
 
 def params_from_config(cfg: Any) -> Params:
@@ -189,7 +180,8 @@ def _sold_not_settled(pos: Position, unprotected: list[Leg], snap: ExchangeSnaps
 
 def check_i2(state: State, snapshot: ExchangeSnapshot | None, now: float, p: Params) -> list[Finding]:
     """I2: exit prices present and ordered (long sl < entry < tp1 < tp2, short mirrored); after TP1 a stop at
-    entry within I2_BE_TOLERANCE_USD is allowed."""
+    break-even within I2_BE_TOLERANCE_USD is allowed: at the average fill (where the break-even stop goes; a
+    fill worse than planned puts it past the planned entry) or at the planned entry."""
     pos = state.position
     if pos is None:
         return []
@@ -203,17 +195,18 @@ def check_i2(state: State, snapshot: ExchangeSnapshot | None, now: float, p: Par
     tol = p.be_tolerance
     after_tp1 = pos.be_done or any(leg.name == "tp1" and leg.status == "DONE" and leg.exit_reason == "tp"
                                    for leg in pos.legs)
+    be_refs = ((entry, pos.avg_entry) if pos.avg_entry > 0 else (entry,)) if after_tp1 else ()
     problems: list[str] = []
     if not (sign * tp1 > sign * entry and sign * tp2 > sign * tp1):
         problems.append("take-profits not beyond entry in order")
-    sl_ok = sign * sl < sign * entry or (after_tp1 and abs(sl - entry) <= tol)
+    sl_ok = sign * sl < sign * entry or _near_any(sl, be_refs, tol)
     if not sl_ok and not pos.trailing:
         problems.append("stop-loss not on the losing side of entry")
     if not pos.trailing:
         for leg in _live_legs(pos):
             if leg.name == "trail" or leg.stop_price <= 0:
                 continue
-            ok = sign * leg.stop_price < sign * entry or (after_tp1 and abs(leg.stop_price - entry) <= tol)
+            ok = sign * leg.stop_price < sign * entry or _near_any(leg.stop_price, be_refs, tol)
             if not ok:
                 problems.append(f"leg {leg.name} stop {leg.stop_price} not on the losing side of entry"
                                 + ("" if after_tp1 else " before TP1"))
@@ -222,6 +215,11 @@ def check_i2(state: State, snapshot: ExchangeSnapshot | None, now: float, p: Par
         return [_f("I2", "ERROR", f"{pos.side} exit prices out of order ({side} expected): " + "; ".join(problems),
                    pos, "prices", after_tp1=after_tp1, **{k: _s(v) for k, v in prices.items()})]
     return []
+
+
+def _near_any(price: Decimal, refs: tuple[Decimal, ...], tol: Decimal) -> bool:
+    """Whether `price` is within `tol` of one of `refs` (I2's break-even references; none before TP1)."""
+    return any(abs(price - ref) <= tol for ref in refs)
 
 
 def check_i3(state: State, snapshot: ExchangeSnapshot | None, now: float, p: Params) -> list[Finding]:
@@ -560,59 +558,3 @@ def check_redis_persistence(info: Mapping[str, Any]) -> list[Finding]:
                            message=f"Redis RDB save failing: rdb_last_bgsave_status={info.get('rdb_last_bgsave_status')}",
                            details={"rdb_last_bgsave_status": str(info.get("rdb_last_bgsave_status"))}))
     return out
-
-
-# ---- throttle -----------------------------------------------------------------------------------------------
-
-
-class Throttle:
-    """At most one emission per (check, trade_key, subject, severity) every `throttle_sec`; a severity above the
-    last one emitted for (check, trade_key, subject) always goes through. State is a plain JSON-able dict
-    (`state`): "<check>|<trade_key>|<subject>|<SEV>" -> last emitted at, and "<check>|<trade_key>|<subject>" ->
-    [last severity, at]. Entries older than twice the window are pruned; at most `max_keys` are kept."""
-
-    def __init__(self, throttle_sec: float, state: dict[str, Any] | None = None, max_keys: int = 5000) -> None:
-        self.throttle_sec = throttle_sec
-        self.max_keys = max_keys
-        self.state: dict[str, Any] = dict(state or {})
-        self.released: dict[str, int] = {}  # base key -> findings held back before the one just let through
-
-    @staticmethod
-    def base_key(f: Finding) -> str:
-        """The cause of a finding: its check, trade and subject."""
-        return f"{f.check}|{f.trade_key}|{f.subject}"
-
-    def allow(self, f: Finding, now: float) -> bool:
-        """Whether to emit `f` now; records the emission when it does, and counts it as held back when not
-        ("<base>|held" -> [count, last at]; `released[base]` tells the count when the next one goes out)."""
-        base = self.base_key(f)
-        key = f"{base}|{f.severity}"
-        last_at = self.state.get(key)
-        last = self.state.get(base)
-        escalation = last is not None and SEV_RANK[f.severity] > SEV_RANK.get(last[0], 0) \
-            and now - last[1] < self.throttle_sec
-        if not escalation and last_at is not None and now - float(last_at) < self.throttle_sec:
-            held = self.state.get(f"{base}|held") or [0, now]
-            self.state[f"{base}|held"] = [int(held[0]) + 1, now]
-            return False
-        self.state[key] = now
-        self.state[base] = [f.severity, now]
-        self.released[base] = int((self.state.pop(f"{base}|held", None) or [0])[0])
-        return True
-
-    def filter(self, findings: Iterable[Finding], now: float) -> list[Finding]:
-        """The findings to emit now (pruning old entries first)."""
-        self.prune(now)
-        return [f for f in findings if self.allow(f, now)]
-
-    def prune(self, now: float) -> None:
-        """Drop entries older than twice the window; cap the size (oldest first)."""
-        horizon = 2 * self.throttle_sec
-        self.state = {k: v for k, v in self.state.items() if now - _at(v) < horizon}
-        if len(self.state) > self.max_keys:
-            keep = sorted(self.state.items(), key=lambda kv: _at(kv[1]))[-self.max_keys:]
-            self.state = dict(keep)
-
-
-def _at(v: Any) -> float:
-    return float(v[1]) if isinstance(v, list) else float(v)

@@ -24,9 +24,18 @@ KNOWN_QUOTES: tuple[str, ...] = ("FDUSD", "USDC", "USDT", "BUSD", "TUSD", "DAI",
                                  "BTC", "ETH", "BNB")
 
 
+def split_symbol(symbol: str) -> tuple[str, ...]:
+    """(base, quote) of a Binance symbol by its known quote suffix (KNOWN_QUOTES, the one list every process
+    uses); () when it cannot be split."""
+    s = symbol.strip().upper()
+    q = next((q for q in KNOWN_QUOTES if s.endswith(q) and len(s) > len(q)), "")
+    return (s[: -len(q)], q) if q else ()
+
+
 def quote_of(symbol: str) -> str:
     """The quote asset of a Binance symbol by its known suffix ('' when none matches)."""
-    return next((q for q in KNOWN_QUOTES if symbol.endswith(q) and len(symbol) > len(q)), "")
+    parts = split_symbol(symbol)
+    return parts[1] if parts else ""
 
 
 def basis_k(symbol_book: tuple[Decimal, Decimal], feed_book: tuple[Decimal, Decimal]) -> Decimal:

@@ -1,4 +1,5 @@
-"""Turn audit events into the lines a person reads while the demo trade lives."""
+"""Turn audit events into the lines a person reads: the demo narrates its trade with it, `executorctl events`
+prints the same lines (both import it from here, downward; executorctl does not import the demo)."""
 from __future__ import annotations
 
 from datetime import datetime, timezone
