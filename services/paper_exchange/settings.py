@@ -58,6 +58,9 @@ class Settings(msgspec.Struct, frozen=True):
     # points: SYMBOL trades at feed price x (1 + basis_bps / 10000), rounded to the tick.
     feed_symbol: str = "BTCUSDC"
     basis_bps: Decimal = Decimal(0)
+    # PAPER_PAGE_MAX: at most this many orders / executions per allOrders / myTrades answer, whatever the limit
+    # asked (0: Binance's own maxima). A small page lets a short run prove that a client pages (report, issue 25).
+    page_max: int = 0
 
     @property
     def symbols(self) -> tuple[str, ...]:
@@ -221,6 +224,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         lockstep=_bool(env, "REPLAY_LOCKSTEP", False),
         ws_port=_ws_port(env),
         feed_symbol=(feed := _feed_symbol(env, symbol, base)), basis_bps=_basis(env, symbol, feed),
+        page_max=_int(env, "PAPER_PAGE_MAX", 0, 0, 1000),
     )
 
 
