@@ -84,9 +84,10 @@ def main() -> int:
     ap.add_argument("--gap", type=int, default=45, help="minutes between generated signals at least")
     ap.add_argument("--month", action="store_true",
                     help=f"the 30-day file ({MONTH.name}) from 2024-12-01, 28 days (overrides --day/--hours)")
+    ap.add_argument("--days", type=float, default=28.0, help="with --month: how many days from 2024-12-01 (default 28)")
     args = ap.parse_args()
     if args.month:
-        args.day, args.hours = "2024-12-01", 28 * 24.0
+        args.day, args.hours = "2024-12-01", args.days * 24.0
     bars, _ = load_bars(MONTH if args.month else MARKET)
     day0 = int(time.mktime(time.strptime(args.day, "%Y-%m-%d"))) - time.timezone
     first = next(i for i, b in enumerate(bars) if b.ts >= day0)
@@ -102,7 +103,7 @@ def main() -> int:
         show("fastest", fast)
         if args.month:
             print(f"FIGURE replay_month_wall_sec={fast['replay']['wall_sec']:.1f} trades={fast['totals']['trades']} "
-                  f"(target < 600 for 28 days)")
+                  f"(target < 600 for 28 days; this run {args.days:g} days)")
         else:
             print(f"FIGURE replay_day_wall_sec={fast['replay']['wall_sec']:.1f} (target < 60 for 24 h)")
         if not args.compare:
