@@ -117,7 +117,7 @@ def _records(ctx: Ctx, span: trade_orders.Span, base: str, quote: str) -> Record
         client = ctx.client()
         found = trade_orders.trade_orders(client, ctx.cfg.SYMBOL, span)
         fills = _fills(client, ctx.cfg.SYMBOL, found.orders, base, quote)
-    except (BinanceError, OSError) as e:
+    except (BinanceError, OSError, msgspec.DecodeError) as e:   # said per trade; its figures from the trail
         return Records([], "", f"{type(e).__name__}: {e}"[:200])
     return Records(fills, f"{len(found.orders)} order(s) of the trade: {found.how}; myTrades per executed order")
 
