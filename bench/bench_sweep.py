@@ -41,13 +41,18 @@ def sweep(url: str, agg: Path, sig: Path, start: int, out: Path, workers: int, t
             "--out", str(out), "--replay-timeout", "7200", *GRID]
     subprocess.run([*base, "--no-wait", "--json"], cwd=HOME, check=True, capture_output=True)
     t0 = time.monotonic()
-    procs = [subprocess.Popen([*CTL, "sweep-worker", "--redis", url, "--dir", str(tmp / f"w{workers}-{i}"),
-                               "--burst"], cwd=HOME, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # workers stay up while the sweep follows: a job run once more (a failed replay) finds a worker
+    procs = [subprocess.Popen([*CTL, "sweep-worker", "--redis", url, "--dir", str(tmp / f"w{workers}-{i}")],
+                              cwd=HOME, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
              for i in range(workers)]
-    for p in procs:
-        p.wait()
+    try:
+        res = subprocess.run([*base, "--json"], cwd=HOME, capture_output=True, text=True, check=False)
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait(120)
     wall = time.monotonic() - t0
-    res = subprocess.run([*base, "--json"], cwd=HOME, capture_output=True, text=True, check=False)
     return wall, json.loads(res.stdout)
 
 
@@ -87,6 +92,8 @@ def main() -> int:
     for r in sorted(one["rows"], key=lambda r: r["id"]):
         print(f"  SL_PCT={r['SL_PCT']:<6} TP_R_LIST={r['TP_R_LIST']:<6} trades {r['trades']:>3} net R {r['net_r']:>8} "
               f"win rate {r['win_rate']:>6} max dd {r['max_drawdown']:>9} fees {r['fees']}")
+    retried = len(one.get("retried", {})) + len(two.get("retried", {}))
+    print(f"combinations run once more (a replay failed, then passed): {retried}")
     print(f"FIGURE sweep_1_worker_sec={w1:.1f} sweep_2_workers_sec={w2:.1f} scaling={w1 / w2:.2f} "
           f"identical={same} all_done={done}")
     return 0 if same and done else 1

@@ -68,7 +68,7 @@ class ReplayStack:
             "DELTASCOUT_LOG": str(run_dir / "deltascout.log"), "STATE_FN": str(run_dir / "state" / "executor_state.json"),
             "WATCHDOG_PROCESSES": ",".join(s for s in SERVICES if s != "watchdog"),
             "REST_POLL_MS": os.environ.get("REST_POLL_MS", "50"), "REPLAY_LOCKSTEP": "true",
-            "STREAM_MAXLEN": REPLAY_STREAM_MAXLEN, **settings,
+            "STREAM_MAXLEN": REPLAY_STREAM_MAXLEN, "PYTHONFAULTHANDLER": "1", **settings,
         }
         for sub in ("paper", "feed", "state", "logs", "redis"):
             (run_dir / sub).mkdir(parents=True, exist_ok=True)
