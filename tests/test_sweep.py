@@ -113,6 +113,23 @@ def test_a_worker_killed_mid_job_loses_no_combination(tmp_path: Path, redis_url,
     assert [r["status"] for r in doc["rows"]] == ["done", "done"], doc
     assert doc["retried"] and all("stopped beating" in why for why in doc["retried"].values()), doc["retried"]
     assert any(int(r["attempt"]) == 2 for r in doc["rows"]), doc["rows"]
-    # the killed worker's replay stopped with it: no replay of that run directory is left running
-    left = subprocess.run(["pgrep", "-f", str(tmp_path / "wa" / "runs")], capture_output=True, text=True)
-    assert left.stdout.strip() == "", left.stdout
+    # the killed worker's replay and its private stack stopped with it (they die with their parent)
+    deadline = time.monotonic() + 30
+    while _running_under(tmp_path / "wa"):
+        assert time.monotonic() < deadline, _running_under(tmp_path / "wa")
+        time.sleep(0.2)  # polling a condition with a deadline
+
+
+def _running_under(d: Path) -> list[str]:
+    """Processes whose command line or environment names a path under `d` (a replay, its stack)."""
+    out = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            blob = (proc / "cmdline").read_bytes() + (proc / "environ").read_bytes()
+        except OSError:
+            continue
+        if str(d).encode() in blob:
+            out.append(f"{proc.name}: {(proc / 'cmdline').read_bytes()[:120]!r}")
+    return out

@@ -26,6 +26,7 @@ import requests
 
 from services.executorctl import replay_lines, replay_settings
 from services.executorctl.ctx import CtlError, Ctx, Out, fmt_ts, jsonable
+from services.executorctl.procs import die_with_parent
 from services.executorctl.replay_drive import LOCKSTEP_WAIT_SEC, drive
 from services.executorctl.replay_lines import SignalLine, read_signals
 from shared.adapters.market_files import load_bars
@@ -79,7 +80,8 @@ class ReplayStack:
 
     def _spawn(self, name: str, argv: list[str]) -> None:
         with open(self.run_dir / "logs" / f"{name}.log", "ab") as log:
-            self.procs[name] = subprocess.Popen(argv, cwd=HOME, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+            self.procs[name] = subprocess.Popen(argv, cwd=HOME, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                                preexec_fn=die_with_parent)
 
     def start(self) -> None:
         exe = shutil.which("redis-server")
@@ -331,6 +333,7 @@ def _report(out: Out, cfg, o: Options, agg_p: Path, lines: list[SignalLine], inf
 
 
 def _stop_on_term(_sig: int, _frame: Any) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)   # a second one must not cut the stack's stop short
     raise KeyboardInterrupt("SIGTERM")
 
 

@@ -9,10 +9,8 @@ leaves a job without one, which `executorctl sweep` runs again (once).
 """
 from __future__ import annotations
 
-import ctypes
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -27,6 +25,7 @@ from rq.serializers import JSONSerializer
 
 from services.executorctl import sweep_plan
 from services.executorctl.ctx import CtlError
+from services.executorctl.procs import die_with_parent
 
 QUEUE = "executor-sweep"
 JOB_FUNC = "services.executorctl.sweep_worker.run_combination"
@@ -57,15 +56,6 @@ class SweepWorker(SimpleWorker):
             self.handle_job_failure(job, queue, exc_string=f"refused: {job.func_name!r} is not {JOB_FUNC}")
             return None
         return super().execute_job(job, queue)
-
-
-def _die_with_parent() -> None:
-    """In the replay's child: SIGTERM when the worker dies (Linux PR_SET_PDEATHSIG), so a killed worker never
-    leaves a replay and its private stack running (the replay stops its stack on SIGTERM)."""
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
-    except OSError:
-        pass  # not Linux: the replay then runs to its end alone
 
 
 def _materialize(r: redis.Redis, sid: str, sha: str, name: str, workdir: Path) -> Path:
@@ -112,7 +102,7 @@ def run_combination(sweep: str, combo: str, attempt: int) -> dict[str, Any]:
         for k, v in sorted(c.settings.items()):
             argv += ["--set", f"{k}={v}"]
         res = subprocess.run(argv, cwd=HOME, capture_output=True, text=True, check=False,
-                             preexec_fn=_die_with_parent)
+                             preexec_fn=die_with_parent)
         if res.returncode != 0:
             r.hset(key(sweep, "errors"), combo, f"attempt {attempt} on {who}: exit {res.returncode}: "
                                                f"{(res.stderr or res.stdout)[-400:]}")
