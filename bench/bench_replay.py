@@ -4,6 +4,7 @@ at the fastest speed; optionally the same input at another speed (e.g. 60x), and
     .venv/bin/python bench/bench_replay.py                         # 2025-08-03, fastest: wall time, speed
     .venv/bin/python bench/bench_replay.py --compare 60            # + the same day at 60x (24 min) and the diff
     .venv/bin/python bench/bench_replay.py --hours 3 --compare 60  # a 3-hour slice
+    .venv/bin/python bench/bench_replay.py --month                 # the 30-day file: 28 days, fastest (issue 25)
 
 The signals are generated, not DeltaScout's: a PEAK long at the close of every bar that is the lowest low of the
 last 30 minutes, at most one every 45 minutes (--gap), so the day has a dozen or so, some traded, some
@@ -25,6 +26,7 @@ sys.path.insert(0, str(HOME))
 from shared.adapters.market_files import load_bars, write_bars  # noqa: E402
 
 MARKET = HOME.parent / "shared" / "data" / "market" / "BTCUSDT-1m-2025-08-01_2025-08-10.aggregated.csv"
+MONTH = HOME.parent / "shared" / "data" / "market" / "BTCUSDT-1m-2024-11-30_2024-12-29.aggregated.csv"
 
 
 def peaks(bars, start: int, gap_min: int) -> list[str]:
@@ -39,10 +41,11 @@ def peaks(bars, start: int, gap_min: int) -> list[str]:
     return out
 
 
-def replay(agg: Path, signals: Path, speed: str, run_dir: Path, start: int) -> dict:
+def replay(agg: Path, signals: Path, speed: str, run_dir: Path, start: int, extra: list[str] | None = None) -> dict:
     t0 = time.monotonic()
     res = subprocess.run([sys.executable, "-m", "services.executorctl", "replay", "--agg", str(agg), "--signals",
-                          str(signals), "--speed", speed, "--start", str(start), "--dir", str(run_dir), "--timeout", "7200", "--json"],
+                          str(signals), "--speed", speed, "--start", str(start), "--dir", str(run_dir), "--timeout",
+                          "7200", "--json", *(extra or [])],
                          cwd=HOME, capture_output=True, text=True, check=False)
     if res.returncode != 0:
         raise SystemExit(f"replay at {speed} failed ({res.returncode}):\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}")
@@ -64,6 +67,13 @@ def show(label: str, doc: dict) -> None:
           f"{rp['wall_sec']:.1f} s wall (command {doc['command_sec']:.1f} s incl. start/stop and report), "
           f"achieved {rp['achieved_speed']}x; lock-step timeouts {len(rp['lockstep_timeouts'])}")
     print(f"{label}: {tot['trades']} trades, net {tot['net_pnl']}, signal lines {rp['signal_lines']}")
+    res = rp.get("resources") or {}
+    if res:
+        rss = ", ".join(f"{k} {v / 1024:.0f}" for k, v in sorted(res.get("rss_peak_kb", {}).items()))
+        print(f"{label}: peak RSS MiB per process: {rss}; redis used_memory peak "
+              f"{res.get('redis_used_memory_peak', 0) / 2**20:.1f} MiB")
+        print(f"FIGURE replay_rss_peak_mib={max(res.get('rss_peak_kb', {0: 0}).values()) / 1024:.0f} "
+              f"replay_redis_peak_mib={res.get('redis_used_memory_peak', 0) / 2**20:.1f}")
 
 
 def main() -> int:
@@ -72,8 +82,13 @@ def main() -> int:
     ap.add_argument("--hours", type=float, default=24.0, help="replay this many hours from 00:00 (default 24)")
     ap.add_argument("--compare", help="also replay at this speed (e.g. 60) and compare the trades")
     ap.add_argument("--gap", type=int, default=45, help="minutes between generated signals at least")
+    ap.add_argument("--month", action="store_true",
+                    help=f"the 30-day file ({MONTH.name}) from 2024-12-01, 28 days (overrides --day/--hours)")
+    ap.add_argument("--days", type=float, default=28.0, help="with --month: how many days from 2024-12-01 (default 28)")
     args = ap.parse_args()
-    bars, _ = load_bars(MARKET)
+    if args.month:
+        args.day, args.hours = "2024-12-01", args.days * 24.0
+    bars, _ = load_bars(MONTH if args.month else MARKET)
     day0 = int(time.mktime(time.strptime(args.day, "%Y-%m-%d"))) - time.timezone
     first = next(i for i, b in enumerate(bars) if b.ts >= day0)
     lo, hi = max(0, first - 400), first + int(args.hours * 60)
@@ -82,11 +97,15 @@ def main() -> int:
         write_bars(agg, bars[lo:hi])
         lines = peaks(bars[lo:hi], first - lo, args.gap)
         sig.write_text("\n".join(lines) + "\n")
-        print(f"input: {MARKET.name} {args.day} +{args.hours:g} h ({hi - first} bars after 400 of history), "
+        print(f"input: {(MONTH if args.month else MARKET).name} {args.day} +{args.hours:g} h ({hi - first} bars after 400 of history), "
               f"{len(lines)} generated signal lines")
         fast = replay(agg, sig, "max", Path(tmp) / "fast", bars[first].ts)
         show("fastest", fast)
-        print(f"FIGURE replay_day_wall_sec={fast['replay']['wall_sec']:.1f} (target < 60 for 24 h)")
+        if args.month:
+            print(f"FIGURE replay_month_wall_sec={fast['replay']['wall_sec']:.1f} trades={fast['totals']['trades']} "
+                  f"(target < 600 for 28 days; this run {args.days:g} days)")
+        else:
+            print(f"FIGURE replay_day_wall_sec={fast['replay']['wall_sec']:.1f} (target < 60 for 24 h)")
         if not args.compare:
             return 0
         slow = replay(agg, sig, args.compare, Path(tmp) / "slow", bars[first].ts)

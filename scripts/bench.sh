@@ -16,6 +16,7 @@
 #   RSS of each process of the stack      < 150 MiB
 #   Redis used_memory, streams trimmed     < 64 MiB
 #   a whole day of minute bars, replayed   < 60 s wall      (issue 16; lock-step clock, --speed max)
+#   28 days of minute bars, replayed       < 600 s wall     (issue 25; the 30-day file, RSS and Redis printed)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
@@ -38,6 +39,10 @@ done
 # headless chromium, against nothing watching, in alternating blocks of one run
 [ -f bench/bench_window.py ] && run window bench/bench_window.py
 [ -f chaos/bench_stack.py ] && run stack -m chaos.bench_stack --seconds "${BENCH_STACK_SEC:-90}"
+# a month of real bars through executorctl replay (issue 25): 28 days, wall time, trades, memory (~10 min)
+[ "${BENCH_MONTH:-1}" = 1 ] && run month bench/bench_replay.py --month
+# a sweep of 8 two-day replays on 1 then 2 rq workers (issue 25; long: BENCH_SWEEP=1 to include it)
+[ "${BENCH_SWEEP:-0}" = 1 ] && run sweep bench/bench_sweep.py
 
 "$PY" - "$OUT" <<'PYEOF'
 import json, os, re, sys
@@ -47,7 +52,7 @@ out = Path(sys.argv[1])
 T = {k: float(os.environ.get(k, v)) for k, v in {
     "T_LINE_SIGNAL_P99_MS": 5, "T_THROUGHPUT_LPS": 20000, "T_TAIL_RATIO": 2, "T_SIGNAL_ORDER_P99_MS": 5, "T_LINE_ORDER_P99_MS": 10,
     "T_FILL_STOP_P99_MS": 250, "T_STOP_MOVE_P99_MS": 100, "T_RSS_MIB": 150, "T_REDIS_MIB": 64,
-    "T_ROUNDTRIP_P50_MS": 2, "T_REPLAY_DAY_SEC": 60}.items()}
+    "T_ROUNDTRIP_P50_MS": 2, "T_REPLAY_DAY_SEC": 60, "T_REPLAY_MONTH_SEC": 600}.items()}
 
 
 def text(name):
@@ -167,6 +172,26 @@ if m:
         tgt, None)
 else:
     na("signal -> order, window open (bench_window)", tgt)
+# 28 days of the 30-day file through executorctl replay, fastest speed (bench_replay --month)
+t = text("month")
+tgt = f"< {T['T_REPLAY_MONTH_SEC']:g} s wall"
+m = t and re.search(r"FIGURE replay_month_wall_sec=([\d.]+) trades=(\d+)", t)
+if m:
+    add(f"replay of 28 days (lock-step, max, {m[2]} trades)", f"{m[1]} s", tgt, num(m[1]) < T["T_REPLAY_MONTH_SEC"])
+    mm = re.search(r"FIGURE replay_rss_peak_mib=([\d.]+) replay_redis_peak_mib=([\d.]+)", t)
+    if mm:
+        add("month replay: peak RSS of any process", f"{mm[1]} MiB", f"< {T['T_RSS_MIB']:g} MiB",
+            num(mm[1]) < T["T_RSS_MIB"])
+        add("month replay: Redis used_memory peak", f"{mm[2]} MiB", f"< {T['T_REDIS_MIB']:g} MiB",
+            num(mm[2]) < T["T_REDIS_MIB"])
+elif t is not None:
+    na("replay of 28 days (lock-step, max)", tgt)
+t = text("sweep")
+m = t and re.search(r"FIGURE sweep_1_worker_sec=([\d.]+) sweep_2_workers_sec=([\d.]+) scaling=([\d.]+) "
+                    r"identical=(\w+)", t)
+if m:
+    add("sweep of 8 two-day replays, 1 / 2 workers", f"{m[1]} s / {m[2]} s (x{m[3]})", "identical tables",
+        m[4] == "True")
 
 w = [max(len(r[i]) for r in rows + [("figure", "value", "target", "verdict")]) for i in range(4)]
 line = "  ".join(f"{{:<{x}}}" for x in w)

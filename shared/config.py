@@ -437,7 +437,7 @@ def _margin_side_effect_default(raw: Mapping[str, str], values: dict[str, object
 # _non_negative); these are the ranges beyond which a value breaks the product or cannot be meant.
 _DAY = 86_400
 BOUNDS: tuple[tuple[str, object, object, str], ...] = (
-    ("STREAM_MAXLEN", 1000, 100_000_000, "entries kept per stream; below 1000 XADD trims signals and hand-overs "
+    ("STREAM_MAXLEN", 1000, 10**9, "entries kept per stream; below 1000 XADD trims signals and hand-overs "
                                          "before they are read"),
     ("RECV_WINDOW", 1, 60_000, "ms; Binance allows at most 60000"),
     ("BINANCE_TIMEOUT_SEC", 0.1, 120, "s per exchange call"),

@@ -117,7 +117,7 @@ def test_an_unknown_symbol_stops_start_up_naming_symbol(service, tmp_path, redis
 # ---- issue 21: bounds on every numeric setting, live is explicit ------------------------------------------
 
 @pytest.mark.parametrize("env,needle", [
-    ({"STREAM_MAXLEN": "0"}, "STREAM_MAXLEN=0 is out of range; allowed: 1000 <= STREAM_MAXLEN <= 100000000"),
+    ({"STREAM_MAXLEN": "0"}, "STREAM_MAXLEN=0 is out of range; allowed: 1000 <= STREAM_MAXLEN <= 1000000000"),
     ({"STREAM_MAXLEN": "999"}, "STREAM_MAXLEN=999 is out of range"),
     ({"RECV_WINDOW": "999999"}, "RECV_WINDOW=999999 is out of range; allowed: 1 <= RECV_WINDOW <= 60000"),
     ({"RECV_WINDOW": "0"}, "RECV_WINDOW=0 must be > 0"),

@@ -10,7 +10,9 @@ is used as the `operator` ACL user (password from EXEC_SECRETS_DIR, or the crede
     executorctl halt|resume|cancel-entry|flatten    operator commands, acknowledged by their owner
     executorctl emergency [--keep-position]         halt, cancel the entry, flatten (or verify stops), report
     executorctl report [--since DATE] [--csv F] [--chart F.png]
-    executorctl replay --agg FILE --signals FILE --speed N [--start T] [--trade-mode margin ...]
+    executorctl replay --agg FILE --signals FILE --speed N [--start T] [--trade-mode margin ...] [--set K=V]
+    executorctl sweep --redis URL --agg FILE --signals FILE --grid SL_PCT=0.002,0.003 [--grid ...]
+    executorctl sweep-worker --redis URL [--dir D]   runs the sweep's replays (as many as you start)
 
 Exit status: 0 done / healthy, 1 unhealthy or a step failed, 2 usage or configuration error, 3 not
 acknowledged in time.
@@ -99,7 +101,57 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--borrow-mode", choices=("manual", "auto"),
                     help="margin: borrow before the entry (manual, NO_SIDE_EFFECT) or with the order "
                          "(auto, AUTO_BORROW_REPAY); default MARGIN_BORROW_MODE, else manual")
+    add_settings_options(sp)
+    sp = sub.add_parser("sweep", parents=[common], help="replays over a grid of settings, as rq jobs (sweep-worker)")
+    sp.add_argument("--redis", required=True, metavar="URL", help="the Redis holding the queue and the results")
+    sp.add_argument("--agg", action="append", required=True, help="market data; repeat for several files")
+    sp.add_argument("--signals", action="append", required=True, help="signal lines; repeat for several files")
+    sp.add_argument("--grid", action="append", default=[], metavar="NAME=v1,v2",
+                    help="a setting and its values (a,b:c,d when values hold commas, e.g. TP_R_LIST=1,2:1.5,3); "
+                         "repeatable; market settings (PAPER_FEE_RATE...) too")
+    sp.add_argument("--x", help="heatmap's x setting (default the first --grid)")
+    sp.add_argument("--y", help="heatmap's y setting (default the second --grid)")
+    sp.add_argument("--out", default="var/sweep", help="where the CSV and the heatmap go (default var/sweep)")
+    sp.add_argument("--speed", default="max", help="each replay's --speed (default max)")
+    sp.add_argument("--start", help="each replay's --start")
+    sp.add_argument("--lead", type=int, help="each replay's --lead")
+    sp.add_argument("--trade-mode", choices=("spot", "margin"))
+    sp.add_argument("--borrow-mode", choices=("manual", "auto"))
+    sp.add_argument("--replay-timeout", type=float, default=3600.0, help="each replay's --timeout (s)")
+    sp.add_argument("--no-wait", action="store_true", help="enqueue and return (run again to follow and gather)")
+    sp.add_argument("--timeout", type=float, default=24 * 3600.0, help="wall seconds to follow before giving up")
+    add_settings_options(sp)
+    sp = sub.add_parser("sweep-worker", parents=[common], help="run sweep combinations from the queue")
+    sp.add_argument("--redis", required=True, metavar="URL", help="the Redis the sweep was enqueued on")
+    sp.add_argument("--dir", default="var/sweep-worker", help="this worker's files and run directories")
+    sp.add_argument("--burst", action="store_true", help="stop when the queue is empty")
     return p
+
+
+MARKET_OPTIONS = (("--fee-rate", "PAPER_FEE_RATE", "commission per fill, e.g. 0.001 (default 0.001)"),
+                  ("--slippage-bps", "PAPER_SLIPPAGE_BPS", "market orders' slippage in basis points (default 1)"),
+                  ("--spread-ticks", "PAPER_SPREAD_TICKS", "half-spread in ticks around the price (default 1)"),
+                  ("--partial-fill-ratio", "PAPER_PARTIAL_FILL_RATIO",
+                   "share of a crossing limit order filled per point, (0, 1] (default 1: whole)"),
+                  ("--basis-bps", "PAPER_BASIS_BPS", "SYMBOL's premium over the market file's symbol (default 0)"),
+                  ("--balances", "PAPER_BALANCES", "starting balances, e.g. USDC=10000,BTC=0"))
+
+
+def add_settings_options(sp: argparse.ArgumentParser) -> None:
+    """The market the paper exchange models and any product setting (replay and sweep)."""
+    g = sp.add_argument_group("market modelled by the paper exchange (README: what replay figures mean)")
+    for flag, name, what in MARKET_OPTIONS:
+        g.add_argument(flag, dest=name, metavar="V", help=f"{name}: {what}")
+    sp.add_argument("--set", action="append", metavar="NAME=VALUE", default=[],
+                    help="a product setting for this run (e.g. SL_PCT=0.003, TP_R_LIST=1,2), repeatable")
+
+
+def settings_of(args: argparse.Namespace) -> dict[str, str]:
+    """--set items and the market options as settings (validated by replay_settings)."""
+    from services.executorctl import replay_settings
+    out = replay_settings.parse_set(args.set)
+    out.update({name: str(getattr(args, name)) for _f, name, _w in MARKET_OPTIONS if getattr(args, name) is not None})
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -111,7 +163,10 @@ def main(argv: list[str] | None = None) -> int:
             return replay.run(out, replay.Options(
                 agg=args.agg, signals=args.signals, speed=args.speed, run_dir=args.dir, start=args.start,
                 lead_sec=args.lead, timeout=args.timeout, csv_path=args.csv, chart_path=args.chart,
-                trade_mode=args.trade_mode, margin_isolated=args.margin_isolated, borrow_mode=args.borrow_mode))
+                trade_mode=args.trade_mode, margin_isolated=args.margin_isolated, borrow_mode=args.borrow_mode,
+                settings=settings_of(args)))
+        if args.cmd in ("sweep", "sweep-worker"):
+            return _sweep(out, args)
         try:
             # Redis as the `operator` user (its password from EXEC_SECRETS_DIR unless REDIS_URL carries one)
             cfg = load_config(process_env("executorctl", os.environ))
@@ -130,6 +185,18 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+def _sweep(out: Out, args: argparse.Namespace) -> int:
+    if args.cmd == "sweep-worker":
+        from services.executorctl import sweep_worker
+        return sweep_worker.run_worker(args.redis, args.dir, args.burst)
+    from services.executorctl import sweep, sweep_plan
+    _speed(args.speed)  # refused here, not by every job
+    return sweep.run(out, sweep.Options(
+        redis_url=args.redis, aggs=args.agg, signals=args.signals, grid=sweep_plan.parse_grid(args.grid),
+        fixed=settings_of(args), replay_options=sweep.load_replay_options(args), out_dir=args.out, x=args.x,
+        y=args.y, wait=not args.no_wait, timeout=args.timeout))
 
 
 def _dispatch(ctx: Ctx, args: argparse.Namespace) -> int:

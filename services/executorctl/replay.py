@@ -24,8 +24,9 @@ import msgspec
 import redis
 import requests
 
-from services.executorctl import replay_lines
+from services.executorctl import replay_lines, replay_settings
 from services.executorctl.ctx import CtlError, Ctx, Out, fmt_ts, jsonable
+from services.executorctl.procs import die_with_parent
 from services.executorctl.replay_drive import LOCKSTEP_WAIT_SEC, drive
 from services.executorctl.replay_lines import SignalLine, read_signals
 from shared.adapters.credentials import CredentialsError, private_stack, process_env, with_user
@@ -35,6 +36,9 @@ from shared.config import ConfigError, load_config
 from shared.domain.bars import AGG_HEADER_LINE, BadHeader, BadRow, parse_ts
 
 HOME = Path(__file__).resolve().parents[2]
+# A private replay stack keeps its whole audit trail: the report rebuilds every trade from it (issue 25). Its
+# memory is bounded by the run (printed at the end: a month of trades is a few MiB).
+REPLAY_STREAM_MAXLEN = str(10**9)
 SERVICES = ("signal_ingest", "position_engine", "exit_manager", "watchdog", "user_stream")
 
 
@@ -69,7 +73,8 @@ class ReplayStack:
             "DELTASCOUT_LOG": str(run_dir / "deltascout.log"), "STATE_FN": str(run_dir / "state" / "executor_state.json"),
             "WATCHDOG_PROCESSES": ",".join(s for s in SERVICES if s != "watchdog"),
             "REST_POLL_MS": os.environ.get("REST_POLL_MS", "50"), "REPLAY_LOCKSTEP": "true",
-            "EXEC_SECRETS_DIR": str(run_dir / "secrets"), **settings,
+            "EXEC_SECRETS_DIR": str(run_dir / "secrets"),
+            "STREAM_MAXLEN": REPLAY_STREAM_MAXLEN, "PYTHONFAULTHANDLER": "1", **settings,
         }
         for sub in ("paper", "feed", "state", "logs", "redis"):
             (run_dir / sub).mkdir(parents=True, exist_ok=True)
@@ -80,7 +85,8 @@ class ReplayStack:
 
     def _spawn(self, name: str, argv: list[str]) -> None:
         with open(self.run_dir / "logs" / f"{name}.log", "ab") as log:
-            self.procs[name] = subprocess.Popen(argv, cwd=HOME, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+            self.procs[name] = subprocess.Popen(argv, cwd=HOME, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                                preexec_fn=die_with_parent)
 
     def start(self) -> None:
         exe = shutil.which("redis-server")
@@ -222,6 +228,7 @@ class Options(msgspec.Struct, kw_only=True):
     trade_mode: str | None = None        # spot | margin (default: TRADE_MODE of the environment, else spot)
     margin_isolated: bool | None = None
     borrow_mode: str | None = None       # manual | auto
+    settings: dict[str, str] = {}        # --set NAME=VALUE and the market options (replay_settings.py)
 
 
 def margin_env(o: Options) -> dict[str, str]:
@@ -251,23 +258,31 @@ def run(out: Out, o: Options) -> int:
     rd = Path(o.run_dir) if o.run_dir else HOME / "var" / "replay" / time.strftime("%Y%m%d-%H%M%S")
     if rd.exists():
         shutil.rmtree(rd)
-    stack = ReplayStack(rd, agg_p, plan.start_ts, plan.history, o.speed, margin_env(o))
+    stack = ReplayStack(rd, agg_p, plan.start_ts, plan.history, o.speed, {**o.settings, **margin_env(o)})
     try:
         cfg = load_config(process_env("executorctl", stack.env))  # the report reads as the operator
     except (ConfigError, CredentialsError) as e:
         raise CtlError(f"configuration error: {e}") from None
+    market = replay_settings.market_of(stack.env)
     say = out.line if not out.as_json else (lambda *_a, **_k: None)
     say(f"replay: {agg_p.name} from {fmt_ts(plan.start_ts)} to {fmt_ts(end_ts)} at {_speed_text(o.speed)}, {len(lines)} "
         f"signal line(s), {cfg.TRADE_MODE}{' isolated' if cfg.MARGIN_ISOLATED else ''}; run dir {rd}")
+    say(f"market modelled by the paper exchange: {replay_settings.market_text(market)}")
+    if o.settings:
+        say("settings: " + " ".join(f"{k}={v}" for k, v in sorted(o.settings.items())))
     for note in plan.notes:
         say(f"note: {note}", "yellow")
     t0 = time.monotonic()
+    signal.signal(signal.SIGTERM, _stop_on_term)  # a sweep worker killed: the stack is stopped, not orphaned
     try:
         stack.start()
         say(f"stack up in {time.monotonic() - t0:.1f}s: redis, paper_exchange, " + ", ".join(SERVICES))
         d = drive(out, stack, lines, plan.start_ts, end_ts, o.speed, o.timeout, say)
         say(f"replay {d.outcome}: {d.market_sec / 3600:.2f} h of market in {d.wall_sec:.1f} s wall "
             f"({d.achieved_speed}x achieved, {d.points} points, lock-step)")
+        say("memory: peak RSS MiB " + ", ".join(f"{k} {v / 1024:.0f}" for k, v in
+                                                sorted(d.resources.get("rss_peak_kb", {}).items()))
+            + f"; redis used_memory peak {d.resources.get('redis_used_memory_peak', 0) / 2**20:.1f} MiB")
         if d.lockstep_timeouts:
             d_notes = f"{len(d.lockstep_timeouts)} point(s) moved on after {LOCKSTEP_WAIT_SEC:g} s without every " \
                       f"process (first: {d.lockstep_timeouts[0]}): results may differ from a slower run"
@@ -276,6 +291,8 @@ def run(out: Out, o: Options) -> int:
                 "history_bars": plan.history, "notes": plan.notes, "trade_mode": cfg.TRADE_MODE,
                 "speed": "max" if o.speed == float("inf") else o.speed, "achieved_speed": d.achieved_speed,
                 "wall_sec": d.wall_sec, "points": d.points, "lockstep_timeouts": d.lockstep_timeouts,
+                "profile": d.profile, "resources": d.resources, "market": jsonable(market),
+                "settings": dict(o.settings),
                 "market_reached": int(stack.r.get("exec:clock") or 0) / 1000}
         code = _report(out, cfg, o, agg_p, lines, info, say)
         return code if d.outcome != "timed out" else 3
@@ -307,6 +324,7 @@ def _report(out: Out, cfg, o: Options, agg_p: Path, lines: list[SignalLine], inf
                       "chart": o.chart_path, "replay": info})
             return 0
         report.render(ctx, rows, tot)
+        out.line(f"market modelled by the paper exchange: {replay_settings.market_text(info['market'])}")
         replay_lines.render(ctx, lines)
         for note in info["notes"]:
             out.line(f"note: {note}", "yellow")
@@ -317,6 +335,11 @@ def _report(out: Out, cfg, o: Options, agg_p: Path, lines: list[SignalLine], inf
         return 0
     finally:
         ctx.close()
+
+
+def _stop_on_term(_sig: int, _frame: Any) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)   # a second one must not cut the stack's stop short
+    raise KeyboardInterrupt("SIGTERM")
 
 
 def _speed_text(speed: float) -> str:

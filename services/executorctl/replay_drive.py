@@ -3,6 +3,7 @@ the --signals lines due by then, publish the point, wait until every process has
 never ahead of the wall clock. Returns how it went (Drive): outcome, points, wall time, achieved speed."""
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,9 @@ class Drive(msgspec.Struct, kw_only=True):
     market_sec: float = 0.0
     achieved_speed: float | None = None
     lockstep_timeouts: list[dict[str, Any]] = []
+    # where the wall time went: playing points on the exchange, waiting for the processes (settle), the rest
+    profile: dict[str, float] = {}
+    resources: dict[str, Any] = {}
 
 
 class Driver:
@@ -76,6 +80,7 @@ class Driver:
         # one kept-alive connection, plain http.client: a point costs one small request, not a session's overhead
         self.http = http.client.HTTPConnection("127.0.0.1", int(stack.env["PAPER_PORT"]), timeout=60)
         self._last_http = time.monotonic()
+        self.spent = {"advance_sec": 0.0, "settle_sec": 0.0, "single_points": 0, "jumps": 0}
 
     def settle_point(self) -> None:
         """Feed what is due at the current market time, publish it, wait for every process."""
@@ -83,8 +88,10 @@ class Driver:
         while self.fed < len(self.lines) and (self.lines[self.fed].ts is None or self.lines[self.fed].ts <= now):
             self.log_size = _feed(self.log, self.lines[self.fed], now)
             self.fed += 1
+        t = time.monotonic()
         self.conductor.tick(self.now_ms)
         late = self.conductor.settle(self.log_size, self.now_ms)
+        self.spent["settle_sec"] += time.monotonic() - t
         if late:
             publish(self.stack.r, "exec:events", Event(service="replay", kind="lockstep_timeout", at=now, data={
                 "waiting_for": late, "wait_sec": self.conductor.wait_sec}), 100_000)
@@ -120,6 +127,8 @@ class Driver:
         played twice. The exchange closes connections idle for 120 s, so a long pause reconnects first."""
         if time.monotonic() - self._last_http > IDLE_RECONNECT_SEC:
             self.http.close()
+        t = time.monotonic()
+        self.spent["jumps" if "to_ts" in body else "single_points"] += 1
         try:
             self.http.request("POST", "/admin/advance", body=json.dumps(body).encode(),
                               headers={"Content-Type": "application/json"})
@@ -128,6 +137,7 @@ class Driver:
         except (http.client.HTTPException, OSError) as e:
             raise CtlError(f"replay: the paper exchange did not answer /admin/advance {body}: {e}") from None
         self._last_http = time.monotonic()
+        self.spent["advance_sec"] += self._last_http - t
         if res.status != 200:
             raise CtlError(f"replay: the paper exchange refused /admin/advance {body}: {res.status} {raw[:200]!r}")
         return json.loads(raw)
@@ -145,6 +155,7 @@ def drive(out: Out, stack, lines: list[SignalLine], start_ts: int, end_ts: int,
     closed_seen = 0
     t0 = time.monotonic()
     deadline = t0 + timeout
+    sampler = ResourceSampler(stack)
     progress = None
     if out.rich:
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -182,6 +193,7 @@ def drive(out: Out, stack, lines: list[SignalLine], start_ts: int, end_ts: int,
                 if p.poll() is not None:
                     raise CtlError(f"replay: {name} exited with {p.returncode}; see {stack.run_dir / 'logs' / name}.log")
             res.points += drv.step(t0)
+            sampler.maybe_sample()
     finally:
         if progress is not None:
             progress.stop()
@@ -189,4 +201,48 @@ def drive(out: Out, stack, lines: list[SignalLine], start_ts: int, end_ts: int,
     res.market_sec = drv.now_ms / 1000 - start_ts
     res.achieved_speed = round(res.market_sec / res.wall_sec, 1) if res.wall_sec > 0 else None
     res.lockstep_timeouts = drv.conductor.timeouts
+    res.profile = {k: round(v, 3) for k, v in drv.spent.items()}
+    res.profile["other_sec"] = round(res.wall_sec - drv.spent["advance_sec"] - drv.spent["settle_sec"], 3)
+    sampler.sample()
+    res.resources = sampler.peaks()
     return res
+
+
+def rss_kb(pid: int) -> int:
+    """A process's resident set (VmRSS, KiB) from /proc; 0 when it is gone or /proc is not there."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0
+    return 0
+
+
+class ResourceSampler:
+    """Peak RSS of every process of the private stack and Redis's peak memory, sampled every SAMPLE_SEC of
+    wall time (and once at the end): the figures a month replay must keep bounded."""
+    SAMPLE_SEC = 2.0
+
+    def __init__(self, stack) -> None:
+        self.stack = stack
+        self.rss: dict[str, int] = {}
+        self.redis_peak = 0
+        self._next = 0.0
+
+    def maybe_sample(self) -> None:
+        if time.monotonic() >= self._next:
+            self.sample()
+
+    def sample(self) -> None:
+        self._next = time.monotonic() + self.SAMPLE_SEC
+        for name, p in self.stack.procs.items():
+            self.rss[name] = max(self.rss.get(name, 0), rss_kb(p.pid))
+        self.rss["executorctl"] = max(self.rss.get("executorctl", 0), rss_kb(os.getpid()))
+        try:
+            self.redis_peak = max(self.redis_peak, int(self.stack.r.info("memory").get("used_memory_peak", 0)))
+        except redis.RedisError:
+            pass  # sampled again later; a figure, not a decision
+
+    def peaks(self) -> dict[str, Any]:
+        return {"rss_peak_kb": dict(self.rss), "redis_used_memory_peak": self.redis_peak}

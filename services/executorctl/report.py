@@ -1,9 +1,12 @@
 """`executorctl report`: every closed trade, rebuilt from the `positions` stream (CLOSED) and the audit trail
 (entry_planned, entry_filled, stop_move, leg_settled, position_closed), with the exchange's own records of each
-of the trade's orders (allOrders + myTrades: quantities, prices, fees). Totals, win rate, CSV, chart.
+of the trade's orders, fetched by the trade's own orders (trade_orders.py: its entry's client id, then allOrders
+paged from there; quantities, prices, fees from myTrades). Totals, win rate, CSV, chart.
 
-The state keeps only the last closed trade, so the streams are the history: a trade whose events were trimmed
-(STREAM_MAXLEN) is reported from what is left, and says so.
+The state keeps only the last closed trade, so the streams are the history. A trade's figures come wholly from
+the exchange or wholly from the audit trail, never mixed; each row says where each figure came from (`sources`).
+A trade whose events were trimmed (STREAM_MAXLEN on a live stack; a replay's private stack never trims) still
+gets its fills and fees from the exchange, and its notes say what is unknown (the plan).
 """
 from __future__ import annotations
 
@@ -14,11 +17,15 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
+from services.executorctl import trade_orders
 from services.executorctl.ctx import CtlError, Ctx, decode_row, fmt_dur, fmt_ts, human, jsonable
 from services.executorctl.trade_rows import ZERO, Fill, TradeRow, equity
+from shared.adapters.binance_rest import BinanceError
 from shared.domain.bars import parse_ts
 from shared.domain.messages import Event, PositionEvent
-from shared.domain.order_ids import LEG_CODES, trade_key_of
+from shared.domain.order_ids import LEG_CODES
 from shared.domain.orders import Order, Trade
 from shared.domain.symbol import split_symbol
 
@@ -70,23 +77,27 @@ def _d(v: Any) -> Decimal | None:
 
 # ---- the exchange's records ------------------------------------------------------------------------------
 
-def _exchange_fills(ctx: Ctx, keys: set[str], base: str, quote: str) -> dict[str, list[Fill]]:
-    """Each trade's executions from allOrders (recent orders of the symbol) and myTrades (per order, for the
-    commissions). Commissions in the base asset are valued at the execution's price."""
-    client = ctx.client()
-    out: dict[str, list[Fill]] = {}
-    orders: list[Order] = client.all_orders(ctx.cfg.SYMBOL, limit=1000)
+class Records(msgspec.Struct):
+    """One trade's executions on the exchange and where they came from ('' fills: not read or not found)."""
+    fills: list[Fill]
+    how: str
+    error: str = ""
+
+
+def _fills(client, symbol: str, orders: list[Order], base: str, quote: str) -> list[Fill]:
+    """The executions of the trade's orders (myTrades per executed order, for the commissions). Commissions in
+    the base asset are valued at the execution's price."""
+    out: list[Fill] = []
     for o in orders:
-        tk = trade_key_of(o.client_order_id)
-        if tk not in keys or o.executed_qty <= 0:
+        if o.executed_qty <= 0:
             continue
         code = o.client_order_id.rsplit("-", 2)[1]
         leg, how = ("entry", "entry") if code == "en" else _EXIT_OF.get(code, (_CODE_LEG.get(code, code), "other"))
-        trades: list[Trade] = client.my_trades(ctx.cfg.SYMBOL, order_id=o.order_id)
+        trades: list[Trade] = trade_orders.order_trades(client, symbol, o)
         if not trades:  # no per-execution records: one fill from the order itself, no fee known
             price = o.cummulative_quote_qty / o.executed_qty
-            out.setdefault(tk, []).append(Fill(o.client_order_id, leg, how, o.side, o.type, o.executed_qty,
-                                               o.cummulative_quote_qty, price, ZERO, {}, (o.update_time or o.time) / 1000))
+            out.append(Fill(o.client_order_id, leg, how, o.side, o.type, o.executed_qty, o.cummulative_quote_qty,
+                            price, ZERO, {}, (o.update_time or o.time) / 1000))
             continue
         for t in trades:
             fee_q, fee_b, other = ZERO, ZERO, {}
@@ -96,33 +107,55 @@ def _exchange_fills(ctx: Ctx, keys: set[str], base: str, quote: str) -> dict[str
                 fee_q, fee_b = t.commission * t.price, t.commission
             elif t.commission > 0:
                 other[t.commission_asset] = t.commission
-            out.setdefault(tk, []).append(Fill(o.client_order_id, leg, how, o.side, o.type, t.qty, t.quote_qty,
-                                               t.price, fee_q, other, t.time / 1000, fee_b))
+            out.append(Fill(o.client_order_id, leg, how, o.side, o.type, t.qty, t.quote_qty, t.price, fee_q, other,
+                            t.time / 1000, fee_b))
     return out
+
+
+def _records(ctx: Ctx, span: trade_orders.Span, base: str, quote: str) -> Records:
+    """The trade's own orders and executions (trade_orders.py: by its orders, never a window it can fall out of)."""
+    try:
+        client = ctx.client()
+        found = trade_orders.trade_orders(client, ctx.cfg.SYMBOL, span)
+        fills = _fills(client, ctx.cfg.SYMBOL, found.orders, base, quote)
+    except (BinanceError, OSError, msgspec.DecodeError) as e:   # said per trade; its figures from the trail
+        return Records([], "", f"{type(e).__name__}: {e}"[:200])
+    return Records(fills, f"{len(found.orders)} order(s) of the trade: {found.how}; myTrades per executed order")
+
+
+def _span(tk: str, evs: dict[str, list[Event]], closed: PositionEvent | None) -> trade_orders.Span:
+    """The trade's first known time and close time (market ms) from what the streams still hold."""
+    times = [e.at for kind in ("entry_planned", "entry_filled") for e in evs.get(kind, [])]
+    pc = _first(evs, "position_closed")
+    end = pc.at if pc is not None else (closed.at if closed is not None else 0.0)
+    first = min(times) if times else end
+    return trade_orders.Span(tk, int(first * 1000), int(end * 1000))
 
 
 # ---- building the rows ------------------------------------------------------------------------------------
 
 def build(ctx: Ctx, since: float | None = None, use_exchange: bool = True) -> list[TradeRow]:
-    """Every closed trade (closed at or after `since`, market time), oldest first."""
+    """Every closed trade (closed at or after `since`, market time), oldest first; each with its own exchange
+    records (`trade_orders.py`), or wholly from the audit trail when those cannot be had, and the row says which."""
     events, closed = _collect(ctx)
     keys = set(closed) | {tk for tk, kinds in events.items() if "position_closed" in kinds}
     st = ctx.state()
     base, quote = _assets(ctx)
-    fills: dict[str, list[Fill]] = {}
-    exchange_error = ""
-    if use_exchange and keys:
-        try:
-            fills = _exchange_fills(ctx, keys, base, quote)
-        except Exception as e:  # noqa: BLE001 - report from the audit trail alone, and say so
-            exchange_error = f"{type(e).__name__}: {e}"[:200]
     rows = []
+    unreachable = ""
     for tk in keys:
-        row = _row(tk, events.get(tk, {}), closed.get(tk), fills.get(tk, []), st)
-        if exchange_error:
-            row.notes.append(f"exchange unreadable ({exchange_error}): figures from the audit trail")
-        if since is not None and row.closed_at < since:
+        span = _span(tk, events.get(tk, {}), closed.get(tk))
+        if since is not None and span.closed_ms / 1000 < since:
             continue
+        if not use_exchange:
+            rec = Records([], "", "not read (the exchange was not asked)")
+        elif unreachable:
+            rec = Records([], "", unreachable)
+        else:
+            rec = _records(ctx, span, base, quote)
+            if rec.error.startswith(("Unreachable", "RateLimited")):
+                unreachable = rec.error   # one wait is enough: the other trades say the same without asking
+        row = _row(tk, events.get(tk, {}), closed.get(tk), rec, st)
         rows.append(row)
     rows.sort(key=lambda r: (r.closed_at, r.trade_key))
     return rows
@@ -138,9 +171,11 @@ def _first(evs: dict[str, list[Event]], kind: str) -> Event | None:
     return lst[0] if lst else None
 
 
-def _row(tk: str, evs: dict[str, list[Event]], closed: PositionEvent | None, fills: list[Fill], st) -> TradeRow:
-    row = TradeRow(trade_key=tk, legs={}, fees_other={}, stop_moves=[], fills=fills, notes=[])
+def _row(tk: str, evs: dict[str, list[Event]], closed: PositionEvent | None, rec: Records, st) -> TradeRow:
+    fills = _whole(rec)
+    row = TradeRow(trade_key=tk, legs={}, fees_other={}, stop_moves=[], fills=fills, notes=[], sources={})
     plan, filled, pc = _first(evs, "entry_planned"), _first(evs, "entry_filled"), _first(evs, "position_closed")
+    _sources(row, rec, evs, closed)
     lc = st.last_closed if st.last_closed is not None and st.last_closed.trade_key == tk else None
     if plan is not None:
         d = plan.data
@@ -150,7 +185,7 @@ def _row(tk: str, evs: dict[str, list[Event]], closed: PositionEvent | None, fil
         row.sl_source = str(d.get("sl_source") or "")
         row.opened_at = plan.at
     else:
-        row.notes.append("entry_planned not in the audit trail (trimmed or adopted): plan unknown")
+        row.notes.append("entry_planned not in the audit trail (trimmed or adopted): plan, stop, R unknown")
     if filled is not None:
         row.opened_at = filled.at
         row.side = row.side or str(filled.data.get("side", ""))
@@ -191,14 +226,16 @@ def _row(tk: str, evs: dict[str, list[Event]], closed: PositionEvent | None, fil
             row.avg_entry = _d(filled.data.get("avg_entry"))  # the product's own average (same fills)
         row.avg_exit = row.exit_quote / row.exit_qty if row.exit_qty else ZERO
         row.gross_pnl = (sign * (row.exit_quote - row.avg_entry * row.exit_qty)).quantize(Q4)
-        if entry and exits:
-            row.dust_qty = (sum((f.qty for f in fills if f.side == "BUY"), ZERO)
-                            - sum((f.qty for f in fills if f.side == "SELL"), ZERO)
-                            - sum((f.fee_base for f in fills), ZERO))
-        else:
-            row.notes.append("the exchange's records lack the entry or the exits: dust not counted")
+        row.dust_qty = (sum((f.qty for f in fills if f.side == "BUY"), ZERO)
+                        - sum((f.qty for f in fills if f.side == "SELL"), ZERO)
+                        - sum((f.fee_base for f in fills), ZERO))
     else:
         row.source = "events"
+        if rec.error:
+            row.notes.append(f"exchange records not read ({rec.error}): figures from the audit trail")
+        elif rec.fills:
+            row.notes.append(f"exchange records incomplete ({_legs_found(rec.fills)}): the whole trade from the "
+                             "audit trail, never its entry from one source and its exits from another")
         _from_events(row, evs, pc, lc, sign)
         row.dust_qty = (_d(pc.data.get("dust")) if pc is not None else None) or ZERO
     row.dust_cost = (row.dust_qty * row.avg_entry).quantize(Q4)
@@ -246,7 +283,34 @@ def _from_events(row: TradeRow, evs: dict[str, list[Event]], pc: Event | None, l
             lg["quote"] += _d(e.data.get("quote")) or ZERO
     for lg in row.legs.values():
         lg["price"] = (lg["quote"] / lg["qty"]).quantize(Decimal("0.01")) if lg["qty"] and lg["quote"] else ZERO
-    row.notes.append("no exchange records of this trade's orders: fees unknown (0)")
+    missing = [k for k in ("entry_filled", "position_closed") if not evs.get(k)]
+    row.notes.append("no exchange records of this trade's orders: fees unknown (0)"
+                     + (f"; {', '.join(missing)} not in the audit trail (trimmed?): those figures are 0"
+                        if missing else ""))
+
+
+def _whole(rec: Records) -> list[Fill]:
+    """The exchange's fills only when they hold the entry and the exits: a trade is never half from the exchange
+    and half from the audit trail."""
+    entry = any(f.leg == "entry" for f in rec.fills)
+    exits = any(f.leg != "entry" for f in rec.fills)
+    return rec.fills if entry and exits else []
+
+
+def _legs_found(fills: list[Fill]) -> str:
+    e = sum(1 for f in fills if f.leg == "entry")
+    return f"{e} entry execution(s), {len(fills) - e} exit execution(s)"
+
+
+def _sources(row: TradeRow, rec: Records, evs: dict[str, list[Event]], closed: PositionEvent | None) -> None:
+    """Per figure, where it came from (printed under the table, a column of the CSV, a field of the JSON)."""
+    whole = bool(_whole(rec))
+    trail = "audit trail" if evs else "audit trail: trimmed, nothing of this trade left"
+    row.sources["plan"] = "audit trail (entry_planned)" if evs.get("entry_planned") else "unknown (not in the audit trail)"
+    row.sources["fills"] = f"exchange: {rec.how}" if whole else f"{trail} (entry_filled, leg_settled, position_closed)"
+    row.sources["fees"] = "exchange: myTrades commissions" if whole else "unknown: the audit trail has no fees (0)"
+    row.sources["close"] = ("audit trail (position_closed)" if evs.get("position_closed")
+                            else "positions stream (CLOSED)" if closed is not None else "unknown")
 
 
 def totals(rows: list[TradeRow]) -> dict[str, Any]:
@@ -296,6 +360,7 @@ def render(ctx: Ctx, rows: list[TradeRow], tot: dict[str, Any]) -> None:
               styles=["green" if r.net_pnl > 0 else "red" for r in rows],
               wrap=range(1, 12 + len(legs)))  # all but the trade key may wrap on a narrow terminal
     render_plans(ctx, rows)
+    render_sources(ctx, rows)
     for r in rows:
         for note in r.notes:
             out.line(f"  {r.trade_key}: {note}", "yellow")
@@ -316,10 +381,19 @@ def render_plans(ctx: Ctx, rows: list[TradeRow]) -> None:
                   title="plans", wrap=range(1, 9))
 
 
+def render_sources(ctx: Ctx, rows: list[TradeRow]) -> None:
+    """Per trade, where its figures came from (the exchange's own records of its orders, or the audit trail)."""
+    ctx.out.table(["trade", "fills and prices", "fees", "plan", "close"],
+                  [[r.trade_key, r.sources.get("fills", "-"), r.sources.get("fees", "-"), r.sources.get("plan", "-"),
+                    r.sources.get("close", "-")] for r in rows],
+                  styles=["" if r.source == "exchange" else "yellow" for r in rows],
+                  title="where each figure came from", wrap=range(1, 5))
+
+
 CSV_COLUMNS = ["trade_key", "side", "opened_at", "closed_at", "duration_sec", "planned_entry", "initial_stop", "tp1",
                "tp2", "r_unit", "entry_qty", "entry_quote", "avg_entry", "exit_qty", "exit_quote", "avg_exit",
                "tp1_exit", "tp2_exit", "trail_exit", "flatten_exit", "stop_moves", "fees_quote", "gross_pnl",
-               "net_pnl", "gross_r", "net_r", "reason", "source", "sl_source", "dust_qty", "dust_cost"]
+               "net_pnl", "gross_r", "net_r", "reason", "source", "sl_source", "dust_qty", "dust_cost", "sources"]
 
 
 def write_csv(path: Path, rows: list[TradeRow]) -> None:
@@ -336,7 +410,8 @@ def write_csv(path: Path, rows: list[TradeRow]) -> None:
                         *(_leg_text(r.legs.get(k)) if r.legs.get(k) else "" for k in LEG_ORDER),
                         ";".join(f"{m['leg']}:{m['stop']}({m['why']})" for m in r.stop_moves),
                         _c(r.fees_quote), _c(r.gross_pnl), _c(r.net_pnl), _c(r.gross_r), _c(r.net_r), r.reason,
-                        r.source, r.sl_source, _c(r.dust_qty), _c(r.dust_cost)])
+                        r.source, r.sl_source, _c(r.dust_qty), _c(r.dust_cost),
+                        "; ".join(f"{k}: {v}" for k, v in r.sources.items())])
 
 
 def _c(v: Any) -> str:

@@ -60,6 +60,7 @@ class TradeRow(msgspec.Struct, kw_only=True):
     stop_moves: list[dict[str, Any]] = []
     fills: list[Fill] = []
     source: str = "exchange"   # exchange: fills from the exchange's records; events: from the audit trail only
+    sources: dict[str, str] = {}  # figure (plan, fills, fees, close) -> where it came from, for this trade
     notes: list[str] = []
 
 

@@ -7,7 +7,7 @@ from decimal import Decimal
 from services.exit_manager.exchange import ExitExchange
 from services.exit_manager.stop_moves import StopMover
 from services.exit_manager.store import PositionStore
-from shared.adapters.agg_feed import FeedUnavailable, read_last_bars
+from shared.adapters.agg_feed import FeedUnavailable, TailCache
 from shared.domain.bars import BadHeader
 from shared.domain.exit_rules import be_due, be_price, better, trail_candidate, trail_fallback, trail_move
 from shared.domain.position import Leg, Position
@@ -22,6 +22,7 @@ class BreakEvenTrail:
     def __init__(self, rt: Runtime, f: SymbolFilters, store: PositionStore, exchange: ExitExchange,
                  mover: StopMover) -> None:
         self.rt, self.cfg, self.f, self.store, self.exchange, self.mover = rt, rt.cfg, f, store, exchange, mover
+        self._feed = TailCache(self.cfg.AGG_CSV, self.cfg.TRAIL_SWING_LOOKBACK)
 
     def maybe_break_even(self, pos: Position) -> Position | None:
         if pos.be_done or not be_due(pos) or self.rt.clock.now() < pos.be_next_at:
@@ -76,7 +77,7 @@ class BreakEvenTrail:
 
     def _trail_target(self, pos: Position, trail: Leg, now: float, activation: bool = False) -> Decimal | None:
         try:
-            feed = read_last_bars(self.cfg.AGG_CSV, self.cfg.TRAIL_SWING_LOOKBACK)
+            feed = self._feed.read()   # new rows parsed once (TailCache), not the whole lookback at every move
         except BadHeader as e:
             feed_failed(self.rt, "feed_bad_header", str(e), pos.trade_key, "trail_", action="no move")
             return None

@@ -136,7 +136,7 @@ def order_history(app: PaperApp, p: dict[str, str], account: str, max_limit: int
     A request that says where to start (orderId or startTime) gets the first `limit` orders from there, any other
     the most recent `limit`. `recent_ms`: without orderId and times, only the orders placed within that much
     market time (margin's allOrders answers "the orders within 24 hours")."""
-    n = P.limit(p, 500, max_limit)
+    n = page_len(app, P.limit(p, 500, max_limit))
     oid = P.integer(p, "orderId")
     start, end = P.time_range(p, DAY_MS)
     from_start = oid is not None or start is not None
@@ -175,9 +175,25 @@ def account(app: PaperApp, p: dict[str, str]) -> Any:
 def my_trades(app: PaperApp, p: dict[str, str]) -> Any:
     """GET /api/v3/myTrades (optionally one order's)."""
     sym = _sym(app, p)
-    oid = P.integer(p, "orderId")
-    return [views.trade(t, sym) for t in app.engine.st.trades
-            if t.account == SPOT and (oid is None or t.order_id == oid)]
+    return [views.trade(t, sym) for t in trade_history(app, p, SPOT)]
+
+
+def page_len(app: PaperApp, asked: int) -> int:
+    """How many rows one answer holds: the limit asked, at most PAPER_PAGE_MAX when that is set."""
+    return min(asked, app.s.page_max) if app.s.page_max else asked
+
+
+def trade_history(app: PaperApp, p: dict[str, str], account: str) -> list:
+    """The executions a myTrades request selects, as Binance documents it: orderId (that order's), fromId (ids >=
+    it), startTime / endTime (at most 24 h apart, -1127); limit default 500, max 1000; a request with fromId gets
+    the first `limit` from there, any other the most recent `limit`."""
+    n = page_len(app, P.limit(p, 500, 1000))
+    oid, from_id = P.integer(p, "orderId"), P.integer(p, "fromId")
+    start, end = P.time_range(p, DAY_MS)
+    picked = [t for t in app.engine.st.trades if t.account == account and (oid is None or t.order_id == oid)
+              and (from_id is None or t.id >= from_id) and (start is None or t.time >= start)
+              and (end is None or t.time <= end)]
+    return picked[:n] if from_id is not None or start is not None else picked[-n:]
 
 
 # ---- lists and cancel-replace ------------------------------------------------------------------

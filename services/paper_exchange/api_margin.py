@@ -12,7 +12,7 @@ from services.paper_exchange import params as P
 from services.paper_exchange import repay_at_cancel, views
 from services.paper_exchange.api import (
     DAY_MS, Handler, _ids, _new_order_reply, _sym, leg_client_ids, market_notional, order_history, resp_type_of,
-    transient_2013,
+    trade_history, transient_2013,
 )
 from services.paper_exchange.app import PaperApp
 from services.paper_exchange.model import CROSS, ISOLATED, ApiError, NewOrder
@@ -72,9 +72,8 @@ def all_orders(app: PaperApp, p: dict[str, str]) -> Any:
 
 def my_trades(app: PaperApp, p: dict[str, str]) -> Any:
     """GET /sapi/v1/margin/myTrades."""
-    sym, account, oid = _sym(app, p), _account(p), P.integer(p, "orderId")
-    return [{**views.trade(t, sym), "isIsolated": account == ISOLATED} for t in app.engine.st.trades
-            if t.account == account and (oid is None or t.order_id == oid)]
+    sym, account = _sym(app, p), _account(p)
+    return [{**views.trade(t, sym), "isIsolated": account == ISOLATED} for t in trade_history(app, p, account)]
 
 
 def cross_account(app: PaperApp, p: dict[str, str]) -> Any:

@@ -36,6 +36,9 @@ class Engine(MarginMixin):
         self.s = s
         self.st = state
         self._by_client: dict[tuple[str, str], int] = {}  # (account, client id) -> latest order id
+        # ids of the orders that may still be open (a closed order never reopens): a point looks at these, not
+        # at every order of a month-long replay
+        self._maybe_open: set[int] = {oid for oid, o in state.orders.items() if o.is_open}
         for oid in sorted(state.orders):
             o = state.orders[oid]
             self._by_client[(o.account, o.client_order_id)] = oid
@@ -159,8 +162,9 @@ class Engine(MarginMixin):
 
     def open_orders(self, account: str | None = None) -> list[POrder]:
         """Open orders (of one wallet, or all), oldest first."""
-        return sorted((o for o in self.st.orders.values() if o.is_open and account in (None, o.account)),
-                      key=lambda o: o.order_id)
+        live = [o for o in (self.st.orders[oid] for oid in self._maybe_open) if o.is_open]
+        self._maybe_open = {o.order_id for o in live}
+        return sorted((o for o in live if account in (None, o.account)), key=lambda o: o.order_id)
 
     def find_list(self, list_id: int | None = None, list_client_id: str | None = None, account: str = SPOT) -> PList:
         """An order list (latest with that client id) of `account`; -2013 when absent."""
@@ -306,6 +310,7 @@ class Engine(MarginMixin):
         o.order_id = self.st.next_order_id
         self.st.next_order_id += 1
         self.st.orders[o.order_id] = o
+        self._maybe_open.add(o.order_id)
         self._by_client[(o.account, o.client_order_id)] = o.order_id
         self._emit("new", o)
 

@@ -68,6 +68,9 @@ class Settings(msgspec.Struct, frozen=True):
     basis_bps: Decimal = Decimal(0)
     # issue 22: what a live account can refuse (API key restrictions, canTrade, symbol status...): flags.py
     account_flags: AccountFlags = msgspec.field(default_factory=AccountFlags)
+    # PAPER_PAGE_MAX: at most this many orders / executions per allOrders / myTrades answer, whatever the limit
+    # asked (0: Binance's own maxima). A small page lets a short run prove that a client pages (report, issue 25).
+    page_max: int = 0
 
     @property
     def symbols(self) -> tuple[str, ...]:
@@ -228,6 +231,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         ws_port=_ws_port(env),
         feed_symbol=(feed := _feed_symbol(env, symbol, base)), basis_bps=_basis(env, symbol, feed),
         account_flags=flags_from_env(env, _bool, _int, SettingsError),
+        page_max=_int(env, "PAPER_PAGE_MAX", 0, 0, 1000),
     )
 
 

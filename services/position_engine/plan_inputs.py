@@ -9,7 +9,7 @@ from decimal import Decimal
 
 import msgspec
 
-from shared.adapters.agg_feed import FeedUnavailable, read_last_bars
+from shared.adapters.agg_feed import FeedUnavailable, TailCache, read_last_bars
 from shared.adapters.binance_rest import BinanceClient, BinanceError
 from shared.adapters.fee_rate import exit_fee_rate
 from shared.domain.bars import BadHeader, Bar
@@ -44,6 +44,7 @@ class PlanInputs:
         self.fee_rate, self.fee_source = exit_fee_rate(client, rt.cfg.EXIT_FEE_RATE_FALLBACK)
         self._bars_key: tuple | None = None
         self._bars: list[Bar] = []
+        self._cache: TailCache | None = None
         self._memo: dict[tuple, tuple[Decimal | None, Decimal | None]] = {}
         self.warm()   # k and the feed before the engine says it is ready: a signal right after start needs no read
 
@@ -122,8 +123,10 @@ class PlanInputs:
         st = os.stat(self.cfg.AGG_CSV)
         key = (st.st_ino, st.st_size, st.st_mtime_ns)
         if key != self._bars_key:
-            n = self.cfg.SWING_MINS + 1 + max(_SLACK_ROWS, self.cfg.MAX_PEAK_AGE_SEC // 60 + 2)
-            read = read_last_bars(self.cfg.AGG_CSV, n)
+            if self._cache is None:   # new rows are parsed once, not the whole window at every bar (replay)
+                n = self.cfg.SWING_MINS + 1 + max(_SLACK_ROWS, self.cfg.MAX_PEAK_AGE_SEC // 60 + 2)
+                self._cache = TailCache(self.cfg.AGG_CSV, n)
+            read = self._cache.read()
             self._bars, self._bars_key = read.bars, key
             feed_read(self.rt, read, where="swing_")   # unreadable rows are said (event, throttled alert)
         return self._bars

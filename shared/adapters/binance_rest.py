@@ -440,11 +440,14 @@ class BinanceClient:
         params = {"symbol": symbol, **self._margin_params()}
         return msgspec.json.decode(self._request("GET", path, params, signed=True), type=list[Order], strict=False)
 
-    def all_orders(self, symbol: str, limit: int = 500) -> list[Order]:
-        """The account's most recent orders of `symbol` (any status), oldest first. Margin: at most 500 (Binance's
-        maximum there, against 1000 on spot) and only the last 24 hours."""
+    def all_orders(self, symbol: str, limit: int = 500, *, order_id: int | None = None, start_time: int | None = None,
+                   end_time: int | None = None) -> list[Order]:
+        """The account's orders of `symbol` (any status), oldest first: the most recent ones, or from `order_id` /
+        in [`start_time`, `end_time`] (ms, at most 24 h apart). Margin: at most 500 (Binance's maximum there,
+        against 1000 on spot) and, without an id or a time, only the last 24 hours."""
         path = "/sapi/v1/margin/allOrders" if self.margin else "/api/v3/allOrders"
-        params = {"symbol": symbol, **self._margin_params(), "limit": min(limit, 500) if self.margin else limit}
+        params = {"symbol": symbol, **self._margin_params(), "limit": min(limit, 500) if self.margin else limit,
+                  "orderId": order_id, "startTime": start_time, "endTime": end_time}
         return msgspec.json.decode(self._request("GET", path, params, signed=True), type=list[Order], strict=False)
 
     def account(self) -> dict[str, tuple[Decimal, Decimal]]:
