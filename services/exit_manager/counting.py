@@ -5,7 +5,8 @@ from __future__ import annotations
 from services.exit_manager.exchange import ExitExchange, TickAborted
 from services.exit_manager.order_feed import ExitFeed
 from services.exit_manager.store import PositionStore
-from shared.domain.exit_rules import LegFills, count_attempt, leg_ids, read_attempt, remaining, with_ids
+from shared.domain import transitions as tr
+from shared.domain.exit_rules import LegFills, leg_ids, read_attempt, remaining
 from shared.domain.position import Leg, Position
 from shared.domain.symbol import SymbolFilters
 from shared.runtime import Runtime
@@ -53,7 +54,7 @@ class LegCounter:
                       client_ids=missing, reads=seen)
 
     def _count_old(self, pos: Position, name: str, attempt: int, fills: LegFills) -> Position | None:
-        p = self.store.mutate_leg(pos.trade_key, name, lambda _p, leg: count_attempt(leg, attempt, fills, self.f))
+        p = self.store.mutate_leg(pos.trade_key, name, tr.attempt_counted, attempt, fills, self.f)
         if fills.qty > 0 and p is not None:
             self.rt.event("leg_settled", p.trade_key, leg=name, attempt=attempt, filled=fills.qty, reason=fills.reason,
                           during="stop_move")
@@ -63,12 +64,7 @@ class LegCounter:
                source: str = "rest") -> Position | None:
         """Count an attempt's fills into its leg; the leg is DONE when nothing tradeable remains, else it
         goes back to NEW (orders cancelled outside, or a partial fill) to protect the rest."""
-        def fn(p: Position, leg: Leg) -> None:
-            if count_attempt(leg, attempt, fills, self.f) and leg.status == "PLACED":
-                leg.attempt += 1
-                leg.status = "NEW"
-                with_ids(leg, p.trade_key)
-        p = self.store.mutate_leg(pos.trade_key, name, fn)
+        p = self.store.mutate_leg(pos.trade_key, name, tr.leg_filled, attempt, fills, self.f)
         if p is not None:
             leg = next(lg for lg in p.legs if lg.name == name)
             level = "info" if leg.status == "DONE" else "warning"

@@ -19,7 +19,8 @@ from services.exit_manager.holdings import base_net, foreign_fills
 from services.exit_manager.order_feed import ExitFeed
 from services.exit_manager.store import PositionStore
 from shared.adapters.binance_rest import BinanceClient, BinanceError
-from shared.domain.exit_rules import held_qty, leg_ids, leg_spent, read_attempt, share_out
+from shared.domain import transitions as tr
+from shared.domain.exit_rules import held_qty, leg_ids, read_attempt
 from shared.domain.holdings import exposure_gap, gap_tolerance, manual_booking, traded_qty, wallet_baseline
 from shared.domain.position import Position
 from shared.domain.symbol import SymbolFilters
@@ -94,11 +95,7 @@ class ManualCloseWatch:
 
     def _set_baseline(self, pos: Position, net: Decimal) -> None:
         base = wallet_baseline(pos, net, self.fee_rate)
-
-        def fn(p: Position) -> None:
-            if p.wallet_base0 is None:
-                p.wallet_base0 = base
-        self.store.mutate(pos.trade_key, fn)
+        self.store.mutate(pos.trade_key, tr.wallet_baseline_set, base)
         self.rt.event("wallet_baseline", pos.trade_key, asset=self.f.base_asset, net=net, baseline=base)
 
     def _unexplained_gap(self, pos: Position, gap: Decimal) -> None:
@@ -185,17 +182,4 @@ class ManualCloseWatch:
 
     def _book(self, pos: Position, qty: Decimal, quote: Decimal) -> Position | None:
         """Book `qty` (worth `quote`) as closed by hand on the legs that have no resting orders, trailing leg first."""
-        def fn(p: Position) -> None:
-            idle = [lg for lg in reversed(p.legs) if lg.status in ("NEW", "REPLACING")] or \
-                   [lg for lg in reversed(p.legs) if lg.status != "DONE"]
-            shares = share_out(idle, qty, quote)
-            for leg in p.legs:
-                if leg.name in shares:
-                    leg.filled_qty += shares[leg.name][0]
-                    leg.filled_quote += shares[leg.name][1]
-                    leg.exit_reason = "manual"
-                    if leg_spent(leg, self.f):
-                        leg.status = "DONE"
-            if all(lg.status == "DONE" for lg in p.legs):
-                p.close_reason = p.close_reason or "manual"
-        return self.store.mutate(pos.trade_key, fn)
+        return self.store.mutate(pos.trade_key, tr.manual_close_booked, qty, quote, self.f)

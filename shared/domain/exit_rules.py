@@ -128,8 +128,9 @@ def dust(pos: Position) -> Decimal:
 
 
 def be_price(pos: Position, tick: Decimal) -> Decimal:
-    """Break-even stop (§9): the average entry to the nearest tick, as the original prints it."""
-    return round_nearest_to_step(pos.avg_entry, tick)
+    """Break-even stop (§9): the average entry to the nearest tick, as the original prints it, rounded once from
+    the exact average fill (`avg_fill`; `avg_entry`, itself rounded, only in documents without it)."""
+    return round_nearest_to_step(pos.avg_fill if pos.avg_fill > 0 else pos.avg_entry, tick)
 
 
 def be_due(pos: Position) -> bool:
