@@ -4,9 +4,11 @@ through `executorctl replay` on two checkouts, then the paper exchange's orders 
     .venv/bin/python bench/compare_replay_orders.py --base /work/main              # this checkout vs main
     .venv/bin/python bench/compare_replay_orders.py --base /work/main --hours 6    # a 6-hour slice
 
-Each checkout is run with its own .venv. An order is compared by what the exchange saw of it (client id, side,
-type, quantities, prices, status, what it executed, market times); exchange-internal numbers (order ids) too, since
-the same orders in the same order get the same ids. Prints the differences and exits 1 when there are any.
+Each checkout is run with its own .venv. Orders are matched by their client id (deterministic: trade key, leg,
+attempt) in market-time order and compared by what the exchange saw of each (side, type, quantities, prices,
+status, what it executed, market times). The exchange's own numbers (order id, list id) are left out: a trade's
+legs are first placed concurrently, so their requests reach the exchange in either order on any run, main's too.
+Prints the differences and exits 1 when there are any.
 """
 from __future__ import annotations
 
@@ -24,8 +26,8 @@ sys.path.insert(0, str(HOME))
 from bench.bench_replay import MARKET, peaks  # noqa: E402
 from shared.adapters.market_files import load_bars, write_bars  # noqa: E402
 
-FIELDS = ("order_id", "client_order_id", "side", "type", "time_in_force", "orig_qty", "price", "stop_price",
-          "executed_qty", "cum_quote", "status", "order_list_id", "time", "update_time")
+FIELDS = ("client_order_id", "side", "type", "time_in_force", "orig_qty", "price", "stop_price", "executed_qty",
+          "cum_quote", "status", "time", "update_time")
 
 
 def run_replay(root: Path, agg: Path, sig: Path, start: int, run_dir: Path) -> tuple[dict, list[dict]]:
@@ -39,14 +41,14 @@ def run_replay(root: Path, agg: Path, sig: Path, start: int, run_dir: Path) -> t
         raise SystemExit(f"replay on {root} failed ({res.returncode}):\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}")
     doc = json.loads(res.stdout)
     state = json.loads((run_dir / "paper" / "paper.json").read_text())
-    orders = sorted(state["engine"]["orders"].values(), key=lambda o: o["order_id"])
+    orders = sorted(state["engine"]["orders"].values(), key=lambda o: (o["time"], o["client_order_id"]))
     print(f"{root}: {len(orders)} orders, {len(doc['trades'])} trades, net {doc['totals']['net_pnl']}, "
           f"{time.monotonic() - t0:.0f} s")
     return doc, [{k: o.get(k) for k in FIELDS} for o in orders]
 
 
 def diff(a: list[dict], b: list[dict]) -> list[str]:
-    """Lines describing each order that differs (by position in the exchange's order)."""
+    """Lines describing each order that differs (by position in market-time, client-id order)."""
     out = []
     for i in range(max(len(a), len(b))):
         x, y = (a[i] if i < len(a) else None), (b[i] if i < len(b) else None)

@@ -25,7 +25,7 @@ from services.exit_manager.order_feed import ExitFeed, Waker
 from services.exit_manager.placement import LegPlacer
 from services.exit_manager.stop_moves import StopMover
 from services.exit_manager.store import PositionStore
-from services.exit_manager.trailing import BreakEvenTrail
+from services.exit_manager.favour import FavourMoves
 from shared.adapters.binance_rest import BinanceClient, BinanceError
 from shared.adapters.fee_rate import exit_fee_rate
 from shared.adapters.lockstep import LockStep
@@ -63,7 +63,7 @@ class ExitManager:
         self.learner = FillLearner(rt, client, self.feed, self.store, self.exchange, self.counter)
         self.placer = LegPlacer(rt, client, f, fee, self.feed, self.store, self.exchange, self.manual)
         self.mover = StopMover(rt, client, f, self.feed, self.store, self.exchange, self.counter, self.placer)
-        self.favour = BreakEvenTrail(rt, f, self.store, self.exchange, self.mover)
+        self.favour = FavourMoves(rt, f, self.store, self.exchange, self.mover)
 
     # ---- the tick -------------------------------------------------------------------------------
 

@@ -1,5 +1,6 @@
-"""Moving stops in the position's favour: to break-even after a take-profit, and the swing trailing of the last leg
-after TP2 (from AGG_CSV's bars, fails closed when they are missing or stale)."""
+"""Moving stops in the position's favour, as shared/domain/exit_decide.py decides them: to break-even after TP1,
+and the swing trailing of the last leg after TP2 (from AGG_CSV's bars, fails closed when they are missing or
+stale)."""
 from __future__ import annotations
 
 from decimal import Decimal
@@ -29,7 +30,7 @@ from shared.feed_alerts import feed_failed, feed_read
 from shared.runtime import Runtime
 
 
-class BreakEvenTrail:
+class FavourMoves:
     """Carries out the favourable stop moves that shared/domain/exit_decide.py decides (break-even, trailing);
     the StopMover moves the stops."""
 
