@@ -204,3 +204,17 @@ def test_the_stops_cover_what_is_held_and_nothing_sells_more(side, fills, booked
     spent = [lg for lg in p.legs if lg.status == LegStatus.DONE]
     assert held - open_qty <= sum((lg.qty - lg.filled_qty for lg in spent), D(0)) + (p.filled_qty - sum(
         (lg.qty for lg in p.legs), D(0)))                         # what no stop covers is only spent legs' dust
+
+
+def test_entry_filled_hands_the_position_over_in_its_event():
+    from shared.adapters.redis_streams import decode_fields, encode_fields
+    from shared.domain.messages import handed_over_position
+    st = State(position=_pos(status=Phase.OPEN, avg_entry=D(0), avg_fill=D(0)))
+    out = tr.handed_over(st, "t1", (Phase.PENDING, Phase.OPEN), 7.0, T, "exec:positions")
+    assert out is not None
+    (stream, msg), = out[1]
+    fields = {k.encode(): v for k, v in encode_fields(msg).items()}
+    got = handed_over_position(decode_fields(fields))
+    assert stream == "exec:positions" and got == st.position and got.status == Phase.OPEN_FILLED
+    assert got.avg_fill == D("285.007634871") / D("0.003") and got.avg_entry == D("95002.5450")
+    assert tr.handed_over(st, "t1", (Phase.PENDING, Phase.OPEN), 8.0, T, "exec:positions") is None  # once

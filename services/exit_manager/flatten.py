@@ -14,7 +14,7 @@ from shared.domain import transitions as tr
 from shared.domain.exit_rules import exit_side, held_qty
 from shared.domain.order_ids import client_id
 from shared.domain.orders import Order, order_is_open
-from shared.domain.position import Position
+from shared.domain.position import LegStatus, Position
 from shared.domain.symbol import SymbolFilters
 from shared.runtime import Runtime
 
@@ -38,7 +38,7 @@ class Flattener:
         self.exchange.cancel_all(pos)
         for leg in pos.legs:
             for attempt in range(max(leg.counted_attempt + 1, 0), leg.attempt + 1):
-                if leg.status != "DONE":
+                if leg.status != LegStatus.DONE:
                     pos = self.counter.count_attempt(pos, leg.name, attempt) or pos
                     leg = next(lg for lg in pos.legs if lg.name == leg.name)
         pos = self._market_rest(pos)

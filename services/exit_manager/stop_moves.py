@@ -21,7 +21,7 @@ from shared.domain import transitions as tr
 from shared.domain.exit_plan import stop_limit_price
 from shared.domain.exit_rules import better, exit_side, leg_ids, remaining
 from shared.domain.orders import order_is_open
-from shared.domain.position import Leg, Position
+from shared.domain.position import Leg, LegStatus, Position
 from shared.domain.symbol import SymbolFilters
 from shared.runtime import Runtime
 
@@ -47,7 +47,7 @@ class StopMover:
         if p is None:
             return None
         leg = next(lg for lg in p.legs if lg.name == name)
-        if leg.status != "REPLACING":
+        if leg.status != LegStatus.REPLACING:
             return p
         if moved:  # recorded by this process just now: nothing exists under the new ids yet
             self.placer.wrote_fresh(moved.list_id or moved.stop_id)
@@ -73,7 +73,7 @@ class StopMover:
         if p is None:
             return None
         leg = next(lg for lg in p.legs if lg.name == leg.name)
-        if leg.status == "DONE":
+        if leg.status == LegStatus.DONE:
             return p
         result = self.placer.place(p, leg)
         self.rt.event("stop_move_window", p.trade_key, leg=leg.name, ms=round((time.perf_counter() - t0) * 1000, 2))

@@ -27,7 +27,7 @@ from shared.domain.entry_rules import (
 from shared.domain import transitions as tr
 from shared.domain.order_updates import OrderUpdate
 from shared.domain.orders import FILLED, Order, order_is_open
-from shared.domain.position import ENGINE_PHASES, Position
+from shared.domain.position import ENGINE_PHASES, Phase, Position
 from shared.domain.symbol import SymbolFilters
 from shared.runtime import Runtime
 
@@ -129,7 +129,7 @@ class EntryTracker:
     def _on_missing(self, pos: Position) -> None:
         if time.time() - pos.entry_sent_at < NOT_FOUND_GRACE_SEC:
             return
-        if pos.status == "OPEN":
+        if pos.status == Phase.OPEN:
             self.rt.event("entry_order_vanished", pos.trade_key, level="error", client_id=pos.entry_client_id)
             self.rt.notify("entry_error", f"entry order {pos.entry_client_id} not found on the exchange", "ERROR",
                            pos.trade_key, cause="entry_not_found")
@@ -158,7 +158,7 @@ class EntryTracker:
             return
         self._watch(pos)
         self._heard = time.time()
-        if pos.status == "PENDING":
+        if pos.status == Phase.PENDING:
             pos = self.writer.update(pos.trade_key, tr.entry_acknowledged, o.order_id)
             if pos is None:
                 return
