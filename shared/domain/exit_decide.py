@@ -83,7 +83,6 @@ class ExitView(msgspec.Struct, frozen=True):
 
 class ExitSettings(Protocol):
     """The settings `decide` reads (shared/config.py's Config has them all)."""
-    TP1_BE_MAX_ATTEMPTS: int
     TRAIL_ACTIVATE_AFTER_TP2: bool
     TRAIL_UPDATE_EVERY_SEC: float
 
