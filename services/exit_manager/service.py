@@ -17,6 +17,7 @@ from decimal import Decimal
 from services.exit_manager.closing import Closer
 from services.exit_manager.counting import LegCounter
 from services.exit_manager.exchange import ExitExchange, TickAborted
+from services.exit_manager.favour import FavourMoves
 from services.exit_manager.flatten import Flattener
 from services.exit_manager.learning import FillLearner
 from services.exit_manager.manual_close import ManualCloseWatch
@@ -25,7 +26,6 @@ from services.exit_manager.order_feed import ExitFeed, Waker
 from services.exit_manager.placement import LegPlacer
 from services.exit_manager.stop_moves import StopMover
 from services.exit_manager.store import PositionStore
-from services.exit_manager.favour import FavourMoves
 from shared.adapters.binance_rest import BinanceClient, BinanceError
 from shared.adapters.fee_rate import exit_fee_rate
 from shared.adapters.lockstep import LockStep
