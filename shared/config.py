@@ -360,7 +360,7 @@ def validate(cfg: Config) -> None:
     if cfg.EXIT_FEE_RATE_FALLBACK >= 1:
         raise ConfigError(f"EXIT_FEE_RATE_FALLBACK={cfg.EXIT_FEE_RATE_FALLBACK} must be a fraction below 1 "
                           f"(0.001 = 0.1 %)")
-    if cfg.TRAIL_STEP_USD <= 0:   # README difference 17: the original read 0 as its default step
+    if cfg.TRAIL_STEP_USD <= 0:   # README difference 19: the original read 0 as its default step
         raise ConfigError(f"TRAIL_STEP_USD={cfg.TRAIL_STEP_USD} must be > 0 (the original read 0 as its default "
                           f"20: set 20 for that)")
     if cfg.SL_PCT >= 1:

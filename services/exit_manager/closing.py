@@ -3,13 +3,14 @@ in one transaction with the CLOSED event."""
 from __future__ import annotations
 
 from decimal import Decimal
+from functools import partial
 
 from services.exit_manager.exchange import ExitExchange
 from services.exit_manager.margin import repay_after_close
 from shared.adapters.binance_rest import BinanceClient
 from shared.domain.exit_rules import close_summary, held_qty
-from shared.domain.messages import PositionEvent
-from shared.domain.position import Position, State
+from shared.domain import transitions as tr
+from shared.domain.position import Position
 from shared.domain.symbol import SymbolFilters
 from shared.runtime import Runtime
 
@@ -28,17 +29,10 @@ class Closer:
         now = self.rt.clock.now()
         summary = close_summary(pos, now)
         leftover = held_qty(pos, self.fee_rate, self.f.step_size)
-
-        def tx(st: State):
-            if st.position is None or st.position.trade_key != pos.trade_key:
-                return None
-            st.position, st.last_closed = None, summary
-            st.closed_count += 1
-            st.cooldown_until = now + self.cfg.COOLDOWN_SEC
-            return st, [(self.cfg.key("positions"), PositionEvent(kind="CLOSED", trade_key=pos.trade_key, at=now,
-                                                                   detail={"reason": summary.exit_reason,
-                                                                           "pnl": str(summary.pnl_quote)}))]
-        self.rt.store.update(tx)
+        msg = tr.event(self.cfg.key("positions"), "CLOSED", pos.trade_key, now, reason=summary.exit_reason,
+                       pnl=str(summary.pnl_quote))
+        self.rt.store.update(partial(tr.closed, trade_key=pos.trade_key, summary=summary,
+                                     cooldown_until=now + self.cfg.COOLDOWN_SEC, messages=[msg]))
         self.rt.event("position_closed", pos.trade_key, reason=summary.exit_reason, qty=summary.qty,
                       avg_entry=summary.avg_entry, avg_exit=summary.avg_exit, pnl=summary.pnl_quote,
                       r=summary.r_multiple, dust=leftover)

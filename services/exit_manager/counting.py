@@ -5,8 +5,9 @@ from __future__ import annotations
 from services.exit_manager.exchange import ExitExchange, TickAborted
 from services.exit_manager.order_feed import ExitFeed
 from services.exit_manager.store import PositionStore
-from shared.domain.exit_rules import LegFills, count_attempt, leg_ids, read_attempt, remaining, with_ids
-from shared.domain.position import Leg, Position
+from shared.domain import transitions as tr
+from shared.domain.exit_rules import LegFills, leg_ids, read_attempt, remaining
+from shared.domain.position import Leg, LegStatus, Position
 from shared.domain.symbol import SymbolFilters
 from shared.runtime import Runtime
 
@@ -28,7 +29,7 @@ class LegCounter:
             return pos
         ids = leg_ids(pos.trade_key, name, attempt)
         orders = {i: self.feed.final(i) or self.exchange.query(i) for i in (ids.tp_id, ids.stop_id) if i}
-        if attempt < leg.attempt or leg.status == "PLACED":   # it was on the exchange: a stop only moves from PLACED
+        if attempt < leg.attempt or leg.status == LegStatus.PLACED:   # it was on the exchange (a stop moves from PLACED)
             self._check_missing(pos, name, attempt, orders)
         prev = Leg(name=name, qty=leg.qty, stop_price=leg.stop_price, stop_limit=leg.stop_limit,
                    tp_client_id=ids.tp_id, stop_client_id=ids.stop_id)
@@ -53,7 +54,7 @@ class LegCounter:
                       client_ids=missing, reads=seen)
 
     def _count_old(self, pos: Position, name: str, attempt: int, fills: LegFills) -> Position | None:
-        p = self.store.mutate_leg(pos.trade_key, name, lambda _p, leg: count_attempt(leg, attempt, fills, self.f))
+        p = self.store.mutate_leg(pos.trade_key, name, tr.attempt_counted, attempt, fills, self.f)
         if fills.qty > 0 and p is not None:
             self.rt.event("leg_settled", p.trade_key, leg=name, attempt=attempt, filled=fills.qty, reason=fills.reason,
                           during="stop_move")
@@ -63,15 +64,10 @@ class LegCounter:
                source: str = "rest") -> Position | None:
         """Count an attempt's fills into its leg; the leg is DONE when nothing tradeable remains, else it
         goes back to NEW (orders cancelled outside, or a partial fill) to protect the rest."""
-        def fn(p: Position, leg: Leg) -> None:
-            if count_attempt(leg, attempt, fills, self.f) and leg.status == "PLACED":
-                leg.attempt += 1
-                leg.status = "NEW"
-                with_ids(leg, p.trade_key)
-        p = self.store.mutate_leg(pos.trade_key, name, fn)
+        p = self.store.mutate_leg(pos.trade_key, name, tr.leg_filled, attempt, fills, self.f)
         if p is not None:
             leg = next(lg for lg in p.legs if lg.name == name)
-            level = "info" if leg.status == "DONE" else "warning"
+            level = "info" if leg.status == LegStatus.DONE else "warning"
             self.rt.event("leg_settled", p.trade_key, level=level, leg=name, attempt=attempt, filled=fills.qty,
                           quote=fills.quote, reason=fills.reason, status=leg.status, remaining=remaining(leg),
                           source=source)
@@ -79,6 +75,6 @@ class LegCounter:
         return p
 
     def _report_dust(self, pos: Position, leg: Leg) -> None:
-        if leg.status == "DONE" and remaining(leg) > 0:
+        if leg.status == LegStatus.DONE and remaining(leg) > 0:
             self.rt.event("leg_dust", pos.trade_key, level="warning", leg=leg.name, qty=remaining(leg),
                           min_qty=self.f.min_qty, action="left in the account (below the exchange's minimum)")

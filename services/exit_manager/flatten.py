@@ -10,10 +10,11 @@ from services.exit_manager.exchange import ExitExchange, TickAborted
 from services.exit_manager.manual_close import ManualCloseWatch
 from services.exit_manager.store import PositionStore
 from shared.adapters.binance_rest import BinanceClient, RateLimited, Rejected, UnknownOutcome
+from shared.domain import transitions as tr
 from shared.domain.exit_rules import exit_side, held_qty
 from shared.domain.order_ids import client_id
 from shared.domain.orders import Order, order_is_open
-from shared.domain.position import Position
+from shared.domain.position import LegStatus, Position
 from shared.domain.symbol import SymbolFilters
 from shared.runtime import Runtime
 
@@ -37,19 +38,13 @@ class Flattener:
         self.exchange.cancel_all(pos)
         for leg in pos.legs:
             for attempt in range(max(leg.counted_attempt + 1, 0), leg.attempt + 1):
-                if leg.status != "DONE":
+                if leg.status != LegStatus.DONE:
                     pos = self.counter.count_attempt(pos, leg.name, attempt) or pos
                     leg = next(lg for lg in pos.legs if lg.name == leg.name)
         pos = self._market_rest(pos)
         if pos is None:
             return
-
-        def fn(p: Position) -> None:
-            for leg in p.legs:
-                if leg.status != "DONE":
-                    leg.status, leg.exit_reason = "DONE", "flatten"
-            p.close_reason = p.close_reason or f"flatten:{p.flatten_requested}"
-        pos = self.store.mutate(pos.trade_key, fn)
+        pos = self.store.mutate(pos.trade_key, tr.flattened)
         if pos is not None:
             self.closer.close(pos)
 
@@ -88,13 +83,8 @@ class Flattener:
     def _count_flatten(self, pos: Position, o: Order) -> Position | None:
         self.rt.event("flatten_filled", pos.trade_key, qty=o.executed_qty, quote=o.cummulative_quote_qty,
                       client_id=o.client_order_id)
-
-        def fn(p: Position) -> None:
-            if p.flatten_attempt == int(o.client_order_id.rsplit("-", 1)[1]):
-                p.flatten_qty += o.executed_qty
-                p.flatten_quote += o.cummulative_quote_qty
-                p.flatten_attempt += 1
-        return self.store.mutate(pos.trade_key, fn)
+        return self.store.mutate(pos.trade_key, tr.flatten_filled, int(o.client_order_id.rsplit("-", 1)[1]),
+                                 o.executed_qty, o.cummulative_quote_qty)
 
     def _rejected(self, pos: Position, e: Rejected) -> None:
         self._retry_at[pos.trade_key] = self.rt.clock.now() + self.cfg.EXITS_RETRY_EVERY_SEC

@@ -19,7 +19,7 @@ from shared.domain.exit_rules import (
     stream_view,
 )
 from shared.domain.orders import Order, order_is_open
-from shared.domain.position import Leg, Position
+from shared.domain.position import Leg, LegStatus, Position
 from shared.runtime import Runtime
 
 
@@ -39,11 +39,11 @@ class FillLearner:
 
     def learn(self, pos: Position) -> Position | None:
         """Settle what the exchange's records say of each resting leg; the position afterwards (None: gone)."""
-        if not any(leg.status == "PLACED" for leg in pos.legs):
+        if not any(leg.status == LegStatus.PLACED for leg in pos.legs):
             return pos  # nothing resting to learn about
         open_, reason = self._rest_read(pos)
         for leg in pos.legs:
-            if leg.status != "PLACED":
+            if leg.status != LegStatus.PLACED:
                 continue
             if open_ is None:  # the stream's records only; an order it never reported waits for REST
                 known = stream_view(leg, self.feed.records)

@@ -19,9 +19,10 @@ from services.exit_manager.holdings import base_net, foreign_fills
 from services.exit_manager.order_feed import ExitFeed
 from services.exit_manager.store import PositionStore
 from shared.adapters.binance_rest import BinanceClient, BinanceError
-from shared.domain.exit_rules import held_qty, leg_ids, leg_spent, read_attempt, share_out
+from shared.domain import transitions as tr
+from shared.domain.exit_rules import held_qty, leg_ids, read_attempt
 from shared.domain.holdings import exposure_gap, gap_tolerance, manual_booking, traded_qty, wallet_baseline
-from shared.domain.position import Position
+from shared.domain.position import LegStatus, Position
 from shared.domain.symbol import SymbolFilters
 from shared.runtime import Runtime
 
@@ -45,7 +46,7 @@ class ManualCloseWatch:
         is afterwards (None once closed)."""
         if not self.client.margin or pos.flatten_requested:
             return pos
-        if any(lg.status not in ("PLACED", "DONE") for lg in pos.legs) or not pos.legs:
+        if any(lg.status not in (LegStatus.PLACED, LegStatus.DONE) for lg in pos.legs) or not pos.legs:
             return pos  # legs being placed or moved: their fills are not all counted yet
         if pos.wallet_base0 is not None and time.monotonic() < self._next_check and not self.feed.foreign_trade:
             return pos
@@ -94,11 +95,7 @@ class ManualCloseWatch:
 
     def _set_baseline(self, pos: Position, net: Decimal) -> None:
         base = wallet_baseline(pos, net, self.fee_rate)
-
-        def fn(p: Position) -> None:
-            if p.wallet_base0 is None:
-                p.wallet_base0 = base
-        self.store.mutate(pos.trade_key, fn)
+        self.store.mutate(pos.trade_key, tr.wallet_baseline_set, base)
         self.rt.event("wallet_baseline", pos.trade_key, asset=self.f.base_asset, net=net, baseline=base)
 
     def _unexplained_gap(self, pos: Position, gap: Decimal) -> None:
@@ -118,7 +115,7 @@ class ManualCloseWatch:
         filled; their legs go back to NEW, to be placed again for what remains."""
         self.exchange.cancel_all(pos)
         for leg in pos.legs:
-            if leg.status != "PLACED":
+            if leg.status != LegStatus.PLACED:
                 continue
             orders = {i: self.exchange.query(i) for i in (leg.tp_client_id, leg.stop_client_id) if i}
             fills = read_attempt(leg, {k: v for k, v in orders.items() if v is not None})
@@ -165,7 +162,7 @@ class ManualCloseWatch:
             for attempt in range(max(leg.counted_attempt + 1, 0), leg.attempt + 1):
                 ids = leg_ids(pos.trade_key, leg.name, attempt)
                 for cid in (ids.tp_id, ids.stop_id):
-                    o = self.exchange.query(cid) if cid and leg.status != "DONE" else None
+                    o = self.exchange.query(cid) if cid and leg.status != LegStatus.DONE else None
                     total += o.executed_qty if o is not None else Decimal(0)
         return total
 
@@ -180,22 +177,9 @@ class ManualCloseWatch:
 
     def _book_and_close(self, pos: Position, qty: Decimal, quote: Decimal) -> None:
         p = self._book(pos, qty, quote)
-        if p is not None and all(lg.status == "DONE" for lg in p.legs) and not p.flatten_requested:
+        if p is not None and all(lg.status == LegStatus.DONE for lg in p.legs) and not p.flatten_requested:
             self.closer.close(p)
 
     def _book(self, pos: Position, qty: Decimal, quote: Decimal) -> Position | None:
         """Book `qty` (worth `quote`) as closed by hand on the legs that have no resting orders, trailing leg first."""
-        def fn(p: Position) -> None:
-            idle = [lg for lg in reversed(p.legs) if lg.status in ("NEW", "REPLACING")] or \
-                   [lg for lg in reversed(p.legs) if lg.status != "DONE"]
-            shares = share_out(idle, qty, quote)
-            for leg in p.legs:
-                if leg.name in shares:
-                    leg.filled_qty += shares[leg.name][0]
-                    leg.filled_quote += shares[leg.name][1]
-                    leg.exit_reason = "manual"
-                    if leg_spent(leg, self.f):
-                        leg.status = "DONE"
-            if all(lg.status == "DONE" for lg in p.legs):
-                p.close_reason = p.close_reason or "manual"
-        return self.store.mutate(pos.trade_key, fn)
+        return self.store.mutate(pos.trade_key, tr.manual_close_booked, qty, quote, self.f)

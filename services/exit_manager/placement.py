@@ -11,6 +11,7 @@ from services.exit_manager.manual_close import ManualCloseWatch
 from services.exit_manager.order_feed import ExitFeed
 from services.exit_manager.store import PositionStore
 from shared.adapters.binance_rest import BinanceClient, NotFound, RateLimited, Rejected, UnknownOutcome
+from shared.domain import transitions as tr
 from shared.domain.exit_plan import stop_limit_price
 from shared.domain.exit_rules import (
     exit_side,
@@ -44,15 +45,10 @@ class LegPlacer:
 
     def init_legs(self, pos: Position) -> Position:
         """Plan the legs of a position that has none (written once, with the exit total)."""
-        legs, wrote = plan_legs(pos, self.f, self.cfg.SL_LIMIT_GAP_TICKS, self.fee_rate), []
-        total = exit_total(pos, self.fee_rate, self.f.step_size)
-
-        def fn(p: Position) -> None:
-            if not p.legs:
-                p.legs = legs
-                p.exit_qty = total
-                wrote.append(True)
-        p = self.store.mutate(pos.trade_key, fn) or pos
+        legs = plan_legs(pos, self.f, self.cfg.SL_LIMIT_GAP_TICKS, self.fee_rate)
+        p, wrote = self.store.apply(pos.trade_key, tr.legs_planned, legs, exit_total(pos, self.fee_rate,
+                                                                                      self.f.step_size))
+        p = p or pos
         if wrote:  # this process wrote these ids first: nothing can exist under them yet
             self._fresh.update(lg.list_client_id or lg.stop_client_id for lg in legs)
         target = exit_target(p, self.fee_rate, self.f.step_size)
@@ -186,11 +182,7 @@ class LegPlacer:
         if new <= 0 or new == leg.stop_price:
             return None
         limit = stop_limit_price(pos.side, new, self.cfg.SL_LIMIT_GAP_TICKS, self.f.tick_size)
-
-        def fn(p: Position, lg: Leg) -> None:
-            if lg.status == "NEW":
-                lg.stop_price, lg.stop_limit = new, limit
-        p = self.store.mutate_leg(pos.trade_key, leg.name, fn)
+        p = self.store.mutate_leg(pos.trade_key, leg.name, tr.stop_set_nearest, new, limit)
         self.rt.event("leg_would_trigger", pos.trade_key, level="warning", leg=leg.name, error=e.msg,
                       reason="stop_immediate", stop=leg.stop_price, tp=leg.tp_price, stop_to=new, limit_to=limit,
                       market=px, action="stop placed at the nearest price that does not trigger")
@@ -209,14 +201,7 @@ class LegPlacer:
 
     def _count_rejection(self, pos: Position, leg: Leg, e: Rejected) -> Position | None:
         now = self.rt.clock.now()
-
-        def fn(p: Position, lg: Leg) -> None:
-            lg.errors += 1
-            p.exits_tries += 1
-            p.exits_next_at = now + self.cfg.EXITS_RETRY_EVERY_SEC
-            if p.exits_first_error_at <= 0:
-                p.exits_first_error_at = now
-        p = self.store.mutate_leg(pos.trade_key, leg.name, fn)
+        p = self.store.mutate_leg(pos.trade_key, leg.name, tr.leg_rejected, now, self.cfg.EXITS_RETRY_EVERY_SEC)
         tries = p.exits_tries if p else pos.exits_tries + 1
         self.rt.event("leg_rejected", pos.trade_key, level="error", leg=leg.name, code=e.code, error=e.msg, tries=tries,
                       retry_in=self.cfg.EXITS_RETRY_EVERY_SEC)

@@ -17,6 +17,7 @@ from decimal import Decimal
 from services.exit_manager.closing import Closer
 from services.exit_manager.counting import LegCounter
 from services.exit_manager.exchange import ExitExchange, TickAborted
+from services.exit_manager.favour import FavourMoves
 from services.exit_manager.flatten import Flattener
 from services.exit_manager.learning import FillLearner
 from services.exit_manager.manual_close import ManualCloseWatch
@@ -25,15 +26,15 @@ from services.exit_manager.order_feed import ExitFeed, Waker
 from services.exit_manager.placement import LegPlacer
 from services.exit_manager.stop_moves import StopMover
 from services.exit_manager.store import PositionStore
-from services.exit_manager.trailing import BreakEvenTrail
 from shared.adapters.binance_rest import BinanceClient, BinanceError
 from shared.adapters.fee_rate import exit_fee_rate
 from shared.adapters.lockstep import LockStep
 from shared.adapters.redis_streams import Entry, GroupConsumer
 from shared.command_intake import refused
-from shared.domain.messages import Command
+from shared.domain.exit_decide import Close, ExitView, Flatten, PlaceLeg, lifecycle
+from shared.domain.messages import Command, handed_over_position
 from shared.domain.order_updates import OrderUpdate
-from shared.domain.position import Position
+from shared.domain.position import LegStatus, Position
 from shared.domain.symbol import SymbolFilters
 from shared.runtime import Runtime, boot
 from shared.service_loop import handle_entry, run_guarded, wait_for_filters
@@ -63,7 +64,7 @@ class ExitManager:
         self.learner = FillLearner(rt, client, self.feed, self.store, self.exchange, self.counter)
         self.placer = LegPlacer(rt, client, f, fee, self.feed, self.store, self.exchange, self.manual)
         self.mover = StopMover(rt, client, f, self.feed, self.store, self.exchange, self.counter, self.placer)
-        self.favour = BreakEvenTrail(rt, f, self.store, self.exchange, self.mover)
+        self.favour = FavourMoves(rt, f, self.store, self.exchange, self.mover)
 
     # ---- the tick -------------------------------------------------------------------------------
 
@@ -92,30 +93,45 @@ class ExitManager:
         pos = self.manual.watch(pos) if pos is not None else None
         if pos is None:
             return
-        if pos.flatten_requested:
-            if self.flattener.due(pos):
-                self.flattener.flatten(pos)
-        elif all(leg.status == "DONE" for leg in pos.legs):
+        actions = lifecycle(pos, ExitView(flatten_wait=not self.flattener.due(pos)), self.rt.clock.now())
+        if any(isinstance(a, Flatten) for a in actions):
+            self.flattener.flatten(pos)
+        elif any(isinstance(a, Close) for a in actions):
             self.closer.close(pos)
-        else:
-            self._act(pos)
+        elif not pos.flatten_requested:
+            self._act(pos, actions)
 
-    def _act(self, pos: Position) -> None:
-        new = [lg for lg in pos.legs if lg.status == "NEW" and not (lg.errors and self.rt.clock.now() < pos.exits_next_at)]
+    def _act(self, pos: Position, actions: list) -> None:
+        """Carry out the placements `lifecycle` decided (several NEW legs at once), then the stop moves in the
+        position's favour, decided on the position as it is afterwards."""
+        new = [next(lg for lg in pos.legs if lg.name == a.leg) for a in actions if isinstance(a, PlaceLeg)]
         if len(new) > 1:
             pos = self.placer.place_new(pos, new) or self.store.pos()
             if pos is None or pos.flatten_requested:
                 return
-        for name in [lg.name for lg in pos.legs]:
-            leg = next(lg for lg in pos.legs if lg.name == name)
-            if leg.status not in ("NEW", "REPLACING") or (leg.errors and self.rt.clock.now() < pos.exits_next_at):
-                continue  # a leg that was refused waits EXITS_RETRY_EVERY_SEC; the others are placed at once
-            p = self.placer.place(pos, leg) if leg.status == "NEW" else self.mover.resolve_replacing(pos, leg)
+        for a in actions:
+            leg = next(lg for lg in pos.legs if lg.name == a.leg)
+            if leg.status not in (LegStatus.NEW, LegStatus.REPLACING) or (
+                    leg.errors and self.rt.clock.now() < pos.exits_next_at):
+                continue  # carried out already (place_new above), or refused just now: it waits its retry
+            p = self.placer.place(pos, leg) if leg.status == LegStatus.NEW else self.mover.resolve_replacing(pos, leg)
             pos = p or self.store.pos()
             if pos is None or pos.flatten_requested:
                 return
         pos = self.favour.maybe_break_even(pos) or pos
         self.favour.maybe_trail(pos)
+
+    # ---- the hand-over -------------------------------------------------------------------------
+
+    def take_over(self, msg: object) -> None:
+        """ENTRY_FILLED is the hand-over: the legs are planned from the position it carries (the state document
+        stays the store; a position whose event was consumed before a restart is planned by the tick)."""
+        pos = handed_over_position(msg)
+        cur = self.store.pos()
+        if pos is None or cur is None or cur.trade_key != pos.trade_key or cur.legs or cur.flatten_requested:
+            return
+        self.feed.follow(pos.trade_key)
+        self.placer.init_legs(pos)
 
     # ---- the `orders` stream --------------------------------------------------------------------
 
@@ -180,6 +196,7 @@ def run(rt: Runtime) -> None:
             handle_entry(rt, e, lambda m: mgr.on_command(m) if isinstance(m, Command) else None, mgr.commands)
         woke = mgr.positions.read(block_ms=None, count=10)
         for e in woke:
+            mgr.take_over(e.msg)
             mgr.positions.ack(e.id)
         updates = mgr.feed.consumer.read(block_ms=None, count=50)
         force = bool(woke) or mgr.on_updates(updates) or lockstep.new_tick

@@ -17,10 +17,11 @@ from shared.adapters.binance_rest import (
     Rejected,
     UnknownOutcome,
 )
+from shared.domain import transitions as tr
 from shared.domain.exit_plan import stop_limit_price
-from shared.domain.exit_rules import better, exit_side, leg_ids, remaining, with_ids
+from shared.domain.exit_rules import better, exit_side, leg_ids, remaining
 from shared.domain.orders import order_is_open
-from shared.domain.position import Leg, Position
+from shared.domain.position import Leg, LegStatus, Position
 from shared.domain.symbol import SymbolFilters
 from shared.runtime import Runtime
 
@@ -42,24 +43,14 @@ class StopMover:
                           to=new_stop, why=why, reason="a stop only moves in the position's favour")
             return None
 
-        moved = []
-
-        def fn(p: Position, leg: Leg) -> None:
-            if leg.status != "PLACED" or not better(p.side, new_stop, leg.stop_price):
-                return
-            moved.append(leg_ids(p.trade_key, name, leg.attempt + 1))
-            leg.attempt += 1
-            leg.status, leg.stop_price, leg.stop_limit = "REPLACING", new_stop, limit
-            leg.placed_at = time.time()  # the watchdog's grace for a stop in motion runs from here
-            with_ids(leg, p.trade_key)
-        p = self.store.mutate_leg(pos.trade_key, name, fn)
+        p, moved = self.store.apply(pos.trade_key, tr.on_leg, name, tr.stop_moved, new_stop, limit, time.time())
         if p is None:
             return None
         leg = next(lg for lg in p.legs if lg.name == name)
-        if leg.status != "REPLACING":
+        if leg.status != LegStatus.REPLACING:
             return p
         if moved:  # recorded by this process just now: nothing exists under the new ids yet
-            self.placer.wrote_fresh(moved[-1].list_id or moved[-1].stop_id)
+            self.placer.wrote_fresh(moved.list_id or moved.stop_id)
         self.rt.event("stop_move", p.trade_key, leg=name, stop=new_stop, why=why, attempt=leg.attempt)
         return self.resolve_replacing(p, leg)
 
@@ -82,7 +73,7 @@ class StopMover:
         if p is None:
             return None
         leg = next(lg for lg in p.legs if lg.name == leg.name)
-        if leg.status == "DONE":
+        if leg.status == LegStatus.DONE:
             return p
         result = self.placer.place(p, leg)
         self.rt.event("stop_move_window", p.trade_key, leg=leg.name, ms=round((time.perf_counter() - t0) * 1000, 2))
@@ -131,14 +122,7 @@ class StopMover:
         old = self.exchange.query(old_id)
         if old is None or not order_is_open(old):
             return None
-        moving = leg.attempt
-
-        def fn(p: Position, lg: Leg) -> None:
-            if lg.status == "REPLACING" and lg.attempt == moving:
-                lg.attempt -= 1
-                lg.stop_price, lg.stop_limit, lg.status = old.stop_price, old.price, "PLACED"
-                with_ids(lg, p.trade_key)
-        p = self.store.mutate_leg(pos.trade_key, leg.name, fn)
+        p = self.store.mutate_leg(pos.trade_key, leg.name, tr.stop_move_undone, leg.attempt, old.stop_price, old.price)
         self.rt.event("stop_move_refused_old_kept", pos.trade_key, level="warning", leg=leg.name, code=e.code,
                       error=e.msg, kept=old.stop_price, wanted=leg.stop_price)
         self.rt.notify("stop_move_refused", f"{leg.name}: moving the stop to {leg.stop_price} was refused "

@@ -8,6 +8,7 @@ import msgspec
 from services.position_engine.tracker import EntryTracker
 from services.position_engine.writer import PositionWriter
 from shared.command_intake import refused
+from shared.domain import transitions as tr
 from shared.domain.messages import Command
 from shared.domain.position import ENGINE_PHASES
 from shared.runtime import Runtime
@@ -81,7 +82,7 @@ class CommandHandler:
         if pos is None or pos.status not in ENGINE_PHASES:
             self.rt.event("command_noop", cmd=cmd.cmd, by=cmd.by, reason="no pending entry")
             return
-        pos = self.writer.update(pos.trade_key, lambda p: setattr(p, "entry_cancel_requested", True))
+        pos = self.writer.update(pos.trade_key, tr.entry_cancel_requested)
         if pos is None:
             self.rt.event("command_noop", cmd=cmd.cmd, by=cmd.by, reason="entry finished meanwhile")
             return

@@ -7,6 +7,7 @@ from decimal import Decimal
 
 from services.position_engine.writer import PositionWriter
 from shared.adapters.binance_rest import BinanceClient, BinanceError, Rejected
+from shared.domain import transitions as tr
 from shared.domain.entry_rules import borrow_need
 from shared.domain.position import Position
 from shared.domain.symbol import SymbolFilters
@@ -43,14 +44,13 @@ class MarginBorrower:
                            self.cfg.MARGIN_BORROW_BUFFER_PCT)
         debt_before = bal.borrowed if bal else Decimal(0)
         if need.amount <= 0:
-            self.writer.update(pos.trade_key, lambda p: _set_borrow(p, need.asset, Decimal(0), -1))
+            self.writer.update(pos.trade_key, tr.borrow_recorded, need.asset, Decimal(0), -1)
             self.rt.event("margin_borrow_none", pos.trade_key, asset=need.asset, reason="enough free balance")
             return True
-        if self.writer.update(pos.trade_key, lambda p: _set_borrow(p, need.asset, need.amount, 0,
-                                                                    debt_before)) is None:
+        if self.writer.update(pos.trade_key, tr.borrow_recorded, need.asset, need.amount, 0, debt_before) is None:
             return False
         tran = self.client.borrow(need.asset, need.amount, self._symbol())
-        self.writer.update(pos.trade_key, lambda p: setattr(p, "margin_borrow_tran_id", tran))
+        self.writer.update(pos.trade_key, tr.borrow_done, tran)
         pos.margin_borrow_tran_id, pos.margin_borrow_asset, pos.margin_borrowed = tran, need.asset, need.amount
         self.rt.event("margin_borrowed", pos.trade_key, asset=need.asset, amount=need.amount, tran_id=tran)
         return True
@@ -60,11 +60,11 @@ class MarginBorrower:
         bal = self.client.margin_wallet(self.cfg.SYMBOL).get(pos.margin_borrow_asset)
         debt = bal.borrowed if bal else Decimal(0)
         if debt >= pos.margin_debt_before + pos.margin_borrowed:
-            self.writer.update(pos.trade_key, lambda p: setattr(p, "margin_borrow_tran_id", -1))
+            self.writer.update(pos.trade_key, tr.borrow_done, -1)
             pos.margin_borrow_tran_id = -1
             self.rt.event("margin_borrow_confirmed", pos.trade_key, asset=pos.margin_borrow_asset, debt=debt)
             return True
-        self.writer.update(pos.trade_key, lambda p: _set_borrow(p, "", Decimal(0), 0))
+        self.writer.update(pos.trade_key, tr.borrow_recorded, "", Decimal(0), 0)
         pos.margin_borrow_asset, pos.margin_borrowed = "", Decimal(0)
         return self._borrow(pos)
 
@@ -79,7 +79,3 @@ class MarginBorrower:
             self.rt.notify("entry_error", f"repay after aborted entry failed: {e}", "ERROR", p.trade_key,
                            cause="repay")
 
-
-def _set_borrow(p: Position, asset: str, amount: Decimal, tran_id: int, debt_before: Decimal = Decimal(0)) -> None:
-    p.margin_borrow_asset, p.margin_borrowed, p.margin_borrow_tran_id = asset, amount, tran_id
-    p.margin_debt_before = debt_before

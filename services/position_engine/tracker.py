@@ -24,10 +24,10 @@ from shared.domain.entry_rules import (
     rest_poll_reason,
     wants_planb,
 )
-from shared.domain.order_ids import client_id
+from shared.domain import transitions as tr
 from shared.domain.order_updates import OrderUpdate
 from shared.domain.orders import FILLED, Order, order_is_open
-from shared.domain.position import ENGINE_PHASES, Position
+from shared.domain.position import ENGINE_PHASES, Phase, Position
 from shared.domain.symbol import SymbolFilters
 from shared.runtime import Runtime
 
@@ -129,7 +129,7 @@ class EntryTracker:
     def _on_missing(self, pos: Position) -> None:
         if time.time() - pos.entry_sent_at < NOT_FOUND_GRACE_SEC:
             return
-        if pos.status == "OPEN":
+        if pos.status == Phase.OPEN:
             self.rt.event("entry_order_vanished", pos.trade_key, level="error", client_id=pos.entry_client_id)
             self.rt.notify("entry_error", f"entry order {pos.entry_client_id} not found on the exchange", "ERROR",
                            pos.trade_key, cause="entry_not_found")
@@ -140,7 +140,7 @@ class EntryTracker:
             return
         # Intent recorded, and the exchange says (past the grace period) the order is not there: send it now.
         self.rt.event("entry_resend", pos.trade_key, client_id=pos.entry_client_id)
-        pos = self.writer.update(pos.trade_key, lambda p: setattr(p, "entry_sent_at", time.time()))
+        pos = self.writer.update(pos.trade_key, tr.entry_resent, time.time())
         if pos is not None:
             self.resume(pos, self.sender.send(pos))
 
@@ -158,8 +158,8 @@ class EntryTracker:
             return
         self._watch(pos)
         self._heard = time.time()
-        if pos.status == "PENDING":
-            pos = self.writer.update(pos.trade_key, lambda p: _acknowledged(p, o))
+        if pos.status == Phase.PENDING:
+            pos = self.writer.update(pos.trade_key, tr.entry_acknowledged, o.order_id)
             if pos is None:
                 return
             self.rt.event("entry_open", pos.trade_key, order_id=o.order_id, status=o.status, client_id=o.client_order_id)
@@ -213,14 +213,14 @@ class EntryTracker:
     def _ended_unfilled(self, pos: Position, o: Order) -> None:
         """The entry order was cancelled/expired: keep a partial fill, go to Plan B, or abort."""
         fee = self._fee_base(o)
-        pos = self.writer.update(pos.trade_key, lambda p: _add_fill(p, o, fee))
+        pos = self.writer.update(pos.trade_key, *_fill_of(o, fee))
         if pos is None:
             return
         if wants_planb(pos, self._tradable(pos.qty - pos.filled_qty, pos.entry_price)):
             reason = self._planb_reason(pos)
             if reason is None:
                 self.rt.event("planb_market", pos.trade_key, remaining=pos.qty - pos.filled_qty)
-                nxt = self.writer.update(pos.trade_key, _next_attempt)
+                nxt = self.writer.update(pos.trade_key, tr.planb_started, time.time())
                 if nxt is not None:
                     self.resume(nxt, self.sender.send(nxt))
                 return
@@ -261,7 +261,7 @@ class EntryTracker:
 
     def _filled(self, pos: Position, o: Order) -> None:
         fee = self._fee_base(o)
-        if self.writer.update(pos.trade_key, lambda p: _add_fill(p, o, fee)) is not None:
+        if self.writer.update(pos.trade_key, *_fill_of(o, fee)) is not None:
             self.sender.hand_over(pos.trade_key)
 
 
@@ -271,24 +271,6 @@ def _doubtful(o: Order) -> bool:
             or (o.status == FILLED and o.orig_qty > 0 and o.executed_qty != o.orig_qty))
 
 
-def _acknowledged(p: Position, o: Order) -> None:
-    p.status, p.entry_order_id = "OPEN", o.order_id
-
-
-def _add_fill(p: Position, o: Order, fee_base: Decimal) -> None:
-    """Carry a final entry attempt's executed quantity (and its base-asset commission) into the position,
-    once per attempt."""
-    if o.client_order_id != p.entry_client_id or p.counted_client_id == o.client_order_id:
-        return
-    p.filled_qty += o.executed_qty
-    p.entry_fee_base += fee_base
-    p.filled_quote += o.cummulative_quote_qty
-    p.counted_client_id = o.client_order_id
-
-
-def _next_attempt(p: Position) -> None:
-    p.entry_attempt += 1
-    p.entry_client_id = client_id(p.trade_key, "entry", p.entry_attempt)
-    p.entry_sent_at = time.time()
-    p.status = "PENDING"
-    p.entry_order_id = 0
+def _fill_of(o: Order, fee_base: Decimal) -> tuple:
+    """The transition that carries a final entry attempt's fills into the position (once per attempt)."""
+    return tr.entry_fill_counted, o.client_order_id, o.executed_qty, o.cummulative_quote_qty, fee_base

@@ -18,7 +18,7 @@ from shared.domain.messages import Signal
 from shared.domain.order_ids import LEG_CODES, client_id, trade_key_for, trade_key_of
 from shared.domain.order_updates import OrderUpdate
 from shared.domain.orders import Fill, Order, order_is_open
-from shared.domain.position import LIVE_STATUSES, Position, State
+from shared.domain.position import LIVE_STATUSES, Phase, Position, State
 from shared.domain.risk_math import ceil_to_step, floor_to_step
 from shared.domain.symbol import SymbolFilters
 
@@ -49,7 +49,7 @@ def pending_position(sig: Signal, plan: EntryPlan, symbol: str, entry_mode: str,
     """The PENDING position for a signal: the intent, with the entry's client id fixed before sending."""
     tk = trade_key_for(sig.key, sig.ts, sig.kind)
     return Position(
-        trade_key=tk, signal_key=sig.key, symbol=symbol, side=plan.side, status="PENDING", entry_mode=entry_mode,
+        trade_key=tk, signal_key=sig.key, symbol=symbol, side=plan.side, status=Phase.PENDING, entry_mode=entry_mode,
         entry_price=plan.entry_price, qty=plan.qty, sl=plan.sl, tp1=plan.tp1, tp2=plan.tp2, r=plan.r,
         signal_price=sig.price, signal_ts=sig.ts, created_at=now, entry_client_id=client_id(tk, "entry", 0),
         entry_sent_at=wall_now, k_entry=plan.k,
@@ -199,7 +199,7 @@ def adopted_position(o: Order, plan: EntryPlan, symbol: str, now: float, wall_no
     side = "long" if o.side == "BUY" else "short"
     mode = "MARKET_ONLY" if o.type == "MARKET" else "LIMIT_ONLY"
     return Position(
-        trade_key=tk, signal_key=f"adopted:{o.client_order_id}", symbol=symbol, side=side, status="OPEN",
+        trade_key=tk, signal_key=f"adopted:{o.client_order_id}", symbol=symbol, side=side, status=Phase.OPEN,
         entry_mode=mode, entry_price=plan.entry_price, qty=o.orig_qty, sl=plan.sl, tp1=plan.tp1, tp2=plan.tp2,
         r=plan.r, signal_price=plan.entry_price, signal_ts=o.time / 1000, created_at=o.time / 1000 or now,
         entry_client_id=o.client_order_id, entry_attempt=entry_attempt_of(o.client_order_id) or 0,

@@ -12,7 +12,7 @@ from shared.domain.exit_plan import stop_limit_price
 from shared.domain.legs import leg_floor_prices, split_qty_3legs
 from shared.domain.order_ids import client_id
 from shared.domain.orders import FILLED, Order, order_is_open
-from shared.domain.position import ClosedTrade, Leg, Position, net_qty
+from shared.domain.position import ClosedTrade, Leg, LegStatus, Position, net_qty
 from shared.domain.risk_math import ceil_to_step, floor_to_step, round_nearest_to_step
 from shared.domain.swings import last_swing_high, last_swing_low
 from shared.domain.symbol import SymbolFilters
@@ -118,7 +118,7 @@ def count_attempt(leg: Leg, attempt: int, fills: LegFills, f: SymbolFilters) -> 
     leg.filled_quote += fills.quote
     leg.counted_attempt = attempt
     if leg_spent(leg, f):
-        leg.status, leg.exit_reason = "DONE", fills.reason or leg.exit_reason or "cancelled"
+        leg.status, leg.exit_reason = LegStatus.DONE, fills.reason or leg.exit_reason or "cancelled"
     return True
 
 
@@ -128,13 +128,14 @@ def dust(pos: Position) -> Decimal:
 
 
 def be_price(pos: Position, tick: Decimal) -> Decimal:
-    """Break-even stop (§9): the average entry to the nearest tick, as the original prints it."""
-    return round_nearest_to_step(pos.avg_entry, tick)
+    """Break-even stop (§9): the average entry to the nearest tick, as the original prints it, rounded once from
+    the exact average fill (`avg_fill`; `avg_entry`, itself rounded, only in documents without it)."""
+    return round_nearest_to_step(pos.avg_fill if pos.avg_fill > 0 else pos.avg_entry, tick)
 
 
 def be_due(pos: Position) -> bool:
     """Break-even is armed by TP1's fill only (§9); a TP2 fill starts the trailing instead."""
-    return any(lg.name == "tp1" and lg.status == "DONE" and lg.exit_reason == "tp" for lg in pos.legs)
+    return any(lg.name == "tp1" and lg.status == LegStatus.DONE and lg.exit_reason == "tp" for lg in pos.legs)
 
 
 def better(side: str, new: Decimal, old: Decimal) -> bool:

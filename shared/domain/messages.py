@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 import msgspec
 
+from shared.domain.position import Position
+
 
 class Signal(msgspec.Struct, tag="signal", kw_only=True):
     """A validated PEAK signal, published by signal_ingest to the `signals` stream."""
@@ -84,3 +86,11 @@ class Alert(msgspec.Struct, tag="alert", kw_only=True):
 from shared.domain.order_updates import ListUpdate, OrderUpdate  # noqa: E402  (the `orders` stream, by user_stream)
 
 StreamMessage = Signal | Reject | PositionEvent | Event | Command | Alert | OrderUpdate | ListUpdate
+
+
+def handed_over_position(msg: object) -> Position | None:
+    """The position an ENTRY_FILLED event hands to the exit manager, or None (another event, or one written before
+    the event carried it)."""
+    if not isinstance(msg, PositionEvent) or msg.kind != "ENTRY_FILLED" or "position" not in msg.detail:
+        return None
+    return msgspec.convert(msg.detail["position"], Position, strict=False)

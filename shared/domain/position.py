@@ -5,6 +5,7 @@ Versioned (`schema`) and migrated on load; `version` grows on every write (optim
 from __future__ import annotations
 
 from decimal import Decimal
+from enum import StrEnum
 from typing import Any, Literal
 
 import msgspec
@@ -14,18 +15,31 @@ from shared.domain.loss_limits import DayTally
 SCHEMA = 1
 
 Side = Literal["long", "short"]
-# PENDING: entry intent recorded (client id fixed), order may or may not be on the exchange yet.
-# OPEN: entry order acknowledged by the exchange. OPEN_FILLED: entry filled, exits owned by exit_manager.
-# CLOSING: all exits done or a flatten is under way; cleanup of siblings before the slot is freed.
-Status = Literal["PENDING", "OPEN", "OPEN_FILLED", "CLOSING"]
-LIVE_STATUSES: tuple[str, ...] = ("PENDING", "OPEN", "OPEN_FILLED", "CLOSING")
-ENGINE_PHASES: tuple[str, ...] = ("PENDING", "OPEN")
-EXIT_PHASES: tuple[str, ...] = ("OPEN_FILLED", "CLOSING")
+
+
+class Phase(StrEnum):
+    """The position's phases (the state document's `status`); a StrEnum, so the JSON and older documents keep the
+    same strings. Changes go through the named transitions of shared/domain/transitions.py."""
+    PENDING = "PENDING"          # entry intent recorded (client id fixed), order may or may not be on the exchange yet
+    OPEN = "OPEN"                # entry order acknowledged by the exchange
+    OPEN_FILLED = "OPEN_FILLED"  # entry filled: handed over (ENTRY_FILLED), exits owned by exit_manager
+    CLOSING = "CLOSING"          # a flatten is under way; cleanup of siblings before the slot is freed
+
+
+class LegStatus(StrEnum):
+    """An exit leg's status."""
+    NEW = "NEW"                  # planned, nothing on the exchange (or the last attempt is over and the rest unprotected)
+    PLACED = "PLACED"            # orders resting
+    REPLACING = "REPLACING"      # a stop move is under way (old orders being cancelled, new ids fixed)
+    DONE = "DONE"                # nothing left of this leg on the exchange
+
+
+Status = Phase
+LIVE_STATUSES: tuple[Phase, ...] = (Phase.PENDING, Phase.OPEN, Phase.OPEN_FILLED, Phase.CLOSING)
+ENGINE_PHASES: tuple[Phase, ...] = (Phase.PENDING, Phase.OPEN)
+EXIT_PHASES: tuple[Phase, ...] = (Phase.OPEN_FILLED, Phase.CLOSING)
 
 LegName = Literal["tp1", "tp2", "trail"]
-# NEW: planned, nothing on the exchange. PLACED: orders resting. REPLACING: a stop move is under way
-# (old orders being cancelled, new ids fixed). DONE: nothing left of this leg on the exchange.
-LegStatus = Literal["NEW", "PLACED", "REPLACING", "DONE"]
 
 
 class Leg(msgspec.Struct, kw_only=True):
@@ -36,7 +50,7 @@ class Leg(msgspec.Struct, kw_only=True):
     stop_price: Decimal
     stop_limit: Decimal
     attempt: int = 0
-    status: LegStatus = "NEW"
+    status: LegStatus = LegStatus.NEW
     list_client_id: str = ""
     tp_client_id: str = ""
     stop_client_id: str = ""
@@ -54,7 +68,7 @@ class Position(msgspec.Struct, kw_only=True):
     signal_key: str
     symbol: str
     side: Side
-    status: Status
+    status: Phase
     entry_mode: str
     entry_price: Decimal
     qty: Decimal
@@ -74,7 +88,9 @@ class Position(msgspec.Struct, kw_only=True):
     entry_fee_base: Decimal = Decimal(0)   # commission taken from the bought asset: not ours to sell
     filled_qty: Decimal = Decimal(0)
     filled_quote: Decimal = Decimal(0)
-    avg_entry: Decimal = Decimal(0)
+    avg_entry: Decimal = Decimal(0)        # the average fill to a hundredth of a tick (reports, the hand-over)
+    avg_fill: Decimal = Decimal(0)         # the exact average fill, filled_quote / filled_qty (break-even rounds
+                                           # it once); 0 in documents written before it existed
     filled_at: float = 0.0
     legs: list[Leg] = []
     be_done: bool = False

@@ -1,5 +1,6 @@
-"""Moving stops in the position's favour: to break-even after a take-profit, and the swing trailing of the last leg
-after TP2 (from AGG_CSV's bars, fails closed when they are missing or stale)."""
+"""Moving stops in the position's favour, as shared/domain/exit_decide.py decides them: to break-even after TP1,
+and the swing trailing of the last leg after TP2 (from AGG_CSV's bars, fails closed when they are missing or
+stale)."""
 from __future__ import annotations
 
 from decimal import Decimal
@@ -8,16 +9,30 @@ from services.exit_manager.exchange import ExitExchange
 from services.exit_manager.stop_moves import StopMover
 from services.exit_manager.store import PositionStore
 from shared.adapters.agg_feed import FeedUnavailable, TailCache
+from shared.domain import transitions as tr
 from shared.domain.bars import BadHeader
-from shared.domain.exit_rules import be_due, be_price, better, trail_candidate, trail_fallback, trail_move
+from shared.domain.exit_decide import (
+    EvaluateTrail,
+    ExitView,
+    MoveStop,
+    RequestFlatten,
+    SettleBreakEven,
+    StartTrailing,
+    break_even,
+    break_even_pending,
+    break_even_reached,
+    trailing,
+)
+from shared.domain.exit_rules import be_price, trail_candidate, trail_fallback, trail_move
 from shared.domain.position import Leg, Position
 from shared.domain.symbol import SymbolFilters
 from shared.feed_alerts import feed_failed, feed_read
 from shared.runtime import Runtime
 
 
-class BreakEvenTrail:
-    """Decides the favourable stop moves; the StopMover carries them out."""
+class FavourMoves:
+    """Carries out the favourable stop moves that shared/domain/exit_decide.py decides (break-even, trailing);
+    the StopMover moves the stops."""
 
     def __init__(self, rt: Runtime, f: SymbolFilters, store: PositionStore, exchange: ExitExchange,
                  mover: StopMover) -> None:
@@ -25,55 +40,46 @@ class BreakEvenTrail:
         self._feed = TailCache(self.cfg.AGG_CSV, self.cfg.TRAIL_SWING_LOOKBACK)
 
     def maybe_break_even(self, pos: Position) -> Position | None:
-        if pos.be_done or not be_due(pos) or self.rt.clock.now() < pos.be_next_at:
-            return None
-        target = be_price(pos, self.f.tick_size)
-        todo = [lg for lg in pos.legs if lg.status == "PLACED" and better(pos.side, target, lg.stop_price)]
-        if todo:
-            px = self.exchange.executable(pos.side)
-            if px is None:
-                return None
-            if not better(pos.side, px, target):
-                self.rt.event("be_past_market", pos.trade_key, level="warning", be=target, market=px)
-                return self.store.request_flatten(pos, "be_immediate")
-        for leg in todo:
-            pos = self.mover.move(pos, leg.name, target, "break_even") or pos
-        if all(lg.status == "DONE" or not better(pos.side, target, lg.stop_price) for lg in pos.legs):
-            p = self.store.mutate(pos.trade_key, lambda p: setattr(p, "be_done", True))
-            self.rt.event("break_even_done", pos.trade_key, stop=target)
-            return p
-        return self._be_failed(pos)
-
-    def _be_failed(self, pos: Position) -> Position | None:
+        """Act on `exit_decide.break_even`; the position afterwards (None: nothing done)."""
         now = self.rt.clock.now()
+        px = self.exchange.executable(pos.side) if break_even_pending(pos, self.f.tick_size, now) else None
+        actions = break_even(pos, ExitView(executable=px), self.f.tick_size, now)
+        result = None
+        for a in actions:
+            if isinstance(a, RequestFlatten):
+                self.rt.event("be_past_market", pos.trade_key, level="warning", be=be_price(pos, self.f.tick_size),
+                              market=px)
+                return self.store.request_flatten(pos, a.reason)
+            if isinstance(a, MoveStop):
+                pos = self.mover.move(pos, a.leg, a.stop, a.why) or pos
+            elif isinstance(a, SettleBreakEven):
+                result = self._settle(pos, a.stop)
+        return result
 
-        def fn(p: Position) -> None:
-            p.be_attempts += 1
-            if p.be_attempts >= self.cfg.TP1_BE_MAX_ATTEMPTS:
-                p.be_attempts, p.be_next_at = 0, now + self.cfg.TP1_BE_COOLDOWN_SEC
-        p = self.store.mutate(pos.trade_key, fn)
+    def _settle(self, pos: Position, stop: Decimal) -> Position | None:
+        if break_even_reached(pos, stop):
+            p = self.store.mutate(pos.trade_key, tr.break_even_done)
+            self.rt.event("break_even_done", pos.trade_key, stop=stop)
+            return p
+        p = self.store.mutate(pos.trade_key, tr.break_even_failed, self.rt.clock.now(), self.cfg.TP1_BE_MAX_ATTEMPTS,
+                              self.cfg.TP1_BE_COOLDOWN_SEC)
         self.rt.event("break_even_incomplete", pos.trade_key, level="warning", attempts=p.be_attempts if p else None)
         return p
 
     def maybe_trail(self, pos: Position) -> None:
-        trail = next((lg for lg in pos.legs if lg.name == "trail"), None)
-        if trail is None or trail.status != "PLACED" or not self.cfg.TRAIL_ACTIVATE_AFTER_TP2:
-            return
-        tp2_hit = any(lg.name == "tp2" and lg.status == "DONE" and lg.exit_reason == "tp" for lg in pos.legs)
-        if not pos.trailing:
-            if not tp2_hit:
-                return
-            pos = self.store.mutate(pos.trade_key, lambda p: setattr(p, "trailing", True)) or pos
-            self.rt.event("trailing_on", pos.trade_key, stop=trail.stop_price)
+        """Act on `exit_decide.trailing`."""
         now = self.rt.clock.now()
-        if now - pos.trail_last_at < self.cfg.TRAIL_UPDATE_EVERY_SEC:
-            return
-        # The original's activation places the first trailing stop without the TRAIL_STEP_USD test.
-        activation = pos.trail_last_at == 0
-        pos = self.store.mutate(pos.trade_key, lambda p: setattr(p, "trail_last_at", now)) or pos
-        new = self._trail_target(pos, trail, now, activation)
-        if new is not None:
-            self.mover.move(pos, "trail", new, "trailing")
+        for a in trailing(pos, self.cfg, now):
+            if isinstance(a, StartTrailing):
+                pos = self.store.mutate(pos.trade_key, tr.trailing_started) or pos
+                self.rt.event("trailing_on", pos.trade_key,
+                              stop=next(lg for lg in pos.legs if lg.name == "trail").stop_price)
+            elif isinstance(a, EvaluateTrail):
+                pos = self.store.mutate(pos.trade_key, tr.trail_evaluated, now) or pos
+                trail = next(lg for lg in pos.legs if lg.name == "trail")
+                new = self._trail_target(pos, trail, now, a.activation)
+                if new is not None:
+                    self.mover.move(pos, "trail", new, "trailing")
 
     def _trail_target(self, pos: Position, trail: Leg, now: float, activation: bool = False) -> Decimal | None:
         try:

@@ -1,0 +1,91 @@
+"""Replay equivalence: the same day of real bars with the same generated signals (as bench/bench_replay.py plays it)
+through `executorctl replay` on two checkouts, then the paper exchange's orders compared one by one.
+
+    .venv/bin/python bench/compare_replay_orders.py --base /work/main              # this checkout vs main
+    .venv/bin/python bench/compare_replay_orders.py --base /work/main --hours 6    # a 6-hour slice
+
+Each checkout is run with its own .venv. Orders are matched by their client id (deterministic: trade key, leg,
+attempt) in market-time order and compared by what the exchange saw of each (side, type, quantities, prices,
+status, what it executed, market times). The exchange's own numbers (order id, list id) are left out: a trade's
+legs are first placed concurrently, so their requests reach the exchange in either order on any run, main's too.
+Prints the differences and exits 1 when there are any.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HOME = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(HOME))
+
+from bench.bench_replay import MARKET, peaks  # noqa: E402
+from shared.adapters.market_files import load_bars, write_bars  # noqa: E402
+
+FIELDS = ("client_order_id", "side", "type", "time_in_force", "orig_qty", "price", "stop_price", "executed_qty",
+          "cum_quote", "status", "time", "update_time")
+
+
+def run_replay(root: Path, agg: Path, sig: Path, start: int, run_dir: Path) -> tuple[dict, list[dict]]:
+    """Replay on the checkout `root`; its JSON report and the exchange's orders in id order."""
+    t0 = time.monotonic()
+    res = subprocess.run([str(root / ".venv" / "bin" / "python"), "-m", "services.executorctl", "replay", "--agg",
+                          str(agg), "--signals", str(sig), "--speed", "max", "--start", str(start), "--dir",
+                          str(run_dir), "--timeout", "7200", "--json"],
+                         cwd=root, capture_output=True, text=True, check=False)
+    if res.returncode != 0:
+        raise SystemExit(f"replay on {root} failed ({res.returncode}):\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}")
+    doc = json.loads(res.stdout)
+    state = json.loads((run_dir / "paper" / "paper.json").read_text())
+    orders = sorted(state["engine"]["orders"].values(), key=lambda o: (o["time"], o["client_order_id"]))
+    print(f"{root}: {len(orders)} orders, {len(doc['trades'])} trades, net {doc['totals']['net_pnl']}, "
+          f"{time.monotonic() - t0:.0f} s")
+    return doc, [{k: o.get(k) for k in FIELDS} for o in orders]
+
+
+def diff(a: list[dict], b: list[dict]) -> list[str]:
+    """Lines describing each order that differs (by position in market-time, client-id order)."""
+    out = []
+    for i in range(max(len(a), len(b))):
+        x, y = (a[i] if i < len(a) else None), (b[i] if i < len(b) else None)
+        if x != y:
+            keys = [k for k in FIELDS if (x or {}).get(k) != (y or {}).get(k)]
+            out.append(f"order #{i}: {keys}\n  base:   {x}\n  branch: {y}")
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--base", default="/work/main", help="the other checkout (with its .venv)")
+    ap.add_argument("--day", default="2025-08-03")
+    ap.add_argument("--hours", type=float, default=24.0)
+    ap.add_argument("--gap", type=int, default=45)
+    args = ap.parse_args()
+    bars, _ = load_bars(MARKET)
+    day0 = int(time.mktime(time.strptime(args.day, "%Y-%m-%d"))) - time.timezone
+    first = next(i for i, b in enumerate(bars) if b.ts >= day0)
+    lo, hi = max(0, first - 400), first + int(args.hours * 60)
+    with tempfile.TemporaryDirectory(prefix="compare-replay-") as tmp:
+        agg, sig = Path(tmp) / "day.aggregated.csv", Path(tmp) / "signals.jsonl"
+        write_bars(agg, bars[lo:hi])
+        lines = peaks(bars[lo:hi], first - lo, args.gap)
+        sig.write_text("\n".join(lines) + "\n")
+        print(f"input: {MARKET.name} {args.day} +{args.hours:g} h, {len(lines)} signal lines")
+        base_doc, base = run_replay(Path(args.base).resolve(), agg, sig, bars[first].ts, Path(tmp) / "base")
+        mine_doc, mine = run_replay(HOME, agg, sig, bars[first].ts, Path(tmp) / "branch")
+    problems = diff(base, mine)
+    trades_same = [t["trade_key"] for t in base_doc["trades"]] == [t["trade_key"] for t in mine_doc["trades"]]
+    for line in problems:
+        print(line)
+    print(f"FIGURE orders_base={len(base)} orders_branch={len(mine)} orders_differing={len(problems)} "
+          f"same_trade_keys={trades_same} net_base={base_doc['totals']['net_pnl']} "
+          f"net_branch={mine_doc['totals']['net_pnl']}")
+    return 0 if not problems and trades_same else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

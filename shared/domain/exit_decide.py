@@ -1,0 +1,166 @@
+"""The exit side's decisions, pure: what to do next with a filled position, as typed actions.
+
+`decide(pos, view, settings, now)` looks at the position (the state document), what the exchange and the market
+say (`ExitView`) and the settings, and returns the actions the exit manager carries out, in order. Each action is
+carried out idempotently by services/exit_manager (deterministic client ids, adopt before place, ids written to the
+state before the exchange call) and each of its results is written by a named transition
+(shared/domain/transitions.py).
+
+Where later rules go: a leg order the exchange EXPIRED (or EXPIRED_IN_MATCH) is counted by `read_attempt` and the
+leg goes back to NEW (`transitions.leg_filled`), so `decide` places it again (PlaceLeg); a rule that flattens such
+a leg instead, a stop the market passed without filling after SL_WATCHDOG_GRACE_SEC (Flatten), or selling the
+dust (a SellDust action) are new branches of `decide` fed by new ExitView fields.
+"""
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Protocol, Union
+
+import msgspec
+
+from shared.domain.exit_rules import be_due, be_price, better
+from shared.domain.position import LegStatus, Position, net_qty
+
+
+class PlanLegs(msgspec.Struct, frozen=True, tag=True):
+    """Plan the three legs of a position that has none."""
+
+
+class PlaceLeg(msgspec.Struct, frozen=True, tag=True):
+    """Place (or adopt) the current attempt of a NEW leg."""
+    leg: str
+
+
+class FinishMove(msgspec.Struct, frozen=True, tag=True):
+    """Carry out a recorded stop move (REPLACING): adopt the new orders, or cancel the old ones and place."""
+    leg: str
+
+
+class MoveStop(msgspec.Struct, frozen=True, tag=True):
+    """Move a resting leg's stop in the position's favour (never looser)."""
+    leg: str
+    stop: Decimal
+    why: str            # break_even | trailing
+
+
+class SettleBreakEven(msgspec.Struct, frozen=True, tag=True):
+    """After the break-even moves: done when every stop is there, else count a failed round."""
+    stop: Decimal
+
+
+class StartTrailing(msgspec.Struct, frozen=True, tag=True):
+    """TP2 took profit: the last leg trails from now."""
+
+
+class EvaluateTrail(msgspec.Struct, frozen=True, tag=True):
+    """Read the feed and the book and move the trailing stop if a swing allows it (`trail_target`)."""
+    activation: bool    # the first evaluation places without the TRAIL_STEP_USD test
+
+
+class Flatten(msgspec.Struct, frozen=True, tag=True):
+    """Close the position at market (cancel everything, count, sell or buy back the rest)."""
+    reason: str
+
+
+class RequestFlatten(msgspec.Struct, frozen=True, tag=True):
+    """Record that the position is to be flattened (the next tick carries it out)."""
+    reason: str
+
+
+class Close(msgspec.Struct, frozen=True, tag=True):
+    """Every leg is done: verify nothing is open, repay a manual borrow, free the slot, start the cooldown."""
+
+
+Action = Union[PlanLegs, PlaceLeg, FinishMove, MoveStop, SettleBreakEven, StartTrailing, EvaluateTrail, Flatten,
+               RequestFlatten, Close]
+
+
+class ExitView(msgspec.Struct, frozen=True):
+    """What the exchange and the market say, as far as the decision needs it (None: unknown / not read)."""
+    executable: Decimal | None = None   # the price a market exit would get now (bid for a long, ask for a short)
+    flatten_wait: bool = False          # a refused market close waits EXITS_RETRY_EVERY_SEC
+
+
+class ExitSettings(Protocol):
+    """The settings `decide` reads (shared/config.py's Config has them all)."""
+    TRAIL_ACTIVATE_AFTER_TP2: bool
+    TRAIL_UPDATE_EVERY_SEC: float
+
+
+def decide(pos: Position, view: ExitView, settings: ExitSettings, tick: Decimal, now: float) -> list[Action]:
+    """The next actions for a filled position, in the order they are carried out: its life (`lifecycle`), then
+    the stop moves in its favour (`favour`; the exit manager decides those again on the position as it is after
+    the placements, since a move needs a resting stop)."""
+    acts = lifecycle(pos, view, now)
+    if any(isinstance(a, (PlanLegs, Flatten, Close)) for a in acts):
+        return acts
+    return acts + favour(pos, view, settings, tick, now)
+
+
+def lifecycle(pos: Position, view: ExitView, now: float) -> list[Action]:
+    """Flatten, plan the legs, close, or place / finish moving the legs that are not resting."""
+    if pos.flatten_requested:
+        return [] if view.flatten_wait else [Flatten(pos.flatten_requested)]
+    if not pos.legs and pos.exit_qty <= 0 and net_qty(pos) > 0:
+        return [PlanLegs()]   # planned legs may be none at all (nothing tradeable): then it closes below
+    if all(lg.status == LegStatus.DONE for lg in pos.legs):
+        return [Close()]
+    waiting = now < pos.exits_next_at
+    out: list[Action] = []
+    for lg in pos.legs:
+        if lg.errors and waiting:
+            continue  # a refused leg waits EXITS_RETRY_EVERY_SEC; the others are placed at once
+        if lg.status == LegStatus.NEW:
+            out.append(PlaceLeg(lg.name))
+        elif lg.status == LegStatus.REPLACING:
+            out.append(FinishMove(lg.name))
+    return out
+
+
+def favour(pos: Position, view: ExitView, settings: ExitSettings, tick: Decimal, now: float) -> list[Action]:
+    """The stop moves in the position's favour: break-even after TP1, then the trailing of the last leg."""
+    return break_even(pos, view, tick, now) + trailing(pos, settings, now)
+
+
+def break_even_pending(pos: Position, tick: Decimal, now: float) -> bool:
+    """Break-even is due and some resting stop is still behind it (then the market price is needed)."""
+    if pos.be_done or not be_due(pos) or now < pos.be_next_at:
+        return False
+    target = be_price(pos, tick)
+    return any(lg.status == LegStatus.PLACED and better(pos.side, target, lg.stop_price) for lg in pos.legs)
+
+
+def break_even(pos: Position, view: ExitView, tick: Decimal, now: float) -> list[Action]:
+    """§9: after TP1 took profit, every resting stop moves to the average entry (rounded once to the tick); when the
+    market is already through it, flatten; with the market unknown, wait."""
+    if pos.be_done or not be_due(pos) or now < pos.be_next_at:
+        return []
+    target = be_price(pos, tick)
+    todo = [lg.name for lg in pos.legs if lg.status == LegStatus.PLACED and better(pos.side, target, lg.stop_price)]
+    if todo:
+        if view.executable is None:
+            return []
+        if not better(pos.side, view.executable, target):
+            return [RequestFlatten("be_immediate")]
+    return [*(MoveStop(name, target, "break_even") for name in todo), SettleBreakEven(target)]
+
+
+def break_even_reached(pos: Position, stop: Decimal) -> bool:
+    """Every leg is done or has its stop at (or beyond) the break-even stop."""
+    return all(lg.status == LegStatus.DONE or not better(pos.side, stop, lg.stop_price) for lg in pos.legs)
+
+
+def trailing(pos: Position, settings: ExitSettings, now: float) -> list[Action]:
+    """§10: the trailing leg trails once TP2 took profit (TRAIL_ACTIVATE_AFTER_TP2), evaluated every
+    TRAIL_UPDATE_EVERY_SEC of market time."""
+    trail = next((lg for lg in pos.legs if lg.name == "trail"), None)
+    if trail is None or trail.status != LegStatus.PLACED or not settings.TRAIL_ACTIVATE_AFTER_TP2:
+        return []
+    out: list[Action] = []
+    if not pos.trailing:
+        if not any(lg.name == "tp2" and lg.status == LegStatus.DONE and lg.exit_reason == "tp" for lg in pos.legs):
+            return []
+        out.append(StartTrailing())
+    if now - pos.trail_last_at < settings.TRAIL_UPDATE_EVERY_SEC:
+        return out
+    return [*out, EvaluateTrail(activation=pos.trail_last_at == 0)]
