@@ -7,6 +7,7 @@ after a crash, counts a trade once. A latched limit sets the halt flag (exits ke
 """
 from __future__ import annotations
 
+from functools import partial
 
 from shared.adapters.redis_streams import GroupConsumer
 from shared.domain import loss_limits as LL
@@ -41,17 +42,7 @@ class LossGuard:
 
     def count_last_closed(self) -> None:
         """Count the state's last closed trade (once), latch a tripped limit, and make the halt flag agree."""
-        fee_rate = self.fee_rate()
-
-        def tx(st: State):
-            if st.last_closed is None:
-                return None
-            tally = LL.record_close(st.day, st.last_closed, fee_rate)
-            if tally is None:
-                return None
-            st.day = LL.latch(tally, self.limits)
-            return st, []
-        st = self.rt.store.update(tx)
+        st = self.rt.store.update(partial(LL.close_counted, fee_rate=self.fee_rate(), limits=self.limits))
         if st.last_closed is not None and st.day.last_trade_key == st.last_closed.trade_key:
             self.rt.event("day_tally", st.last_closed.trade_key, day=st.day.day, net_pnl=st.day.net_pnl,
                           trades=st.day.trades, consecutive_losses=st.day.consecutive_losses)
@@ -73,9 +64,4 @@ class LossGuard:
 
     def resume(self) -> None:
         """The operator resumed: clear the latch (and the losing streak) before the halt flag goes."""
-        def tx(st: State):
-            if not st.day.latched and not st.day.consecutive_losses:
-                return None
-            st.day = LL.resume(st.day)
-            return st, []
-        self.rt.store.update(tx)
+        self.rt.store.update(LL.limits_resumed)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import msgspec
 
 if TYPE_CHECKING:  # the state document holds a DayTally: importing position here would be circular
-    from shared.domain.position import ClosedTrade
+    from shared.domain.position import ClosedTrade, State
 
 ZERO = Decimal(0)
 
@@ -114,3 +114,25 @@ def headroom(tally: DayTally, limits: LossLimits, now: float) -> list[tuple[str,
                  f"{t.consecutive_losses} in a row"))
     rows.append(("MAX_TRADES_PER_DAY", str(limits.max_trades_per_day or "off"), f"{t.trades} today"))
     return rows
+
+
+# ---- the state transitions (handed to the state store by position_engine's LossGuard) ----------------------------
+
+def close_counted(st: "State", fee_rate: Decimal, limits: LossLimits) -> tuple["State", list] | None:
+    """State transition: the last closed trade counted into the day's tally (once), a tripped limit latched.
+    None (nothing to write) when there is no closed trade or it was counted already."""
+    if st.last_closed is None:
+        return None
+    tally = record_close(st.day, st.last_closed, fee_rate)
+    if tally is None:
+        return None
+    st.day = latch(tally, limits)
+    return st, []
+
+
+def limits_resumed(st: "State") -> tuple["State", list] | None:
+    """State transition: the operator's resume clears the latch and the losing streak (None: nothing to clear)."""
+    if not st.day.latched and not st.day.consecutive_losses:
+        return None
+    st.day = resume(st.day)
+    return st, []
