@@ -12,13 +12,15 @@ from shared.adapters.binance_rest import BinanceClient, RateLimited, UnknownOutc
 from shared.domain.exit_rules import (
     immediate_reason,
     leg_ids,
+    remaining,
     oco_stop_lost,
     past_limit,
     read_attempt,
     rest_learn_reason,
     stream_view,
 )
-from shared.domain.orders import Order, order_is_open
+from shared.domain.exit_decide import expired_stop
+from shared.domain.orders import Order, expired_by_exchange, order_is_open
 from shared.domain.position import Leg, LegStatus, Position
 from shared.runtime import Runtime
 
@@ -66,6 +68,7 @@ class FillLearner:
                     pos = self._reprotect(pos, leg) or pos
                 continue
             pos = self.counter.settle(pos, leg.name, leg.attempt, fills, "stream" if open_ is None else "rest") or pos
+            self._check_expired(pos, leg.name, known.get(leg.stop_client_id))
         return self.store.pos()
 
     def _rest_reason(self, pos: Position, wall: float) -> str | None:
@@ -125,6 +128,25 @@ class FillLearner:
         self.rt.event("leg_reprotect", pos.trade_key, level="warning", leg=leg.name, attempt=leg.attempt,
                       filled=fills.qty, reason="oco stop expired after a partial take-profit")
         return self.counter.settle(pos, leg.name, leg.attempt, fills)
+
+    def _check_expired(self, pos: Position, name: str, stop: Order | None) -> None:
+        """The exchange expired a leg's stop (price range rule, self-trade prevention) and the leg still holds
+        coins: it is a leg without a stop. Say so (event + alert); `expired_stop` decides whether the leg, back
+        to NEW, is placed again or, the market being already past the stop, the position is flattened."""
+        leg = next((lg for lg in pos.legs if lg.name == name), None)
+        if stop is None or leg is None or leg.status != LegStatus.NEW or not expired_by_exchange(stop.status):
+            return
+        px = self.exchange.executable(pos.side)
+        action = expired_stop(pos.side, leg.stop_price, px)
+        level, severity = ("error", "CRITICAL") if action == "flatten" else ("warning", "WARN")
+        reason = stop.expiry_reason or stop.status
+        self.rt.event("stop_expired", pos.trade_key, level=level, leg=name, status=stop.status,
+                      expiry_reason=reason, stop=stop.stop_price, market=px, qty=remaining(leg), action=action)
+        self.rt.notify("stop_expired", f"{name}: the exchange expired the stop {stop.stop_price} ({reason}); "
+                       f"{'flattening at market' if action == 'flatten' else 'placing it again'}", severity,
+                       pos.trade_key, cause=reason)
+        if action == "flatten":
+            self.store.request_flatten(pos, "stop_expired")
 
     def _check_gap(self, pos: Position, leg: Leg, stop: Order, fresh: bool = False) -> None:
         """A triggered stop-limit whose limit the market has gapped through rests unfilled: close the rest at market.

@@ -87,6 +87,16 @@ class ExitSettings(Protocol):
     TRAIL_UPDATE_EVERY_SEC: float
 
 
+def expired_stop(side: str, stop: Decimal, market: Decimal | None) -> str:
+    """A leg whose stop the exchange EXPIRED (price range rule, self-trade prevention) has no stop: "replace" it
+    (the leg goes back to NEW and is placed again), or "flatten" when the market is already at or past the stop
+    (a new stop would trigger at once; the old one should have sold). With the market unknown, "replace": the
+    placement itself refuses a stop that would trigger and takes the STOP_IMMEDIATE_ACTION path."""
+    if market is not None and not better(side, market, stop):
+        return "flatten"
+    return "replace"
+
+
 def decide(pos: Position, view: ExitView, settings: ExitSettings, tick: Decimal, now: float) -> list[Action]:
     """The next actions for a filled position, in the order they are carried out: its life (`lifecycle`), then
     the stop moves in its favour (`favour`; the exit manager decides those again on the position as it is after
