@@ -3,16 +3,29 @@ exit manager says so (`stop_expired` event + alert) and places the leg again, or
 already past the stop. Real processes, real Redis, the paper exchange (PAPER_SPEED=0)."""
 from __future__ import annotations
 
+import json
+import time
 from decimal import Decimal
 
+from shared.adapters.binance_rest import BinanceClient
+from shared.adapters.redis_streams import publish
+from shared.domain.commands import new_command
 from shared.domain.exit_decide import expired_stop
 from tests.test_exit_manager_support import (  # noqa: F401 - make is a fixture
     make,
     alerts,
+    assert_closed,
+    assert_no_duplicates,
     leg,
     open_long,
+    price,
+    trade_orders,
+    wait_closed,
     wait_event,
 )
+
+TICK = Decimal("0.01")
+STEP_QTY = Decimal("0.00001")
 
 
 def test_expired_stop_is_replaced_while_the_market_is_above_it_else_flattened():
@@ -44,3 +57,39 @@ def test_a_stop_leg_expired_by_the_price_range_rule_gets_a_new_stop_and_an_alert
     got = [a for a in alerts(s, pos.trade_key) if a["event"] == "stop_expired"]
     assert got and got[0]["severity"] == "WARN" and "EXECUTION_RULE_PRICE_RANGE_EXCEEDED" in got[0]["message"]
     assert s.state().position.flatten_requested == ""
+
+
+def _flatten_command(s) -> None:
+    """XADD a `flatten` command for the current trade, as executorctl writes it."""
+    raw = s.r.get(f"{s.prefix}clock")
+    now = int(raw) / 1000 if raw is not None else time.time()
+    cmd = new_command("flatten", now, 60, "pytest", "test", s.state().position.trade_key)
+    publish(s.r, f"{s.prefix}commands", cmd, 10_000)
+
+
+def test_our_own_buy_expires_the_take_profit_in_match_then_the_flatten_sells_every_coin_once(make):
+    """Self-trade prevention: an order of ours on the other side would take our resting take-profit; the exchange
+    expires it EXPIRED_IN_MATCH and its OCO stop with it. The leg is placed again, and the flatten that
+    follows sells the position's coins, each once, with the result booked from the exchange's fills."""
+    s = make()
+    pos = open_long(s)
+    tp1 = leg(s, "tp1")
+    price(s, tp1.tp_price - TICK)            # bid one tick under the take-profit, ask on it: it rests unfilled
+    assert leg(s, "tp1").status == "PLACED"
+    c = BinanceClient(s.env["BINANCE_BASE_URL"], s.env["BINANCE_API_KEY"], s.env["BINANCE_API_SECRET"])
+    # EXPIRE_BOTH: our taker expires too, so the account holds only the position's coins (the check below is exact)
+    raw = c._request("POST", "/api/v3/order", {"symbol": s.env.get("SYMBOL", "BTCUSDC"), "side": "BUY",
+                     "type": "MARKET", "quantity": tp1.qty, "newClientOrderId": "pytest-other-side",
+                     "selfTradePreventionMode": "EXPIRE_BOTH", "newOrderRespType": "FULL"}, signed=True)
+    assert json.loads(raw)["status"] == "EXPIRED_IN_MATCH"
+    tp = next(o for o in s.orders() if o["clientOrderId"] == tp1.tp_client_id)
+    assert tp["status"] == "EXPIRED_IN_MATCH", tp
+    ev = wait_event(s, "stop_expired", leg="tp1")
+    assert ev.data["expiry_reason"] == "EXPIRED_IN_MATCH" and ev.data["action"] == "replace"
+    s.wait(lambda: leg(s, "tp1").status == "PLACED" and leg(s, "tp1").attempt > tp1.attempt, 20, "tp1 placed again")
+    _flatten_command(s)
+    wait_closed(s)
+    assert_closed(s, pos.trade_key, "flatten:operator")   # the booked result equals the exchange's fills
+    assert_no_duplicates(s, pos.trade_key, pos.filled_qty)
+    sold = sum((Decimal(o["executedQty"]) for o in trade_orders(s, pos.trade_key) if o["side"] == "SELL"), Decimal(0))
+    assert pos.filled_qty - sold < STEP_QTY * 2    # nothing of the position left unsold beyond the commission's dust

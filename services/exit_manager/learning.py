@@ -68,7 +68,7 @@ class FillLearner:
                     pos = self._reprotect(pos, leg) or pos
                 continue
             pos = self.counter.settle(pos, leg.name, leg.attempt, fills, "stream" if open_ is None else "rest") or pos
-            self._check_expired(pos, leg.name, known.get(leg.stop_client_id))
+            self._check_expired(pos, leg.name, [known.get(leg.stop_client_id), known.get(leg.tp_client_id)])
         return self.store.pos()
 
     def _rest_reason(self, pos: Position, wall: float) -> str | None:
@@ -129,22 +129,26 @@ class FillLearner:
                       filled=fills.qty, reason="oco stop expired after a partial take-profit")
         return self.counter.settle(pos, leg.name, leg.attempt, fills)
 
-    def _check_expired(self, pos: Position, name: str, stop: Order | None) -> None:
-        """The exchange expired a leg's stop (price range rule, self-trade prevention) and the leg still holds
-        coins: it is a leg without a stop. Say so (event + alert); `expired_stop` decides whether the leg, back
-        to NEW, is placed again or, the market being already past the stop, the position is flattened."""
+    def _check_expired(self, pos: Position, name: str, orders: list[Order | None]) -> None:
+        """The exchange expired a leg's stop (price range rule, or self-trade prevention on its take-profit, whose
+        OCO takes the stop along) and the leg still holds coins: it is a leg without a stop. Say so (event +
+        alert); `expired_stop` decides whether the leg, back to NEW, is placed again or, the market being already
+        past the stop, the position is flattened."""
         leg = next((lg for lg in pos.legs if lg.name == name), None)
-        if stop is None or leg is None or leg.status != LegStatus.NEW or not expired_by_exchange(stop.status):
+        gone = [o for o in orders if o is not None and expired_by_exchange(o.status)]
+        if leg is None or leg.status != LegStatus.NEW or not gone:
             return
+        cause = next((o for o in gone if o.expiry_reason != "OCO_TRIGGER"), gone[0])   # not the sibling's echo
+        reason = cause.expiry_reason or cause.status
         px = self.exchange.executable(pos.side)
         action = expired_stop(pos.side, leg.stop_price, px)
         level, severity = ("error", "CRITICAL") if action == "flatten" else ("warning", "WARN")
-        reason = stop.expiry_reason or stop.status
-        self.rt.event("stop_expired", pos.trade_key, level=level, leg=name, status=stop.status,
-                      expiry_reason=reason, stop=stop.stop_price, market=px, qty=remaining(leg), action=action)
-        self.rt.notify("stop_expired", f"{name}: the exchange expired the stop {stop.stop_price} ({reason}); "
-                       f"{'flattening at market' if action == 'flatten' else 'placing it again'}", severity,
-                       pos.trade_key, cause=reason)
+        self.rt.event("stop_expired", pos.trade_key, level=level, leg=name, status=cause.status,
+                      client_id=cause.client_order_id, expiry_reason=reason, stop=leg.stop_price, market=px,
+                      qty=remaining(leg), action=action)
+        self.rt.notify("stop_expired", f"{name}: the exchange expired the leg's orders ({reason}), it has no stop "
+                       f"at {leg.stop_price}; {'flattening at market' if action == 'flatten' else 'placing it again'}",
+                       severity, pos.trade_key, cause=reason)
         if action == "flatten":
             self.store.request_flatten(pos, "stop_expired")
 
