@@ -22,6 +22,7 @@ from shared.domain.exit_decide import (
     break_even_pending,
     break_even_reached,
     trailing,
+    trail_mid_fallback,
 )
 from shared.domain.exit_rules import be_price, trail_candidate, trail_fallback, trail_move
 from shared.domain.position import Leg, Position
@@ -102,7 +103,7 @@ class FavourMoves:
             return None
         px = book[0] if pos.side == "long" else book[1]
         source = "swing"
-        if cand is None and activation:
+        if cand is None and trail_mid_fallback(self.cfg.TRAIL_SOURCE, activation):
             cand, source = trail_fallback(pos.side, *book, self.cfg.TRAIL_SWING_BUFFER_USD, self.f.tick_size), "mid"
         new = trail_move(pos.side, trail.stop_price, cand, step_usd=Decimal(0) if activation else self.cfg.TRAIL_STEP_USD,
                          last_close=feed.bars[-1].close * pos.k_entry, confirm_buffer=self.cfg.TRAIL_CONFIRM_BUFFER_USD,

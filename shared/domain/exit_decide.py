@@ -97,6 +97,13 @@ def expired_stop(side: str, stop: Decimal, market: Decimal | None) -> str:
     return "replace"
 
 
+def trail_mid_fallback(trail_source: str, activation: bool) -> bool:
+    """Whether the book's mid stands in for a swing the feed does not give (TRAIL_SOURCE): at the trailing's
+    activation whatever the value, as the original; with BINANCE also at every later evaluation (the original's
+    maintenance falls back to the mid for any value but AGG)."""
+    return activation or trail_source != "AGG"
+
+
 def decide(pos: Position, view: ExitView, settings: ExitSettings, tick: Decimal, now: float) -> list[Action]:
     """The next actions for a filled position, in the order they are carried out: its life (`lifecycle`), then
     the stop moves in its favour (`favour`; the exit manager decides those again on the position as it is after
