@@ -54,7 +54,10 @@ def test_a_gap_in_the_replay_leaves_the_stops_resting_and_the_position_is_flatte
             s.admin("/advance", {"points": 1})
             settle(0.2)
         wait_closed(s)
-        assert events(s, "stop_gapped", pos.trade_key), "the stops rested unfilled but no gap was seen"
+        gapped = events(s, "stop_gapped", pos.trade_key)
+        assert gapped, "the stops rested unfilled but no gap was seen"
+        # SL_WATCHDOG_GRACE_SEC (default 3): the close waited until the stop had been passed that long (a later point)
+        assert gapped[0].data["passed_sec"] >= gapped[0].data["grace_sec"] == 3
         assert_closed(s, pos.trade_key, "flatten:stop_gapped")
         assert events(s, "flatten_filled", pos.trade_key)
         lc = s.state().last_closed

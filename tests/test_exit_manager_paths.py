@@ -251,11 +251,11 @@ def test_partial_take_profit_fill_gets_a_new_stop(make, side):
 
 @pytest.mark.parametrize("side", SIDES)
 def test_gap_through_the_stop_limit_closes_at_market(make, side):
-    s, side = make_side(make, side)
+    s, side = make_side(make, side, SL_WATCHDOG_GRACE_SEC="0")   # the market time stands still here: no grace
     pos = open_long(s, side=side)
     jump = -TICK * 500 if side == "long" else TICK * 500
     price(s, pos.sl + jump, gap=True)  # a jump far through the stops' limits: they trigger and rest
-    wait_event(s, "stop_gapped")
+    assert wait_event(s, "stop_gapped").data["passed_sec"] == 0
     wait_closed(s)
     assert_closed(s, pos.trade_key, "flatten:stop_gapped")
     assert events(s, "flatten_filled", pos.trade_key)

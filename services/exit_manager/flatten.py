@@ -11,6 +11,7 @@ from services.exit_manager.manual_close import ManualCloseWatch
 from services.exit_manager.store import PositionStore
 from shared.adapters.binance_rest import BinanceClient, RateLimited, Rejected, UnknownOutcome
 from shared.domain import transitions as tr
+from shared.domain.exit_decide import flatten_retry_sec
 from shared.domain.exit_rules import exit_side, held_qty
 from shared.domain.order_ids import client_id
 from shared.domain.orders import Order, order_is_open
@@ -27,7 +28,8 @@ class Flattener:
                  closer: Closer) -> None:
         self.rt, self.cfg, self.client, self.f, self.fee_rate = rt, rt.cfg, client, f, fee_rate
         self.store, self.exchange, self.counter, self.manual, self.closer = store, exchange, counter, manual, closer
-        self._retry_at: dict[str, float] = {}  # a refused market close waits EXITS_RETRY_EVERY_SEC
+        # a refused market close waits EXITS_RETRY_EVERY_SEC (the stop watchdog's: SL_WATCHDOG_RETRY_SEC)
+        self._retry_at: dict[str, float] = {}
 
     def due(self, pos: Position) -> bool:
         """Not waiting after a refused market close."""
@@ -87,7 +89,8 @@ class Flattener:
                                  o.executed_qty, o.cummulative_quote_qty)
 
     def _rejected(self, pos: Position, e: Rejected) -> None:
-        self._retry_at[pos.trade_key] = self.rt.clock.now() + self.cfg.EXITS_RETRY_EVERY_SEC
+        wait = flatten_retry_sec(pos.flatten_requested, self.cfg.EXITS_RETRY_EVERY_SEC, self.cfg.SL_WATCHDOG_RETRY_SEC)
+        self._retry_at[pos.trade_key] = self.rt.clock.now() + wait
         self.rt.event("flatten_rejected", pos.trade_key, level="error", code=e.code, error=e.msg,
-                      retry_in=self.cfg.EXITS_RETRY_EVERY_SEC)
+                      reason=pos.flatten_requested, retry_in=wait)
         self.rt.notify("flatten_failed", f"{e.code} {e.msg}", "CRITICAL", pos.trade_key)

@@ -3,6 +3,7 @@ budgeted fallback; settling each leg's attempt, re-protecting a partial take-pro
 from __future__ import annotations
 
 import time
+from decimal import Decimal
 
 from services.exit_manager.counting import LegCounter
 from services.exit_manager.exchange import ExitExchange, TickAborted
@@ -19,7 +20,7 @@ from shared.domain.exit_rules import (
     rest_learn_reason,
     stream_view,
 )
-from shared.domain.exit_decide import expired_stop
+from shared.domain.exit_decide import expired_stop, watchdog_fires
 from shared.domain.orders import Order, expired_by_exchange, order_is_open
 from shared.domain.position import Leg, LegStatus, Position
 from shared.runtime import Runtime
@@ -38,6 +39,7 @@ class FillLearner:
         self.store, self.exchange, self.counter = store, exchange, counter
         self._starved_logged = 0.0     # monotonic: the last `rest_budget_exhausted` line (one per STARVED_LOG_SEC)
         self.replay_point = False      # lock-step replay: a new market point, the tick reads the exchange's truth
+        self._passed_since: dict[str, float] = {}   # stop client id -> stack time its limit was first seen passed
 
     def learn(self, pos: Position) -> Position | None:
         """Settle what the exchange's records say of each resting leg; the position afterwards (None: gone)."""
@@ -152,6 +154,18 @@ class FillLearner:
         if action == "flatten":
             self.store.request_flatten(pos, "stop_expired")
 
+    def _passed_for(self, pos: Position, leg: Leg, stop: Order, px: Decimal) -> float | None:
+        """SL_WATCHDOG_GRACE_SEC: how long (stack clock) the stop has been passed once the grace is over, else None.
+        The start is kept in memory: after a restart the grace starts again (a later close, never an earlier one).
+        The first sighting is a log line, not an event: an ordinary stop-out shows the same record an instant."""
+        now = self.rt.clock.now()
+        since = self._passed_since.get(stop.client_order_id)
+        if since is None:
+            self._passed_since[stop.client_order_id] = since = now
+            self.rt.log.info("sl_watchdog_trigger", trade_key=pos.trade_key, leg=leg.name, limit=str(stop.price),
+                             market=str(px), grace_sec=self.cfg.SL_WATCHDOG_GRACE_SEC)
+        return now - since if watchdog_fires(since, now, self.cfg.SL_WATCHDOG_GRACE_SEC) else None
+
     def _check_gap(self, pos: Position, leg: Leg, stop: Order, fresh: bool = False) -> None:
         """A triggered stop-limit whose limit the market has gapped through rests unfilled: close the rest at market.
 
@@ -162,6 +176,10 @@ class FillLearner:
             return
         px = self.exchange.executable(pos.side)
         if px is None or not past_limit(pos.side, px, stop.price):
+            self._passed_since.pop(stop.client_order_id, None)   # back on the safe side: the grace starts again
+            return
+        passed = self._passed_for(pos, leg, stop, px)
+        if passed is None:
             return
         if not fresh:
             now = self.exchange.query(stop.client_order_id)
@@ -169,5 +187,6 @@ class FillLearner:
                 self.rt.log.info("stop_triggered_then_filled", trade_key=pos.trade_key, leg=leg.name,
                                  status=now.status if now is not None else None)
                 return  # it filled (or is filling): the next learn settles it
-        self.rt.event("stop_gapped", pos.trade_key, level="error", leg=leg.name, limit=stop.price, market=px)
+        self.rt.event("stop_gapped", pos.trade_key, level="error", leg=leg.name, limit=stop.price, market=px,
+                      passed_sec=passed, grace_sec=self.cfg.SL_WATCHDOG_GRACE_SEC)
         self.store.request_flatten(pos, "stop_gapped")

@@ -8,8 +8,9 @@ state before the exchange call) and each of its results is written by a named tr
 
 Where later rules go: a leg order the exchange EXPIRED (or EXPIRED_IN_MATCH) is counted by `read_attempt` and the
 leg goes back to NEW (`transitions.leg_filled`), so `decide` places it again (PlaceLeg); a rule that flattens such
-a leg instead, a stop the market passed without filling after SL_WATCHDOG_GRACE_SEC (Flatten), or selling the
-dust (a SellDust action) are new branches of `decide` fed by new ExitView fields.
+a leg instead (`expired_stop`), the stop watchdog's grace and retry (`watchdog_fires`, `flatten_retry_sec`) are
+decided here and carried out by the learning and flatten steps; selling the dust (a SellDust action) would be a new
+branch of `decide` fed by a new ExitView field.
 """
 from __future__ import annotations
 
@@ -95,6 +96,18 @@ def expired_stop(side: str, stop: Decimal, market: Decimal | None) -> str:
     if market is not None and not better(side, market, stop):
         return "flatten"
     return "replace"
+
+
+def watchdog_fires(passed_since: float, now: float, grace_sec: float) -> bool:
+    """SL_WATCHDOG_GRACE_SEC: a stop the market passed without filling is closed at market once it has stayed
+    passed for the grace (stack clock; 0 or less fires at once, as the original)."""
+    return now - passed_since >= grace_sec
+
+
+def flatten_retry_sec(reason: str, exits_retry_sec: float, watchdog_retry_sec: float) -> float:
+    """The wait after a refused market close: SL_WATCHDOG_RETRY_SEC for the stop watchdog's close (a stop passed
+    without filling), EXITS_RETRY_EVERY_SEC for the others."""
+    return watchdog_retry_sec if reason == "stop_gapped" else exits_retry_sec
 
 
 def trail_mid_fallback(trail_source: str, activation: bool) -> bool:
