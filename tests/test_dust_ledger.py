@@ -70,3 +70,15 @@ def test_carry_never_sells_more_than_the_ledger_or_the_free_coins(ledger, free, 
 def test_settle_never_goes_below_zero(ledger, delta):
     out = settle(D(ledger) * STEP, D(delta) * STEP)
     assert out >= 0 and (out == D(ledger + delta) * STEP or ledger + delta < 0)
+
+
+def test_preflight_and_the_report_name_the_same_fee_case():
+    from shared.domain import preflight as PF
+    from shared.domain.dust import fee_case
+    args = dict(price=D(90000), qty_usd=D(100), sl_pct=D("0.002"), tp_r=(D(1), D(2)), step=STEP,
+                fee_rate=D("0.001"), base="BTC", quote="USDC")
+    in_base = PF.plan(base_commission=True, **args).detail
+    in_bnb = PF.plan(base_commission=False, **args).detail
+    assert "dust left 0.00000889 BTC" in in_base and "carried in the dust ledger" in in_base
+    assert "dust left 0.00000000 BTC" in in_bnb and fee_case(False, "BTC") in in_bnb
+    assert "commission taken in BTC" in fee_case(True, "BTC") and "no commission taken in BTC" in fee_case(False, "BTC")

@@ -42,3 +42,11 @@ def trade_delta(pos: Position) -> Decimal:
 def settle(ledger: Decimal, delta: Decimal) -> Decimal:
     """The ledger after a trade's delta (never below zero: a trade cannot sell more dust than the ledger held)."""
     return max(ZERO, ledger + delta)
+
+
+def fee_case(base_commission: bool, base: str) -> str:
+    """Which case applies, in the words preflight and the report both print."""
+    if base_commission:
+        return (f"commission taken in {base} from each buy: the leftover below one step is the product's own, kept "
+                "in the dust ledger and sold with a later trade's last leg once it adds up to a step")
+    return f"fees paid in BNB (or the quote asset): no commission taken in {base}, a buy leaves no dust"
