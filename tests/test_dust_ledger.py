@@ -43,7 +43,10 @@ def test_the_last_leg_carries_the_ledgers_whole_steps_and_the_close_takes_them_o
     trail_before = legs[-1].qty
     extra = carry(D("0.0000141"), free_base=net_qty(pos) + D("0.0000141"), held=net_qty(pos), step=STEP)
     assert extra == D("0.00001")
+    again = _pos()
+    assert tr.legs_planned(again, legs, net_qty(pos), extra)   # a retried transaction: the same legs again
     assert tr.legs_planned(pos, legs, net_qty(pos), extra)
+    assert legs[-1].qty == trail_before, "the planned legs themselves are never changed"
     assert pos.legs[-1].qty == trail_before + extra and pos.dust_in == extra
     assert pos.exit_qty == net_qty(pos) + extra
     for lg in pos.legs:

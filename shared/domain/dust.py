@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from shared.domain.position import Position, net_qty
+import msgspec
+
+from shared.domain.position import Leg, Position, net_qty
 from shared.domain.risk_math import floor_to_step
 
 ZERO = Decimal(0)
@@ -23,11 +25,12 @@ def carry(ledger: Decimal, free_base: Decimal, held: Decimal, step: Decimal) -> 
     return floor_to_step(spare, step) if spare >= step else ZERO
 
 
-def with_carry(legs: list, extra: Decimal) -> list:
-    """The planned legs with `extra` added to the last one (the runner when there is one)."""
-    if extra > 0 and legs:
-        legs[-1].qty += extra
-    return legs
+def with_carry(legs: list[Leg], extra: Decimal) -> list[Leg]:
+    """A new list of the planned legs with `extra` added to the last one (the runner when there is one); the
+    given legs are left as they are (a transaction that is retried applies this again to the same legs)."""
+    if extra <= 0 or not legs:
+        return list(legs)
+    return [*legs[:-1], msgspec.structs.replace(legs[-1], qty=legs[-1].qty + extra)]
 
 
 def trade_delta(pos: Position) -> Decimal:
