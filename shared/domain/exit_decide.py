@@ -8,8 +8,9 @@ state before the exchange call) and each of its results is written by a named tr
 
 Where later rules go: a leg order the exchange EXPIRED (or EXPIRED_IN_MATCH) is counted by `read_attempt` and the
 leg goes back to NEW (`transitions.leg_filled`), so `decide` places it again (PlaceLeg); a rule that flattens such
-a leg instead, a stop the market passed without filling after SL_WATCHDOG_GRACE_SEC (Flatten), or selling the
-dust (a SellDust action) are new branches of `decide` fed by new ExitView fields.
+a leg instead, or a stop the market passed without filling after SL_WATCHDOG_GRACE_SEC (Flatten), are new branches
+of `decide` fed by new ExitView fields. The dust needs no action of its own: the ledger's whole steps ride on the
+next trade's last leg when PlanLegs is carried out (shared/domain/dust.py).
 """
 from __future__ import annotations
 
