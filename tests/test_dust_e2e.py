@@ -6,6 +6,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from tests.stack import Stack
+from tests.test_executorctl import ctl_json
 from tests.test_exit_manager_support import (  # noqa: F401 - make is a fixture
     STEP,
     make,
@@ -60,3 +61,13 @@ def test_dust_adds_up_and_a_later_trade_sells_it(make):
             assert st.last_closed.qty == own // STEP * STEP + planned.dust_in, "the carried step was sold"
             break
     assert carried_by is not None, "the ledger reached a step and no later trade sold it"
+    # the report: each trade's ledger change from the exchange's fills, the balance valued at the bid, not a loss
+    doc = ctl_json(s, "report")
+    rows = {t["trade_key"]: t for t in doc["trades"]}
+    assert Decimal(rows[carried_by]["dust_qty"]) < 0, "the trade that sold the carried step shows it leaving"
+    assert sum(Decimal(t["dust_qty"]) for t in rows.values()) == ledger
+    dust = doc["totals"]["dust"]
+    bid = Decimal(s.admin("/state")["bid"])
+    assert Decimal(dust["ledger"]) == ledger and Decimal(dust["value"]) == (ledger * bid).quantize(Decimal("0.0001"))
+    for t in rows.values():
+        assert Decimal(t["net_pnl"]) == (Decimal(t["gross_pnl"]) - Decimal(t["fees_quote"])).quantize(Decimal("0.0001"))
