@@ -211,9 +211,14 @@ def test_emergency_flattens_then_report_matches_exchange(stack: Stack, market_ba
     # net = PnL - fees - the cost of the base left over (bought - sold - base commissions), all from the exchange
     base_fees = _admin_base_fees(s)
     assert Decimal(t["dust_qty"]) == bq - sq - base_fees
-    assert abs(Decimal(t["dust_cost"]) - Decimal(t["dust_qty"]) * Decimal(t["avg_entry"])) < Decimal("0.0001")
-    assert Decimal(t["net_pnl"]) == (Decimal(t["gross_pnl"]) - Decimal(t["fees_quote"])
-                                     - Decimal(t["dust_cost"])).quantize(Decimal("0.0001"))
+    # the dust is the product's own coins, carried in the ledger and valued at the bid: not a loss
+    dust = tot["dust"]
+    assert Decimal(dust["ledger"]) == st.dust == bq - sq - base_fees and dust["base_commission"] is True
+    bid = Decimal(s.admin("/state")["bid"])
+    assert Decimal(dust["price"]) == bid and Decimal(dust["value"]) == (st.dust * bid).quantize(Decimal("0.0001"))
+    assert Decimal(t["dust_value"]) == (Decimal(t["dust_qty"]) * bid).quantize(Decimal("0.0001"))
+    assert "commission taken in BTC" in dust["fee_case"]
+    assert Decimal(t["net_pnl"]) == (Decimal(t["gross_pnl"]) - Decimal(t["fees_quote"])).quantize(Decimal("0.0001"))
     assert t["sl_source"] and tot["avg_r"] is not None and Decimal(tot["max_drawdown"]) <= 0
     assert tot["trades"] == 1 and tot["wins"] + tot["losses"] == 1
     lines = csv_path.read_text().splitlines()
@@ -221,6 +226,7 @@ def test_emergency_flattens_then_report_matches_exchange(stack: Stack, market_ba
     _check_png(png)
     plain = ctl(s, "report")
     assert plain.returncode == 0 and tk in plain.stdout and "win rate" in plain.stdout
+    assert "dust ledger:" in plain.stdout and "BTC carried" in plain.stdout
     assert ctl_json(s, "report", "--since", "2099-01-01")["trades"] == []
     # The exchange away: the report comes from the audit trail (and says so); status names the problem.
     dead = {**s.env, "BINANCE_BASE_URL": "http://127.0.0.1:9", "BINANCE_TIMEOUT_SEC": "2"}

@@ -311,6 +311,7 @@ def _report(out: Out, cfg, o: Options, agg_p: Path, lines: list[SignalLine], inf
         info["open_position"] = pos.trade_key if pos is not None else None
         rows = report.build(ctx)
         tot = report.totals(rows)
+        tot["dust"] = report.dust_summary(ctx, rows)
         replay_lines.account(ctx, lines, {r.trade_key for r in rows}, info["open_position"])
         info["signal_lines"] = replay_lines.summary(lines)
         if o.csv_path:

@@ -24,6 +24,7 @@ from services.executorctl.ctx import CtlError, Ctx, decode_row, fmt_dur, fmt_ts,
 from services.executorctl.trade_rows import ZERO, Fill, TradeRow, equity
 from shared.adapters.binance_rest import BinanceError
 from shared.domain.bars import parse_ts
+from shared.domain.dust import fee_case
 from shared.domain.messages import Event, PositionEvent
 from shared.domain.order_ids import LEG_CODES
 from shared.domain.orders import Order, Trade
@@ -237,9 +238,8 @@ def _row(tk: str, evs: dict[str, list[Event]], closed: PositionEvent | None, rec
             row.notes.append(f"exchange records incomplete ({_legs_found(rec.fills)}): the whole trade from the "
                              "audit trail, never its entry from one source and its exits from another")
         _from_events(row, evs, pc, lc, sign)
-        row.dust_qty = (_d(pc.data.get("dust")) if pc is not None else None) or ZERO
-    row.dust_cost = (row.dust_qty * row.avg_entry).quantize(Q4)
-    row.net_pnl = (row.gross_pnl - row.fees_quote - row.dust_cost).quantize(Q4)
+        row.dust_qty = (_d(pc.data.get("dust_delta", pc.data.get("dust"))) if pc is not None else None) or ZERO
+    row.net_pnl = (row.gross_pnl - row.fees_quote).quantize(Q4)
     risk = (row.r_unit or ZERO) * row.exit_qty
     if risk > 0:
         row.gross_r = (row.gross_pnl / risk).quantize(Decimal("0.001"))
@@ -321,13 +321,36 @@ def totals(rows: list[TradeRow]) -> dict[str, Any]:
     return {
         "trades": n, "wins": wins, "losses": n - wins, "win_rate": (wins / n) if n else None,
         "gross_pnl": sum((r.gross_pnl for r in rows), ZERO), "fees_quote": sum((r.fees_quote for r in rows), ZERO),
-        "dust_cost": sum((r.dust_cost for r in rows), ZERO),
         "net_pnl": sum((r.net_pnl for r in rows), ZERO), "net_r": sum(rs, ZERO),
         "avg_r": (sum(rs, ZERO) / len(rs)).quantize(Decimal("0.001")) if rs else None,
         "max_drawdown": min((dd for _t, _c, dd in curve), default=ZERO),
         "entry_qty": sum((r.entry_qty for r in rows), ZERO), "entry_quote": sum((r.entry_quote for r in rows), ZERO),
         "exit_qty": sum((r.exit_qty for r in rows), ZERO), "exit_quote": sum((r.exit_quote for r in rows), ZERO),
     }
+
+
+def _market_price(ctx: Ctx, rows: list[TradeRow]) -> tuple[Decimal, str]:
+    """The price the carried dust is valued at: the book's bid (what selling it would get), else the last exit."""
+    try:
+        bid, _ask = ctx.client().book_ticker(ctx.cfg.SYMBOL)
+        return bid, "bid now"
+    except BinanceError:
+        last = max(rows, key=lambda r: r.closed_at, default=None)
+        return (last.avg_exit, "last exit: exchange unreachable") if last is not None else (ZERO, "no price")
+
+
+def dust_summary(ctx: Ctx, rows: list[TradeRow]) -> dict[str, Any]:
+    """The dust ledger's balance valued at the market, each trade's dust valued the same way, and the fee case."""
+    base = (split_symbol(ctx.cfg.SYMBOL) or (ctx.cfg.SYMBOL,))[0]
+    price, how = _market_price(ctx, rows)
+    for r in rows:
+        r.dust_value = (r.dust_qty * price).quantize(Q4)
+    ledger = ctx.state().dust
+    fills = [f for r in rows for f in r.fills]
+    base_commission = any(f.fee_base > 0 for f in fills)
+    case = fee_case(base_commission, base) if fills else "fee case unknown: no exchange records of the trades"
+    return {"ledger": ledger, "base": base, "price": price, "price_from": how, "value": (ledger * price).quantize(Q4),
+            "base_commission": base_commission if fills else None, "fee_case": case}
 
 
 # ---- output ---------------------------------------------------------------------------------------------
@@ -352,10 +375,10 @@ def render(ctx: Ctx, rows: list[TradeRow], tot: dict[str, Any]) -> None:
         out.line("no closed trade in the positions/events streams")
         return
     legs = [k for k in LEG_ORDER if any(k in r.legs for r in rows)]
-    out.table(["trade", "side", "opened (UTC)", "duration", "entry", "qty", *legs, "fees", "dust", "PnL", "net",
+    out.table(["trade", "side", "opened (UTC)", "duration", "entry", "qty", *legs, "fees", "dust +/-", "PnL", "net",
                "net R", "reason"],
               [[r.trade_key, r.side, fmt_ts(r.opened_at)[:16], fmt_dur(r.duration_sec), _n(r.avg_entry), _n(r.entry_qty),
-                *(_leg_text(r.legs.get(k)) for k in legs), _n(r.fees_quote.quantize(Q4)), _n(r.dust_cost),
+                *(_leg_text(r.legs.get(k)) for k in legs), _n(r.fees_quote.quantize(Q4)), _n(r.dust_qty),
                 _n(r.gross_pnl), _n(r.net_pnl), _n(r.net_r), r.reason] for r in rows],
               styles=["green" if r.net_pnl > 0 else "red" for r in rows],
               wrap=range(1, 12 + len(legs)))  # all but the trade key may wrap on a narrow terminal
@@ -366,11 +389,13 @@ def render(ctx: Ctx, rows: list[TradeRow], tot: dict[str, Any]) -> None:
             out.line(f"  {r.trade_key}: {note}", "yellow")
     wr = tot["win_rate"]
     out.line(f"total: {tot['trades']} trades, {tot['wins']} won, win rate {wr * 100:.1f}%, average "
-             f"{_n(tot['avg_r'])} R  |  gross {_n(tot['gross_pnl'])}  fees {_n(tot['fees_quote'].quantize(Q4))}  "
-             f"dust {_n(tot['dust_cost'])}  net {_n(tot['net_pnl'])} ({_n(tot['net_r'])} R)  |  max drawdown "
+             f"{_n(tot['avg_r'])} R  |  realised {_n(tot['gross_pnl'])}  fees {_n(tot['fees_quote'].quantize(Q4))}  "
+             f"net {_n(tot['net_pnl'])} ({_n(tot['net_r'])} R)  |  max drawdown "
              f"{_n(tot['max_drawdown'])}", "bold green" if tot["net_pnl"] > 0 else "bold red")
-    out.line("net = PnL - fees (base commissions at the fill price) - dust (base left below the step or the "
-             "minimum notional, at the average entry)")
+    out.line("net = realised PnL - fees (base commissions at the fill price); the dust is not a loss: it is carried")
+    d = tot.get("dust") or dust_summary(ctx, rows)
+    out.line(f"dust ledger: {_n(d['ledger'])} {d['base']} carried, worth {_n(d['value'])} at {_n(d['price'])} "
+             f"({d['price_from']})  |  {d['fee_case']}")
 
 
 def render_plans(ctx: Ctx, rows: list[TradeRow]) -> None:
@@ -393,7 +418,7 @@ def render_sources(ctx: Ctx, rows: list[TradeRow]) -> None:
 CSV_COLUMNS = ["trade_key", "side", "opened_at", "closed_at", "duration_sec", "planned_entry", "initial_stop", "tp1",
                "tp2", "r_unit", "entry_qty", "entry_quote", "avg_entry", "exit_qty", "exit_quote", "avg_exit",
                "tp1_exit", "tp2_exit", "trail_exit", "flatten_exit", "stop_moves", "fees_quote", "gross_pnl",
-               "net_pnl", "gross_r", "net_r", "reason", "source", "sl_source", "dust_qty", "dust_cost", "sources"]
+               "net_pnl", "gross_r", "net_r", "reason", "source", "sl_source", "dust_qty", "dust_value", "sources"]
 
 
 def write_csv(path: Path, rows: list[TradeRow]) -> None:
@@ -410,7 +435,7 @@ def write_csv(path: Path, rows: list[TradeRow]) -> None:
                         *(_leg_text(r.legs.get(k)) if r.legs.get(k) else "" for k in LEG_ORDER),
                         ";".join(f"{m['leg']}:{m['stop']}({m['why']})" for m in r.stop_moves),
                         _c(r.fees_quote), _c(r.gross_pnl), _c(r.net_pnl), _c(r.gross_r), _c(r.net_r), r.reason,
-                        r.source, r.sl_source, _c(r.dust_qty), _c(r.dust_cost),
+                        r.source, r.sl_source, _c(r.dust_qty), _c(r.dust_value),
                         "; ".join(f"{k}: {v}" for k, v in r.sources.items())])
 
 
@@ -433,6 +458,7 @@ def run(ctx: Ctx, since: str | None, csv_path: str | None, chart_path: str | Non
         extra: dict[str, Any] | None = None) -> int:
     rows = build(ctx, parse_since(since) if since else None)
     tot = totals(rows)
+    tot["dust"] = dust_summary(ctx, rows)
     if csv_path:
         write_csv(Path(csv_path), rows)
     if chart_path:

@@ -48,10 +48,10 @@ class TradeRow(msgspec.Struct, kw_only=True):
     fees_quote: Decimal = ZERO
     fees_other: dict[str, Decimal] = {}
     gross_pnl: Decimal = ZERO
-    # Base left over once the trade is closed (bought - sold - base commissions): below the step or the minimum
-    # notional it cannot be sold. Its cost (at the average entry) is part of the net PnL.
+    # What the trade changed the dust ledger by (bought - sold - base commissions; negative when its last leg sold
+    # carried dust): the product's own coins, valued at the market (`dust_value`), not a loss.
     dust_qty: Decimal = ZERO
-    dust_cost: Decimal = ZERO
+    dust_value: Decimal = ZERO
     net_pnl: Decimal = ZERO
     gross_r: Decimal | None = None
     net_r: Decimal | None = None

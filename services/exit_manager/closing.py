@@ -35,6 +35,6 @@ class Closer:
                                      cooldown_until=now + self.cfg.COOLDOWN_SEC, messages=[msg]))
         self.rt.event("position_closed", pos.trade_key, reason=summary.exit_reason, qty=summary.qty,
                       avg_entry=summary.avg_entry, avg_exit=summary.avg_exit, pnl=summary.pnl_quote,
-                      r=summary.r_multiple, dust=leftover)
+                      r=summary.r_multiple, dust=leftover, dust_delta=summary.dust_delta, dust_in=summary.dust_in)
         self.rt.notify("closed", f"{summary.exit_reason}: pnl {summary.pnl_quote} ({summary.r_multiple} R)", "INFO",
                        pos.trade_key)

@@ -161,7 +161,8 @@ class Probe:
             debts = self._try("foreign.position", lambda: self.client.margin_debts(self.cfg.SYMBOL),
                               "check the margin account") or {}
         free, locked = balances.get(f.base_asset, (Decimal(0), Decimal(0)))
-        held = free + locked - (net_qty(pos) if pos is not None else Decimal(0))
+        # the dust ledger's coins are the product's own (issue 22 §4): not foreign
+        held = free + locked - (net_qty(pos) if pos is not None else Decimal(0)) - st.dust
         self.checks.extend(PF.foreign(unknown, debts, held, f.base_asset, book[0], f.min_notional,
                                       pos is not None))
 

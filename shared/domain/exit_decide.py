@@ -9,8 +9,8 @@ state before the exchange call) and each of its results is written by a named tr
 Where later rules go: a leg order the exchange EXPIRED (or EXPIRED_IN_MATCH) is counted by `read_attempt` and the
 leg goes back to NEW (`transitions.leg_filled`), so `decide` places it again (PlaceLeg); a rule that flattens such
 a leg instead (`expired_stop`), the stop watchdog's grace and retry (`watchdog_fires`, `flatten_retry_sec`) are
-decided here and carried out by the learning and flatten steps; selling the dust (a SellDust action) would be a new
-branch of `decide` fed by a new ExitView field.
+decided here and carried out by the learning and flatten steps. The dust needs no action of its own: the ledger's
+whole steps ride on the next trade's last leg when PlanLegs is carried out (shared/domain/dust.py).
 """
 from __future__ import annotations
 

@@ -9,6 +9,7 @@ import msgspec
 
 from shared.domain.bars import Bar
 from shared.domain.exit_plan import stop_limit_price
+from shared.domain.dust import trade_delta
 from shared.domain.legs import leg_floor_prices, split_qty_3legs
 from shared.domain.order_ids import client_id
 from shared.domain.orders import FILLED, Order, order_is_open
@@ -262,7 +263,8 @@ def close_summary(pos: Position, now: float) -> ClosedTrade:
                        avg_entry=pos.avg_entry, avg_exit=avg_exit.quantize(Decimal("0.0001")),
                        pnl_quote=pnl.quantize(Decimal("0.0001")),
                        r_multiple=(pnl / risk).quantize(Decimal("0.001")) if risk > 0 else Decimal(0),
-                       exit_reason=reason, entry_fee_base=pos.entry_fee_base, opened_at=pos.filled_at, closed_at=now, legs=pos.legs)
+                       exit_reason=reason, entry_fee_base=pos.entry_fee_base, opened_at=pos.filled_at, closed_at=now, legs=pos.legs,
+                       dust_in=pos.dust_in, dust_delta=trade_delta(pos))
 
 
 # ---- learning fills: the `orders` stream first, REST as the fallback ------------------------------------------

@@ -114,6 +114,7 @@ class Position(msgspec.Struct, kw_only=True):
     margin_debt_before: Decimal = Decimal(0)  # position_engine: the asset's debt before the manual borrow
     entry_cancel_requested: bool = False   # position_engine: the operator cancelled the entry (no Plan B, no re-send)
     adopted: bool = False                  # position_engine: found on the exchange by start-up reconcile, not from a signal
+    dust_in: Decimal = Decimal(0)          # exit_manager (spot long): ledger dust the last leg carries (issue 22 §4)
     wallet_base0: Decimal | None = None    # exit_manager (margin): the wallet's base net less the trade's counted
                                            # exits, read once the legs rest (see shared/domain/holdings.py)
 
@@ -138,6 +139,8 @@ class ClosedTrade(msgspec.Struct, kw_only=True):
     opened_at: float
     closed_at: float
     legs: list[Leg] = []
+    dust_in: Decimal = Decimal(0)      # ledger dust its last leg carried
+    dust_delta: Decimal = Decimal(0)   # what it changed the dust ledger by (negative: it sold carried dust)
 
 
 class State(msgspec.Struct, kw_only=True):
@@ -148,6 +151,7 @@ class State(msgspec.Struct, kw_only=True):
     last_closed: ClosedTrade | None = None
     closed_count: int = 0
     day: DayTally = msgspec.field(default_factory=DayTally)   # issue 22: the loss limits' tally and latch
+    dust: Decimal = Decimal(0)   # issue 22 §4: the product's own leftover base (0 in older documents)
     cooldown_until: float = 0.0
     lock_until: float = 0.0
     halt: dict[str, Any] | None = None   # copy of `{prefix}halt` (who, why, when): restored with the snapshot

@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from shared.domain.dust import fee_case
 from shared.domain.risk_math import floor_to_step
 
 Verdict = Literal["OK", "WARN", "FAIL"]
@@ -88,10 +89,9 @@ def account(can_trade: bool, rates: dict[str, Decimal], bnb_burn: bool, bnb_free
         out.append(warn("account.fees", "BNB fee burn is on but the account holds no BNB: fees are taken from the "
                         "traded asset", "buy a little BNB, or turn BNB burn off to make it explicit"))
     elif bnb_burn:
-        out.append(ok("account.fees", f"fees paid in BNB ({bnb_free} free): no commission taken from the base"))
+        out.append(ok("account.fees", f"BNB free {bnb_free}: {fee_case(False, 'the base')}"))
     else:
-        out.append(ok("account.fees", "fees taken from the traded asset (a spot buy's commission is in the base: "
-                      "the dust below)"))
+        out.append(ok("account.fees", f"BNB burn off: {fee_case(True, 'the base')} (the dust below)"))
     return out
 
 
@@ -204,7 +204,8 @@ def plan(price: Decimal, qty_usd: Decimal, sl_pct: Decimal, tp_r: tuple[Decimal,
     dust = net - floor_to_step(net, step)
     text = (f"{qty} {base} at {price:.2f}: R = {r_quote:.2f} {quote}, TP1 {tp_r[0]} R = {r_quote * tp_r[0]:.2f}, "
             f"round-trip fees {fees:.2f} {quote} = {fees_r:.2f} R, dust left {dust:.8f} {base} "
-            f"(~{dust * price:.2f} {quote}) per trade")
+            f"(~{dust * price:.2f} {quote}) per trade"
+            + (", carried in the dust ledger" if base_commission else f" ({fee_case(False, base)})"))
     if fees_r >= tp_r[0]:
         return warn("plan", text, "the fees eat TP1: raise SL_PCT or TP_R_LIST, or set SKIP_TP1_BELOW_FEES=1")
     return ok("plan", text)

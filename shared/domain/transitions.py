@@ -16,6 +16,7 @@ from decimal import Decimal
 from typing import Any
 
 from shared.domain.exit_rules import LegFills, LegIds, count_attempt, leg_ids, leg_spent, share_out, with_ids
+from shared.domain.dust import settle, with_carry
 from shared.domain.messages import PositionEvent
 from shared.domain.order_ids import client_id
 from shared.domain.position import ClosedTrade, Leg, LegStatus, Phase, Position, State
@@ -165,11 +166,12 @@ def entry_aborted(st: State, trade_key: str, phases: Sequence[Phase], gone: Appl
 
 # ---- the exit phase (exit_manager) -----------------------------------------------------------------------------
 
-def legs_planned(p: Position, legs: list[Leg], total: Decimal) -> bool:
-    """The exit legs and the exit total, written once (False: they were there already)."""
+def legs_planned(p: Position, legs: list[Leg], total: Decimal, dust_in: Decimal = Decimal(0)) -> bool:
+    """The exit legs and the exit total (with the ledger dust the last leg carries), written once (False: they
+    were there already)."""
     if p.legs:
         return False
-    p.legs, p.exit_qty = legs, total
+    p.legs, p.exit_qty, p.dust_in = with_carry(legs, dust_in), total + dust_in, dust_in
     return True
 
 
@@ -299,6 +301,7 @@ def closed(st: State, trade_key: str, summary: ClosedTrade, cooldown_until: floa
     if st.position is None or st.position.trade_key != trade_key:
         return None
     st.position, st.last_closed = None, summary
+    st.dust = settle(st.dust, summary.dust_delta)
     st.closed_count += 1
     st.cooldown_until = cooldown_until
     return st, messages
