@@ -131,7 +131,9 @@ def test_a_take_profit_the_exchange_does_not_find_yet_is_not_taken_for_unfilled(
     assert reasons["tp1"] == "tp" and reasons["tp2"] == "tp", reasons
     assert not events(s, "manual_close_detected", pos.trade_key)
     s.admin("/faults", {"clear": True})
-    s.wait(lambda: leg(s, "trail").status == "PLACED", 10, "trail stop resting")
+    # the trail leg's own break-even move may still be under way: its stop is taken once it rests at break-even
+    s.wait(lambda: s.state().position.be_done and leg(s, "trail").status == "PLACED", 10,
+           "trail stop resting at break-even")
     price(s, leg(s, "trail").stop_price)
     wait_closed(s)
     assert_closed(s, pos.trade_key, "stop")
