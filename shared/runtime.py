@@ -40,6 +40,7 @@ class Runtime:
         self.beater = Beater(self.r, cfg.EXEC_PREFIX, process, cfg.HEARTBEAT_TTL_SEC)
         self.alerts = Alerts(self.r, cfg, self.log, self.clock.now)
         self.stopping = False
+        self.order_budget: RedisOrderBudget | None = None   # the last client's (set by `client`)
 
     def redis(self, socket_timeout: float = 10.0) -> redis.Redis:
         """A new connection as this process's own Redis user (cfg.REDIS_URL carries its credentials)."""
@@ -65,6 +66,7 @@ class Runtime:
             raise SystemExit(2) from None
         budget = RedisOrderBudget(self.r, c.key("order_count"), c.ORDER_COUNT_LIMIT_10S, c.ORDER_COUNT_LIMIT_1D,
                                   c.ORDER_COUNT_EXIT_RESERVE)
+        self.order_budget = budget   # load_gate reads its counts in the signal's one round trip
         return BinanceClient(c.BINANCE_BASE_URL, c.BINANCE_API_KEY, c.BINANCE_API_SECRET,
                              recv_window=c.RECV_WINDOW, timeout=c.BINANCE_TIMEOUT_SEC,
                              backoff=RedisBackoff(self.r, c.key("backoff")), margin=margin, signer=signer,
@@ -94,7 +96,11 @@ class Runtime:
         replay = isinstance(self.clock, ReplayClock)
         if replay:
             pipe.get(self.cfg.key("clock"))
+        if self.order_budget is not None:   # the IP's order count for this signal's entry, in the same round trip
+            pipe.hgetall(self.cfg.key("order_count"))
         res = pipe.execute()
+        if self.order_budget is not None:
+            self.order_budget.prime(res[-1])
         state = decode_state(res[0]) if res[0] is not None else self.store.load()  # load() restores a lost state
         now = (int(res[2]) / 1000.0 if res[2] is not None else time.time()) if replay else self.clock.now()
         # a state restored from the snapshot just now brought its halt flag back (StateStore.load)

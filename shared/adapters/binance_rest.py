@@ -204,6 +204,9 @@ class OrderCountBudget(Protocol):
     def entry_wait(self) -> float:
         """Seconds an entry must wait before it may be sent (0 = it may go now)."""
 
+    def prime(self, raw: dict) -> None:
+        """The shared counts as read in another round trip (the signal's gate), for the next `entry_wait`."""
+
     def note(self, headers: Any) -> None:
         """Record the order counts of an order reply's headers."""
 

@@ -23,6 +23,9 @@ if ARGV[3] ~= '' then put('c1d', 'd', ARGV[3], ARGV[4]) end
 redis.call('EXPIRE', KEYS[1], 2 * 86400)
 return 1
 """
+# The counts read with the signal's gate (Runtime.load_gate, one pipelined round trip) decide its entry while they
+# are this young; an entry sent later (a retry, Plan B) reads them again.
+FRESH_SEC = 0.25
 _HOLD = ("local h = tonumber(redis.call('HGET', KEYS[1], 'hold') or '0') "
          "if tonumber(ARGV[1]) > h then redis.call('HSET', KEYS[1], 'hold', ARGV[1]) end "
          "redis.call('EXPIRE', KEYS[1], 2 * 86400) return 1")
@@ -44,6 +47,8 @@ class RedisOrderBudget:
                  now: Callable[[], float] = time.time) -> None:
         self._r, self._key, self._now = r, key, now
         self.limit_10s, self.limit_1d, self.reserve = limit_10s, limit_1d, reserve
+        self._cached: OrderCounts | None = None   # read with the signal's gate (`prime`)
+        self._read_at = float("-inf")
 
     def note(self, headers: Any) -> None:
         """Record X-MBX-ORDER-COUNT-10S / -1D of a reply (their windows: the ones holding now)."""
@@ -58,10 +63,22 @@ class RedisOrderBudget:
 
     def counts(self) -> OrderCounts:
         """The shared counts as last reported."""
-        h = {_text(k): _text(v) for k, v in self._r.hgetall(self._key).items()}
+        return self._parse(self._r.hgetall(self._key))
+
+    @staticmethod
+    def _parse(raw: dict) -> OrderCounts:
+        h = {_text(k): _text(v) for k, v in raw.items()}
         return OrderCounts(count_10s=int(h.get("c10", 0)), window_10s=int(h.get("w10", 0)),
                            count_1d=int(h.get("c1d", 0)), day=int(h.get("d", 0)), hold_until=float(h.get("hold", 0)))
 
+    def prime(self, raw: dict) -> None:
+        """The hash as read in another round trip (the signal's gate): `entry_wait` uses it while it is fresh."""
+        self._cached, self._read_at = self._parse(raw), self._now()
+
     def entry_wait(self) -> float:
-        """Seconds an entry must wait (0: it may be sent now)."""
-        return entry_wait(self.counts(), self._now(), self.limit_10s, self.limit_1d, self.reserve)
+        """Seconds an entry must wait (0: it may be sent now): from the counts read with the signal's gate when
+        they are under FRESH_SEC old, else read now."""
+        now = self._now()
+        c = self._cached if now - self._read_at <= FRESH_SEC else None
+        self._cached = None   # one entry per gate read
+        return entry_wait(c or self.counts(), now, self.limit_10s, self.limit_1d, self.reserve)
