@@ -53,6 +53,17 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("status", parents=[common], help="one screen: processes, halt, position, orders, streams, alerts")
     sub.add_parser("preflight", parents=[common], help="read-only checks before trading: key, account, symbol, "
                    "stack, plan, loss limits (exit 0 ready, 1 not)")
+    _add_stream_cmds(sub, common)
+    _add_control_cmds(sub, common)
+    _add_emergency_cmd(sub, common)
+    _add_report_cmd(sub, common)
+    _add_replay_cmd(sub, common)
+    _add_sweep_cmds(sub, common)
+    return p
+
+
+def _add_stream_cmds(sub, common: argparse.ArgumentParser) -> None:
+    """events, signals, rejects: the streams' past entries, or followed."""
     for name, what in (("events", "the audit trail"), ("signals", "validated PEAK signals"),
                        ("rejects", "lines that were not signals, with the reason")):
         sp = sub.add_parser(name, parents=[common], help=what)
@@ -61,6 +72,10 @@ def _parser() -> argparse.ArgumentParser:
         if name == "events":
             sp.add_argument("--trade", help="only this trade key")
             sp.add_argument("--kind", action="append", help="only events of this kind (repeatable)")
+
+
+def _add_control_cmds(sub, common: argparse.ArgumentParser) -> None:
+    """halt, resume, cancel-entry, flatten: commands acknowledged by the services."""
     for name, what in (("halt", "no new entries (exits keep protecting)"), ("resume", "allow new entries again"),
                        ("cancel-entry", "cancel the pending entry (no Plan B)"),
                        ("flatten", "close the position at market (through the exit manager)")):
@@ -69,6 +84,10 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the acknowledgement")
         if name == "flatten":
             sp.add_argument("--no-wait", action="store_true", help="do not wait for the position to close")
+
+
+def _add_emergency_cmd(sub, common: argparse.ArgumentParser) -> None:
+    """emergency: halt, cancel the entry, flatten (or keep and verify)."""
     sp = sub.add_parser("emergency", parents=[common], help="halt, cancel the entry, flatten (or keep and verify)")
     sp.add_argument("--keep-position", action="store_true",
                     help="keep the position; verify each live leg's stop rests on the exchange")
@@ -77,11 +96,19 @@ def _parser() -> argparse.ArgumentParser:
                          "(never twice: the id is checked first and adopted by the exit manager)")
     sp.add_argument("--reason", default="emergency", help="why (recorded in the audit trail)")
     sp.add_argument("--timeout", type=float, default=30.0, help="seconds to wait at each step")
+
+
+def _add_report_cmd(sub, common: argparse.ArgumentParser) -> None:
+    """report: closed trades, CSV, chart."""
     sp = sub.add_parser("report", parents=[common], help="closed trades: exits, fees, PnL, totals; CSV, chart")
     sp.add_argument("--since", help="only trades closed since (2025-01-13, ISO time or epoch s, UTC)")
     sp.add_argument("--csv", help="also write the trades to this CSV file")
     sp.add_argument("--chart", help="draw price and trades to this PNG file")
     sp.add_argument("--agg", help="price data for the chart (default AGG_CSV)")
+
+
+def _add_replay_cmd(sub, common: argparse.ArgumentParser) -> None:
+    """replay: history through the real processes."""
     sp = sub.add_parser("replay", parents=[common], help="history through the real processes, faster than real time")
     sp.add_argument("--agg", required=True, help="market data (aggregated.csv v2) to replay")
     sp.add_argument("--signals", required=True, help="DeltaScout JSONL lines, fed at their ts")
@@ -102,6 +129,10 @@ def _parser() -> argparse.ArgumentParser:
                     help="margin: borrow before the entry (manual, NO_SIDE_EFFECT) or with the order "
                          "(auto, AUTO_BORROW_REPAY); default MARGIN_BORROW_MODE, else manual")
     add_settings_options(sp)
+
+
+def _add_sweep_cmds(sub, common: argparse.ArgumentParser) -> None:
+    """sweep and sweep-worker: replays over a grid of settings, as rq jobs."""
     sp = sub.add_parser("sweep", parents=[common], help="replays over a grid of settings, as rq jobs (sweep-worker)")
     sp.add_argument("--redis", required=True, metavar="URL", help="the Redis holding the queue and the results")
     sp.add_argument("--agg", action="append", required=True, help="market data; repeat for several files")
@@ -125,7 +156,6 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--redis", required=True, metavar="URL", help="the Redis the sweep was enqueued on")
     sp.add_argument("--dir", default="var/sweep-worker", help="this worker's files and run directories")
     sp.add_argument("--burst", action="store_true", help="stop when the queue is empty")
-    return p
 
 
 MARKET_OPTIONS = (("--fee-rate", "PAPER_FEE_RATE", "commission per fill, e.g. 0.001 (default 0.001)"),

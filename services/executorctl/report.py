@@ -175,9 +175,23 @@ def _first(evs: dict[str, list[Event]], kind: str) -> Event | None:
 def _row(tk: str, evs: dict[str, list[Event]], closed: PositionEvent | None, rec: Records, st) -> TradeRow:
     fills = _whole(rec)
     row = TradeRow(trade_key=tk, legs={}, fees_other={}, stop_moves=[], fills=fills, notes=[], sources={})
-    plan, filled, pc = _first(evs, "entry_planned"), _first(evs, "entry_filled"), _first(evs, "position_closed")
+    filled, pc = _first(evs, "entry_filled"), _first(evs, "position_closed")
     _sources(row, rec, evs, closed)
     lc = st.last_closed if st.last_closed is not None and st.last_closed.trade_key == tk else None
+    _row_header(row, tk, evs, closed, filled, pc, lc)
+    sign = 1 if row.side == "long" else -1
+    if fills:
+        _row_from_fills(row, fills, filled, sign)
+    else:
+        _row_from_audit(row, evs, rec, pc, lc, sign)
+    _row_result(row, pc)
+    return row
+
+
+def _row_header(row: TradeRow, tk: str, evs: dict[str, list[Event]], closed: PositionEvent | None,
+                filled: Event | None, pc: Event | None, lc) -> None:
+    """The plan, side, times, reason and stop moves of the trade, from the audit trail."""
+    plan = _first(evs, "entry_planned")
     if plan is not None:
         d = plan.data
         row.side = str(d.get("side", ""))
@@ -200,45 +214,60 @@ def _row(tk: str, evs: dict[str, list[Event]], closed: PositionEvent | None, rec
     row.duration_sec = (row.closed_at - row.opened_at) if row.opened_at and row.closed_at else None
     row.stop_moves = [{"at": e.at, "leg": e.data.get("leg"), "stop": _d(e.data.get("stop")), "why": e.data.get("why")}
                       for e in evs.get("stop_move", [])]
-    sign = 1 if row.side == "long" else -1
-    if fills:
-        entry = [f for f in fills if f.leg == "entry"]
-        exits = [f for f in fills if f.leg != "entry"]
-        row.entry_qty = sum((f.qty for f in entry), ZERO)
-        row.entry_quote = sum((f.quote for f in entry), ZERO)
-        row.exit_qty = sum((f.qty for f in exits), ZERO)
-        row.exit_quote = sum((f.quote for f in exits), ZERO)
-        row.fees_quote = sum((f.fee_quote for f in fills), ZERO)
-        for f in fills:
-            for a, v in f.fee_other.items():
-                row.fees_other[a] = row.fees_other.get(a, ZERO) + v
-        for f in sorted(exits, key=lambda f: f.at):
-            lg = row.legs.setdefault(f.leg, {"qty": ZERO, "quote": ZERO, "how": [], "at": f.at})
-            lg["qty"] += f.qty
-            lg["quote"] += f.quote
-            lg["at"] = f.at
-            if f.how not in lg["how"]:
-                lg["how"].append(f.how)
-        for lg in row.legs.values():
-            lg["price"] = (lg["quote"] / lg["qty"]).quantize(Decimal("0.01")) if lg["qty"] else ZERO
-            lg["how"] = "+".join(lg["how"])
-        row.avg_entry = row.entry_quote / row.entry_qty if row.entry_qty else ZERO
-        if filled is not None and _d(filled.data.get("avg_entry")):
-            row.avg_entry = _d(filled.data.get("avg_entry"))  # the product's own average (same fills)
-        row.avg_exit = row.exit_quote / row.exit_qty if row.exit_qty else ZERO
-        row.gross_pnl = (sign * (row.exit_quote - row.avg_entry * row.exit_qty)).quantize(Q4)
-        row.dust_qty = (sum((f.qty for f in fills if f.side == "BUY"), ZERO)
-                        - sum((f.qty for f in fills if f.side == "SELL"), ZERO)
-                        - sum((f.fee_base for f in fills), ZERO))
-    else:
-        row.source = "events"
-        if rec.error:
-            row.notes.append(f"exchange records not read ({rec.error}): figures from the audit trail")
-        elif rec.fills:
-            row.notes.append(f"exchange records incomplete ({_legs_found(rec.fills)}): the whole trade from the "
-                             "audit trail, never its entry from one source and its exits from another")
-        _from_events(row, evs, pc, lc, sign)
-        row.dust_qty = (_d(pc.data.get("dust_delta", pc.data.get("dust"))) if pc is not None else None) or ZERO
+
+
+def _row_from_fills(row: TradeRow, fills: list, filled: Event | None, sign: int) -> None:
+    """Quantities, prices, fees and P&L from the exchange's own fills of the trade."""
+    entry = [f for f in fills if f.leg == "entry"]
+    exits = [f for f in fills if f.leg != "entry"]
+    row.entry_qty = sum((f.qty for f in entry), ZERO)
+    row.entry_quote = sum((f.quote for f in entry), ZERO)
+    row.exit_qty = sum((f.qty for f in exits), ZERO)
+    row.exit_quote = sum((f.quote for f in exits), ZERO)
+    row.fees_quote = sum((f.fee_quote for f in fills), ZERO)
+    for f in fills:
+        for a, v in f.fee_other.items():
+            row.fees_other[a] = row.fees_other.get(a, ZERO) + v
+    _row_legs(row, exits)
+    row.avg_entry = row.entry_quote / row.entry_qty if row.entry_qty else ZERO
+    if filled is not None and _d(filled.data.get("avg_entry")):
+        row.avg_entry = _d(filled.data.get("avg_entry"))  # the product's own average (same fills)
+    row.avg_exit = row.exit_quote / row.exit_qty if row.exit_qty else ZERO
+    row.gross_pnl = (sign * (row.exit_quote - row.avg_entry * row.exit_qty)).quantize(Q4)
+    row.dust_qty = (sum((f.qty for f in fills if f.side == "BUY"), ZERO)
+                    - sum((f.qty for f in fills if f.side == "SELL"), ZERO)
+                    - sum((f.fee_base for f in fills), ZERO))
+
+
+def _row_legs(row: TradeRow, exits: list) -> None:
+    """Each exit leg's quantity, average price and how it filled, in the order of its fills."""
+    for f in sorted(exits, key=lambda f: f.at):
+        lg = row.legs.setdefault(f.leg, {"qty": ZERO, "quote": ZERO, "how": [], "at": f.at})
+        lg["qty"] += f.qty
+        lg["quote"] += f.quote
+        lg["at"] = f.at
+        if f.how not in lg["how"]:
+            lg["how"].append(f.how)
+    for lg in row.legs.values():
+        lg["price"] = (lg["quote"] / lg["qty"]).quantize(Decimal("0.01")) if lg["qty"] else ZERO
+        lg["how"] = "+".join(lg["how"])
+
+
+def _row_from_audit(row: TradeRow, evs: dict[str, list[Event]], rec: Records, pc: Event | None, lc,
+                    sign: int) -> None:
+    """No whole record of the trade's fills: the whole trade from the audit trail, with the reason noted."""
+    row.source = "events"
+    if rec.error:
+        row.notes.append(f"exchange records not read ({rec.error}): figures from the audit trail")
+    elif rec.fills:
+        row.notes.append(f"exchange records incomplete ({_legs_found(rec.fills)}): the whole trade from the "
+                         "audit trail, never its entry from one source and its exits from another")
+    _from_events(row, evs, pc, lc, sign)
+    row.dust_qty = (_d(pc.data.get("dust_delta", pc.data.get("dust"))) if pc is not None else None) or ZERO
+
+
+def _row_result(row: TradeRow, pc: Event | None) -> None:
+    """Net P&L and R, and the averages rounded for the table."""
     row.net_pnl = (row.gross_pnl - row.fees_quote).quantize(Q4)
     risk = (row.r_unit or ZERO) * row.exit_qty
     if risk > 0:
@@ -248,7 +277,6 @@ def _row(tk: str, evs: dict[str, list[Event]], closed: PositionEvent | None, rec
         row.gross_r = _d(pc.data.get("r"))
     row.avg_entry = row.avg_entry.quantize(Decimal("0.01")) if row.avg_entry else ZERO
     row.avg_exit = row.avg_exit.quantize(Decimal("0.01")) if row.avg_exit else ZERO
-    return row
 
 
 def _from_events(row: TradeRow, evs: dict[str, list[Event]], pc: Event | None, lc, sign: int) -> None:

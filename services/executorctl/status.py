@@ -210,6 +210,14 @@ def _num(v: Any) -> str:
 def render(ctx: Ctx, doc: dict[str, Any]) -> None:
     """One screen for a person."""
     out = ctx.out
+    _render_header(out, doc)
+    _render_position(out, doc)
+    _render_exchange(out, doc)
+    _render_streams_alerts(out, doc)
+
+
+def _render_header(out: Any, doc: dict[str, Any]) -> None:
+    """Processes, halt, state version, cooldown / lock and loss limits."""
     clock = f"{fmt_ts(doc['now'])} UTC ({doc['clock']} clock)"
     out.heading(f"executor {doc['symbol']}  prefix {doc['prefix']}  {clock}")
     out.table(["process", "state", "heartbeat age", "pid"],
@@ -232,6 +240,10 @@ def render(ctx: Ctx, doc: dict[str, Any]) -> None:
     ll = doc["loss_limits"]
     out.line("loss limits: " + "; ".join(f"{r['setting']} {r['limit']} ({r['now']})" for r in ll["limits"])
              + (f"  LATCHED: {ll['latched']}" if ll["latched"] else ""), "bold red" if ll["latched"] else "")
+
+
+def _render_position(out: Any, doc: dict[str, Any]) -> None:
+    """The position and its legs, and the last closed trade."""
     out.heading("position")
     p = doc["position"]
     if p is None:
@@ -257,6 +269,10 @@ def render(ctx: Ctx, doc: dict[str, Any]) -> None:
     if lc:
         out.line(f"last closed: {lc['trade_key']} {lc['side']} {lc['reason']} PnL {_num(lc['pnl_quote'])} "
                  f"({_num(lc['r'])} R) at {fmt_ts(lc['closed_at'])}")
+
+
+def _render_exchange(out: Any, doc: dict[str, Any]) -> None:
+    """The book, the open orders and what is missing on the exchange."""
     out.heading("exchange")
     ex = doc["exchange"]
     if not ex["reachable"]:
@@ -270,6 +286,10 @@ def render(ctx: Ctx, doc: dict[str, Any]) -> None:
                       styles=["" if o["expected_as"] else "yellow" for o in ex["open_orders"]])
         for m in ex["missing"]:
             out.line(f"MISSING on the exchange: {m['client_id']} ({m['what']})", "bold red")
+
+
+def _render_streams_alerts(out: Any, doc: dict[str, Any]) -> None:
+    """The streams' groups, the last alerts, and what needs attention."""
     out.heading("streams")
     rows = []
     for s in doc["streams"]:
