@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import msgspec
+
 from services.exit_manager.exchange import ExitExchange
 from services.exit_manager.stop_moves import StopMover
 from services.exit_manager.store import PositionStore
@@ -22,9 +24,9 @@ from shared.domain.exit_decide import (
     break_even_pending,
     break_even_reached,
     trailing,
-    trail_mid_fallback,
 )
-from shared.domain.exit_rules import be_price, trail_candidate, trail_fallback, trail_move
+from shared.domain.exit_rules import be_price
+from shared.domain.exit_watch import ReadBook, TrailFeedStale, trail_target
 from shared.domain.position import Leg, Position
 from shared.domain.symbol import SymbolFilters
 from shared.feed_alerts import feed_failed, feed_read
@@ -92,22 +94,18 @@ class FavourMoves:
             feed_failed(self.rt, "feed_missing", str(e), pos.trade_key, "trail_", action="no move")
             return None
         feed_read(self.rt, feed, pos.trade_key, "trail_")
-        if not feed.bars or now - (feed.bars[-1].ts + 60) > self.cfg.INVAR_FEED_STALE_SEC:
-            self.rt.event("trail_feed_stale", pos.trade_key, level="warning",
-                          last_bar=feed.bars[-1].ts if feed.bars else None, action="no move")
+        view = ExitView(bars=tuple(feed.bars))
+        acts = trail_target(pos, trail, view, self.cfg, self.f.tick_size, now, activation)
+        if acts and isinstance(acts[0], ReadBook):
+            book = self.exchange.book()
+            if book is None:
+                return None
+            acts = trail_target(pos, trail, msgspec.structs.replace(view, book=book), self.cfg, self.f.tick_size, now,
+                                activation)
+        a = acts[0]
+        if isinstance(a, TrailFeedStale):
+            self.rt.event("trail_feed_stale", pos.trade_key, level="warning", last_bar=a.last_bar, action="no move")
             return None
-        cand = trail_candidate(pos.side, feed.bars, self.cfg.TRAIL_SWING_LR, self.cfg.TRAIL_SWING_BUFFER_USD,
-                               self.f.tick_size, pos.k_entry)
-        book = self.exchange.book()
-        if book is None:
-            return None
-        px = book[0] if pos.side == "long" else book[1]
-        source = "swing"
-        if cand is None and trail_mid_fallback(self.cfg.TRAIL_SOURCE, activation):
-            cand, source = trail_fallback(pos.side, *book, self.cfg.TRAIL_SWING_BUFFER_USD, self.f.tick_size), "mid"
-        new = trail_move(pos.side, trail.stop_price, cand, step_usd=Decimal(0) if activation else self.cfg.TRAIL_STEP_USD,
-                         last_close=feed.bars[-1].close * pos.k_entry, confirm_buffer=self.cfg.TRAIL_CONFIRM_BUFFER_USD,
-                         market=px)
-        self.rt.event("trail_eval", pos.trade_key, current=trail.stop_price, candidate=cand, source=source, market=px,
-                      move_to=new, activation=activation, k=pos.k_entry)
-        return new
+        self.rt.event("trail_eval", pos.trade_key, current=trail.stop_price, candidate=a.candidate, source=a.source,
+                      market=a.market, move_to=a.move_to, activation=activation, k=pos.k_entry)
+        return a.move_to

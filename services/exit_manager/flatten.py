@@ -12,7 +12,8 @@ from services.exit_manager.store import PositionStore
 from shared.adapters.binance_rest import BinanceClient, RateLimited, Rejected, UnknownOutcome
 from shared.domain import transitions as tr
 from shared.domain.exit_decide import flatten_retry_sec
-from shared.domain.exit_rules import exit_side, held_qty
+from shared.domain.exit_rules import exit_side
+from shared.domain.exit_watch import FlattenDust, market_close
 from shared.domain.order_ids import client_id
 from shared.domain.orders import Order, order_is_open
 from shared.domain.position import LegStatus, Position
@@ -53,14 +54,14 @@ class Flattener:
     def _market_rest(self, pos: Position | None) -> Position | None:
         """MARKET-close what is still held, adopting an earlier attempt that reached the exchange."""
         while pos is not None:
-            rest = (held_qty(pos, self.fee_rate, self.f.step_size) // self.f.step_size) * self.f.step_size
-            if rest < self.f.min_qty or rest * pos.avg_entry < self.f.min_notional:
-                if rest > 0:
-                    self.rt.event("flatten_dust", pos.trade_key, level="warning", qty=rest, min_qty=self.f.min_qty,
+            a = market_close(pos, self.fee_rate, self.f)
+            if isinstance(a, FlattenDust):
+                if a.qty > 0:
+                    self.rt.event("flatten_dust", pos.trade_key, level="warning", qty=a.qty, min_qty=self.f.min_qty,
                                   min_notional=self.f.min_notional, action="left in the account (below the minimum)")
                 return pos
             cid = client_id(pos.trade_key, "flatten", pos.flatten_attempt)
-            o = self.exchange.query(cid) or self._send_market(pos, rest, cid)
+            o = self.exchange.query(cid) or self._send_market(pos, a.qty, cid)
             if o is None:  # the coins were gone: booked as a manual close
                 pos = self.store.pos()
                 continue

@@ -3,7 +3,8 @@ budgeted fallback; settling each leg's attempt, re-protecting a partial take-pro
 from __future__ import annotations
 
 import time
-from decimal import Decimal
+
+import msgspec
 
 from services.exit_manager.counting import LegCounter
 from services.exit_manager.exchange import ExitExchange, TickAborted
@@ -15,12 +16,20 @@ from shared.domain.exit_rules import (
     leg_ids,
     remaining,
     oco_stop_lost,
-    past_limit,
     read_attempt,
     rest_learn_reason,
     stream_view,
 )
-from shared.domain.exit_decide import expired_stop, watchdog_fires
+from shared.domain.exit_decide import ExitView, expired_stop
+from shared.domain.exit_watch import (
+    GraceReset,
+    GraceStarted,
+    RecheckStop,
+    StopFilling,
+    StopGapped,
+    gap_watched,
+    stop_gap,
+)
 from shared.domain.orders import Order, expired_by_exchange, order_is_open
 from shared.domain.position import Leg, LegStatus, Position
 from shared.runtime import Runtime
@@ -154,39 +163,46 @@ class FillLearner:
         if action == "flatten":
             self.store.request_flatten(pos, "stop_expired")
 
-    def _passed_for(self, pos: Position, leg: Leg, stop: Order, px: Decimal) -> float | None:
-        """SL_WATCHDOG_GRACE_SEC: how long (stack clock) the stop has been passed once the grace is over, else None.
-        The start is kept in memory: after a restart the grace starts again (a later close, never an earlier one).
-        The first sighting is a log line, not an event: an ordinary stop-out shows the same record an instant."""
-        now = self.rt.clock.now()
-        since = self._passed_since.get(stop.client_order_id)
-        if since is None:
-            self._passed_since[stop.client_order_id] = since = now
-            self.rt.log.info("sl_watchdog_trigger", trade_key=pos.trade_key, leg=leg.name, limit=str(stop.price),
-                             market=str(px), grace_sec=self.cfg.SL_WATCHDOG_GRACE_SEC)
-        return now - since if watchdog_fires(since, now, self.cfg.SL_WATCHDOG_GRACE_SEC) else None
-
     def _check_gap(self, pos: Position, leg: Leg, stop: Order, fresh: bool = False) -> None:
-        """A triggered stop-limit whose limit the market has gapped through rests unfilled: close the rest at market.
+        """A triggered stop-limit whose limit the market has gapped through rests unfilled: close the rest at market
+        (`exit_watch.stop_gap` decides; SL_WATCHDOG_GRACE_SEC).
 
         A stop crossed on the way down is reported triggered (open, working) an instant before its fill, with the
         market already past its limit: that record alone is no gap. Unless `stop` comes from the open-orders read
-        just made (`fresh`), the exchange is asked again, and only a stop still resting unfilled is a gap."""
-        if not stop.is_working or stop.type not in ("STOP_LOSS_LIMIT", "STOP_LOSS"):
+        just made (`fresh`), the exchange is asked again, and only a stop still resting unfilled is a gap. The
+        grace's start is kept in memory: after a restart it starts again (a later close, never an earlier one)."""
+        if not gap_watched(stop):
             return
-        px = self.exchange.executable(pos.side)
-        if px is None or not past_limit(pos.side, px, stop.price):
-            self._passed_since.pop(stop.client_order_id, None)   # back on the safe side: the grace starts again
-            return
-        passed = self._passed_for(pos, leg, stop, px)
-        if passed is None:
-            return
-        if not fresh:
-            now = self.exchange.query(stop.client_order_id)
-            if now is None or not order_is_open(now) or not now.is_working:
-                self.rt.log.info("stop_triggered_then_filled", trade_key=pos.trade_key, leg=leg.name,
-                                 status=now.status if now is not None else None)
-                return  # it filled (or is filling): the next learn settles it
-        self.rt.event("stop_gapped", pos.trade_key, level="error", leg=leg.name, limit=stop.price, market=px,
-                      passed_sec=passed, grace_sec=self.cfg.SL_WATCHDOG_GRACE_SEC)
-        self.store.request_flatten(pos, "stop_gapped")
+        view = ExitView(executable=self.exchange.executable(pos.side))
+        cid, now = stop.client_order_id, self.rt.clock.now()
+        while True:
+            acts = stop_gap(pos.side, stop, view, self._passed_since.get(cid), now,
+                            self.cfg.SL_WATCHDOG_GRACE_SEC, fresh)
+            for a in acts:
+                if isinstance(a, GraceReset):
+                    self._passed_since.pop(cid, None)   # back on the safe side: the grace starts again
+                elif isinstance(a, GraceStarted):
+                    # a log line, not an event: an ordinary stop-out shows the same record an instant
+                    self._passed_since[cid] = a.at
+                    self.rt.log.info("sl_watchdog_trigger", trade_key=pos.trade_key, leg=leg.name,
+                                     limit=str(stop.price), market=str(view.executable),
+                                     grace_sec=self.cfg.SL_WATCHDOG_GRACE_SEC)
+                elif isinstance(a, StopFilling):
+                    return  # it filled (or is filling): the next learn settles it
+                elif isinstance(a, StopGapped):
+                    self.rt.event("stop_gapped", pos.trade_key, level="error", leg=leg.name, limit=stop.price,
+                                  market=view.executable, passed_sec=a.passed_sec,
+                                  grace_sec=self.cfg.SL_WATCHDOG_GRACE_SEC)
+                    self.store.request_flatten(pos, "stop_gapped")
+            if not acts or not isinstance(acts[-1], RecheckStop):
+                return
+            view = msgspec.structs.replace(view, stop_resting=self._still_resting(pos, leg, cid))
+
+    def _still_resting(self, pos: Position, leg: Leg, cid: str) -> bool:
+        """The stop asked again: still open and working (not filled, not filling)."""
+        now = self.exchange.query(cid)
+        if now is None or not order_is_open(now) or not now.is_working:
+            self.rt.log.info("stop_triggered_then_filled", trade_key=pos.trade_key, leg=leg.name,
+                             status=now.status if now is not None else None)
+            return False
+        return True

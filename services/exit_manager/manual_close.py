@@ -12,6 +12,8 @@ from __future__ import annotations
 import time
 from decimal import Decimal
 
+import msgspec
+
 from services.exit_manager.closing import Closer
 from services.exit_manager.counting import LegCounter
 from services.exit_manager.exchange import ExitExchange
@@ -20,8 +22,19 @@ from services.exit_manager.order_feed import ExitFeed
 from services.exit_manager.store import PositionStore
 from shared.adapters.binance_rest import BinanceClient, BinanceError
 from shared.domain import transitions as tr
+from shared.domain.exit_decide import ExitView
 from shared.domain.exit_rules import held_qty, leg_ids, read_attempt
-from shared.domain.holdings import exposure_gap, gap_tolerance, manual_booking, traded_qty, wallet_baseline
+from shared.domain.exit_watch import (
+    BookManual,
+    GapUnexplained,
+    ReadAccount,
+    ReadForeignFills,
+    ReadUncounted,
+    ReadWallet,
+    SetWalletBaseline,
+    StopResting,
+    manual_close,
+)
 from shared.domain.position import LegStatus, Position
 from shared.domain.symbol import SymbolFilters
 from shared.runtime import Runtime
@@ -60,31 +73,50 @@ class ManualCloseWatch:
 
     def check(self, pos: Position) -> bool:
         """Read the wallet; True when coins were booked as closed by hand. The first read sets the baseline."""
-        net = self._net(pos)
-        if net is None:
-            return False
-        if pos.wallet_base0 is None:
-            self._set_baseline(pos, net)
-            return False
-        fee = self.fee_rate
-        gap = exposure_gap(pos, pos.wallet_base0, net, fee)
-        tol = gap_tolerance(pos, fee, self.f.min_qty)
-        if gap < tol or gap - self._uncounted(pos) < tol:
-            return False
-        found_qty, found_quote = foreign_fills(self.client, self.cfg.SYMBOL, pos, traded_qty(pos.side, gap, fee))
-        if manual_booking(traded_qty(pos.side, gap, fee), found_qty, self.f.step_size, self.f.min_qty) <= 0:
-            self._unexplained_gap(pos, gap)
-            return False
-        pos = self._stop_resting(pos)
-        # measured again now that every fill of ours is counted: only the rest is somebody else's
-        net = self._net(pos)
-        gap = exposure_gap(pos, pos.wallet_base0, net, fee) if net is not None else Decimal(0)
-        book = manual_booking(traded_qty(pos.side, gap, fee), found_qty, self.f.step_size, self.f.min_qty)
-        if book <= 0:
-            return False
-        self._detected(pos, gap, found_qty, found_quote)
-        self._book_and_close(pos, book, found_quote * book / found_qty)
-        return True
+        return self._run(pos, ExitView())
+
+    def _run(self, pos: Position, view: ExitView) -> bool:
+        """Ask `exit_watch.manual_close` until it decides: read each input it names, carry out what it decides;
+        True when coins were booked as closed by hand."""
+        while True:
+            acts = manual_close(pos, view, self.fee_rate, self.f, bool(self.client.margin))
+            if not acts:
+                return False
+            a = acts[0]
+            if isinstance(a, BookManual):
+                self._detected(pos, a.gap, view.foreign_qty, view.foreign_quote)
+                self._book_and_close(pos, a.qty, a.quote)
+                return True
+            if isinstance(a, SetWalletBaseline):
+                self._set_baseline(pos, a.net, a.baseline)
+                return False
+            if isinstance(a, GapUnexplained):
+                self._unexplained_gap(pos, a.gap)
+                return False
+            if isinstance(a, StopResting):
+                # measured again now that every fill of ours is counted: only the rest is somebody else's
+                pos = self._stop_resting(pos)
+                view = msgspec.structs.replace(view, resting_stopped=True, wallet_net=self._net(pos))
+                continue
+            view = self._read(pos, view, a)
+            if view is None:
+                return False
+
+    def _read(self, pos: Position, view: ExitView, a: object) -> ExitView | None:
+        """The input `a` names, read into the view; None when it cannot be read (nothing is decided then)."""
+        rep = msgspec.structs.replace
+        if isinstance(a, ReadWallet):
+            net = self._net(pos)
+            return None if net is None else rep(view, wallet_net=net)
+        if isinstance(a, ReadAccount):
+            base = self._account_base(pos)
+            return None if base is None else rep(view, account_base=base)
+        if isinstance(a, ReadUncounted):
+            return rep(view, uncounted=self._uncounted(pos))
+        if isinstance(a, ReadForeignFills):
+            qty, quote = foreign_fills(self.client, self.cfg.SYMBOL, pos, a.qty)
+            return rep(view, foreign_qty=qty, foreign_quote=quote)
+        raise TypeError(f"not an input of the manual-close watch: {a!r}")
 
     def _net(self, pos: Position) -> Decimal | None:
         try:
@@ -93,8 +125,7 @@ class ManualCloseWatch:
             self.rt.log.warning("wallet_unreadable", trade_key=pos.trade_key, error=str(e))
             return None
 
-    def _set_baseline(self, pos: Position, net: Decimal) -> None:
-        base = wallet_baseline(pos, net, self.fee_rate)
+    def _set_baseline(self, pos: Position, net: Decimal, base: Decimal) -> None:
         self.store.mutate(pos.trade_key, tr.wallet_baseline_set, base)
         self.rt.event("wallet_baseline", pos.trade_key, asset=self.f.base_asset, net=net, baseline=base)
 
@@ -131,29 +162,16 @@ class ManualCloseWatch:
         if self.client.margin:
             self.feed.charge_action(WALLET_WEIGHT)
             return pos.wallet_base0 is not None and self.check(pos)
-        gap = self._spot_gap(pos)
-        if gap < self.f.min_qty:
-            return False
-        qty, quote = foreign_fills(self.client, self.cfg.SYMBOL, pos, gap)
-        book = manual_booking(gap, qty, self.f.step_size, self.f.min_qty)
-        if book <= 0:   # no trade of the account outside our orders says where the coins went: book nothing
-            self._unexplained_gap(pos, gap)
-            return False
-        self._detected(pos, gap, qty, quote)
-        self._book_and_close(pos, book, quote * book / qty)
-        return True
+        return self._run(pos, ExitView())
 
-    def _spot_gap(self, pos: Position) -> Decimal:
-        """What a spot long holds minus what the account has (free + locked) of the base asset; 0 when the account
-        cannot be read or for a short (a spot short does not exist)."""
-        if pos.side != "long":
-            return Decimal(0)
+    def _account_base(self, pos: Position) -> Decimal | None:
+        """The spot account's base balance (free + locked); None when it cannot be read."""
         try:
             free, locked = self.client.account().get(self.f.base_asset, (Decimal(0), Decimal(0)))
         except BinanceError as e:
             self.rt.log.warning("account_unreadable", trade_key=pos.trade_key, error=str(e))
-            return Decimal(0)
-        return held_qty(pos, self.fee_rate, self.f.step_size) - self._uncounted(pos) - (free + locked)
+            return None
+        return free + locked
 
     def _uncounted(self, pos: Position) -> Decimal:
         """What our orders traded that the legs do not count yet (open or not yet read attempts)."""

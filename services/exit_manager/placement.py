@@ -13,24 +13,22 @@ from services.exit_manager.store import PositionStore
 from shared.adapters.binance_rest import BinanceClient, BinanceError, NotFound, RateLimited, Rejected, UnknownOutcome
 from shared.domain import transitions as tr
 from shared.domain.dust import carry
-from shared.domain.exit_plan import stop_limit_price
+from shared.domain.exit_decide import ExitView, RequestFlatten
 from shared.domain.exit_rules import (
     exit_side,
     exit_target,
     exit_total,
     failsafe_due,
-    immediate_reason,
-    nearest_stop,
     plan_legs,
     remaining,
 )
+from shared.domain.exit_watch import StopNearest, leg_refused, nearest_move, refusal_reason
 from shared.domain.position import Leg, Position, net_qty
 from shared.domain.symbol import SymbolFilters
 from shared.runtime import Runtime
 
 
 ORDER_LIST_WEIGHT = 4
-_IMMEDIATE = ("would trigger immediately", "would immediately match")
 
 
 class LegPlacer:
@@ -173,46 +171,39 @@ class LegPlacer:
         return p
 
     def _placement_failed(self, pos: Position, leg: Leg, e: Rejected) -> Position | None:
+        """A refused leg: coins gone (-2010, booked as a manual close), else what `exit_watch.leg_refused` decides
+        from the market: the nearest stop, a flatten, or a counted refusal."""
         if e.code == -2010 and self.manual.coins_missing(pos):
             return self.store.pos()
-        why = self._why_immediate(pos, leg, e)
+        why = refusal_reason(pos.side, leg, ExitView(executable=self.exchange.executable(pos.side)), e.msg)
+        nearest, px = None, None
         if why == "stop_immediate" and self.cfg.STOP_IMMEDIATE_ACTION == "nearest":
-            p = self._stop_at_nearest(pos, leg, e)
+            # the market read again: the stop goes next to where it is now
+            px = self.exchange.executable(pos.side)
+            nearest = nearest_move(pos.side, leg, ExitView(executable=px), self.f.tick_size,
+                                   self.cfg.SL_LIMIT_GAP_TICKS)
+        a = leg_refused(why, nearest, self.cfg.STOP_IMMEDIATE_ACTION)
+        if isinstance(a, StopNearest):
+            p = self._stop_at_nearest(pos, leg, e, a, px)
             if p is not None:
                 return p
-        if why:
+            a = RequestFlatten(why)
+        if isinstance(a, RequestFlatten):
             self.rt.event("leg_would_trigger", pos.trade_key, level="warning", leg=leg.name, error=e.msg, reason=why,
                           stop=leg.stop_price, tp=leg.tp_price, action="flatten at market")
-            return self.store.request_flatten(pos, why)
+            return self.store.request_flatten(pos, a.reason)
         return self._count_rejection(pos, leg, e)
 
-    def _stop_at_nearest(self, pos: Position, leg: Leg, e: Rejected) -> Position | None:
-        """STOP_IMMEDIATE_ACTION=nearest: move the leg's stop to the closest price on the losing side of the
-        market that does not trigger now; the next tick places it. None (the caller flattens) when the market
-        cannot be read or the stop is already there (the exchange refused that too)."""
-        px = self.exchange.executable(pos.side)
-        if px is None:
-            return None
-        new = nearest_stop(pos.side, px, self.f.tick_size)
-        if new <= 0 or new == leg.stop_price:
-            return None
-        limit = stop_limit_price(pos.side, new, self.cfg.SL_LIMIT_GAP_TICKS, self.f.tick_size)
-        p = self.store.mutate_leg(pos.trade_key, leg.name, tr.stop_set_nearest, new, limit)
+    def _stop_at_nearest(self, pos: Position, leg: Leg, e: Rejected, a: StopNearest, px: Decimal) -> Position | None:
+        """STOP_IMMEDIATE_ACTION=nearest: the leg's stop moves to the closest price on the losing side of the market
+        that does not trigger now; the next tick places it."""
+        p = self.store.mutate_leg(pos.trade_key, leg.name, tr.stop_set_nearest, a.stop, a.limit)
         self.rt.event("leg_would_trigger", pos.trade_key, level="warning", leg=leg.name, error=e.msg,
-                      reason="stop_immediate", stop=leg.stop_price, tp=leg.tp_price, stop_to=new, limit_to=limit,
+                      reason="stop_immediate", stop=leg.stop_price, tp=leg.tp_price, stop_to=a.stop, limit_to=a.limit,
                       market=px, action="stop placed at the nearest price that does not trigger")
         self.rt.notify("stop_nearest", f"{leg.name}: stop {leg.stop_price} would trigger at once (market {px}); "
-                       f"placed at {new} instead", "WARN", pos.trade_key, cause=leg.name)
+                       f"placed at {a.stop} instead", "WARN", pos.trade_key, cause=leg.name)
         return p
-
-    def _why_immediate(self, pos: Position, leg: Leg, e: Rejected) -> str:
-        """stop_immediate / tp_immediate when the refusal is because the market is already through a price
-        (Binance words it differently per endpoint: the OCO says 'relationship of the prices'), else ""."""
-        px = self.exchange.executable(pos.side)
-        why = immediate_reason(pos.side, leg, px) if px is not None else ""
-        if not why and any(s in e.msg.lower() for s in _IMMEDIATE):
-            why = "stop_immediate" if "trigger" in e.msg.lower() else "tp_immediate"
-        return why
 
     def _count_rejection(self, pos: Position, leg: Leg, e: Rejected) -> Position | None:
         now = self.rt.clock.now()

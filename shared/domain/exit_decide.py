@@ -19,6 +19,7 @@ from typing import Protocol, Union
 
 import msgspec
 
+from shared.domain.bars import Bar
 from shared.domain.exit_rules import be_due, be_price, better
 from shared.domain.position import LegStatus, Position, net_qty
 
@@ -77,9 +78,19 @@ Action = Union[PlanLegs, PlaceLeg, FinishMove, MoveStop, SettleBreakEven, StartT
 
 
 class ExitView(msgspec.Struct, frozen=True):
-    """What the exchange and the market say, as far as the decision needs it (None: unknown / not read)."""
+    """What the exchange and the market say, as far as the decision needs it (None: unknown / not read). The
+    watches of shared/domain/exit_watch.py read the fields after `flatten_wait`."""
     executable: Decimal | None = None   # the price a market exit would get now (bid for a long, ask for a short)
     flatten_wait: bool = False          # a refused market close waits EXITS_RETRY_EVERY_SEC
+    book: tuple[Decimal, Decimal] | None = None     # SYMBOL's (bid, ask)
+    bars: tuple[Bar, ...] | None = None             # AGG_CSV's last bars (the trailing's lookback)
+    wallet_net: Decimal | None = None   # margin: the wallet's base net (free + borrowed, signed)
+    account_base: Decimal | None = None  # spot: the account's base balance, free + locked
+    uncounted: Decimal | None = None    # what our orders traded that the legs do not count yet
+    foreign_qty: Decimal | None = None  # the account's own trades outside our orders: base quantity ...
+    foreign_quote: Decimal | None = None  # ... and its quote
+    resting_stopped: bool = False       # the trade's resting orders are cancelled and their fills counted
+    stop_resting: bool | None = None    # a triggered stop, asked again: still resting unfilled
 
 
 class ExitSettings(Protocol):
