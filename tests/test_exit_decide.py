@@ -218,3 +218,222 @@ def test_entry_filled_hands_the_position_over_in_its_event():
     assert stream == "exec:positions" and got == st.position and got.status == Phase.OPEN_FILLED
     assert got.avg_fill == D("285.007634871") / D("0.003") and got.avg_entry == D("95002.5450")
     assert tr.handed_over(st, "t1", (Phase.PENDING, Phase.OPEN), 8.0, T, "exec:positions") is None  # once
+
+
+# ---- the watches (shared/domain/exit_watch.py): gaps, manual close, flatten, refusals, the trailing target --------
+
+from shared.domain.bars import Bar  # noqa: E402
+from shared.domain.exit_rules import held_qty  # noqa: E402
+from shared.domain.exit_watch import (  # noqa: E402
+    BookManual,
+    CountRejection,
+    FlattenDust,
+    GapUnexplained,
+    GraceReset,
+    GraceStarted,
+    MarketClose,
+    ReadAccount,
+    ReadBook,
+    ReadForeignFills,
+    ReadUncounted,
+    ReadWallet,
+    RecheckStop,
+    SetWalletBaseline,
+    StopFilling,
+    StopGapped,
+    StopNearest,
+    StopResting,
+    TrailEval,
+    TrailFeedStale,
+    leg_refused,
+    manual_close,
+    market_close,
+    nearest_move,
+    refusal_reason,
+    stop_gap,
+    trail_target,
+)
+from shared.domain.orders import Order  # noqa: E402
+import msgspec  # noqa: E402
+
+FEE = D("0.001")
+
+
+def msgspec_replace(v: ExitView, **kw) -> ExitView:
+    return msgspec.structs.replace(v, **kw)
+
+
+def _stop(limit: D, working: bool = True, type_: str = "STOP_LOSS_LIMIT") -> Order:
+    return Order(symbol="BTCUSDC", order_id=1, client_order_id="t1-s1-0", price=limit, status="NEW",
+                 type=type_, is_working=working)
+
+
+def test_a_gap_starts_the_grace_then_flattens_once_it_is_over():
+    stop, past, back = _stop(D(93990)), ExitView(executable=D(93900)), ExitView(executable=D(94100))
+    assert stop_gap("long", stop, past, None, 100.0, 5.0, fresh=True) == [GraceStarted(100.0)]
+    assert stop_gap("long", stop, past, 100.0, 104.0, 5.0, fresh=True) == []
+    assert stop_gap("long", stop, past, 100.0, 105.0, 5.0, fresh=True) == [StopGapped(5.0)]
+    assert stop_gap("long", stop, back, 100.0, 105.0, 5.0, fresh=True) == [GraceReset()]
+    assert stop_gap("long", stop, ExitView(), 100.0, 105.0, 5.0, fresh=True) == [GraceReset()]   # market unknown
+    assert stop_gap("long", stop, past, None, 100.0, 0.0, fresh=True) == [GraceStarted(100.0), StopGapped(0.0)]
+
+
+def test_a_gap_from_a_stream_record_is_asked_again_and_a_stop_that_fills_is_no_gap():
+    stop, past = _stop(D(93990)), ExitView(executable=D(93900))
+    assert stop_gap("long", stop, past, 100.0, 106.0, 5.0, fresh=False) == [RecheckStop()]
+    again = ExitView(executable=D(93900), stop_resting=False)
+    assert stop_gap("long", stop, again, 100.0, 106.0, 5.0, fresh=False) == [StopFilling()]
+    again = ExitView(executable=D(93900), stop_resting=True)
+    assert stop_gap("long", stop, again, 100.0, 106.0, 5.0, fresh=False) == [StopGapped(6.0)]
+
+
+def test_a_gap_short_side_and_orders_that_are_no_triggered_stop():
+    stop = _stop(D(96010))
+    assert stop_gap("short", stop, ExitView(executable=D(96100)), 0.0, 10.0, 5.0, fresh=True) == [StopGapped(10.0)]
+    assert stop_gap("short", stop, ExitView(executable=D(95900)), 0.0, 10.0, 5.0, fresh=True) == [GraceReset()]
+    assert stop_gap("long", _stop(D(93990), working=False), ExitView(executable=D(1)), 0.0, 9.0, 5.0, True) == []
+    assert stop_gap("long", _stop(D(93990), type_="LIMIT_MAKER"), ExitView(executable=D(1)), 0.0, 9.0, 5.0, True) == []
+
+
+def test_manual_close_margin_reads_in_order_sets_the_baseline_then_books_what_trades_prove():
+    p = _legged()
+    m = dict(fee_rate=FEE, f=F, margin=True)
+    assert manual_close(p, ExitView(), **m) == [ReadWallet()]
+    assert manual_close(p, ExitView(wallet_net=D("0.003")), **m) == [SetWalletBaseline(D("0.003"), D("0.003"))]
+    p.wallet_base0 = D("0.003")
+    assert manual_close(p, ExitView(wallet_net=D("0.003")), **m) == []                    # nothing moved
+    v = ExitView(wallet_net=D("0.001"))                                                   # 0.002 left by hand
+    assert manual_close(p, v, **m) == [ReadUncounted()]
+    assert manual_close(p, msgspec_replace(v, uncounted=D("0.002")), **m) == []           # our own fills
+    v = msgspec_replace(v, uncounted=D(0))
+    assert manual_close(p, v, **m) == [ReadForeignFills(D("0.002"))]
+    assert manual_close(p, msgspec_replace(v, foreign_qty=D(0), foreign_quote=D(0)), **m) == [GapUnexplained(D("0.002"))]
+    v = msgspec_replace(v, foreign_qty=D("0.002"), foreign_quote=D("190"))
+    assert manual_close(p, v, **m) == [StopResting()]
+    v = msgspec_replace(v, resting_stopped=True)                                          # measured again
+    assert manual_close(p, v, **m) == [BookManual(D("0.002"), D("0.002"), D("190"))]
+    assert manual_close(p, msgspec_replace(v, wallet_net=None), **m) == []               # unreadable: no booking
+
+
+def test_manual_close_margin_short_counts_the_commission_of_a_buy_back():
+    p = _legged("short", wallet_base0=D("-0.003"))
+    v = ExitView(wallet_net=D(0), uncounted=D(0))                                         # all bought back by hand
+    traded = D("0.003") / (1 - FEE)
+    assert manual_close(p, v, FEE, F, True) == [ReadForeignFills(traded)]
+    v = msgspec_replace(v, foreign_qty=D("0.003"), foreign_quote=D("285"), resting_stopped=True)
+    assert manual_close(p, v, FEE, F, True) == [BookManual(D("0.003"), D("0.003"), D("285"))]
+
+
+def test_manual_close_spot_after_2010_books_the_coins_gone_or_nothing():
+    p = _legged()
+    held = held_qty(p, FEE, F.step_size)
+    assert manual_close(p, ExitView(), FEE, F, False) == [ReadAccount()]
+    assert manual_close(p, ExitView(account_base=held), FEE, F, False) == [ReadUncounted()]
+    assert manual_close(p, ExitView(account_base=held, uncounted=D(0)), FEE, F, False) == []   # all still there
+    v = ExitView(account_base=D(0), uncounted=D(0))
+    assert manual_close(p, v, FEE, F, False) == [ReadForeignFills(held)]
+    assert manual_close(p, msgspec_replace(v, foreign_qty=D(0), foreign_quote=D(0)), FEE, F, False) == [
+        GapUnexplained(held)]
+    v = msgspec_replace(v, foreign_qty=held, foreign_quote=D("285"))
+    assert manual_close(p, v, FEE, F, False) == [BookManual(held, held, D("285"))]
+    assert manual_close(_legged("short"), v, FEE, F, False) == []                          # no spot short
+
+
+def test_flatten_sells_what_is_held_in_whole_steps_and_leaves_dust():
+    p = _legged()
+    assert market_close(p, FEE, F) == MarketClose(held_qty(p, FEE, F.step_size))
+    for lg in p.legs:
+        lg.filled_qty = lg.qty
+    assert isinstance(market_close(p, FEE, F), FlattenDust)
+
+
+def test_a_refused_leg_flattens_goes_to_the_nearest_stop_or_is_counted():
+    p = _legged()
+    trail = p.legs[2]
+    assert refusal_reason("long", trail, ExitView(executable=trail.stop_price - 1), "x") == "stop_immediate"
+    assert refusal_reason("long", trail, ExitView(), "Stop price would trigger immediately.") == "stop_immediate"
+    assert refusal_reason("long", trail, ExitView(), "Order would immediately match and take.") == "tp_immediate"
+    assert refusal_reason("long", trail, ExitView(executable=D(95000)), "Account has insufficient balance") == ""
+    near = nearest_move("long", trail, ExitView(executable=D(93000)), T, 2)
+    assert near == StopNearest(D("92999.99"), D("92999.97"))
+    assert nearest_move("long", trail, ExitView(), T, 2) is None
+    assert leg_refused("stop_immediate", near, "nearest") == near
+    assert leg_refused("stop_immediate", None, "nearest") == RequestFlatten("stop_immediate")
+    assert leg_refused("stop_immediate", near, "flatten") == RequestFlatten("stop_immediate")
+    assert leg_refused("tp_immediate", None, "nearest") == RequestFlatten("tp_immediate")
+    assert leg_refused("", None, "nearest") == CountRejection()
+
+
+def _bars(lows: list[int], ts0: int = 0, close: int = 96000) -> tuple[Bar, ...]:
+    return tuple(Bar(ts=ts0 + 60 * i, trades=1, total_qty=D(1), buy_qty=D(1), sell_qty=D(0), avg_price=D(lw),
+                     close=D(close), high=D(lw + 10), low=D(lw)) for i, lw in enumerate(lows))
+
+
+def test_the_trailing_target_fails_closed_on_a_stale_feed_and_reads_the_book_last():
+    p = _legged(statuses=("DONE", "DONE", "PLACED"), reasons=("tp", "tp", ""), be_done=True)
+    trail = p.legs[2]
+    bars = _bars([95900, 95800, 95500, 95800, 95900])
+    now = bars[-1].ts + 60
+    assert trail_target(p, trail, ExitView(), CFG, T, now, False) == [TrailFeedStale(None)]
+    late = now + CFG.INVAR_FEED_STALE_SEC + 1
+    assert trail_target(p, trail, ExitView(bars=bars), CFG, T, late, False) == [TrailFeedStale(bars[-1].ts)]
+    assert trail_target(p, trail, ExitView(bars=bars), CFG, T, now, False) == [ReadBook()]
+    got = trail_target(p, trail, ExitView(bars=bars, book=(D(96000), D("96000.02"))), CFG, T, now, False)
+    want = D(95500) - CFG.TRAIL_SWING_BUFFER_USD
+    assert got == [TrailEval(want, "swing", D(96000), want)]
+
+
+def test_the_trailing_target_falls_back_to_the_mid_at_activation_only():
+    p = _legged(statuses=("DONE", "DONE", "PLACED"), reasons=("tp", "tp", ""), be_done=True)
+    trail = p.legs[2]
+    bars = _bars([95000, 95000, 95000])                                       # no swing
+    v = ExitView(bars=bars, book=(D(96000), D(96002)))
+    mid = D(96001) - CFG.TRAIL_SWING_BUFFER_USD
+    assert trail_target(p, trail, v, CFG, T, bars[-1].ts + 60, True) == [TrailEval(mid, "mid", D(96000), mid)]
+    assert trail_target(p, trail, v, CFG, T, bars[-1].ts + 60, False) == [TrailEval(None, "swing", D(96000), None)]
+
+
+def test_restart_in_every_phase_with_a_flatten_requested_or_break_even_pending():
+    p = decode_state(encode_state(State(position=_legged(flatten_requested="stop_gapped", status=Phase.CLOSING)))).position
+    assert decide(p, ExitView(), CFG, T, 0) == [Flatten("stop_gapped")]
+    p = decode_state(encode_state(State(position=_legged(statuses=("DONE", "PLACED", "PLACED"),
+                                                          reasons=("tp", "", ""))))).position
+    acts = decide(p, ExitView(executable=D(95500)), CFG, T, 0)
+    assert [type(a) for a in acts] == [MoveStop, MoveStop, SettleBreakEven]
+    p = decode_state(encode_state(State(position=_pos()))).position
+    assert decide(p, ExitView(), CFG, T, 0) == [PlanLegs()]
+
+
+# ---- properties of the watches ------------------------------------------------------------------------------------
+
+@settings(max_examples=200, deadline=None)
+@given(side=st.sampled_from(["long", "short"]), lows=st.lists(st.integers(90000, 100000), min_size=1, max_size=12),
+       bid=st.integers(90000, 100000), activation=st.booleans(), stop=st.integers(90000, 100000))
+def test_the_trailing_target_never_loosens_the_stop_nor_crosses_the_market(side, lows, bid, activation, stop):
+    p = _legged(side, statuses=("DONE", "DONE", "PLACED"), reasons=("tp", "tp", ""), be_done=True)
+    trail = p.legs[2]
+    trail.stop_price = D(stop)
+    bars = _bars(lows)
+    book = (D(bid), D(bid) + T)
+    for a in trail_target(p, trail, ExitView(bars=bars, book=book), CFG, T, bars[-1].ts + 60, activation):
+        if isinstance(a, TrailEval) and a.move_to is not None:
+            assert better(side, a.move_to, trail.stop_price)
+            assert better(side, a.market, a.move_to)
+
+
+@settings(max_examples=200, deadline=None)
+@given(side=st.sampled_from(["long", "short"]), filled=st.lists(st.integers(0, 100), min_size=3, max_size=3),
+       account=st.integers(0, 400), found=st.integers(0, 400), flattened=st.integers(0, 300))
+def test_no_booking_and_no_market_close_is_more_than_is_held(side, filled, account, found, flattened):
+    p = _legged(side)
+    for leg, pct in zip(p.legs, filled):
+        leg.filled_qty = (leg.qty * pct / 100).quantize(F.step_size)
+    p.flatten_qty = min(D(flattened) * F.step_size, p.filled_qty - sum((lg.filled_qty for lg in p.legs), D(0)))
+    held = held_qty(p, FEE, F.step_size)
+    a = market_close(p, FEE, F)
+    assert a.qty <= held
+    v = ExitView(account_base=D(account) * F.step_size, uncounted=D(0), foreign_qty=D(found) * F.step_size,
+                 foreign_quote=D(found))
+    for act in manual_close(p, v, FEE, F, margin=False):
+        if isinstance(act, BookManual):
+            assert 0 < act.qty <= held
