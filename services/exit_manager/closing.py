@@ -2,25 +2,17 @@
 in one transaction with the CLOSED event."""
 from __future__ import annotations
 
-from decimal import Decimal
 from functools import partial
 
-from services.exit_manager.exchange import ExitExchange
 from services.exit_manager.margin import repay_after_close
-from shared.adapters.binance_rest import BinanceClient
+from services.exit_manager.parts import Part
 from shared.domain.exit_rules import close_summary, held_qty
 from shared.domain import transitions as tr
 from shared.domain.position import Position
-from shared.domain.symbol import SymbolFilters
-from shared.runtime import Runtime
 
 
-class Closer:
+class Closer(Part):
     """Ends a position whose legs are all done."""
-
-    def __init__(self, rt: Runtime, client: BinanceClient, f: SymbolFilters, fee_rate: Decimal,
-                 exchange: ExitExchange) -> None:
-        self.rt, self.cfg, self.client, self.f, self.fee_rate, self.exchange = rt, rt.cfg, client, f, fee_rate, exchange
 
     def close(self, pos: Position) -> None:
         """All legs done: verify nothing of the trade is left open, then free the slot and start the cooldown."""

@@ -2,24 +2,20 @@
 move, a flatten) and when the learning step or a manual close settles it. Owns the reads of an order not found yet."""
 from __future__ import annotations
 
-from services.exit_manager.exchange import ExitExchange, TickAborted
-from services.exit_manager.order_feed import ExitFeed
-from services.exit_manager.store import PositionStore
+from services.exit_manager.exchange import TickAborted
+from services.exit_manager.parts import Part, Parts
 from shared.domain import transitions as tr
 from shared.domain.exit_rules import LegFills, leg_ids, read_attempt, remaining
 from shared.domain.position import Leg, LegStatus, Position
-from shared.domain.symbol import SymbolFilters
-from shared.runtime import Runtime
 
 MISSING_READS = 5   # reads of an order that is not found before its absence counts (Binance's -2013 lags)
 
 
-class LegCounter:
+class LegCounter(Part):
     """Writes an attempt's fills into its leg (one transaction each)."""
 
-    def __init__(self, rt: Runtime, f: SymbolFilters, store: PositionStore, exchange: ExitExchange,
-                 feed: ExitFeed) -> None:
-        self.rt, self.f, self.store, self.exchange, self.feed = rt, f, store, exchange, feed
+    def __init__(self, p: Parts) -> None:
+        super().__init__(p)
         self._missing_reads: dict[tuple[str, str, int], int] = {}   # (trade, leg, attempt) -> reads not found
 
     def count_attempt(self, pos: Position, name: str, attempt: int) -> Position | None:

@@ -7,9 +7,8 @@ from decimal import Decimal
 
 import msgspec
 
-from services.exit_manager.exchange import ExitExchange
+from services.exit_manager.parts import Part, Parts
 from services.exit_manager.stop_moves import StopMover
-from services.exit_manager.store import PositionStore
 from shared.adapters.agg_feed import FeedUnavailable, TailCache
 from shared.domain import transitions as tr
 from shared.domain.bars import BadHeader
@@ -28,18 +27,16 @@ from shared.domain.exit_decide import (
 from shared.domain.exit_rules import be_price
 from shared.domain.exit_watch import ReadBook, TrailFeedStale, trail_target
 from shared.domain.position import Leg, Position
-from shared.domain.symbol import SymbolFilters
 from shared.feed_alerts import feed_failed, feed_read
-from shared.runtime import Runtime
 
 
-class FavourMoves:
+class FavourMoves(Part):
     """Carries out the favourable stop moves that shared/domain/exit_decide.py decides (break-even, trailing);
     the StopMover moves the stops."""
 
-    def __init__(self, rt: Runtime, f: SymbolFilters, store: PositionStore, exchange: ExitExchange,
-                 mover: StopMover) -> None:
-        self.rt, self.cfg, self.f, self.store, self.exchange, self.mover = rt, rt.cfg, f, store, exchange, mover
+    def __init__(self, p: Parts, mover: StopMover) -> None:
+        super().__init__(p)
+        self.mover = mover
         self._feed = TailCache(self.cfg.AGG_CSV, self.cfg.TRAIL_SWING_LOOKBACK)
 
     def maybe_break_even(self, pos: Position) -> Position | None:

@@ -2,14 +2,14 @@
 Owns the wait after a refused market close."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
 
 from services.exit_manager.closing import Closer
 from services.exit_manager.counting import LegCounter
-from services.exit_manager.exchange import ExitExchange, TickAborted
-from services.exit_manager.manual_close import ManualCloseWatch
-from services.exit_manager.store import PositionStore
-from shared.adapters.binance_rest import BinanceClient, RateLimited, Rejected, UnknownOutcome
+from services.exit_manager.exchange import TickAborted
+from services.exit_manager.parts import Part, Parts
+from shared.adapters.binance_rest import RateLimited, Rejected, UnknownOutcome
 from shared.domain import transitions as tr
 from shared.domain.exit_decide import flatten_retry_sec
 from shared.domain.exit_rules import exit_side
@@ -17,18 +17,15 @@ from shared.domain.exit_watch import FlattenDust, market_close
 from shared.domain.order_ids import client_id
 from shared.domain.orders import Order, order_is_open
 from shared.domain.position import LegStatus, Position
-from shared.domain.symbol import SymbolFilters
-from shared.runtime import Runtime
 
 
-class Flattener:
+class Flattener(Part):
     """Closes a position at market (operator flatten, failsafe, a stop that cannot rest)."""
 
-    def __init__(self, rt: Runtime, client: BinanceClient, f: SymbolFilters, fee_rate: Decimal,
-                 store: PositionStore, exchange: ExitExchange, counter: LegCounter, manual: ManualCloseWatch,
-                 closer: Closer) -> None:
-        self.rt, self.cfg, self.client, self.f, self.fee_rate = rt, rt.cfg, client, f, fee_rate
-        self.store, self.exchange, self.counter, self.manual, self.closer = store, exchange, counter, manual, closer
+    def __init__(self, p: Parts, counter: LegCounter, closer: Closer, coins_gone: Callable[[Position], bool]) -> None:
+        super().__init__(p)
+        self.counter, self.closer = counter, closer
+        self.coins_gone = coins_gone  # after -2010: the manual-close watch books coins sold by hand (never sells twice)
         # a refused market close waits EXITS_RETRY_EVERY_SEC (the stop watchdog's: SL_WATCHDOG_RETRY_SEC)
         self._retry_at: dict[str, float] = {}
 
@@ -78,7 +75,7 @@ class Flattener:
         except (UnknownOutcome, RateLimited) as e:
             raise TickAborted(str(e)) from None
         except Rejected as e:
-            if e.code == -2010 and self.manual.coins_missing(pos):
+            if e.code == -2010 and self.coins_gone(pos):
                 return None
             self._rejected(pos, e)
             raise TickAborted(e.msg) from None

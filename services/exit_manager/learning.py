@@ -7,10 +7,9 @@ import time
 import msgspec
 
 from services.exit_manager.counting import LegCounter
-from services.exit_manager.exchange import ExitExchange, TickAborted
-from services.exit_manager.order_feed import ExitFeed
-from services.exit_manager.store import PositionStore
-from shared.adapters.binance_rest import BinanceClient, RateLimited, UnknownOutcome
+from services.exit_manager.exchange import TickAborted
+from services.exit_manager.parts import Part, Parts
+from shared.adapters.binance_rest import RateLimited, UnknownOutcome
 from shared.domain.exit_rules import (
     immediate_reason,
     leg_ids,
@@ -32,20 +31,18 @@ from shared.domain.exit_watch import (
 )
 from shared.domain.orders import Order, expired_by_exchange, order_is_open
 from shared.domain.position import Leg, LegStatus, Position
-from shared.runtime import Runtime
 
 
 NOT_FOUND_GRACE_SEC = 3.0
 STARVED_LOG_SEC = 10.0  # a REST budget that refuses every other tick is one log line per this, not one per tick
 
 
-class FillLearner:
+class FillLearner(Part):
     """The learning step of a tick: what the exchange did with the resting legs, counted into them."""
 
-    def __init__(self, rt: Runtime, client: BinanceClient, feed: ExitFeed, store: PositionStore,
-                 exchange: ExitExchange, counter: LegCounter) -> None:
-        self.rt, self.cfg, self.client, self.feed = rt, rt.cfg, client, feed
-        self.store, self.exchange, self.counter = store, exchange, counter
+    def __init__(self, p: Parts, counter: LegCounter) -> None:
+        super().__init__(p)
+        self.counter = counter
         self._starved_logged = 0.0     # monotonic: the last `rest_budget_exhausted` line (one per STARVED_LOG_SEC)
         self.replay_point = False      # lock-step replay: a new market point, the tick reads the exchange's truth
         self._passed_since: dict[str, float] = {}   # stop client id -> stack time its limit was first seen passed

@@ -16,11 +16,9 @@ import msgspec
 
 from services.exit_manager.closing import Closer
 from services.exit_manager.counting import LegCounter
-from services.exit_manager.exchange import ExitExchange
 from services.exit_manager.holdings import base_net, foreign_fills
-from services.exit_manager.order_feed import ExitFeed
-from services.exit_manager.store import PositionStore
-from shared.adapters.binance_rest import BinanceClient, BinanceError
+from services.exit_manager.parts import Part, Parts
+from shared.adapters.binance_rest import BinanceError
 from shared.domain import transitions as tr
 from shared.domain.exit_decide import ExitView
 from shared.domain.exit_rules import held_qty, leg_ids, read_attempt
@@ -36,19 +34,16 @@ from shared.domain.exit_watch import (
     manual_close,
 )
 from shared.domain.position import LegStatus, Position
-from shared.domain.symbol import SymbolFilters
-from shared.runtime import Runtime
 
 WALLET_WEIGHT = 10  # GET /sapi/v1/margin/account | /sapi/v1/margin/isolated/account (IP weight)
 
 
-class ManualCloseWatch:
+class ManualCloseWatch(Part):
     """Detects and books a manual close; the exit manager calls it before it acts on a tick."""
 
-    def __init__(self, rt: Runtime, client: BinanceClient, f: SymbolFilters, fee_rate: Decimal, feed: ExitFeed,
-                 store: PositionStore, exchange: ExitExchange, counter: LegCounter, closer: Closer) -> None:
-        self.rt, self.cfg, self.client, self.f, self.fee_rate = rt, rt.cfg, client, f, fee_rate
-        self.feed, self.store, self.exchange, self.counter, self.closer = feed, store, exchange, counter, closer
+    def __init__(self, p: Parts, counter: LegCounter, closer: Closer) -> None:
+        super().__init__(p)
+        self.counter, self.closer = counter, closer
         self._next_check = 0.0          # monotonic: the wallet's next read on the sweep's cadence
         self._unexplained: set[tuple[str, Decimal]] = set()  # (trade, gap) already alerted as not a trade
 

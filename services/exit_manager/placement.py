@@ -1,44 +1,37 @@
-"""Placing a leg exactly once (adopt what exists under its id first) and what a refusal means: coins gone, a
-stop that would trigger at once (flatten or nearest), or a retry that ends in the failsafe."""
+"""Placing a leg exactly once (adopt what exists under its id first), alone or several at once; what a refusal
+means is decided and carried out by refusals.py."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
-from services.exit_manager.exchange import ExitExchange, TickAborted
-from services.exit_manager.manual_close import ManualCloseWatch
-from services.exit_manager.order_feed import ExitFeed
-from services.exit_manager.store import PositionStore
-from shared.adapters.binance_rest import BinanceClient, BinanceError, NotFound, RateLimited, Rejected, UnknownOutcome
+from services.exit_manager.exchange import TickAborted
+from services.exit_manager.parts import Part, Parts
+from shared.adapters.binance_rest import BinanceError, NotFound, RateLimited, Rejected, UnknownOutcome
 from shared.domain import transitions as tr
 from shared.domain.dust import carry
-from shared.domain.exit_decide import ExitView, RequestFlatten
 from shared.domain.exit_rules import (
     exit_side,
     exit_target,
     exit_total,
-    failsafe_due,
     plan_legs,
     remaining,
 )
-from shared.domain.exit_watch import StopNearest, leg_refused, nearest_move, refusal_reason
 from shared.domain.position import Leg, Position, net_qty
-from shared.domain.symbol import SymbolFilters
-from shared.runtime import Runtime
 
 
 ORDER_LIST_WEIGHT = 4
 
 
-class LegPlacer:
+class LegPlacer(Part):
     """Plans the legs and places each attempt of a leg once. Owns the ids this process wrote and has not sent yet
     (`_fresh`: no adopt query needed) and the threads of the legs' concurrent first placement."""
 
-    def __init__(self, rt: Runtime, client: BinanceClient, f: SymbolFilters, fee_rate: Decimal, feed: ExitFeed,
-                 store: PositionStore, exchange: ExitExchange, manual: ManualCloseWatch) -> None:
-        self.rt, self.cfg, self.client, self.f, self.fee_rate = rt, rt.cfg, client, f, fee_rate
-        self.feed, self.store, self.exchange, self.manual = feed, store, exchange, manual
+    def __init__(self, p: Parts, refused: Callable[[Position, Leg, Rejected], Position | None]) -> None:
+        super().__init__(p)
+        self.refused = refused  # what a refusal means (refusals.LegRefusals): the placer only places and adopts
         self._fresh: set[str] = set()  # leg ids this process created and has not sent yet (no adopt query needed)
         self._senders = ThreadPoolExecutor(max_workers=3, thread_name_prefix="leg")   # the legs' first placement
 
@@ -161,60 +154,11 @@ class LegPlacer:
             self.rt.event("leg_rate_limited", pos.trade_key, level="warning", leg=leg.name, retry_after=e.retry_after)
             return None
         if isinstance(e, Rejected):
-            return self._placement_failed(pos, leg, e)
+            return self.refused(pos, leg, e)
         self.feed.expect_update(leg.tp_client_id, leg.stop_client_id)
         p = self.store.mark_placed(pos, leg.name)
         self.rt.event("leg_placed", pos.trade_key, leg=leg.name, attempt=leg.attempt, qty=remaining(leg),
                       tp=leg.tp_price, stop=leg.stop_price, limit=leg.stop_limit,
                       ms=round((time.perf_counter() - t0) * 1000, 2),
                       since_fill_s=round(self.rt.clock.now() - pos.filled_at, 3))
-        return p
-
-    def _placement_failed(self, pos: Position, leg: Leg, e: Rejected) -> Position | None:
-        """A refused leg: coins gone (-2010, booked as a manual close), else what `exit_watch.leg_refused` decides
-        from the market: the nearest stop, a flatten, or a counted refusal."""
-        if e.code == -2010 and self.manual.coins_missing(pos):
-            return self.store.pos()
-        why = refusal_reason(pos.side, leg, ExitView(executable=self.exchange.executable(pos.side)), e.msg)
-        nearest, px = None, None
-        if why == "stop_immediate" and self.cfg.STOP_IMMEDIATE_ACTION == "nearest":
-            # the market read again: the stop goes next to where it is now
-            px = self.exchange.executable(pos.side)
-            nearest = nearest_move(pos.side, leg, ExitView(executable=px), self.f.tick_size,
-                                   self.cfg.SL_LIMIT_GAP_TICKS)
-        a = leg_refused(why, nearest, self.cfg.STOP_IMMEDIATE_ACTION)
-        if isinstance(a, StopNearest):
-            p = self._stop_at_nearest(pos, leg, e, a, px)
-            if p is not None:
-                return p
-            a = RequestFlatten(why)
-        if isinstance(a, RequestFlatten):
-            self.rt.event("leg_would_trigger", pos.trade_key, level="warning", leg=leg.name, error=e.msg, reason=why,
-                          stop=leg.stop_price, tp=leg.tp_price, action="flatten at market")
-            return self.store.request_flatten(pos, a.reason)
-        return self._count_rejection(pos, leg, e)
-
-    def _stop_at_nearest(self, pos: Position, leg: Leg, e: Rejected, a: StopNearest, px: Decimal) -> Position | None:
-        """STOP_IMMEDIATE_ACTION=nearest: the leg's stop moves to the closest price on the losing side of the market
-        that does not trigger now; the next tick places it."""
-        p = self.store.mutate_leg(pos.trade_key, leg.name, tr.stop_set_nearest, a.stop, a.limit)
-        self.rt.event("leg_would_trigger", pos.trade_key, level="warning", leg=leg.name, error=e.msg,
-                      reason="stop_immediate", stop=leg.stop_price, tp=leg.tp_price, stop_to=a.stop, limit_to=a.limit,
-                      market=px, action="stop placed at the nearest price that does not trigger")
-        self.rt.notify("stop_nearest", f"{leg.name}: stop {leg.stop_price} would trigger at once (market {px}); "
-                       f"placed at {a.stop} instead", "WARN", pos.trade_key, cause=leg.name)
-        return p
-
-    def _count_rejection(self, pos: Position, leg: Leg, e: Rejected) -> Position | None:
-        now = self.rt.clock.now()
-        p = self.store.mutate_leg(pos.trade_key, leg.name, tr.leg_rejected, now, self.cfg.EXITS_RETRY_EVERY_SEC)
-        tries = p.exits_tries if p else pos.exits_tries + 1
-        self.rt.event("leg_rejected", pos.trade_key, level="error", leg=leg.name, code=e.code, error=e.msg, tries=tries,
-                      retry_in=self.cfg.EXITS_RETRY_EVERY_SEC)
-        self.rt.notify("exits_error", f"{leg.name} rejected: {e.code} {e.msg}", "ERROR", pos.trade_key,
-                       cause=leg.name)
-        if p is not None and self.cfg.FAILSAFE_FLATTEN and failsafe_due(
-                tries=tries, max_tries=self.cfg.FAILSAFE_EXITS_MAX_TRIES, first_error_at=p.exits_first_error_at,
-                now=now, grace_sec=self.cfg.FAILSAFE_EXITS_GRACE_SEC):
-            return self.store.request_flatten(p, "failsafe")
         return p

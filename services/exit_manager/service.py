@@ -14,27 +14,19 @@ from __future__ import annotations
 import time
 from decimal import Decimal
 
-from services.exit_manager.closing import Closer
-from services.exit_manager.counting import LegCounter
-from services.exit_manager.exchange import ExitExchange, TickAborted
-from services.exit_manager.favour import FavourMoves
-from services.exit_manager.flatten import Flattener
-from services.exit_manager.learning import FillLearner
-from services.exit_manager.manual_close import ManualCloseWatch
+from services.exit_manager.actions import ExitActions
+from services.exit_manager.exchange import TickAborted
 from services.exit_manager.margin import side_effect
-from services.exit_manager.order_feed import ExitFeed, Waker
-from services.exit_manager.placement import LegPlacer
-from services.exit_manager.stop_moves import StopMover
-from services.exit_manager.store import PositionStore
+from services.exit_manager.order_feed import Waker
+from services.exit_manager.parts import Parts
 from shared.adapters.binance_rest import BinanceClient, BinanceError
 from shared.adapters.fee_rate import exit_fee_rate
 from shared.adapters.lockstep import LockStep
 from shared.adapters.redis_streams import Entry, GroupConsumer
 from shared.command_intake import refused
-from shared.domain.exit_decide import Close, ExitView, Flatten, PlaceLeg, lifecycle
 from shared.domain.messages import Command, handed_over_position
 from shared.domain.order_updates import OrderUpdate
-from shared.domain.position import LegStatus, Position
+from shared.domain.position import Position
 from shared.domain.symbol import SymbolFilters
 from shared.runtime import Runtime, boot
 from shared.service_loop import handle_entry, run_guarded, wait_for_filters
@@ -52,19 +44,10 @@ class ExitManager:
         self.positions = GroupConsumer(rt.r, self.cfg.key("positions"), PROCESS, PROCESS)
         self.commands = GroupConsumer(rt.r, self.cfg.key("commands"), PROCESS, PROCESS, start_id="$")
         self._next_tick = 0.0
-        self.feed = ExitFeed(rt, margin=bool(client.margin))
-        self.store = PositionStore(rt)
-        self.exchange = ExitExchange(rt, client, self.feed)
-        self.counter = LegCounter(rt, f, self.store, self.exchange, self.feed)
-        self.closer = Closer(rt, client, f, fee, self.exchange)
-        self.manual = ManualCloseWatch(rt, client, f, fee, self.feed, self.store, self.exchange, self.counter,
-                                       self.closer)
-        self.flattener = Flattener(rt, client, f, fee, self.store, self.exchange, self.counter, self.manual,
-                                   self.closer)
-        self.learner = FillLearner(rt, client, self.feed, self.store, self.exchange, self.counter)
-        self.placer = LegPlacer(rt, client, f, fee, self.feed, self.store, self.exchange, self.manual)
-        self.mover = StopMover(rt, client, f, self.feed, self.store, self.exchange, self.counter, self.placer)
-        self.favour = FavourMoves(rt, f, self.store, self.exchange, self.mover)
+        self.parts = Parts.build(rt, client, f, fee)
+        self.feed, self.store = self.parts.feed, self.parts.store
+        self.actions = ExitActions(self.parts)
+        self.learner = self.actions.learner
 
     # ---- the tick -------------------------------------------------------------------------------
 
@@ -87,39 +70,10 @@ class ExitManager:
             self.rt.log.warning("tick_failed", trade_key=pos.trade_key, error=str(e), kind=type(e).__name__)
 
     def _tick(self, pos: Position) -> None:
-        if not pos.legs and not pos.flatten_requested:
-            pos = self.placer.init_legs(pos)
-        pos = self.learner.learn(pos)
-        pos = self.manual.watch(pos) if pos is not None else None
-        if pos is None:
-            return
-        actions = lifecycle(pos, ExitView(flatten_wait=not self.flattener.due(pos)), self.rt.clock.now())
-        if any(isinstance(a, Flatten) for a in actions):
-            self.flattener.flatten(pos)
-        elif any(isinstance(a, Close) for a in actions):
-            self.closer.close(pos)
-        elif not pos.flatten_requested:
-            self._act(pos, actions)
-
-    def _act(self, pos: Position, actions: list) -> None:
-        """Carry out the placements `lifecycle` decided (several NEW legs at once), then the stop moves in the
-        position's favour, decided on the position as it is afterwards."""
-        new = [next(lg for lg in pos.legs if lg.name == a.leg) for a in actions if isinstance(a, PlaceLeg)]
-        if len(new) > 1:
-            pos = self.placer.place_new(pos, new) or self.store.pos()
-            if pos is None or pos.flatten_requested:
-                return
-        for a in actions:
-            leg = next(lg for lg in pos.legs if lg.name == a.leg)
-            if leg.status not in (LegStatus.NEW, LegStatus.REPLACING) or (
-                    leg.errors and self.rt.clock.now() < pos.exits_next_at):
-                continue  # carried out already (place_new above), or refused just now: it waits its retry
-            p = self.placer.place(pos, leg) if leg.status == LegStatus.NEW else self.mover.resolve_replacing(pos, leg)
-            pos = p or self.store.pos()
-            if pos is None or pos.flatten_requested:
-                return
-        pos = self.favour.maybe_break_even(pos) or pos
-        self.favour.maybe_trail(pos)
+        """Read the inputs (learn, manual-close watch), decide, carry out the actions."""
+        pos = self.actions.learn(pos)
+        if pos is not None:
+            self.actions.run(pos, self.actions.decide(pos))
 
     # ---- the hand-over -------------------------------------------------------------------------
 
@@ -131,7 +85,7 @@ class ExitManager:
         if pos is None or cur is None or cur.trade_key != pos.trade_key or cur.legs or cur.flatten_requested:
             return
         self.feed.follow(pos.trade_key)
-        self.placer.init_legs(pos)
+        self.actions.placer.init_legs(pos)
 
     # ---- the `orders` stream --------------------------------------------------------------------
 

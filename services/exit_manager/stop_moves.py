@@ -6,12 +6,10 @@ import time
 from decimal import Decimal
 
 from services.exit_manager.counting import LegCounter
-from services.exit_manager.exchange import ExitExchange, TickAborted
-from services.exit_manager.order_feed import ExitFeed
+from services.exit_manager.exchange import TickAborted
+from services.exit_manager.parts import Part, Parts
 from services.exit_manager.placement import LegPlacer
-from services.exit_manager.store import PositionStore
 from shared.adapters.binance_rest import (
-    BinanceClient,
     CancelReplaceFailed,
     CancelReplacePartial,
     Rejected,
@@ -22,17 +20,14 @@ from shared.domain.exit_plan import stop_limit_price
 from shared.domain.exit_rules import better, exit_side, leg_ids, remaining
 from shared.domain.orders import order_is_open
 from shared.domain.position import Leg, LegStatus, Position
-from shared.domain.symbol import SymbolFilters
-from shared.runtime import Runtime
 
 
-class StopMover:
+class StopMover(Part):
     """Moves a leg's stop: the move is written first, then carried out; a crash in between resumes."""
 
-    def __init__(self, rt: Runtime, client: BinanceClient, f: SymbolFilters, feed: ExitFeed, store: PositionStore,
-                 exchange: ExitExchange, counter: LegCounter, placer: LegPlacer) -> None:
-        self.rt, self.cfg, self.client, self.f, self.feed = rt, rt.cfg, client, f, feed
-        self.store, self.exchange, self.counter, self.placer = store, exchange, counter, placer
+    def __init__(self, p: Parts, counter: LegCounter, placer: LegPlacer) -> None:
+        super().__init__(p)
+        self.counter, self.placer = counter, placer
 
     def move(self, pos: Position, name: str, new_stop: Decimal, why: str) -> Position | None:
         """Record the move (new attempt, new ids) first, then carry it out; a crash in between resumes."""
