@@ -437,3 +437,18 @@ def test_no_booking_and_no_market_close_is_more_than_is_held(side, filled, accou
     for act in manual_close(p, v, FEE, F, margin=False):
         if isinstance(act, BookManual):
             assert 0 < act.qty <= held
+
+
+@settings(max_examples=200, deadline=None)
+@given(side=st.sampled_from(["long", "short"]), limit=prices, market=prices,
+       since=st.one_of(st.none(), st.floats(0, 100)), now=st.floats(0, 200), grace=st.floats(0, 50),
+       fresh=st.booleans(), resting=st.one_of(st.none(), st.booleans()))
+def test_a_gap_flattens_only_past_the_limit_after_the_grace_and_only_a_stop_still_resting(
+        side, limit, market, since, now, grace, fresh, resting):
+    acts = stop_gap(side, _stop(limit), ExitView(executable=market, stop_resting=resting), since, now, grace, fresh)
+    gapped = [a for a in acts if isinstance(a, StopGapped)]
+    if gapped:
+        start = now if since is None else since
+        assert (market < limit if side == "long" else market > limit)
+        assert now - start >= grace and gapped[0].passed_sec == now - start
+        assert fresh or resting is True
