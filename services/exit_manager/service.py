@@ -35,7 +35,8 @@ PROCESS = "exit_manager"
 
 
 class ExitManager:
-    """The exit phase of the position: its parts, wired once, and the tick that runs them in order."""
+    """The exit phase of the position: the streams it reads, and the tick (read the inputs, decide, carry out the
+    actions through `ExitActions`, which wires the parts once)."""
 
     def __init__(self, rt: Runtime, client: BinanceClient, f: SymbolFilters, fee_rate: Decimal | None = None) -> None:
         self.rt, self.cfg = rt, rt.cfg
@@ -52,7 +53,7 @@ class ExitManager:
     # ---- the tick -------------------------------------------------------------------------------
 
     def tick(self, force: bool = False) -> None:
-        """Learn, then finalise / flatten / place / move, in that order."""
+        """Learn, then finalise / flatten / place / move, in that order (at most every REST_POLL_MS unless forced)."""
         if not force and time.monotonic() < self._next_tick:
             return
         self._next_tick = time.monotonic() + self.cfg.REST_POLL_MS / 1000
