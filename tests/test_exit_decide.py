@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal as D
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -23,6 +24,7 @@ from shared.domain.exit_decide import (
     StartTrailing,
     break_even,
     decide,
+    waits_for_market,
 )
 from shared.domain.exit_rules import LegFills, be_price, better, plan_legs
 from shared.domain.position import LegStatus, Phase, Position, State, decode_state, encode_state
@@ -218,3 +220,32 @@ def test_entry_filled_hands_the_position_over_in_its_event():
     assert stream == "exec:positions" and got == st.position and got.status == Phase.OPEN_FILLED
     assert got.avg_fill == D("285.007634871") / D("0.003") and got.avg_entry == D("95002.5450")
     assert tr.handed_over(st, "t1", (Phase.PENDING, Phase.OPEN), 8.0, T, "exec:positions") is None  # once
+
+
+# ---- the replay's quiet stretches (waits_for_market) ----------------------------------------------------------
+
+@pytest.mark.parametrize("case, build, quiet", [
+    ("every leg resting", lambda: _legged(), True),
+    ("tp1 took profit, break-even done", lambda: _legged(statuses=("DONE", "PLACED", "PLACED"),
+                                                         reasons=("tp", "", ""), be_done=True), True),
+    ("tp1 took profit, break-even still due", lambda: _legged(statuses=("DONE", "PLACED", "PLACED"),
+                                                              reasons=("tp", "", "")), False),
+    ("tp2 done: the trailing starts", lambda: _legged(statuses=("DONE", "DONE", "PLACED"), reasons=("tp", "tp", ""),
+                                                      be_done=True), False),
+    ("trailing", lambda: _legged(statuses=("DONE", "DONE", "PLACED"), reasons=("tp", "tp", ""), be_done=True,
+                                 trailing=True), False),
+    ("a leg not placed yet", lambda: _legged(statuses=("PLACED", "NEW", "PLACED")), False),
+    ("a stop move under way", lambda: _legged(statuses=("PLACED", "REPLACING", "PLACED")), False),
+    ("every leg done: closing", lambda: _legged(statuses=("DONE", "DONE", "DONE"), reasons=("stop",) * 3), False),
+    ("flatten requested", lambda: _legged(flatten_requested="operator"), False),
+    ("no legs planned", lambda: _pos(), False),
+    ("entry not filled", lambda: _legged(status=Phase.OPEN), False),
+])
+def test_waits_for_market_only_when_nothing_but_a_price_can_move_the_exits(case, build, quiet):
+    assert waits_for_market(build()) is quiet, case
+
+
+def test_a_refused_leg_is_never_quiet():
+    p = _legged()
+    p.legs[1].errors = 1
+    assert waits_for_market(p) is False

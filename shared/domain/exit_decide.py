@@ -20,7 +20,7 @@ from typing import Protocol, Union
 import msgspec
 
 from shared.domain.exit_rules import be_due, be_price, better
-from shared.domain.position import LegStatus, Position, net_qty
+from shared.domain.position import LegStatus, Phase, Position, net_qty
 
 
 class PlanLegs(msgspec.Struct, frozen=True, tag=True):
@@ -145,6 +145,20 @@ def lifecycle(pos: Position, view: ExitView, now: float) -> list[Action]:
         elif lg.status == LegStatus.REPLACING:
             out.append(FinishMove(lg.name))
     return out
+
+
+def waits_for_market(pos: Position) -> bool:
+    """Nothing for the exit side to do until the market trades at one of its resting orders: every leg rests or
+    is done without a refusal, no flatten, no break-even due, not trailing (its evaluations run on market time).
+    The replay driver plays such a stretch in one call, up to the first point that touches an order."""
+    if pos.status != Phase.OPEN_FILLED or pos.flatten_requested or not pos.legs or pos.trailing:
+        return False
+    if any(lg.status not in (LegStatus.PLACED, LegStatus.DONE) or lg.errors for lg in pos.legs):
+        return False
+    if all(lg.status == LegStatus.DONE for lg in pos.legs) or any(
+            lg.name == "tp2" and lg.status == LegStatus.DONE for lg in pos.legs):
+        return False  # closing, or the trailing about to start
+    return pos.be_done or not be_due(pos)
 
 
 def favour(pos: Position, view: ExitView, settings: ExitSettings, tick: Decimal, now: float) -> list[Action]:
