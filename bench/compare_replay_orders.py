@@ -25,6 +25,7 @@ sys.path.insert(0, str(HOME))
 
 from bench.bench_replay import MARKET, peaks  # noqa: E402
 from shared.adapters.market_files import load_bars, write_bars  # noqa: E402
+from shared.domain.synthetic_signals import day_slice  # noqa: E402
 
 FIELDS = ("client_order_id", "side", "type", "time_in_force", "orig_qty", "price", "stop_price", "executed_qty",
           "cum_quote", "status", "time", "update_time")
@@ -66,9 +67,7 @@ def main() -> int:
     ap.add_argument("--gap", type=int, default=45)
     args = ap.parse_args()
     bars, _ = load_bars(MARKET)
-    day0 = int(time.mktime(time.strptime(args.day, "%Y-%m-%d"))) - time.timezone
-    first = next(i for i, b in enumerate(bars) if b.ts >= day0)
-    lo, hi = max(0, first - 400), first + int(args.hours * 60)
+    lo, first, hi = day_slice(bars, args.day, args.hours)
     with tempfile.TemporaryDirectory(prefix="compare-replay-") as tmp:
         agg, sig = Path(tmp) / "day.aggregated.csv", Path(tmp) / "signals.jsonl"
         write_bars(agg, bars[lo:hi])

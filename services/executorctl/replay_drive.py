@@ -71,8 +71,10 @@ class Driver:
     (shared/adapters/lockstep.py); at a finite speed, never ahead of the wall clock. At the fastest speed a
     stretch with no position, no order and no signal due is played in one call (nothing can happen in it)."""
 
-    def __init__(self, stack, lines: list[SignalLine], start_ts: int, speed: float, wait_sec: float):
+    def __init__(self, stack, lines: list[SignalLine], start_ts: int, speed: float, wait_sec: float,
+                 every_point: bool = False):
         self.stack, self.lines, self.start_ts, self.speed = stack, lines, start_ts, speed
+        self.every_point = every_point
         self.log = Path(stack.env["DELTASCOUT_LOG"])
         self.conductor = Conductor(stack.r, "exec:", str(self.log), wait_sec)
         self.fed = 0
@@ -114,7 +116,7 @@ class Driver:
             if self.open_orders == 0 and nxt is not None and nxt > self.now_ms / 1000 + 15:
                 return {"to_ts": int(nxt)}
             return None
-        if waits_for_market(pos) and os.environ.get("DBG_NOQUIET") != "1":
+        if waits_for_market(pos) and not self.every_point:
             self.spent["quiet_jumps"] += 1
             return {"to_ts": int(nxt) if nxt is not None else self.now_ms // 1000 + QUIET_JUMP_MAX_SEC,
                     "until_active": True}
@@ -167,8 +169,8 @@ class Driver:
 
 
 def drive(out: Out, stack, lines: list[SignalLine], start_ts: int, end_ts: int,
-           speed: float, timeout: float, say) -> Drive:
-    drv = Driver(stack, lines, start_ts, speed, LOCKSTEP_WAIT_SEC)
+           speed: float, timeout: float, say, every_point: bool = False) -> Drive:
+    drv = Driver(stack, lines, start_ts, speed, LOCKSTEP_WAIT_SEC, every_point)
     res = Drive()
     closed_seen = 0
     t0 = time.monotonic()
