@@ -93,3 +93,43 @@ def test_our_own_buy_expires_the_take_profit_in_match_then_the_flatten_sells_eve
     assert_no_duplicates(s, pos.trade_key, pos.filled_qty)
     sold = sum((Decimal(o["executedQty"]) for o in trade_orders(s, pos.trade_key) if o["side"] == "SELL"), Decimal(0))
     assert pos.filled_qty - sold < STEP_QTY * 2    # nothing of the position left unsold beyond the commission's dust
+
+
+def test_a_take_profit_expired_in_match_during_the_flatten_counts_as_unfilled_and_the_rest_is_sold_once(make):
+    """Issue 22's done-when: EXPIRED_IN_MATCH on a take-profit DURING a flatten. Our own flatten never self-trades
+    with our take-profit (both sell for a long, and the flatten cancels them first), so the expiry comes from an
+    opposite-side order of the same account (an operator's manual buy) sent while the flatten runs: the paper
+    exchange's real self-trade prevention path, not the admin expire endpoint, so the records (EXPIRED_IN_MATCH,
+    preventedMatchId, the OCO stop expired with it) are the exchange's own. To be sure it lands inside the flatten
+    (after the flatten listed the open orders, before it cancels tp1), the flatten's first order-list cancel is held
+    by an injected latency; the buy goes in while that request sleeps. EXPIRE_BOTH expires the buy too, so the
+    account holds only the position's coins and "sold exactly what was held" is exact."""
+    s = make()
+    pos = open_long(s)
+    tp1 = leg(s, "tp1")
+    price(s, tp1.tp_price - TICK)            # bid one tick under the take-profit, ask on it: it rests unfilled
+    assert leg(s, "tp1").status == "PLACED"
+    s.admin("/faults", {"latency_ms": 2500, "count": 1, "path": "/api/v3/orderList"})
+    _flatten_command(s)
+    # the latency is taken when the flatten's first cancel arrives; that request then sleeps before it executes
+    s.wait(lambda: not s.admin("/faults")["faults"], 20, "the flatten's first order-list cancel held")
+    assert s.state().position.flatten_requested == "operator"
+    c = BinanceClient(s.env["BINANCE_BASE_URL"], s.env["BINANCE_API_KEY"], s.env["BINANCE_API_SECRET"])
+    raw = c._request("POST", "/api/v3/order", {"symbol": s.env.get("SYMBOL", "BTCUSDC"), "side": "BUY",
+                     "type": "MARKET", "quantity": tp1.qty, "newClientOrderId": "pytest-other-side",
+                     "selfTradePreventionMode": "EXPIRE_BOTH", "newOrderRespType": "FULL"}, signed=True)
+    assert json.loads(raw)["status"] == "EXPIRED_IN_MATCH"
+    wait_closed(s)
+    by_id = {o["clientOrderId"]: o for o in s.orders()}
+    tp = by_id[tp1.tp_client_id]
+    assert tp["status"] == "EXPIRED_IN_MATCH" and Decimal(tp["executedQty"]) == 0, tp
+    assert by_id[tp1.stop_client_id]["status"] == "EXPIRED", by_id[tp1.stop_client_id]
+    assert_closed(s, pos.trade_key, "flatten:operator")   # the booked result equals the exchange's fills
+    assert_no_duplicates(s, pos.trade_key, pos.filled_qty)
+    lc = s.state().last_closed
+    assert next(lg for lg in lc.legs if lg.name == "tp1").filled_qty == 0   # the expired leg counted unfilled
+    sells = [o for o in trade_orders(s, pos.trade_key) if o["side"] == "SELL" and Decimal(o["executedQty"]) > 0]
+    assert [o["type"] for o in sells] == ["MARKET"], sells   # only the flatten sold: every coin once
+    held = pos.filled_qty - pos.entry_fee_base
+    assert Decimal(sells[0]["executedQty"]) == lc.qty <= held   # never more than held...
+    assert held - lc.qty < STEP_QTY                              # ...and no whole step of it left behind
