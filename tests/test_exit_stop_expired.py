@@ -133,3 +133,29 @@ def test_a_take_profit_expired_in_match_during_the_flatten_counts_as_unfilled_an
     held = pos.filled_qty - pos.entry_fee_base
     assert Decimal(sells[0]["executedQty"]) == lc.qty <= held   # never more than held...
     assert held - lc.qty < STEP_QTY                              # ...and no whole step of it left behind
+
+
+def test_an_expired_stop_whose_replacement_is_refused_is_flattened_after_sl_watchdog_retry_sec(make):
+    """A leg whose stop the exchange expired and whose new stop the exchange refuses holds coins without a stop:
+    it is tried again after SL_WATCHDOG_RETRY_SEC (not EXITS_RETRY_EVERY_SEC), and refused still once that window
+    is over, the position is flattened with a CRITICAL alert, FAILSAFE_FLATTEN being off (the default)."""
+    s = make(SL_WATCHDOG_RETRY_SEC="5", EXITS_RETRY_EVERY_SEC="60")
+    pos = open_long(s)
+    old = leg(s, "tp1")
+    s.admin("/faults", {"reject_orders": -1, "path": "/api/v3/orderList/oco"})   # every new OCO refused
+    s.admin("/expire", {"client_order_id": old.stop_client_id})
+    assert wait_event(s, "stop_expired", leg="tp1").data["action"] == "replace"
+    rej = wait_event(s, "leg_rejected", leg="tp1")
+    assert rej.data["retry_in"] == 5 and rej.data["stop_lost_at"], rej.data
+    lost = leg(s, "tp1")
+    assert lost.status == "NEW" and lost.stop_lost_at > 0 and lost.stop_lost_refusals == 1
+    assert s.state().position.flatten_requested == ""    # the market time stands still: within the window
+    s.admin("/advance", {"points": 1})                    # 15 market seconds: the retry is due, and refused again
+    ev = wait_event(s, "stop_lost_flatten", leg="tp1")
+    assert ev.data["refusals"] >= 2 and Decimal(str(ev.data["unprotected_sec"])) >= 5
+    wait_closed(s)
+    s.admin("/faults", {"clear": True})
+    assert_closed(s, pos.trade_key, "flatten:stop_expired")
+    assert_no_duplicates(s, pos.trade_key, pos.filled_qty)
+    got = [a for a in alerts(s, pos.trade_key) if a["event"] == "stop_expired" and a["severity"] == "CRITICAL"]
+    assert got and "refused a new one" in got[0]["message"], got

@@ -60,6 +60,8 @@ class Leg(msgspec.Struct, kw_only=True):
     placed_at: float = 0.0
     errors: int = 0
     counted_attempt: int = -1      # the attempt whose fills are already in filled_qty
+    stop_lost_at: float = 0.0      # stack time the exchange expired the leg's stop (0: it has one, or never lost it)
+    stop_lost_refusals: int = 0    # refused re-placements since then (exit_decide.stop_lost_refused)
 
 
 class Position(msgspec.Struct, kw_only=True):

@@ -176,13 +176,25 @@ def legs_planned(p: Position, legs: list[Leg], total: Decimal, dust_in: Decimal 
 
 
 def leg_placed(p: Position, leg: Leg, at: float) -> None:
-    """The leg's current attempt rests on the exchange (wall time `at`: the watchdog's grace runs from it)."""
+    """The leg's current attempt rests on the exchange (wall time `at`: the watchdog's grace runs from it); a stop
+    the exchange expired is replaced by it."""
     leg.status, leg.placed_at = LegStatus.PLACED, at
+    leg.stop_lost_at, leg.stop_lost_refusals = 0.0, 0
+
+
+def stop_lost(p: Position, leg: Leg, now: float) -> None:
+    """The exchange expired the leg's stop and the leg (back to NEW) holds coins without one since `now` (stack
+    time); the first expiry counts until a placement rests again."""
+    if leg.status == LegStatus.NEW and leg.stop_lost_at <= 0:
+        leg.stop_lost_at, leg.stop_lost_refusals = now, 0
 
 
 def leg_rejected(p: Position, leg: Leg, now: float, retry_sec: float) -> None:
-    """The exchange refused the leg: count it, retry after EXITS_RETRY_EVERY_SEC (market time)."""
+    """The exchange refused the leg: count it, retry after `retry_sec` (market time; EXITS_RETRY_EVERY_SEC, or
+    SL_WATCHDOG_RETRY_SEC for a leg whose stop the exchange expired: exit_decide.refused_retry_sec)."""
     leg.errors += 1
+    if leg.stop_lost_at > 0:
+        leg.stop_lost_refusals += 1
     p.exits_tries += 1
     p.exits_next_at = now + retry_sec
     if p.exits_first_error_at <= 0:
