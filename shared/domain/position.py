@@ -117,6 +117,7 @@ class Position(msgspec.Struct, kw_only=True):
     entry_cancel_requested: bool = False   # position_engine: the operator cancelled the entry (no Plan B, no re-send)
     adopted: bool = False                  # position_engine: found on the exchange by start-up reconcile, not from a signal
     dust_in: Decimal = Decimal(0)          # exit_manager (spot long): ledger dust the last leg carries (issue 22 §4)
+    dust_checked: bool = False             # exit_manager (spot long): the carry was decided, once the legs rested
     wallet_base0: Decimal | None = None    # exit_manager (margin): the wallet's base net less the trade's counted
                                            # exits, read once the legs rest (see shared/domain/holdings.py)
 

@@ -19,7 +19,7 @@ from shared.domain.exit_rules import LegFills, LegIds, count_attempt, leg_ids, l
 from shared.domain.dust import settle, with_carry
 from shared.domain.messages import PositionEvent
 from shared.domain.order_ids import client_id
-from shared.domain.position import ClosedTrade, Leg, LegStatus, Phase, Position, State
+from shared.domain.position import ClosedTrade, Leg, LegStatus, Phase, Position, State, net_qty
 from shared.domain.symbol import SymbolFilters
 
 Message = tuple[str, PositionEvent]
@@ -173,6 +173,23 @@ def legs_planned(p: Position, legs: list[Leg], total: Decimal, dust_in: Decimal 
         return False
     p.legs, p.exit_qty, p.dust_in = with_carry(legs, dust_in), total + dust_in, dust_in
     return True
+
+
+def dust_carried(p: Position, extra: Decimal, at: float) -> LegIds | None:
+    """The ledger's carry is decided (once, after the legs rested): with `extra` > 0 the resting trailing stop
+    grows by it, recorded before it is carried out (a new attempt with new ids, REPLACING, same stop: the stop
+    mover's cancelReplace finishes it), and the exit total with it. None when nothing is to be sent."""
+    if p.dust_checked:
+        return None
+    p.dust_checked = True
+    trail = next((lg for lg in p.legs if lg.name == "trail"), None)
+    if extra <= 0 or trail is None or trail.status != LegStatus.PLACED:
+        return None
+    trail.attempt += 1
+    trail.status, trail.qty, trail.placed_at = LegStatus.REPLACING, trail.qty + extra, at
+    with_ids(trail, p.trade_key)
+    p.exit_qty, p.dust_in = (p.exit_qty if p.exit_qty > 0 else net_qty(p)) + extra, extra
+    return leg_ids(p.trade_key, trail.name, trail.attempt)
 
 
 def leg_placed(p: Position, leg: Leg, at: float) -> None:
