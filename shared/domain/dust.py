@@ -65,9 +65,12 @@ def settle(ledger: Decimal, delta: Decimal) -> Decimal:
     return max(ZERO, ledger + delta)
 
 
-def fee_case(base_commission: bool, base: str) -> str:
-    """Which case applies, in the words preflight and the report both print."""
+def fee_case(base_commission: bool, base: str, paid_in: str = "") -> str:
+    """Which case applies, in the words preflight and the report both print (`paid_in`: the asset the exchange's
+    records show the fees were paid in, when it is known and not the base)."""
     if base_commission:
         return (f"commission taken in {base} from each buy: the leftover below one step is the product's own, kept "
                 "in the dust ledger and sold with a later trade's last leg once it adds up to a step")
+    if paid_in:
+        return f"fees paid in {paid_in}: no commission taken in {base}, a buy leaves no dust"
     return f"fees paid in BNB (or the quote asset): no commission taken in {base}, a buy leaves no dust"
