@@ -72,6 +72,10 @@ def test_the_carry_is_decided_once_the_stops_rest_and_grows_the_resting_trailing
     assert trail.status == LegStatus.REPLACING and trail.qty == before + STEP and trail.stop_price == pos.sl
     assert pos.dust_in == STEP and pos.exit_qty == net_qty(pos) + STEP and pos.dust_checked
     assert not carry_due(pos, "spot") and tr.dust_carried(pos, STEP, 6.0) is None   # once
+    undone = decode_state(encode_state(State(position=pos))).position   # the exchange refused the grown stop
+    tr.stop_move_undone(undone, undone.legs[-1], attempt + 1, undone.sl, undone.legs[-1].stop_limit)
+    assert undone.legs[-1].qty == before and undone.legs[-1].status == LegStatus.PLACED
+    assert undone.dust_in == 0 and undone.exit_qty == net_qty(undone) and undone.dust_checked
     nothing = _pos()
     tr.legs_planned(nothing, plan_legs(nothing, F, 2), net_qty(nothing))
     for lg in nothing.legs:

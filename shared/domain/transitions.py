@@ -237,8 +237,12 @@ def stop_moved(p: Position, leg: Leg, stop: Decimal, limit: Decimal, at: float) 
 
 
 def stop_move_undone(p: Position, leg: Leg, moving: int, stop: Decimal, limit: Decimal) -> None:
-    """The exchange refused the move and the old stop still rests: back to the old attempt, PLACED."""
+    """The exchange refused the move and the old stop still rests: back to the old attempt, PLACED. A move to the
+    same stop is the dust carry's (`dust_carried`): the carried steps leave the leg and the exit total again (the
+    ledger keeps them for a later trade)."""
     if leg.status == LegStatus.REPLACING and leg.attempt == moving:
+        if stop == leg.stop_price and p.dust_in > 0:
+            leg.qty, p.exit_qty, p.dust_in = leg.qty - p.dust_in, p.exit_qty - p.dust_in, Decimal(0)
         leg.attempt -= 1
         leg.stop_price, leg.stop_limit, leg.status = stop, limit, LegStatus.PLACED
         with_ids(leg, p.trade_key)
