@@ -7,6 +7,8 @@ import json
 import time
 from decimal import Decimal
 
+import pytest
+
 from shared.adapters.binance_rest import BinanceClient
 from shared.adapters.redis_streams import publish
 from shared.domain.commands import new_command
@@ -95,7 +97,8 @@ def test_our_own_buy_expires_the_take_profit_in_match_then_the_flatten_sells_eve
     assert pos.filled_qty - sold < STEP_QTY * 2    # nothing of the position left unsold beyond the commission's dust
 
 
-def test_a_take_profit_expired_in_match_during_the_flatten_counts_as_unfilled_and_the_rest_is_sold_once(make):
+@pytest.mark.parametrize("partial", [False, True], ids=["unfilled", "partially-filled"])
+def test_a_take_profit_expired_in_match_during_the_flatten_counts_as_unfilled_and_the_rest_is_sold_once(make, partial):
     """Issue 22's done-when: EXPIRED_IN_MATCH on a take-profit DURING a flatten. Our own flatten never self-trades
     with our take-profit (both sell for a long, and the flatten cancels them first), so the expiry comes from an
     opposite-side order of the same account (an operator's manual buy) sent while the flatten runs: the paper
@@ -103,12 +106,19 @@ def test_a_take_profit_expired_in_match_during_the_flatten_counts_as_unfilled_an
     preventedMatchId, the OCO stop expired with it) are the exchange's own. To be sure it lands inside the flatten
     (after the flatten listed the open orders, before it cancels tp1), the flatten's first order-list cancel is held
     by an injected latency; the buy goes in while that request sleeps. EXPIRE_BOTH expires the buy too, so the
-    account holds only the position's coins and "sold exactly what was held" is exact."""
-    s = make()
+    account holds only the position's coins and "sold exactly what was held" is exact. `partially-filled`: the
+    take-profit had sold part of the leg before (PAPER_PARTIAL_FILL_RATIO), so the expired order carries fills
+    the flatten must count, and sell only the rest."""
+    s = make(**({"PAPER_PARTIAL_FILL_RATIO": "0.5"} if partial else {}))
     pos = open_long(s)
     tp1 = leg(s, "tp1")
-    price(s, tp1.tp_price - TICK)            # bid one tick under the take-profit, ask on it: it rests unfilled
-    assert leg(s, "tp1").status == "PLACED"
+    if partial:   # traded through once: half the take-profit fills, its OCO stop expires; the rest rests on
+        price(s, tp1.tp_price + TICK)
+        s.wait(lambda: any(o["clientOrderId"] == tp1.tp_client_id and o["status"] == "PARTIALLY_FILLED"
+                           for o in s.open_orders()), 20, "tp1 partially filled and resting")
+    else:
+        price(s, tp1.tp_price - TICK)        # bid one tick under the take-profit, ask on it: it rests unfilled
+        assert leg(s, "tp1").status == "PLACED"
     s.admin("/faults", {"latency_ms": 2500, "count": 1, "path": "/api/v3/orderList"})
     _flatten_command(s)
     # the latency is taken when the flatten's first cancel arrives; that request then sleeps before it executes
@@ -122,17 +132,19 @@ def test_a_take_profit_expired_in_match_during_the_flatten_counts_as_unfilled_an
     wait_closed(s)
     by_id = {o["clientOrderId"]: o for o in s.orders()}
     tp = by_id[tp1.tp_client_id]
-    assert tp["status"] == "EXPIRED_IN_MATCH" and Decimal(tp["executedQty"]) == 0, tp
+    tp_sold = Decimal(tp["executedQty"])
+    assert tp["status"] == "EXPIRED_IN_MATCH" and (tp_sold > 0) is partial and tp_sold < tp1.qty, tp
     assert by_id[tp1.stop_client_id]["status"] == "EXPIRED", by_id[tp1.stop_client_id]
     assert_closed(s, pos.trade_key, "flatten:operator")   # the booked result equals the exchange's fills
     assert_no_duplicates(s, pos.trade_key, pos.filled_qty)
     lc = s.state().last_closed
-    assert next(lg for lg in lc.legs if lg.name == "tp1").filled_qty == 0   # the expired leg counted unfilled
+    assert next(lg for lg in lc.legs if lg.name == "tp1").filled_qty == tp_sold   # only what the exchange filled
     sells = [o for o in trade_orders(s, pos.trade_key) if o["side"] == "SELL" and Decimal(o["executedQty"]) > 0]
-    assert [o["type"] for o in sells] == ["MARKET"], sells   # only the flatten sold: every coin once
+    market = [o for o in sells if o["type"] == "MARKET"]
+    assert len(market) == 1 and len(sells) == 1 + partial, sells   # the flatten (and the partial take-profit) only
     held = pos.filled_qty - pos.entry_fee_base
-    assert Decimal(sells[0]["executedQty"]) == lc.qty <= held   # never more than held...
-    assert held - lc.qty < STEP_QTY                              # ...and no whole step of it left behind
+    assert Decimal(market[0]["executedQty"]) == lc.qty - tp_sold and lc.qty <= held   # never more than held...
+    assert held - lc.qty < STEP_QTY                                                    # ...no whole step left
 
 
 def test_an_expired_stop_whose_replacement_is_refused_is_flattened_after_sl_watchdog_retry_sec(make):
