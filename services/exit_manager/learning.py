@@ -154,7 +154,7 @@ class FillLearner:
                        severity, pos.trade_key, cause=reason)
         if action == "flatten":
             self.store.request_flatten(pos, "stop_expired")
-        else:   # without a stop from now: a refused re-placement has SL_WATCHDOG_RETRY_SEC (exit_decide.stop_lost_refused)
+        else:   # without a stop from now: a refused re-placement gets SL_WATCHDOG_RETRY_SEC (stop_lost_refused)
             self.store.mutate_leg(pos.trade_key, name, tr.stop_lost, self.rt.clock.now())
 
     def _passed_for(self, pos: Position, leg: Leg, stop: Order, px: Decimal) -> float | None:

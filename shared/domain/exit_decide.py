@@ -7,10 +7,11 @@ state before the exchange call) and each of its results is written by a named tr
 (shared/domain/transitions.py).
 
 Where later rules go: a leg order the exchange EXPIRED (or EXPIRED_IN_MATCH) is counted by `read_attempt` and the
-leg goes back to NEW (`transitions.leg_filled`), so `decide` places it again (PlaceLeg); a rule that flattens such
-a leg instead (`expired_stop`), or once its re-placement is refused past SL_WATCHDOG_RETRY_SEC (`stop_lost_refused`),
-the stop watchdog's grace and retry (`watchdog_fires`, `flatten_retry_sec`) are decided here and carried out by the learning and flatten steps. The dust needs no action of its own: once the legs'
-stops rest, the ledger's whole steps ride on the resting trailing stop (shared/domain/dust.py, `carry_due`).
+leg goes back to NEW (`transitions.leg_filled`), so `decide` places it again (PlaceLeg); a rule that flattens such a
+leg instead (`expired_stop`), or once its re-placement is refused past SL_WATCHDOG_RETRY_SEC (`stop_lost_refused`),
+the stop watchdog's grace and retry (`watchdog_fires`, `flatten_retry_sec`) are decided here and carried out by the
+learning and flatten steps. The dust needs no action of its own: once the legs' stops rest, the ledger's whole steps
+ride on the resting trailing stop (shared/domain/dust.py, `carry_due`).
 """
 from __future__ import annotations
 
