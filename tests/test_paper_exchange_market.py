@@ -159,6 +159,7 @@ def test_market_clock_published_to_redis(tmp_path):
 @pytest.mark.parametrize("var,value", [
     ("PAPER_SPEED", "fast"), ("PAPER_PORT", "99999"), ("PAPER_BALANCES", "USDC:10"),
     ("TICK_SIZE", "-1"), ("PAPER_START_TS", "yesterday"), ("PAPER_PARTIAL_FILL_RATIO", "2"), ("SYMBOL", "XYZ"),
+    ("PAPER_BNB_PRICE", "0"), ("PAPER_BNB_PRICE", "cheap"), ("PAPER_BNB_PRICE", "inf"), ("PAPER_BNB_BURN", "maybe"),
 ])
 def test_bad_setting_names_the_variable(var, value):
     with pytest.raises(SettingsError) as ei:

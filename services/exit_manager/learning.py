@@ -10,6 +10,7 @@ from services.exit_manager.exchange import ExitExchange, TickAborted
 from services.exit_manager.order_feed import ExitFeed
 from services.exit_manager.store import PositionStore
 from shared.adapters.binance_rest import BinanceClient, RateLimited, UnknownOutcome
+from shared.domain import transitions as tr
 from shared.domain.exit_rules import (
     immediate_reason,
     leg_ids,
@@ -153,6 +154,8 @@ class FillLearner:
                        severity, pos.trade_key, cause=reason)
         if action == "flatten":
             self.store.request_flatten(pos, "stop_expired")
+        else:   # without a stop from now: a refused re-placement gets SL_WATCHDOG_RETRY_SEC (stop_lost_refused)
+            self.store.mutate_leg(pos.trade_key, name, tr.stop_lost, self.rt.clock.now())
 
     def _passed_for(self, pos: Position, leg: Leg, stop: Order, px: Decimal) -> float | None:
         """SL_WATCHDOG_GRACE_SEC: how long (stack clock) the stop has been passed once the grace is over, else None.

@@ -10,9 +10,9 @@ from services.exit_manager.exchange import ExitExchange, TickAborted
 from services.exit_manager.manual_close import ManualCloseWatch
 from services.exit_manager.order_feed import ExitFeed
 from services.exit_manager.store import PositionStore
-from shared.adapters.binance_rest import BinanceClient, BinanceError, NotFound, RateLimited, Rejected, UnknownOutcome
+from shared.adapters.binance_rest import BinanceClient, NotFound, RateLimited, Rejected, UnknownOutcome
 from shared.domain import transitions as tr
-from shared.domain.dust import carry
+from shared.domain.exit_decide import refused_retry_sec, stop_lost_refused
 from shared.domain.exit_plan import stop_limit_price
 from shared.domain.exit_rules import (
     exit_side,
@@ -24,7 +24,7 @@ from shared.domain.exit_rules import (
     plan_legs,
     remaining,
 )
-from shared.domain.position import Leg, Position, net_qty
+from shared.domain.position import Leg, Position
 from shared.domain.symbol import SymbolFilters
 from shared.runtime import Runtime
 
@@ -47,9 +47,9 @@ class LegPlacer:
     def init_legs(self, pos: Position) -> Position:
         """Plan the legs of a position that has none (written once, with the exit total)."""
         legs = plan_legs(pos, self.f, self.cfg.SL_LIMIT_GAP_TICKS, self.fee_rate)
-        extra = self._dust_carry(pos) if not pos.legs else Decimal(0)
+        # the dust ledger's carry is decided once these rest (dust_carry.py): no account read before the stops
         p, wrote = self.store.apply(pos.trade_key, tr.legs_planned, legs, exit_total(pos, self.fee_rate,
-                                                                                      self.f.step_size), extra)
+                                                                                      self.f.step_size))
         p = p or pos
         if wrote:  # this process wrote these ids first: nothing can exist under them yet
             self._fresh.update(lg.list_client_id or lg.stop_client_id for lg in legs)
@@ -59,19 +59,6 @@ class LegPlacer:
                       dust=target - sum((lg.qty for lg in p.legs), Decimal(0)), fee_base=p.entry_fee_base,
                       exit_qty=target, fee_rate=self.fee_rate, dust_in=p.dust_in)
         return p
-
-    def _dust_carry(self, pos: Position) -> Decimal:
-        """Spot long: the ledger's whole steps the last leg sells too, capped by the account's free base beyond this
-        trade's coins (shared/domain/dust.py); 0 when the account cannot be read (the stops must not wait)."""
-        ledger = self.rt.store.load().dust
-        if self.cfg.TRADE_MODE != "spot" or pos.side != "long" or ledger < self.f.step_size:
-            return Decimal(0)
-        try:
-            free = self.client.account().get(self.f.base_asset, (Decimal(0), Decimal(0)))[0]
-        except BinanceError as e:
-            self.rt.event("dust_carry_skipped", pos.trade_key, level="warning", ledger=ledger, error=str(e))
-            return Decimal(0)
-        return carry(ledger, free, net_qty(pos), self.f.step_size)
 
     def wrote_fresh(self, cid: str) -> None:
         """`cid` was just recorded by this process: nothing exists under it yet."""
@@ -186,6 +173,21 @@ class LegPlacer:
             return self.store.request_flatten(pos, why)
         return self._count_rejection(pos, leg, e)
 
+    def _stop_lost_for_good(self, pos: Position, name: str, now: float) -> bool:
+        """A leg whose stop the exchange expired and whose re-placement was refused too long or too often
+        (exit_decide.stop_lost_refused): say so (event + CRITICAL alert); the caller flattens."""
+        leg = next(lg for lg in pos.legs if lg.name == name)
+        if not stop_lost_refused(leg.stop_lost_at, leg.stop_lost_refusals, now, self.cfg.SL_WATCHDOG_RETRY_SEC,
+                                 self.cfg.FAILSAFE_EXITS_MAX_TRIES):
+            return False
+        self.rt.event("stop_lost_flatten", pos.trade_key, level="error", leg=name, since=leg.stop_lost_at,
+                      unprotected_sec=round(now - leg.stop_lost_at, 3), refusals=leg.stop_lost_refusals,
+                      qty=remaining(leg), action="flatten at market")
+        self.rt.notify("stop_expired", f"{name}: the exchange expired its stop and refused a new one "
+                       f"{leg.stop_lost_refusals} time(s) over {round(now - leg.stop_lost_at, 1)} s; flattening at "
+                       "market", "CRITICAL", pos.trade_key, cause="replacement_refused")
+        return True
+
     def _stop_at_nearest(self, pos: Position, leg: Leg, e: Rejected) -> Position | None:
         """STOP_IMMEDIATE_ACTION=nearest: move the leg's stop to the closest price on the losing side of the
         market that does not trigger now; the next tick places it. None (the caller flattens) when the market
@@ -216,12 +218,15 @@ class LegPlacer:
 
     def _count_rejection(self, pos: Position, leg: Leg, e: Rejected) -> Position | None:
         now = self.rt.clock.now()
-        p = self.store.mutate_leg(pos.trade_key, leg.name, tr.leg_rejected, now, self.cfg.EXITS_RETRY_EVERY_SEC)
+        wait = refused_retry_sec(leg.stop_lost_at, self.cfg.EXITS_RETRY_EVERY_SEC, self.cfg.SL_WATCHDOG_RETRY_SEC)
+        p = self.store.mutate_leg(pos.trade_key, leg.name, tr.leg_rejected, now, wait)
         tries = p.exits_tries if p else pos.exits_tries + 1
         self.rt.event("leg_rejected", pos.trade_key, level="error", leg=leg.name, code=e.code, error=e.msg, tries=tries,
-                      retry_in=self.cfg.EXITS_RETRY_EVERY_SEC)
+                      retry_in=wait, stop_lost_at=leg.stop_lost_at or None)
         self.rt.notify("exits_error", f"{leg.name} rejected: {e.code} {e.msg}", "ERROR", pos.trade_key,
                        cause=leg.name)
+        if p is not None and self._stop_lost_for_good(p, leg.name, now):
+            return self.store.request_flatten(p, "stop_expired")
         if p is not None and self.cfg.FAILSAFE_FLATTEN and failsafe_due(
                 tries=tries, max_tries=self.cfg.FAILSAFE_EXITS_MAX_TRIES, first_error_at=p.exits_first_error_at,
                 now=now, grace_sec=self.cfg.FAILSAFE_EXITS_GRACE_SEC):

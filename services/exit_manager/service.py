@@ -16,6 +16,7 @@ from decimal import Decimal
 
 from services.exit_manager.closing import Closer
 from services.exit_manager.counting import LegCounter
+from services.exit_manager.dust_carry import DustCarrier
 from services.exit_manager.exchange import ExitExchange, TickAborted
 from services.exit_manager.favour import FavourMoves
 from services.exit_manager.flatten import Flattener
@@ -65,6 +66,7 @@ class ExitManager:
         self.placer = LegPlacer(rt, client, f, fee, self.feed, self.store, self.exchange, self.manual)
         self.mover = StopMover(rt, client, f, self.feed, self.store, self.exchange, self.counter, self.placer)
         self.favour = FavourMoves(rt, f, self.store, self.exchange, self.mover)
+        self.dust = DustCarrier(rt, client, f, fee, self.store, self.mover)
 
     # ---- the tick -------------------------------------------------------------------------------
 
@@ -102,8 +104,9 @@ class ExitManager:
             self._act(pos, actions)
 
     def _act(self, pos: Position, actions: list) -> None:
-        """Carry out the placements `lifecycle` decided (several NEW legs at once), then the stop moves in the
-        position's favour, decided on the position as it is afterwards."""
+        """Carry out the placements `lifecycle` decided (several NEW legs at once), then, the stops resting, the
+        dust ledger's carry (dust_carry.py), then the stop moves in the position's favour, decided on the position
+        as it is afterwards."""
         new = [next(lg for lg in pos.legs if lg.name == a.leg) for a in actions if isinstance(a, PlaceLeg)]
         if len(new) > 1:
             pos = self.placer.place_new(pos, new) or self.store.pos()
@@ -118,6 +121,9 @@ class ExitManager:
             pos = p or self.store.pos()
             if pos is None or pos.flatten_requested:
                 return
+        pos = self.dust.maybe_carry(pos)
+        if pos is None or pos.flatten_requested:
+            return
         pos = self.favour.maybe_break_even(pos) or pos
         self.favour.maybe_trail(pos)
 

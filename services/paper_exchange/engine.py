@@ -154,10 +154,11 @@ class Engine(MarginMixin):
 
     def _fill(self, o: POrder, qty: Decimal, price: Decimal, maker: bool) -> None:
         s = self.s
-        fill = ledger.settle_fill(self.st, o, qty, price, maker, s.fee_rate, s.base_asset, s.quote_asset)
+        bnb_price = s.bnb_price if s.account_flags.bnb_burn else None   # PAPER_BNB_BURN: fees paid in BNB
+        fill = ledger.settle_fill(self.st, o, qty, price, maker, s.fee_rate, s.base_asset, s.quote_asset, bnb_price)
         self._emit("trade", o, (fill, maker))
-        if o.side_effect in REPAY_EFFECTS:
-            self._auto_repay(o.account, fill.commission_asset)
+        if o.side_effect in REPAY_EFFECTS:   # what the fill brought in pays back that asset's loan
+            self._auto_repay(o.account, s.base_asset if o.side == "BUY" else s.quote_asset)
         if o.order_list_id != -1:
             self._expire_siblings(o)
             self._update_list(o.order_list_id)

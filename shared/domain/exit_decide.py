@@ -7,10 +7,11 @@ state before the exchange call) and each of its results is written by a named tr
 (shared/domain/transitions.py).
 
 Where later rules go: a leg order the exchange EXPIRED (or EXPIRED_IN_MATCH) is counted by `read_attempt` and the
-leg goes back to NEW (`transitions.leg_filled`), so `decide` places it again (PlaceLeg); a rule that flattens such
-a leg instead (`expired_stop`), the stop watchdog's grace and retry (`watchdog_fires`, `flatten_retry_sec`) are
-decided here and carried out by the learning and flatten steps. The dust needs no action of its own: the ledger's
-whole steps ride on the next trade's last leg when PlanLegs is carried out (shared/domain/dust.py).
+leg goes back to NEW (`transitions.leg_filled`), so `decide` places it again (PlaceLeg); a rule that flattens such a
+leg instead (`expired_stop`), or once its re-placement is refused past SL_WATCHDOG_RETRY_SEC (`stop_lost_refused`),
+the stop watchdog's grace and retry (`watchdog_fires`, `flatten_retry_sec`) are decided here and carried out by the
+learning and flatten steps. The dust needs no action of its own: once the legs' stops rest, the ledger's whole steps
+ride on the resting trailing stop (shared/domain/dust.py, `carry_due`).
 """
 from __future__ import annotations
 
@@ -108,6 +109,24 @@ def flatten_retry_sec(reason: str, exits_retry_sec: float, watchdog_retry_sec: f
     """The wait after a refused market close: SL_WATCHDOG_RETRY_SEC for the stop watchdog's close (a stop passed
     without filling), EXITS_RETRY_EVERY_SEC for the others."""
     return watchdog_retry_sec if reason == "stop_gapped" else exits_retry_sec
+
+
+def refused_retry_sec(stop_lost_at: float, exits_retry_sec: float, watchdog_retry_sec: float) -> float:
+    """The wait after the exchange refused a leg's placement: SL_WATCHDOG_RETRY_SEC for a leg whose stop the
+    exchange expired (it holds coins without a stop meanwhile), EXITS_RETRY_EVERY_SEC for the others."""
+    return watchdog_retry_sec if stop_lost_at > 0 else exits_retry_sec
+
+
+def stop_lost_refused(stop_lost_at: float, refusals: int, now: float, watchdog_retry_sec: float,
+                      max_tries: int) -> bool:
+    """A leg whose stop the exchange expired (`stop_lost_at`, stack time) and whose re-placement the exchange
+    refused (`refusals` times since, this one included): flatten it (True) once it has been without a stop for
+    SL_WATCHDOG_RETRY_SEC or was refused FAILSAFE_EXITS_MAX_TRIES times, whatever FAILSAFE_FLATTEN says (that
+    failsafe, off by default, may wait forever; a leg that had a stop and lost it must not). Else it is tried again
+    after SL_WATCHDOG_RETRY_SEC (`refused_retry_sec`)."""
+    if stop_lost_at <= 0 or refusals <= 0:
+        return False
+    return refusals >= max_tries or now - stop_lost_at >= watchdog_retry_sec
 
 
 def trail_mid_fallback(trail_source: str, activation: bool) -> bool:
