@@ -277,10 +277,21 @@ def test_entry_filled_hands_the_position_over_in_its_event():
     ("entry not filled", lambda: _legged(status=Phase.OPEN), False),
 ])
 def test_waits_for_market_only_when_nothing_but_a_price_can_move_the_exits(case, build, quiet):
-    assert waits_for_market(build()) is quiet, case
+    assert waits_for_market(build(), "margin") is quiet, case
 
 
-def test_a_refused_leg_is_never_quiet():
+def test_a_refused_leg_or_a_lost_stop_is_never_quiet():
     p = _legged()
     p.legs[1].errors = 1
-    assert waits_for_market(p) is False
+    assert waits_for_market(p, "margin") is False
+    p = _legged()
+    p.legs[0].stop_lost_at = 5.0
+    assert waits_for_market(p, "margin") is False
+
+
+def test_a_spot_long_waits_for_its_dust_carry_to_be_decided():
+    p = _legged()
+    assert waits_for_market(p, "spot") is False      # the carry is decided once the stops rest
+    p.dust_checked = True
+    assert waits_for_market(p, "spot") is True
+    assert waits_for_market(_legged(side="short"), "spot") is True   # no carry for a short

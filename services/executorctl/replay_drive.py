@@ -75,6 +75,7 @@ class Driver:
                  every_point: bool = False):
         self.stack, self.lines, self.start_ts, self.speed = stack, lines, start_ts, speed
         self.every_point = every_point
+        self.trade_mode = stack.env.get("TRADE_MODE", "spot").strip().lower()
         self.log = Path(stack.env["DELTASCOUT_LOG"])
         self.conductor = Conductor(stack.r, "exec:", str(self.log), wait_sec)
         self.fed = 0
@@ -116,7 +117,7 @@ class Driver:
             if self.open_orders == 0 and nxt is not None and nxt > self.now_ms / 1000 + 15:
                 return {"to_ts": int(nxt)}
             return None
-        if waits_for_market(pos) and not self.every_point:
+        if waits_for_market(pos, self.trade_mode) and not self.every_point:
             self.spent["quiet_jumps"] += 1
             return {"to_ts": int(nxt) if nxt is not None else self.now_ms // 1000 + QUIET_JUMP_MAX_SEC,
                     "until_active": True}

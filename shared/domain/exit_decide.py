@@ -20,6 +20,7 @@ from typing import Protocol, Union
 
 import msgspec
 
+from shared.domain.dust import carry_due
 from shared.domain.exit_rules import be_due, be_price, better
 from shared.domain.position import LegStatus, Phase, Position, net_qty
 
@@ -166,11 +167,14 @@ def lifecycle(pos: Position, view: ExitView, now: float) -> list[Action]:
     return out
 
 
-def waits_for_market(pos: Position) -> bool:
+def waits_for_market(pos: Position, trade_mode: str) -> bool:
     """Nothing for the exit side to do until the market trades at one of its resting orders: every leg rests or
-    is done without a refusal, no flatten, no break-even due, not trailing (its evaluations run on market time).
-    The replay driver plays such a stretch in one call, up to the first point that touches an order."""
+    is done without a refusal, no flatten, no break-even due, not trailing (its evaluations run on market time),
+    no dust carry to decide. The replay driver plays such a stretch in one call, up to the first point that
+    touches an order."""
     if pos.status != Phase.OPEN_FILLED or pos.flatten_requested or not pos.legs or pos.trailing:
+        return False
+    if carry_due(pos, trade_mode) or any(lg.stop_lost_at for lg in pos.legs):
         return False
     if any(lg.status not in (LegStatus.PLACED, LegStatus.DONE) or lg.errors for lg in pos.legs):
         return False
