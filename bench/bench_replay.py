@@ -3,6 +3,7 @@ at the fastest speed; optionally the same input at another speed (e.g. 60x), and
 
     .venv/bin/python bench/bench_replay.py                         # 2025-08-03, fastest: wall time, speed
     .venv/bin/python bench/bench_replay.py --compare 60            # + the same day at 60x (24 min) and the diff
+    .venv/bin/python bench/bench_replay.py --check-jumps           # + the same day playing every point singly
     .venv/bin/python bench/bench_replay.py --hours 3 --compare 60  # a 3-hour slice
     .venv/bin/python bench/bench_replay.py --month                 # the 30-day file: 28 days, fastest (issue 25)
 
@@ -24,6 +25,7 @@ HOME = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(HOME))
 
 from shared.adapters.market_files import load_bars, write_bars  # noqa: E402
+from shared.domain.synthetic_signals import day_slice, peak_lines  # noqa: E402
 
 MARKET = HOME.parent / "shared" / "data" / "market" / "BTCUSDT-1m-2025-08-01_2025-08-10.aggregated.csv"
 MONTH = HOME.parent / "shared" / "data" / "market" / "BTCUSDT-1m-2024-11-30_2024-12-29.aggregated.csv"
@@ -31,14 +33,7 @@ MONTH = HOME.parent / "shared" / "data" / "market" / "BTCUSDT-1m-2024-11-30_2024
 
 def peaks(bars, start: int, gap_min: int) -> list[str]:
     """PEAK longs at local lows (lowest low of the previous 30 bars), at most one per `gap_min` minutes."""
-    out, last = [], -10**9
-    for i in range(max(start, 30), len(bars) - 5):
-        if bars[i].low <= min(b.low for b in bars[i - 30:i]) and i - last >= gap_min:
-            ts = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(bars[i].ts + 60))
-            out.append(json.dumps({"ts": ts, "action": "PEAK", "source": "DeltaScout", "kind": "long",
-                                   "price": float(bars[i].close), "delta": 1.0, "vol": 1.0, "imb": 0.5}))
-            last = i
-    return out
+    return peak_lines(bars, start, gap_min)
 
 
 def replay(agg: Path, signals: Path, speed: str, run_dir: Path, start: int, extra: list[str] | None = None) -> dict:
@@ -81,6 +76,8 @@ def main() -> int:
     ap.add_argument("--day", default="2025-08-03", help="UTC day of the 2025-08 file (default 2025-08-03)")
     ap.add_argument("--hours", type=float, default=24.0, help="replay this many hours from 00:00 (default 24)")
     ap.add_argument("--compare", help="also replay at this speed (e.g. 60) and compare the trades")
+    ap.add_argument("--check-jumps", action="store_true",
+                    help="also replay at max with --every-point (no quiet jumps) and compare the trades")
     ap.add_argument("--gap", type=int, default=45, help="minutes between generated signals at least")
     ap.add_argument("--month", action="store_true",
                     help=f"the 30-day file ({MONTH.name}) from 2024-12-01, 28 days (overrides --day/--hours)")
@@ -89,9 +86,7 @@ def main() -> int:
     if args.month:
         args.day, args.hours = "2024-12-01", args.days * 24.0
     bars, _ = load_bars(MONTH if args.month else MARKET)
-    day0 = int(time.mktime(time.strptime(args.day, "%Y-%m-%d"))) - time.timezone
-    first = next(i for i, b in enumerate(bars) if b.ts >= day0)
-    lo, hi = max(0, first - 400), first + int(args.hours * 60)
+    lo, first, hi = day_slice(bars, args.day, args.hours)
     with tempfile.TemporaryDirectory(prefix="bench-replay-") as tmp:
         agg, sig = Path(tmp) / "day.aggregated.csv", Path(tmp) / "signals.jsonl"
         write_bars(agg, bars[lo:hi])
@@ -106,18 +101,30 @@ def main() -> int:
                   f"(target < 600 for 28 days; this run {args.days:g} days)")
         else:
             print(f"FIGURE replay_day_wall_sec={fast['replay']['wall_sec']:.1f} (target < 60 for 24 h)")
-        if not args.compare:
-            return 0
-        slow = replay(agg, sig, args.compare, Path(tmp) / "slow", bars[first].ts)
-        show(f"{args.compare}x", slow)
-        same = trades_of(fast) == trades_of(slow)
-        outcomes = [(s["n"], s["outcome"], s["trade_key"]) for s in fast["signals"]] == \
-                   [(s["n"], s["outcome"], s["trade_key"]) for s in slow["signals"]]
-        print(f"FIGURE identical_trades={same} identical_signal_outcomes={outcomes}")
-        for x, y in zip(trades_of(fast), trades_of(slow)):
-            if x != y:
-                print(f"  differs: fastest {x}\n           {args.compare}x     {y}")
-        return 0 if same and outcomes else 1
+        ok = True
+        if args.check_jumps:
+            every = replay(agg, sig, "max", Path(tmp) / "every", bars[first].ts, ["--every-point"])
+            show("every point", every)
+            print(f"FIGURE quiet_jumps_sec={fast['replay']['wall_sec']:.1f} every_point_sec="
+                  f"{every['replay']['wall_sec']:.1f} ratio={every['replay']['wall_sec'] / fast['replay']['wall_sec']:.1f}")
+            ok = same_run(fast, every, "max", "every point") and ok
+        if args.compare:
+            slow = replay(agg, sig, args.compare, Path(tmp) / "slow", bars[first].ts)
+            show(f"{args.compare}x", slow)
+            ok = same_run(fast, slow, "max", f"{args.compare}x") and ok
+        return 0 if ok else 1
+
+
+def same_run(a: dict, b: dict, la: str, lb: str) -> bool:
+    """Print whether two replays of the same input gave the same trades and signal outcomes (and where not)."""
+    same = trades_of(a) == trades_of(b)
+    outcomes = [(s["n"], s["outcome"], s["trade_key"]) for s in a["signals"]] == \
+               [(s["n"], s["outcome"], s["trade_key"]) for s in b["signals"]]
+    print(f"FIGURE identical_trades={same} identical_signal_outcomes={outcomes} ({la} vs {lb})")
+    for x, y in zip(trades_of(a), trades_of(b)):
+        if x != y:
+            print(f"  differs: {la} {x}\n           {lb} {y}")
+    return same and outcomes
 
 
 if __name__ == "__main__":

@@ -235,8 +235,11 @@ def _open_position_covered(ev: Evidence, by_tk: dict[str, list[dict]]) -> Findin
     orders = by_tk[pos.trade_key]
     entry_side = next((o["side"] for o in orders if "-en-" in o["clientOrderId"]), "BUY")
     got = sum(_d(o["executedQty"]) for o in orders if "-en-" in o["clientOrderId"])
-    fee = sum(_d(t.commission) for o in orders if "-en-" in o["clientOrderId"]
-              for t in ev.entry_trades.get(o["orderId"], []) if t.commission_asset != "USDC")
+    # only a commission taken in the bought base asset lowers what is held; one paid in BNB (PAPER_BNB_BURN) or
+    # in the quote asset (a short's sell) does not
+    base = (split_symbol(orders[0].get("symbol", "")) or ("BTC",))[0]
+    fee = sum(_d(t.commission) for o in orders if "-en-" in o["clientOrderId"] and o["side"] == "BUY"
+              for t in ev.entry_trades.get(o["orderId"], []) if t.commission_asset == base)
     out = sum(_d(o["executedQty"]) for o in orders if "-en-" not in o["clientOrderId"] and o["side"] != entry_side)
     held = got - fee - out
     resting = sum(_d(o["origQty"]) - _d(o["executedQty"]) for o in orders

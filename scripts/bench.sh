@@ -4,7 +4,7 @@
 # from one run on this machine (2 shared vCPUs): a missed target is reported, not failed on.
 # The exit status is non-zero only when a benchmark script itself failed.
 #
-#   bash scripts/bench.sh                 # everything (about 5-8 min)
+#   bash scripts/bench.sh                 # everything (about 10 min)
 #   BENCH_STACK_SEC=30 bash scripts/bench.sh
 #
 # Targets (T_*) can be overridden from the environment. Where the benchmark script prints its own target it is
@@ -32,17 +32,22 @@ run() {  # run NAME ARGS...: print, keep the output for the summary
 }
 [ -f services/paper_exchange/bench_roundtrip.py ] && run roundtrip -m services.paper_exchange.bench_roundtrip
 run plans bench/plan_stats.py   # the plans the rules make on the market data (issue 13)
-for b in ingest entry exits replay; do
+for b in ingest entry exits; do
   [ -f "bench/bench_$b.py" ] && run "$b" "bench/bench_$b.py"
 done
+# a whole day through executorctl replay at max (issue 16)
+run replay bench/bench_replay.py
+# two busy days of the 30-day file (16 trades) at max, then playing every point singly: the quiet jumps' gain and
+# the same trades (issue 25)
+run jumps bench/bench_replay.py --month --days 2 --check-jumps
 # the trading path with the operator's window open (issue 24): /metrics scraped every second + the dashboard in a
 # headless chromium, against nothing watching, in alternating blocks of one run
 [ -f bench/bench_window.py ] && run window bench/bench_window.py
 [ -f chaos/bench_stack.py ] && run stack -m chaos.bench_stack --seconds "${BENCH_STACK_SEC:-90}"
-# a month of real bars through executorctl replay (issue 25): 28 days, wall time, trades, memory (~10 min)
+# a month of real bars through executorctl replay (issue 25): 28 days, wall time, trades, memory (~1 min)
 [ "${BENCH_MONTH:-1}" = 1 ] && run month bench/bench_replay.py --month
-# a sweep of 8 two-day replays on 1 then 2 rq workers (issue 25; long: BENCH_SWEEP=1 to include it)
-[ "${BENCH_SWEEP:-0}" = 1 ] && run sweep bench/bench_sweep.py
+# a sweep of 8 two-day replays on 1 then 2 rq workers (issue 25; a few minutes; BENCH_SWEEP=0 leaves it out)
+[ "${BENCH_SWEEP:-1}" = 1 ] && run sweep bench/bench_sweep.py
 
 "$PY" - "$OUT" <<'PYEOF'
 import json, os, re, sys
@@ -161,6 +166,12 @@ if m:
     add("replay of a whole day (lock-step, max)", f"{m[1]} s", tgt, num(m[1]) < T["T_REPLAY_DAY_SEC"])
 else:
     na("replay of a whole day (lock-step, max)", tgt)
+t = text("jumps")
+m = t and re.search(r"FIGURE quiet_jumps_sec=([\d.]+) every_point_sec=([\d.]+) ratio=([\d.]+)", t)
+mm = t and re.search(r"FIGURE identical_trades=(\w+) identical_signal_outcomes=(\w+) \(max vs every point\)", t)
+if m and mm:
+    add("2-day replay: quiet jumps vs every point", f"{m[1]} s vs {m[2]} s (x{m[3]})", "identical trades",
+        mm[1] == "True" and mm[2] == "True")
 
 # the entry path with the operator's window open vs nothing watching (bench_window)
 t = text("window")

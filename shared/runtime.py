@@ -65,7 +65,9 @@ class Runtime:
             print(f"{self.process}: configuration error: {e}", file=sys.stderr)
             raise SystemExit(2) from None
         budget = RedisOrderBudget(self.r, c.key("order_count"), c.ORDER_COUNT_LIMIT_10S, c.ORDER_COUNT_LIMIT_1D,
-                                  c.ORDER_COUNT_EXIT_RESERVE)
+                                  c.ORDER_COUNT_EXIT_RESERVE,
+                                  # the paper exchange's windows run on market time in a lock-step replay only
+                                  now=self.clock.now if c.REPLAY_LOCKSTEP else time.time)
         self.order_budget = budget   # load_gate reads its counts in the signal's one round trip
         return BinanceClient(c.BINANCE_BASE_URL, c.BINANCE_API_KEY, c.BINANCE_API_SECRET,
                              recv_window=c.RECV_WINDOW, timeout=c.BINANCE_TIMEOUT_SEC,

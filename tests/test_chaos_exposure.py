@@ -81,3 +81,23 @@ def test_the_verdict_figure_is_the_longest_exposure():
     assert row["window_sec"] == 2.9 and row["first_stop_sec"] == 0.06
     assert v.figures["worst_window_sec"] == 2.9 and v.figures["worst_first_stop_sec"] == 0.06
     assert any("unprotected (no stop on the exchange) for up to 2.90 s" in b for b in v.violations)
+
+
+def test_an_entry_commission_paid_in_bnb_is_not_taken_from_what_is_held():
+    """With fees paid in BNB the buy's commission is not in BTC: the whole fill is held and must be covered (the
+    check read any commission that is not the quote asset as base)."""
+    from shared.domain.position import Phase, Position
+    pos = Position(trade_key=TK, signal_key="k", symbol="BTCUSDC", side="long", status=Phase.OPEN_FILLED,
+                   entry_mode="LIMIT", entry_price=D(95000), qty=D("0.003"), sl=D(94000), tp1=D(96000), tp2=D(97000),
+                   r=D(1000), signal_price=D(95000), signal_ts=0.0, created_at=0.0, entry_client_id=f"{TK}-en-1")
+    bnb = Trade(symbol="BTCUSDC", id=10, order_id=1, price=D(95000), qty=D("0.00300"), quote_qty=D(285),
+                commission=D("0.00002"), commission_asset="BNB", time=0, is_buyer=True, is_maker=False)
+    in_btc = Trade(symbol="BTCUSDC", id=10, order_id=1, price=D(95000), qty=D("0.00300"), quote_qty=D(285),
+                   commission=D("0.00002"), commission_asset="BTC", time=0, is_buyer=True, is_maker=False)
+    orders = [ENTRY, order(2, "tr", "STOP_LOSS_LIMIT", "SELL", "0.00298", 10, "NEW", 10)]
+    for trades, uncovered in (({1: [bnb]}, True), ({1: [in_btc]}, False)):
+        ev = Evidence(orders=orders, entry_trades=trades, events=[], signals=[], rejects=[],
+                      state=State(position=pos), written=[], window_target_sec=1.0, qty_step=STEP)
+        v = verify(ev, ident, ident)
+        assert any("holds 0.00300 but resting stops cover 0.00298" in b for b in v.violations) is uncovered, \
+            v.violations

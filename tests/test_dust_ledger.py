@@ -8,9 +8,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from shared.domain import transitions as tr
-from shared.domain.dust import carry, settle, trade_delta
+from shared.domain.dust import carry, carry_due, our_locked, settle, trade_delta
 from shared.domain.exit_rules import close_summary, plan_legs
-from shared.domain.position import State, decode_state, encode_state, net_qty
+from shared.domain.position import LegStatus, State, decode_state, encode_state, net_qty
 from tests.test_exit_rules import F, _pos
 
 D = Decimal
@@ -55,6 +55,32 @@ def test_the_last_leg_carries_the_ledgers_whole_steps_and_the_close_takes_them_o
     tr.closed(st_, pos.trade_key, close_summary(pos, 1.0), 0.0, [])
     # the carried step was sold; this trade's own leftover (0.0000091) is added
     assert st_.dust == D("0.0000141") - extra + D("0.0000091")
+
+
+def test_the_carry_is_decided_once_the_stops_rest_and_grows_the_resting_trailing_stop():
+    pos = _pos()
+    assert tr.legs_planned(pos, plan_legs(pos, F, 2), net_qty(pos))
+    assert not carry_due(pos, "spot")                     # nothing rests yet: no account read before the stops
+    for lg in pos.legs:
+        lg.status = LegStatus.PLACED
+    assert carry_due(pos, "spot") and not carry_due(pos, "margin") and not carry_due(_pos(side="short"), "spot")
+    assert our_locked(pos) == sum(lg.qty for lg in pos.legs)
+    trail = pos.legs[-1]
+    before, attempt = trail.qty, trail.attempt
+    ids = tr.dust_carried(pos, STEP, 5.0)
+    assert ids is not None and ids.stop_id == trail.stop_client_id and trail.attempt == attempt + 1
+    assert trail.status == LegStatus.REPLACING and trail.qty == before + STEP and trail.stop_price == pos.sl
+    assert pos.dust_in == STEP and pos.exit_qty == net_qty(pos) + STEP and pos.dust_checked
+    assert not carry_due(pos, "spot") and tr.dust_carried(pos, STEP, 6.0) is None   # once
+    undone = decode_state(encode_state(State(position=pos))).position   # the exchange refused the grown stop
+    tr.stop_move_undone(undone, undone.legs[-1], attempt + 1, undone.sl, undone.legs[-1].stop_limit)
+    assert undone.legs[-1].qty == before and undone.legs[-1].status == LegStatus.PLACED
+    assert undone.dust_in == 0 and undone.exit_qty == net_qty(undone) and undone.dust_checked
+    nothing = _pos()
+    tr.legs_planned(nothing, plan_legs(nothing, F, 2), net_qty(nothing))
+    for lg in nothing.legs:
+        lg.status = LegStatus.PLACED
+    assert tr.dust_carried(nothing, D(0), 5.0) is None and nothing.dust_checked and nothing.dust_in == 0
 
 
 def test_a_short_leaves_nothing_in_the_ledger():

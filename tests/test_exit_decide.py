@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal as D
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -23,6 +24,9 @@ from shared.domain.exit_decide import (
     StartTrailing,
     break_even,
     decide,
+    refused_retry_sec,
+    stop_lost_refused,
+    waits_for_market,
 )
 from shared.domain.exit_rules import LegFills, be_price, better, plan_legs
 from shared.domain.position import LegStatus, Phase, Position, State, decode_state, encode_state
@@ -136,6 +140,39 @@ def test_an_expired_leg_goes_back_to_new_and_is_placed_again():
     tr.leg_filled(p, p.legs[2], 0, LegFills(open=False, qty=D(0), quote=D(0), reason=""), F)
     assert p.legs[2].status == LegStatus.NEW and p.legs[2].attempt == 1
     assert decide(p, ExitView(), CFG, T, 0) == [PlaceLeg("trail")]
+
+
+def test_a_leg_whose_stop_expired_and_whose_replacement_is_refused_is_flattened_in_time():
+    # (lost at, refusals incl. this one, now, SL_WATCHDOG_RETRY_SEC, FAILSAFE_EXITS_MAX_TRIES) -> flatten?
+    table = [((0.0, 3, 500.0, 5, 5), False),      # never lost its stop: the ordinary retry / failsafe path
+             ((100.0, 0, 500.0, 5, 5), False),    # lost, not refused yet: placed again first
+             ((100.0, 1, 100.0, 5, 5), False),    # refused at once: one more try after SL_WATCHDOG_RETRY_SEC
+             ((100.0, 1, 104.9, 5, 5), False),
+             ((100.0, 2, 105.0, 5, 5), True),     # still refused once the retry window is over: flatten
+             ((100.0, 1, 160.0, 5, 5), True),     # a first refusal that came late: flatten
+             ((100.0, 3, 101.0, 5, 3), True),     # refused FAILSAFE_EXITS_MAX_TRIES times: flatten at once
+             ((100.0, 2, 101.0, 60, 3), False)]
+    for args, want in table:
+        assert stop_lost_refused(*args) is want, args
+    assert refused_retry_sec(100.0, 15, 5) == 5 and refused_retry_sec(0.0, 15, 5) == 15
+
+
+def test_a_lost_stop_is_recorded_counted_and_cleared_when_a_stop_rests_again():
+    p = _legged()
+    trail = p.legs[2]
+    tr.stop_lost(p, trail, 100.0)                      # still PLACED: nothing lost
+    assert trail.stop_lost_at == 0
+    tr.leg_filled(p, trail, 0, LegFills(open=False, qty=D(0), quote=D(0), reason=""), F)
+    tr.stop_lost(p, trail, 100.0)
+    tr.stop_lost(p, trail, 103.0)                      # the first loss counts
+    assert trail.stop_lost_at == 100.0
+    tr.leg_rejected(p, trail, 101.0, refused_retry_sec(trail.stop_lost_at, 15, 5))
+    assert trail.stop_lost_refusals == 1 and p.exits_next_at == 106.0
+    assert decide(p, ExitView(), CFG, T, 105) == [] and decide(p, ExitView(), CFG, T, 106) == [PlaceLeg("trail")]
+    tr.leg_rejected(p, trail, 106.0, 5)
+    assert stop_lost_refused(trail.stop_lost_at, trail.stop_lost_refusals, 106.0, 5, 5)
+    tr.leg_placed(p, trail, 107.0)
+    assert trail.stop_lost_at == 0 and trail.stop_lost_refusals == 0
 
 
 # ---- transitions -----------------------------------------------------------------------------------------------
@@ -452,3 +489,41 @@ def test_a_gap_flattens_only_past_the_limit_after_the_grace_and_only_a_stop_stil
         assert (market < limit if side == "long" else market > limit)
         assert now - start >= grace and gapped[0].passed_sec == now - start
         assert fresh or resting is True
+# ---- the replay's quiet stretches (waits_for_market) ----------------------------------------------------------
+
+@pytest.mark.parametrize("case, build, quiet", [
+    ("every leg resting", lambda: _legged(), True),
+    ("tp1 took profit, break-even done", lambda: _legged(statuses=("DONE", "PLACED", "PLACED"),
+                                                         reasons=("tp", "", ""), be_done=True), True),
+    ("tp1 took profit, break-even still due", lambda: _legged(statuses=("DONE", "PLACED", "PLACED"),
+                                                              reasons=("tp", "", "")), False),
+    ("tp2 done: the trailing starts", lambda: _legged(statuses=("DONE", "DONE", "PLACED"), reasons=("tp", "tp", ""),
+                                                      be_done=True), False),
+    ("trailing", lambda: _legged(statuses=("DONE", "DONE", "PLACED"), reasons=("tp", "tp", ""), be_done=True,
+                                 trailing=True), False),
+    ("a leg not placed yet", lambda: _legged(statuses=("PLACED", "NEW", "PLACED")), False),
+    ("a stop move under way", lambda: _legged(statuses=("PLACED", "REPLACING", "PLACED")), False),
+    ("every leg done: closing", lambda: _legged(statuses=("DONE", "DONE", "DONE"), reasons=("stop",) * 3), False),
+    ("flatten requested", lambda: _legged(flatten_requested="operator"), False),
+    ("no legs planned", lambda: _pos(), False),
+    ("entry not filled", lambda: _legged(status=Phase.OPEN), False),
+])
+def test_waits_for_market_only_when_nothing_but_a_price_can_move_the_exits(case, build, quiet):
+    assert waits_for_market(build(), "margin") is quiet, case
+
+
+def test_a_refused_leg_or_a_lost_stop_is_never_quiet():
+    p = _legged()
+    p.legs[1].errors = 1
+    assert waits_for_market(p, "margin") is False
+    p = _legged()
+    p.legs[0].stop_lost_at = 5.0
+    assert waits_for_market(p, "margin") is False
+
+
+def test_a_spot_long_waits_for_its_dust_carry_to_be_decided():
+    p = _legged()
+    assert waits_for_market(p, "spot") is False      # the carry is decided once the stops rest
+    p.dust_checked = True
+    assert waits_for_market(p, "spot") is True
+    assert waits_for_market(_legged(side="short"), "spot") is True   # no carry for a short

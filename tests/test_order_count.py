@@ -105,3 +105,22 @@ def test_an_entry_waits_for_the_order_budget_and_goes_when_it_frees(make_stack, 
     s.r.delete(s.prefix + "order_count")        # the day rolled over (or a count that fell)
     ev = s.wait_event("entry_sent", timeout=30)
     assert ev.trade_key == held.trade_key and len(s.entry_orders()) == 1
+
+
+def test_in_a_lock_step_replay_the_order_windows_run_on_market_time(tmp_path):
+    """A replay compresses hours into seconds: the exchange counts orders per 10 s of market time there (as live
+    Binance does per 10 s of wall time), so a fast replay never holds an entry live would not have held."""
+    p = Paper(paper_env(tmp_path, PAPER_ORDER_LIMIT_10S="2", REPLAY_LOCKSTEP="true"))
+    try:
+        c = p.client()
+        bid, _ = c.book_ticker(SYMBOL)
+        for i in range(2):
+            c.place_order(SYMBOL, "BUY", "LIMIT", Q, price=bid - 100 - i, time_in_force="GTC",
+                          client_order_id=f"ls-{i}")
+        with pytest.raises(TooManyOrders):  # the same market 10 s
+            c.place_order(SYMBOL, "BUY", "LIMIT", Q, price=bid - 110, time_in_force="GTC", client_order_id="ls-2")
+        p.post("/admin/advance", {"points": 1})  # 15 s of market time later, a moment of wall time
+        c.place_order(SYMBOL, "BUY", "LIMIT", Q, price=bid - 110, time_in_force="GTC", client_order_id="ls-2")
+        assert p.order("ls-2")["status"] == "NEW"
+    finally:
+        p.stop()

@@ -121,3 +121,18 @@ def test_a_stop_below_the_gap_still_fills_where_the_path_crosses_it(gap_pe):
     p.post("/admin/advance", {"points": 2})  # jump to the high, then down to the low through the stop
     o = p.order("g1")
     assert o["status"] == "FILLED" and Decimal(o["fills"][0]["price"]) == stop
+
+
+@pytest.mark.parametrize("gap_pe", [-1], indirect=True)
+def test_a_resting_triggered_stop_limit_makes_every_point_active(gap_pe):
+    """A stop-limit the market gapped past rests working: the exit side watches it at every point, so a replay's
+    quiet jump (`until_active`) plays one point at a time while it rests."""
+    p, c = gap_pe, gap_pe.client()
+    _to_the_gap(p)
+    stop = p.bars[HISTORY].close - 100
+    _stop(c, "SELL", "STOP_LOSS_LIMIT", stop, limit=stop - 10)
+    p.post("/admin/advance", {"points": 1})  # the jump: triggered, unfilled
+    assert p.order("g1")["isWorking"] is True
+    far = p.bars[-1].ts
+    assert p.post("/admin/advance", {"to_ts": far, "until_active": True})["advanced"] == 1
+    assert p.post("/admin/advance", {"to_ts": far, "until_active": True})["advanced"] == 1

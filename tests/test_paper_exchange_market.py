@@ -159,6 +159,7 @@ def test_market_clock_published_to_redis(tmp_path):
 @pytest.mark.parametrize("var,value", [
     ("PAPER_SPEED", "fast"), ("PAPER_PORT", "99999"), ("PAPER_BALANCES", "USDC:10"),
     ("TICK_SIZE", "-1"), ("PAPER_START_TS", "yesterday"), ("PAPER_PARTIAL_FILL_RATIO", "2"), ("SYMBOL", "XYZ"),
+    ("PAPER_BNB_PRICE", "0"), ("PAPER_BNB_PRICE", "cheap"), ("PAPER_BNB_PRICE", "inf"), ("PAPER_BNB_BURN", "maybe"),
 ])
 def test_bad_setting_names_the_variable(var, value):
     with pytest.raises(SettingsError) as ei:
@@ -238,3 +239,44 @@ def test_restart_keeps_the_feed_file_when_it_is_consistent(tmp_path):
         assert feed.read_text().splitlines() == lines  # not a prefix: rewritten whole
     finally:
         r.stop()
+
+
+def _future_points(bars, first: int) -> list[Decimal]:
+    """The prices the replay will play from a fresh start: bar `first` from its point 1, then every bar's 4."""
+    out = bar_points(bars[first], bars[first - 1].close)[1:]
+    for i in range(first + 1, len(bars)):
+        out += bar_points(bars[i], bars[i - 1].close)
+    return out
+
+
+def test_advance_until_active_stops_at_the_first_point_that_reaches_an_order(paper):
+    """A replay plays quiet stretches in one call: `until_active` plays every point up to and including the first
+    whose move reaches a resting order, never past it (the processes must see that point as it happens)."""
+    bars, c = sample_bars(), paper.client()
+    pts = _future_points(bars, HISTORY)
+    start = paper.last()
+    low, j = start, None
+    for i, px in enumerate(pts):
+        if i >= 12 and low - px >= Decimal("0.05"):
+            j = i
+            break
+        low = min(low, px)
+    assert j is not None, "the sample bars make a new low after a dozen points"
+    stop = ((low + pts[j]) / 2).quantize(Decimal("0.01"))
+    assert pts[j] < stop < low
+    c.place_order(SYMBOL, "SELL", "STOP_LOSS", Decimal("0.001"), stop_price=stop, client_order_id="ua1")
+    far = bars[-1].ts
+    doc = paper.post("/admin/advance", {"to_ts": far, "until_active": True})
+    assert doc["advanced"] == j + 1, (doc["advanced"], j)
+    assert paper.last() == pts[j]
+    assert paper.order("ua1")["status"] == "FILLED"
+    # nothing rests any more: the next call plays every point up to the asked time
+    before = paper.get("/admin/state")["market_ts"]
+    doc = paper.post("/admin/advance", {"to_ts": before + 600, "until_active": True})
+    assert doc["market_ts"] == before + 600 and doc["advanced"] == 40
+
+
+def test_advance_until_active_refuses_a_non_boolean(paper):
+    r = requests.post(paper.url + "/admin/advance", json={"points": 3, "until_active": "yes"}, timeout=5)
+    assert r.status_code == 400 and "until_active" in r.json()["error"]
+    assert paper.get("/admin/state")["market_ts"] == sample_bars()[HISTORY].ts  # nothing played

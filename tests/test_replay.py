@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from shared.domain.moments import find_moment
+from shared.domain.synthetic_signals import peak_lines
 from shared.adapters.market_files import write_bars
 from shared.config import load_config
 from shared.domain.symbol import SymbolFilters
@@ -178,3 +179,26 @@ def test_same_trades_at_60x_and_at_the_fastest_speed(tmp_path: Path, market_bars
     assert not fast["replay"]["lockstep_timeouts"] and not slow["replay"]["lockstep_timeouts"]
     assert slow["replay"]["achieved_speed"] <= 61, slow["replay"]       # paced: never ahead of 60x
     assert fast["replay"]["achieved_speed"] > 3 * slow["replay"]["achieved_speed"], fast["replay"]
+
+
+def test_quiet_jumps_give_the_trades_of_every_point(tmp_path: Path, market_bars):
+    """At max speed a position whose exits only wait for the market is played up to the first point that reaches
+    one of its orders in one call: twelve busy hours on margin (longs and shorts) give the same trades, stop moves
+    and signal outcomes as playing every point singly, in fewer settled points."""
+    bars = market_bars[2000:2000 + 60 + 12 * 60]
+    agg = tmp_path / "busy.aggregated.csv"
+    write_bars(agg, bars)
+    signals = tmp_path / "signals.jsonl"
+    signals.write_text("\n".join(peak_lines(bars, 60, 45, shorts=True)) + "\n")
+    runs = {}
+    for name, extra in (("jumps", ()), ("every", ("--every-point",))):
+        sub = tmp_path / name
+        sub.mkdir()
+        _res, runs[name] = replay(sub, agg, signals, "--speed", "max", "--lead", "60", "--trade-mode", "margin",
+                                  *extra, timeout=600)
+    jumps, every = runs["jumps"], runs["every"]
+    assert len(jumps["trades"]) >= 3 and {t["side"] for t in jumps["trades"]} == {"long", "short"}, jumps["signals"]
+    assert _same_input_key(jumps) == _same_input_key(every)
+    pj, pe = jumps["replay"]["profile"], every["replay"]["profile"]
+    assert pj["quiet_jumps"] > 0 and pe["quiet_jumps"] == 0, (pj, pe)
+    assert pj["single_points"] + pj["jumps"] < (pe["single_points"] + pe["jumps"]) / 2, (pj, pe)

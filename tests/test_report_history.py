@@ -6,26 +6,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from decimal import Decimal
 from pathlib import Path
 
 from shared.adapters.market_files import write_bars
 from shared.domain.order_ids import trade_key_of
+from shared.domain.synthetic_signals import peak_lines
 from tests.stack import HOME, Stack
 from tests.test_executorctl import ctl_json, open_position, stack  # noqa: F401 - the fixture
-
-
-def _peaks(bars, start: int, gap: int) -> list[str]:
-    """PEAK longs at the close of each bar that is the lowest low of the previous 30, one per `gap` bars at most."""
-    out, last = [], -10**9
-    for i in range(max(start, 30), len(bars) - 5):
-        if bars[i].low <= min(b.low for b in bars[i - 30:i]) and i - last >= gap:
-            ts = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(bars[i].ts + 60))
-            out.append(json.dumps({"ts": ts, "action": "PEAK", "source": "DeltaScout", "kind": "long",
-                                   "price": float(bars[i].close), "delta": 1.0, "vol": 1.0, "imb": 0.5}))
-            last = i
-    return out
 
 
 def _paper_fees(run_dir: Path, quote: str) -> tuple[dict[str, Decimal], int]:
@@ -50,7 +38,7 @@ def test_more_orders_than_a_page_every_trade_from_its_own_orders(tmp_path: Path,
     bars = market_bars[lo:lo + 240 + 24 * 60]
     agg, signals = tmp_path / "slice.aggregated.csv", tmp_path / "signals.jsonl"
     write_bars(agg, bars)
-    signals.write_text("\n".join(_peaks(bars, 240, 30)) + "\n")
+    signals.write_text("\n".join(peak_lines(bars, 240, 30)) + "\n")
     run_dir = tmp_path / "run"
     res = subprocess.run([sys.executable, "-m", "services.executorctl", "replay", "--agg", str(agg), "--signals",
                           str(signals), "--speed", "max", "--start", str(bars[240].ts), "--dir", str(run_dir),

@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import signal as sig
 
+import msgspec
+import redis
+
 from shared.domain.position import State, decode_state, encode_state
 from tests.test_position_engine_support import make_stack_fixture  # noqa: F401  (fixture make_stack)
 
 
 def _snapshot(s) -> State:
-    return decode_state(open(s.env["STATE_FN"], "rb").read())
+    """The snapshot file's state; an empty one while the file is not written yet (a wait polls again)."""
+    try:
+        return decode_state(open(s.env["STATE_FN"], "rb").read())
+    except FileNotFoundError:
+        return State()
 
 
 def _redis_comes_back_empty(s) -> None:
@@ -94,4 +101,24 @@ def test_a_state_restored_by_another_process_without_the_flag_is_halted_again_at
     s.wait_ready()
     assert s.wait_event("halt_restored").data["halt"]["reason"] == "maintenance"
     assert s.r.exists(f"{s.prefix}halt")
+    assert s.ignored(s.signal("long", s.last())) == "halted"
+
+
+def test_a_halt_flag_set_by_the_watchdog_reaches_the_snapshot_without_a_signal(make_stack):
+    """The watchdog's I13 kill switch may SET only the flag (ACL): the engine copies it into the state while it
+    runs, so the snapshot keeps it and a Redis that comes back empty is still halted, with no signal in between."""
+    s = make_stack().up()
+    wd = redis.Redis.from_url(s.env_for("watchdog")["REDIS_URL"])
+    wd.set(f"{s.prefix}halt", msgspec.json.encode({"by": "watchdog", "reason": "I13 kill switch", "at": 1.0}))
+    s.wait_event("halt_adopted")
+    s.wait(lambda: _snapshot(s).halt, 10, "the watchdog's halt in the snapshot")
+    assert _snapshot(s).halt["reason"] == "I13 kill switch"
+    s.kill("position_engine", sig.SIGTERM)
+    s.r.flushdb()
+    s.admin("/advance", {"points": 1})   # the market clock is published again
+    s.start("position_engine")
+    s.wait_ready()
+    # the snapshot's copy sets the flag again (at restore, or at start when another process restored it first)
+    s.wait(lambda: s.r.exists(f"{s.prefix}halt"), 10, "the halt flag back")
+    assert msgspec.json.decode(s.r.get(f"{s.prefix}halt"))["by"] == "watchdog"
     assert s.ignored(s.signal("long", s.last())) == "halted"

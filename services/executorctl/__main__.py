@@ -115,6 +115,9 @@ def _add_replay_cmd(sub, common: argparse.ArgumentParser) -> None:
     sp.add_argument("--speed", type=_speed, default=60.0,
                     help="market seconds per wall second, at most (default 60), or max: as fast as the processes "
                          "go; lock-step either way, so the trades do not depend on it")
+    sp.add_argument("--every-point", action="store_true",
+                    help="at max speed too, play every price point singly (no quiet jumps): slower, the same "
+                         "trades; a check of the jumps")
     sp.add_argument("--start", help="market start (default: a few minutes before the first signal)")
     sp.add_argument("--lead", type=int, default=300, help="seconds of market before the first signal (default 300)")
     sp.add_argument("--dir", help="run directory (default var/replay/<time>)")
@@ -194,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
                 agg=args.agg, signals=args.signals, speed=args.speed, run_dir=args.dir, start=args.start,
                 lead_sec=args.lead, timeout=args.timeout, csv_path=args.csv, chart_path=args.chart,
                 trade_mode=args.trade_mode, margin_isolated=args.margin_isolated, borrow_mode=args.borrow_mode,
-                settings=settings_of(args)))
+                settings=settings_of(args), every_point=args.every_point))
         if args.cmd in ("sweep", "sweep-worker"):
             return _sweep(out, args)
         try:

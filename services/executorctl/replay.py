@@ -229,6 +229,7 @@ class Options(msgspec.Struct, kw_only=True):
     margin_isolated: bool | None = None
     borrow_mode: str | None = None       # manual | auto
     settings: dict[str, str] = {}        # --set NAME=VALUE and the market options (replay_settings.py)
+    every_point: bool = False            # no quiet jumps at max speed (replay_drive.Driver.jump)
 
 
 def margin_env(o: Options) -> dict[str, str]:
@@ -277,7 +278,7 @@ def run(out: Out, o: Options) -> int:
     try:
         stack.start()
         say(f"stack up in {time.monotonic() - t0:.1f}s: redis, paper_exchange, " + ", ".join(SERVICES))
-        d = drive(out, stack, lines, plan.start_ts, end_ts, o.speed, o.timeout, say)
+        d = drive(out, stack, lines, plan.start_ts, end_ts, o.speed, o.timeout, say, o.every_point)
         say(f"replay {d.outcome}: {d.market_sec / 3600:.2f} h of market in {d.wall_sec:.1f} s wall "
             f"({d.achieved_speed}x achieved, {d.points} points, lock-step)")
         say("memory: peak RSS MiB " + ", ".join(f"{k} {v / 1024:.0f}" for k, v in

@@ -17,10 +17,13 @@ from services.executorctl.ctx import CtlError, Out, fmt_ts
 from services.executorctl.replay_lines import SignalLine
 from shared.adapters.lockstep import Conductor
 from shared.adapters.redis_streams import publish
+from shared.domain.exit_decide import waits_for_market
 from shared.domain.messages import Event
+from shared.domain.position import decode_state
 
 IDLE_RECONNECT_SEC = 60.0  # the exchange closes keep-alive connections idle for 120 s
 LOCKSTEP_WAIT_SEC = 10.0   # longest wall wait for one market point before moving on (lockstep_timeout)
+QUIET_JUMP_MAX_SEC = 86_400  # a quiet position with no signal to come: at most a market day per call
 
 
 def _idle(r: redis.Redis, fed: int) -> bool:
@@ -68,8 +71,11 @@ class Driver:
     (shared/adapters/lockstep.py); at a finite speed, never ahead of the wall clock. At the fastest speed a
     stretch with no position, no order and no signal due is played in one call (nothing can happen in it)."""
 
-    def __init__(self, stack, lines: list[SignalLine], start_ts: int, speed: float, wait_sec: float):
+    def __init__(self, stack, lines: list[SignalLine], start_ts: int, speed: float, wait_sec: float,
+                 every_point: bool = False):
         self.stack, self.lines, self.start_ts, self.speed = stack, lines, start_ts, speed
+        self.every_point = every_point
+        self.trade_mode = stack.env.get("TRADE_MODE", "spot").strip().lower()
         self.log = Path(stack.env["DELTASCOUT_LOG"])
         self.conductor = Conductor(stack.r, "exec:", str(self.log), wait_sec)
         self.fed = 0
@@ -80,7 +86,7 @@ class Driver:
         # one kept-alive connection, plain http.client: a point costs one small request, not a session's overhead
         self.http = http.client.HTTPConnection("127.0.0.1", int(stack.env["PAPER_PORT"]), timeout=60)
         self._last_http = time.monotonic()
-        self.spent = {"advance_sec": 0.0, "settle_sec": 0.0, "single_points": 0, "jumps": 0}
+        self.spent = {"advance_sec": 0.0, "settle_sec": 0.0, "single_points": 0, "jumps": 0, "quiet_jumps": 0}
 
     def settle_point(self) -> None:
         """Feed what is due at the current market time, publish it, wait for every process."""
@@ -100,13 +106,28 @@ class Driver:
         raw = self.stack.r.get("exec:state")
         return self.open_orders == 0 and (raw is None or msgspec.json.decode(raw).get("position") is None)
 
+    def jump(self) -> dict[str, Any] | None:
+        """At the fastest speed, what may be played in one call: flat, every point up to the next signal (nothing
+        can happen in it); a position whose exits wait for the market (`waits_for_market`), every point up to
+        the next signal or the first point that touches an order. None: one point."""
+        nxt = self.lines[self.fed].ts if self.fed < len(self.lines) else None
+        raw = self.stack.r.get("exec:state")
+        pos = decode_state(raw).position if raw is not None else None
+        if pos is None:
+            if self.open_orders == 0 and nxt is not None and nxt > self.now_ms / 1000 + 15:
+                return {"to_ts": int(nxt)}
+            return None
+        if waits_for_market(pos, self.trade_mode) and not self.every_point:
+            self.spent["quiet_jumps"] += 1
+            return {"to_ts": int(nxt) if nxt is not None else self.now_ms // 1000 + QUIET_JUMP_MAX_SEC,
+                    "until_active": True}
+        return None
+
     def step(self, t0_wall: float) -> int:
-        """Play the next point (or, at the fastest speed and flat, every point up to the next signal)."""
+        """Play the next point, or at the fastest speed the stretch `jump` allows."""
         body: dict[str, Any] = {"points": 1}
-        if self.speed == float("inf") and self.fed < len(self.lines) and self.flat():
-            nxt = self.lines[self.fed].ts
-            if nxt is not None and nxt > self.now_ms / 1000 + 15:
-                body = {"to_ts": int(nxt)}
+        if self.speed == float("inf"):
+            body = self.jump() or body
         doc = self._advance(body)
         if doc["advanced"] == 0 and "to_ts" in body:
             return self.step_one()
@@ -149,8 +170,8 @@ class Driver:
 
 
 def drive(out: Out, stack, lines: list[SignalLine], start_ts: int, end_ts: int,
-           speed: float, timeout: float, say) -> Drive:
-    drv = Driver(stack, lines, start_ts, speed, LOCKSTEP_WAIT_SEC)
+           speed: float, timeout: float, say, every_point: bool = False) -> Drive:
+    drv = Driver(stack, lines, start_ts, speed, LOCKSTEP_WAIT_SEC, every_point)
     res = Drive()
     closed_seen = 0
     t0 = time.monotonic()

@@ -376,9 +376,14 @@ def dust_summary(ctx: Ctx, rows: list[TradeRow]) -> dict[str, Any]:
     ledger = ctx.state().dust
     fills = [f for r in rows for f in r.fills]
     base_commission = any(f.fee_base > 0 for f in fills)
-    case = fee_case(base_commission, base) if fills else "fee case unknown: no exchange records of the trades"
+    other: dict[str, Decimal] = {}   # commissions in neither SYMBOL's asset (BNB burn): not in fees / net
+    for f in fills:
+        for a, v in f.fee_other.items():
+            other[a] = other.get(a, ZERO) + v
+    paid_in = "BNB" if other.get("BNB") else ""
+    case = fee_case(base_commission, base, paid_in) if fills else "fee case unknown: no exchange records of the trades"
     return {"ledger": ledger, "base": base, "price": price, "price_from": how, "value": (ledger * price).quantize(Q4),
-            "base_commission": base_commission if fills else None, "fee_case": case}
+            "base_commission": base_commission if fills else None, "fee_case": case, "fees_other": other}
 
 
 # ---- output ---------------------------------------------------------------------------------------------
@@ -424,6 +429,9 @@ def render(ctx: Ctx, rows: list[TradeRow], tot: dict[str, Any]) -> None:
     d = tot.get("dust") or dust_summary(ctx, rows)
     out.line(f"dust ledger: {_n(d['ledger'])} {d['base']} carried, worth {_n(d['value'])} at {_n(d['price'])} "
              f"({d['price_from']})  |  {d['fee_case']}")
+    if d.get("fees_other"):
+        paid = ", ".join(f"{_n(v)} {a}" for a, v in sorted(d["fees_other"].items()))
+        out.line(f"fees paid in other assets: {paid} (not in the fees and net above: no {d['base']} or quote taken)")
 
 
 def render_plans(ctx: Ctx, rows: list[TradeRow]) -> None:

@@ -10,11 +10,13 @@ the exchange call), and its result written by a named transition.
 | `MoveStop`, `SettleBreakEven`, `StartTrailing`, `EvaluateTrail`, `RequestFlatten` | `FavourMoves` (break-even, trailing) |
 | `Flatten` | `Flattener.flatten` |
 | `Close` | `Closer.close` |
+| (the dust ledger's carry, once the stops rest: `dust.carry_due`) | `DustCarrier.maybe_carry` |
 """
 from __future__ import annotations
 
 from services.exit_manager.closing import Closer
 from services.exit_manager.counting import LegCounter
+from services.exit_manager.dust_carry import DustCarrier
 from services.exit_manager.favour import FavourMoves
 from services.exit_manager.flatten import Flattener
 from services.exit_manager.learning import FillLearner
@@ -41,6 +43,7 @@ class ExitActions:
         self.placer = LegPlacer(p, self.refusals.refused)
         self.mover = StopMover(p, self.counter, self.placer)
         self.favour = FavourMoves(p, self.mover)
+        self.dust = DustCarrier(p, self.mover)
 
     def learn(self, pos: Position) -> Position | None:
         """The tick's inputs: what the exchange did with the legs, then the manual-close watch."""
@@ -64,7 +67,8 @@ class ExitActions:
             self._place(pos, actions)
 
     def _place(self, pos: Position, actions: list[Action]) -> None:
-        """PlaceLeg / FinishMove (several NEW legs at once), then break-even and trailing."""
+        """PlaceLeg / FinishMove (several NEW legs at once), then, the stops resting, the dust ledger's carry, then
+        break-even and trailing."""
         new = [next(lg for lg in pos.legs if lg.name == a.leg) for a in actions if isinstance(a, PlaceLeg)]
         if len(new) > 1:
             pos = self.placer.place_new(pos, new) or self.store.pos()
@@ -79,5 +83,8 @@ class ExitActions:
             pos = p or self.store.pos()
             if pos is None or pos.flatten_requested:
                 return
+        pos = self.dust.maybe_carry(pos)   # the stops resting: the dust ledger's carry (dust_carry.py)
+        if pos is None or pos.flatten_requested:
+            return
         pos = self.favour.maybe_break_even(pos) or pos
         self.favour.maybe_trail(pos)

@@ -10,6 +10,7 @@ from services.exit_manager.counting import LegCounter
 from services.exit_manager.exchange import TickAborted
 from services.exit_manager.parts import Part, Parts
 from shared.adapters.binance_rest import RateLimited, UnknownOutcome
+from shared.domain import transitions as tr
 from shared.domain.exit_rules import (
     immediate_reason,
     leg_ids,
@@ -159,6 +160,8 @@ class FillLearner(Part):
                        severity, pos.trade_key, cause=reason)
         if action == "flatten":
             self.store.request_flatten(pos, "stop_expired")
+        else:   # without a stop from now: a refused re-placement gets SL_WATCHDOG_RETRY_SEC (stop_lost_refused)
+            self.store.mutate_leg(pos.trade_key, name, tr.stop_lost, self.rt.clock.now())
 
     def _check_gap(self, pos: Position, leg: Leg, stop: Order, fresh: bool = False) -> None:
         """A triggered stop-limit whose limit the market has gapped through rests unfilled: close the rest at market

@@ -9,9 +9,8 @@ from decimal import Decimal
 
 from services.exit_manager.exchange import TickAborted
 from services.exit_manager.parts import Part, Parts
-from shared.adapters.binance_rest import BinanceError, NotFound, RateLimited, Rejected, UnknownOutcome
+from shared.adapters.binance_rest import NotFound, RateLimited, Rejected, UnknownOutcome
 from shared.domain import transitions as tr
-from shared.domain.dust import carry
 from shared.domain.exit_rules import (
     exit_side,
     exit_target,
@@ -19,7 +18,7 @@ from shared.domain.exit_rules import (
     plan_legs,
     remaining,
 )
-from shared.domain.position import Leg, Position, net_qty
+from shared.domain.position import Leg, Position
 
 
 ORDER_LIST_WEIGHT = 4
@@ -38,9 +37,9 @@ class LegPlacer(Part):
     def init_legs(self, pos: Position) -> Position:
         """Plan the legs of a position that has none (written once, with the exit total)."""
         legs = plan_legs(pos, self.f, self.cfg.SL_LIMIT_GAP_TICKS, self.fee_rate)
-        extra = self._dust_carry(pos) if not pos.legs else Decimal(0)
+        # the dust ledger's carry is decided once these rest (dust_carry.py): no account read before the stops
         p, wrote = self.store.apply(pos.trade_key, tr.legs_planned, legs, exit_total(pos, self.fee_rate,
-                                                                                      self.f.step_size), extra)
+                                                                                      self.f.step_size))
         p = p or pos
         if wrote:  # this process wrote these ids first: nothing can exist under them yet
             self._fresh.update(lg.list_client_id or lg.stop_client_id for lg in legs)
@@ -50,19 +49,6 @@ class LegPlacer(Part):
                       dust=target - sum((lg.qty for lg in p.legs), Decimal(0)), fee_base=p.entry_fee_base,
                       exit_qty=target, fee_rate=self.fee_rate, dust_in=p.dust_in)
         return p
-
-    def _dust_carry(self, pos: Position) -> Decimal:
-        """Spot long: the ledger's whole steps the last leg sells too, capped by the account's free base beyond this
-        trade's coins (shared/domain/dust.py); 0 when the account cannot be read (the stops must not wait)."""
-        ledger = self.rt.store.load().dust
-        if self.cfg.TRADE_MODE != "spot" or pos.side != "long" or ledger < self.f.step_size:
-            return Decimal(0)
-        try:
-            free = self.client.account().get(self.f.base_asset, (Decimal(0), Decimal(0)))[0]
-        except BinanceError as e:
-            self.rt.event("dust_carry_skipped", pos.trade_key, level="warning", ledger=ledger, error=str(e))
-            return Decimal(0)
-        return carry(ledger, free, net_qty(pos), self.f.step_size)
 
     def wrote_fresh(self, cid: str) -> None:
         """`cid` was just recorded by this process: nothing exists under it yet."""

@@ -10,8 +10,8 @@ from services.exit_manager.manual_close import ManualCloseWatch
 from services.exit_manager.parts import Part, Parts
 from shared.adapters.binance_rest import Rejected
 from shared.domain import transitions as tr
-from shared.domain.exit_decide import ExitView, RequestFlatten
-from shared.domain.exit_rules import failsafe_due
+from shared.domain.exit_decide import ExitView, RequestFlatten, refused_retry_sec, stop_lost_refused
+from shared.domain.exit_rules import failsafe_due, remaining
 from shared.domain.exit_watch import StopNearest, leg_refused, nearest_move, refusal_reason
 from shared.domain.position import Leg, Position
 
@@ -60,14 +60,32 @@ class LegRefusals(Part):
 
     def _count_rejection(self, pos: Position, leg: Leg, e: Rejected) -> Position | None:
         now = self.rt.clock.now()
-        p = self.store.mutate_leg(pos.trade_key, leg.name, tr.leg_rejected, now, self.cfg.EXITS_RETRY_EVERY_SEC)
+        wait = refused_retry_sec(leg.stop_lost_at, self.cfg.EXITS_RETRY_EVERY_SEC, self.cfg.SL_WATCHDOG_RETRY_SEC)
+        p = self.store.mutate_leg(pos.trade_key, leg.name, tr.leg_rejected, now, wait)
         tries = p.exits_tries if p else pos.exits_tries + 1
         self.rt.event("leg_rejected", pos.trade_key, level="error", leg=leg.name, code=e.code, error=e.msg, tries=tries,
-                      retry_in=self.cfg.EXITS_RETRY_EVERY_SEC)
+                      retry_in=wait, stop_lost_at=leg.stop_lost_at or None)
         self.rt.notify("exits_error", f"{leg.name} rejected: {e.code} {e.msg}", "ERROR", pos.trade_key,
                        cause=leg.name)
+        if p is not None and self._stop_lost_for_good(p, leg.name, now):
+            return self.store.request_flatten(p, "stop_expired")
         if p is not None and self.cfg.FAILSAFE_FLATTEN and failsafe_due(
                 tries=tries, max_tries=self.cfg.FAILSAFE_EXITS_MAX_TRIES, first_error_at=p.exits_first_error_at,
                 now=now, grace_sec=self.cfg.FAILSAFE_EXITS_GRACE_SEC):
             return self.store.request_flatten(p, "failsafe")
         return p
+
+    def _stop_lost_for_good(self, pos: Position, name: str, now: float) -> bool:
+        """A leg whose stop the exchange expired and whose re-placement was refused too long or too often
+        (exit_decide.stop_lost_refused): say so (event + CRITICAL alert); the caller flattens."""
+        leg = next(lg for lg in pos.legs if lg.name == name)
+        if not stop_lost_refused(leg.stop_lost_at, leg.stop_lost_refusals, now, self.cfg.SL_WATCHDOG_RETRY_SEC,
+                                 self.cfg.FAILSAFE_EXITS_MAX_TRIES):
+            return False
+        self.rt.event("stop_lost_flatten", pos.trade_key, level="error", leg=name, since=leg.stop_lost_at,
+                      unprotected_sec=round(now - leg.stop_lost_at, 3), refusals=leg.stop_lost_refusals,
+                      qty=remaining(leg), action="flatten at market")
+        self.rt.notify("stop_expired", f"{name}: the exchange expired its stop and refused a new one "
+                       f"{leg.stop_lost_refusals} time(s) over {round(now - leg.stop_lost_at, 1)} s; flattening at "
+                       "market", "CRITICAL", pos.trade_key, cause="replacement_refused")
+        return True

@@ -85,11 +85,15 @@ def price(app: PaperApp, body: dict[str, Any]) -> Any:
 
 
 def advance(app: PaperApp, body: dict[str, Any]) -> Any:
-    """POST /admin/advance {"points": n} or {"to_ts": epoch_s}: step the replay deterministically."""
+    """POST /admin/advance {"points": n} or {"to_ts": epoch_s}, optionally "until_active": true (stop after the
+    first point that triggers or fills an order): step the replay deterministically."""
+    until = body.get("until_active", False)
+    if not isinstance(until, bool):
+        raise BadAdmin('"until_active" must be true or false')
     if "points" in body:
-        n = app.advance(points=_int(body, "points"))
+        n = app.advance(points=_int(body, "points"), until_active=until)
     elif "to_ts" in body:
-        n = app.advance(to_ts=_int(body, "to_ts"))
+        n = app.advance(to_ts=_int(body, "to_ts"), until_active=until)
     else:
         raise BadAdmin('expected {"points": n} or {"to_ts": epoch_seconds}')
     return {"advanced": n, **state(app, {})}

@@ -123,8 +123,9 @@ class PaperApp:
 
     # ---- market driving ----------------------------------------------------------------------
 
-    def advance(self, points: int | None = None, to_ts: int | None = None) -> int:
-        """Play `points` replay points, or every point up to market time `to_ts` (epoch s). Returns how many."""
+    def advance(self, points: int | None = None, to_ts: int | None = None, until_active: bool = False) -> int:
+        """Play `points` replay points, or every point up to market time `to_ts` (epoch s). `until_active`: stop
+        after the first point that triggers or fills an order (`Engine.acts_at`). Returns how many."""
         n = 0
         with self.lock:
             while points is None or n < points:
@@ -132,11 +133,14 @@ class PaperApp:
                 if nxt is None or (to_ts is not None and nxt > to_ts * 1000):
                     break
                 gap = self.replay.next_is_gap()  # a gapped bar: the prices up to its first trade were not traded
+                active = until_active and self.engine.acts_at(self._priced(self.replay.peek())[0], gap)
                 feed_price, ts_ms = self.replay.step()
                 price, feed = self._priced(feed_price)
                 self.cmd.on_price(price, ts_ms, self.replay.cursor, durable=False, gap=gap, feed=feed)
                 self.clock.publish(ts_ms)
                 n += 1
+                if active:
+                    break
             self.journal.sync_now()  # one disk sync for the whole batch, before anyone is told
             if self.replay.cursor.done and n:
                 log.info("replay reached the end of the market data; prices stay at %s", self.engine.st.last)

@@ -110,6 +110,19 @@ class Engine(MarginMixin):
             elif rules.traded_through(o, lo, hi):
                 self._fill(o, self._partial_qty(o), o.price, maker=True)
 
+    def acts_at(self, price: Decimal, gap: bool = False) -> bool:
+        """Whether a move from the last price to `price` would trigger or fill an open order (the same tests as
+        `on_price`, without acting), or a triggered stop-limit already rests: a replay may play quiet points in
+        one go (POST /admin/advance "until_active"), never one where something happens."""
+        lo, hi = (price, price) if gap else (min(self.st.last, price), max(self.st.last, price))
+        for o in self.open_orders():
+            if not o.is_working:
+                if rules.stop_reached(o.side, o.type, o.stop_price, lo, hi):
+                    return True
+            elif o.stop_price or rules.traded_through(o, lo, hi):
+                return True  # a stop whose limit the market gapped past rests: the exit side watches it each point
+        return False
+
     def _partial_qty(self, o: POrder) -> Decimal:
         step = self.s.qty_step
         q = max(floor_to_step(o.remaining * self.s.partial_fill_ratio, step), step)
@@ -141,10 +154,11 @@ class Engine(MarginMixin):
 
     def _fill(self, o: POrder, qty: Decimal, price: Decimal, maker: bool) -> None:
         s = self.s
-        fill = ledger.settle_fill(self.st, o, qty, price, maker, s.fee_rate, s.base_asset, s.quote_asset)
+        bnb_price = s.bnb_price if s.account_flags.bnb_burn else None   # PAPER_BNB_BURN: fees paid in BNB
+        fill = ledger.settle_fill(self.st, o, qty, price, maker, s.fee_rate, s.base_asset, s.quote_asset, bnb_price)
         self._emit("trade", o, (fill, maker))
-        if o.side_effect in REPAY_EFFECTS:
-            self._auto_repay(o.account, fill.commission_asset)
+        if o.side_effect in REPAY_EFFECTS:   # what the fill brought in pays back that asset's loan
+            self._auto_repay(o.account, s.base_asset if o.side == "BUY" else s.quote_asset)
         if o.order_list_id != -1:
             self._expire_siblings(o)
             self._update_list(o.order_list_id)

@@ -4,7 +4,7 @@ restrictions, BNB fee burn, canTrade, the symbol's status, its order types and m
 Each is a `PAPER_*` setting so every preflight FAIL path is tested against this exchange:
 
     PAPER_API_RESTRICTIONS  JSON object merged over the key's restrictions, e.g. {"enableWithdrawals": true}
-    PAPER_BNB_BURN          true: fees paid in BNB (GET /sapi/v1/bnbBurn spotBNBBurn)
+    PAPER_BNB_BURN          true: fees paid in BNB (GET /sapi/v1/bnbBurn spotBNBBurn; fills charge BNB, ledger.py)
     PAPER_CAN_TRADE         false: GET /api/v3/account canTrade false (and the margin accounts' tradeEnabled)
     PAPER_SYMBOL_STATUS     SYMBOL's exchangeInfo status (TRADING, HALT, BREAK, END_OF_DAY ...)
     PAPER_ORDER_TYPES       comma list replacing SYMBOL's orderTypes

@@ -8,6 +8,8 @@ from services.paper_exchange.model import (
 )
 
 _COMMISSION_Q = Decimal("0.00000001")
+BNB = "BNB"
+BNB_FEE_PAYS = Decimal("0.75")   # Binance's BNB fee discount: paying in BNB costs 75 % of the commission (25 % off)
 INSUFFICIENT = "Account has insufficient balance for requested action."
 
 
@@ -62,9 +64,21 @@ def release_if_done(st: EngineState, lock_id: int) -> None:
     del st.locks[lock_id]
 
 
+def bnb_fee(st: EngineState, account: str, quote_qty: Decimal, fee_rate: Decimal,
+            bnb_price: Decimal | None) -> Decimal | None:
+    """The commission in BNB when BNB burn is on (`bnb_price`: quote per BNB, None = off): the fill's quote value
+    at the rate less Binance's BNB discount (pays BNB_FEE_PAYS of it), in BNB; None when it is off or the wallet's
+    free BNB cannot pay it (Binance then takes the commission from the received asset)."""
+    if bnb_price is None or fee_rate <= 0:
+        return None
+    fee = (quote_qty * fee_rate * BNB_FEE_PAYS / bnb_price).quantize(_COMMISSION_Q, rounding=ROUND_HALF_UP)
+    return fee if 0 < fee <= balance(st, BNB, account).free else None
+
+
 def settle_fill(st: EngineState, o: POrder, qty: Decimal, price: Decimal, maker: bool,
-                fee_rate: Decimal, base: str, quote: str) -> PFill:
-    """Execute `qty` of `o` at `price`: move balances, charge the fee on the received asset, record the trade."""
+                fee_rate: Decimal, base: str, quote: str, bnb_price: Decimal | None = None) -> PFill:
+    """Execute `qty` of `o` at `price`: move balances, charge the fee (in BNB when BNB burn is on and the wallet
+    has it, else on the received asset), record the trade."""
     if o.lock_id:
         release(st, o.lock_id, qty)
     quote_qty = price * qty
@@ -72,21 +86,25 @@ def settle_fill(st: EngineState, o: POrder, qty: Decimal, price: Decimal, maker:
         paid, paid_amt, got, got_amt = quote, quote_qty, base, qty
     else:
         paid, paid_amt, got, got_amt = base, qty, quote, quote_qty
-    fee = (got_amt * fee_rate).quantize(_COMMISSION_Q, rounding=ROUND_HALF_UP)
     require_free(st, paid, paid_amt, o.account)
+    in_bnb = bnb_fee(st, o.account, quote_qty, fee_rate, bnb_price) if BNB not in (base, quote) else None
+    fee_asset, fee = (BNB, in_bnb) if in_bnb is not None else (
+        got, (got_amt * fee_rate).quantize(_COMMISSION_Q, rounding=ROUND_HALF_UP))
     balance(st, paid, o.account).free -= paid_amt
-    balance(st, got, o.account).free += got_amt - fee
+    balance(st, got, o.account).free += got_amt - (fee if fee_asset == got else 0)
+    if fee_asset == BNB:
+        balance(st, BNB, o.account).free -= fee
     trade_id = st.next_trade_id
     st.next_trade_id += 1
     o.executed_qty += qty
     o.cum_quote += quote_qty
     o.status = "FILLED" if o.executed_qty >= o.orig_qty else "PARTIALLY_FILLED"
     o.update_time = st.market_ms
-    fill = PFill(price=price, qty=qty, commission=fee, commission_asset=got, trade_id=trade_id)
+    fill = PFill(price=price, qty=qty, commission=fee, commission_asset=fee_asset, trade_id=trade_id)
     o.fills.append(fill)
     st.trades.append(PTrade(
         id=trade_id, order_id=o.order_id, order_list_id=o.order_list_id, price=price, qty=qty, quote_qty=quote_qty,
-        commission=fee, commission_asset=got, time=st.market_ms, is_buyer=o.side == "BUY", is_maker=maker,
+        commission=fee, commission_asset=fee_asset, time=st.market_ms, is_buyer=o.side == "BUY", is_maker=maker,
         account=o.account,
     ))
     if o.lock_id:

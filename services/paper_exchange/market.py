@@ -125,6 +125,13 @@ class Replay:
         c = self.cursor
         return not c.done and c.point == 1 and gapped(self.bars[c.bar], self._prev_close(c.bar))
 
+    def peek(self) -> Decimal | None:
+        """The price of the next point, without playing it (None at the end of the data)."""
+        c = self.cursor
+        if c.done:
+            return None
+        return bar_points(self.bars[c.bar], self._prev_close(c.bar))[c.point]
+
     def step(self) -> tuple[Decimal, int] | None:
         """Play the next point: (price, market ms), writing the previous bar's row when a bar completes."""
         c = self.cursor

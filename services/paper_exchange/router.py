@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from typing import Callable
 
 from services.paper_exchange import admin, api, api_account, api_margin, api_market, api_stream, auth
 from services.paper_exchange import params as P
@@ -16,10 +17,13 @@ _LOOPBACK = ("127.", "::1", "::ffff:127.")
 
 
 class WeightMeter:
-    """Usage per counter (header name) in the current wall-clock window (X-MBX-USED-WEIGHT-1M and friends)."""
+    """Usage per counter (header name) in the current window of `now` (X-MBX-USED-WEIGHT-1M and friends): the wall
+    clock, as Binance's, or in a lock-step replay the market clock (a replay compresses hours into seconds: a wall
+    window would count orders live never sees together, and hold entries live never would)."""
 
-    def __init__(self, window_s: int = 60) -> None:
+    def __init__(self, window_s: int = 60, now: Callable[[], float] = time.time) -> None:
         self.window_s = window_s
+        self._now = now
         self._window: dict[str, int] = {}
         self._used: dict[str, int] = {}
         self._lock = threading.Lock()
@@ -27,7 +31,7 @@ class WeightMeter:
     def add(self, weight: int = 1, counter: str = "X-MBX-USED-WEIGHT-1M") -> int:
         """Count `weight` on `counter`; return the window's total."""
         with self._lock:
-            window = int(time.time() // self.window_s)
+            window = int(self._now() // self.window_s)
             if self._window.get(counter) != window:
                 self._window[counter], self._used[counter] = window, 0
             self._used[counter] += weight
@@ -36,11 +40,11 @@ class WeightMeter:
     def used(self, counter: str = "X-MBX-USED-WEIGHT-1M") -> int:
         """The current window's total on `counter` (0 in a new window)."""
         with self._lock:
-            return self._used.get(counter, 0) if self._window.get(counter) == int(time.time() // self.window_s) else 0
+            return self._used.get(counter, 0) if self._window.get(counter) == int(self._now() // self.window_s) else 0
 
     def seconds_left(self) -> float:
         """Seconds until the current window ends."""
-        return self.window_s - time.time() % self.window_s
+        return self.window_s - self._now() % self.window_s
 
 
 # Binance's documented request weights (spot: IP weight; /sapi: IP or UID weight, each its own header).
@@ -93,8 +97,8 @@ class OrderCounter:
     ORDERS rate limits (PAPER_ORDER_LIMIT_10S / _1D): a new order over either is -1015, HTTP 429 with Retry-After.
     Not modelled: Binance's decrement of the count for orders that fill (faqs/order_count_decrement.md)."""
 
-    def __init__(self, limit_10s: int = 100, limit_1d: int = 200_000) -> None:
-        self._10s, self._1d = WeightMeter(10), WeightMeter(86400)
+    def __init__(self, limit_10s: int = 100, limit_1d: int = 200_000, now: Callable[[], float] = time.time) -> None:
+        self._10s, self._1d = WeightMeter(10, now), WeightMeter(86400, now)
         self.limits = ((self._10s, limit_10s, "10 SECOND"), (self._1d, limit_1d, "1 DAY"))
 
     def check(self, n: int) -> Response | None:
@@ -150,9 +154,13 @@ class Router:
 
     def __init__(self, app: PaperApp):
         self.app = app
-        self.weight = WeightMeter()
-        self.orders = OrderCounter(app.s.order_limit_10s, app.s.order_limit_1d)
+        now = self._market_now if app.s.lockstep else time.time
+        self.weight = WeightMeter(now=now)
+        self.orders = OrderCounter(app.s.order_limit_10s, app.s.order_limit_1d, now)
         self.verifier = auth.verifier(app.s.api_secret, app.s.api_public_key_file)
+
+    def _market_now(self) -> float:
+        return self.app.engine.st.market_ms / 1000
 
     def dispatch(self, req: Request) -> Response:
         """Route admin or API requests."""

@@ -51,6 +51,7 @@ class Settings(msgspec.Struct, frozen=True):
     state_fn: str = "var/paper/paper_exchange.json"
     balances: dict[str, Decimal] = msgspec.field(default_factory=lambda: {"USDC": Decimal(10000), "BTC": Decimal(0)})
     fee_rate: Decimal = Decimal("0.001")
+    bnb_price: Decimal = Decimal(600)   # quote per BNB: the commission's value in BNB when PAPER_BNB_BURN is on
     slippage_bps: Decimal = Decimal(1)
     spread_ticks: int = 1
     partial_fill_ratio: Decimal = Decimal(1)
@@ -219,6 +220,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         start_ts=_start_ts(env), history_bars=_int(env, "PAPER_HISTORY_BARS", 300, 0, 10_000_000),
         speed=_speed(env), state_fn=env.get("PAPER_STATE_FN", "var/paper/paper_exchange.json"),
         balances=_balances(env, base, quote), fee_rate=_dec(env, "PAPER_FEE_RATE", Decimal("0.001"), positive=False),
+        bnb_price=_bnb_price(env),
         slippage_bps=_dec(env, "PAPER_SLIPPAGE_BPS", Decimal(1), positive=False),
         spread_ticks=_int(env, "PAPER_SPREAD_TICKS", 1, 0, 1_000_000), partial_fill_ratio=ratio,
         clock_redis_url=env.get("PAPER_CLOCK_REDIS_URL", ""),
@@ -233,6 +235,24 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         account_flags=flags_from_env(env, _bool, _int, SettingsError),
         page_max=_int(env, "PAPER_PAGE_MAX", 0, 0, 1000),
     )
+
+
+_BNB_PRICE_MAX = Decimal(1_000_000)
+
+
+def _bnb_price(env: Mapping[str, str]) -> Decimal:
+    """PAPER_BNB_PRICE: SYMBOL's quote per BNB, what a commission paid in BNB (PAPER_BNB_BURN=true) is converted at."""
+    raw = env.get("PAPER_BNB_PRICE", "").strip()
+    if not raw:
+        return Decimal(600)
+    try:
+        v = Decimal(raw)
+    except ArithmeticError:
+        v = Decimal("NaN")
+    if not v.is_finite() or not 0 < v <= _BNB_PRICE_MAX:
+        raise SettingsError(f"PAPER_BNB_PRICE={raw!r}: must be a decimal number, 0 < PAPER_BNB_PRICE <= "
+                            f"{_BNB_PRICE_MAX} (SYMBOL's quote asset per BNB, e.g. 600)")
+    return v
 
 
 # allowedSelfTradePreventionModes of the paper symbol (DECREMENT / TRANSFER are not modelled)

@@ -1,6 +1,7 @@
 """Operator commands of the entry phase: halt, resume, cancel_entry (flatten belongs to the exit manager)."""
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import msgspec
@@ -25,6 +26,27 @@ def adopt_halt(rt: Runtime) -> None:
     except msgspec.DecodeError:
         doc = {"raw": raw.decode("utf-8", "replace")}
     rt.store.set_halt(doc if isinstance(doc, dict) else {"value": doc})
+
+
+class HaltKeeper:
+    """While running: a halt flag another process set (the watchdog's I13 kill switch may SET only the flag) is
+    copied into the state within HALT_ADOPT_SEC, so a Redis that comes back empty keeps it even when no signal
+    arrived in between (the signal path adopts it too)."""
+    HALT_ADOPT_SEC = 1.0
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self._next = 0.0
+
+    def maybe_adopt(self) -> None:
+        """At most every HALT_ADOPT_SEC (wall): one EXISTS, and the copy written when it is missing."""
+        now = time.monotonic()
+        if now < self._next:
+            return
+        self._next = now + self.HALT_ADOPT_SEC
+        if self.rt.halted() and self.rt.store.load().halt is None:
+            adopt_halt(self.rt)
+            self.rt.event("halt_adopted", level="warning", halt=self.rt.store.load().halt)
 
 
 def align_halt(rt: Runtime) -> None:

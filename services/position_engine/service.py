@@ -9,7 +9,7 @@ written in the same Redis transaction as the state change (writer.py).
 """
 from __future__ import annotations
 
-from services.position_engine.commands import CommandHandler, align_halt
+from services.position_engine.commands import CommandHandler, HaltKeeper, align_halt
 from services.position_engine.loss_guard import LossGuard
 from services.position_engine.order_feed import OrderFeed
 from services.position_engine.reconcile import Reconciler
@@ -48,11 +48,13 @@ class Engine:
         self.signals = GroupConsumer(rt.r, rt.cfg.key("signals"), PROCESS, PROCESS)
         self.commands = GroupConsumer(rt.r, rt.cfg.key("commands"), PROCESS, PROCESS, start_id="$")
         self.lockstep = LockStep(rt.r, rt.cfg.EXEC_PREFIX, PROCESS, rt.cfg.REPLAY_LOCKSTEP)
+        self.halt_keeper = HaltKeeper(rt)
 
     def step(self) -> None:
         """One loop iteration: heartbeat, commands, order updates, the entry in progress, at most one signal.
         In a lock-step replay, an iteration with nothing to read acknowledges the market time, then waits."""
         self.rt.beater.maybe_beat(self.feed.info())
+        self.halt_keeper.maybe_adopt()
         self.lockstep.begin()
         if self.lockstep.ws_behind:  # lock-step: this point's order updates are not all on `orders` yet
             self.lockstep.wait(1000)

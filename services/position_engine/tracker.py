@@ -15,14 +15,22 @@ from services.position_engine.order_feed import TRADES_WEIGHT, OrderFeed
 from services.position_engine.sender import EntrySender
 from services.position_engine.writer import PositionWriter
 from shared.adapters.binance_rest import BinanceClient, BinanceError, NotFound
+from shared.domain.entry_decide import (
+    AbortEntry,
+    NeedPrice,
+    PlanB,
+    ResendEntry,
+    entry_cancel_due,
+    entry_ended_unfilled,
+    entry_missing,
+    planb_or_abort,
+)
 from shared.domain.entry_rules import (
     complete_fills,
     entry_attempt_of,
-    entry_order_args,
     order_from_update,
     planb_decision,
     rest_poll_reason,
-    wants_planb,
 )
 from shared.domain import transitions as tr
 from shared.domain.order_updates import OrderUpdate
@@ -127,22 +135,19 @@ class EntryTracker:
             return None
 
     def _on_missing(self, pos: Position) -> None:
-        if time.time() - pos.entry_sent_at < NOT_FOUND_GRACE_SEC:
-            return
-        if pos.status == Phase.OPEN:
-            self.rt.event("entry_order_vanished", pos.trade_key, level="error", client_id=pos.entry_client_id)
-            self.rt.notify("entry_error", f"entry order {pos.entry_client_id} not found on the exchange", "ERROR",
-                           pos.trade_key, cause="entry_not_found")
-            self.sender.abort(pos, "entry order not found on the exchange")
-            return
-        if pos.entry_cancel_requested:
-            self.sender.abort(pos, "cancelled by operator before the order reached the exchange")
-            return
-        # Intent recorded, and the exchange says (past the grace period) the order is not there: send it now.
-        self.rt.event("entry_resend", pos.trade_key, client_id=pos.entry_client_id)
-        pos = self.writer.update(pos.trade_key, tr.entry_resent, time.time())
-        if pos is not None:
-            self.resume(pos, self.sender.send(pos))
+        act = entry_missing(pos, time.time(), NOT_FOUND_GRACE_SEC)
+        if isinstance(act, AbortEntry):
+            if act.alert:
+                self.rt.event("entry_order_vanished", pos.trade_key, level="error", client_id=pos.entry_client_id)
+                self.rt.notify("entry_error", f"entry order {pos.entry_client_id} not found on the exchange", "ERROR",
+                               pos.trade_key, cause="entry_not_found")
+            self.sender.abort(pos, act.reason)
+        elif isinstance(act, ResendEntry):
+            # Intent recorded, and the exchange says (past the grace period) the order is not there: send it now.
+            self.rt.event("entry_resend", pos.trade_key, client_id=pos.entry_client_id)
+            pos = self.writer.update(pos.trade_key, tr.entry_resent, time.time())
+            if pos is not None:
+                self.resume(pos, self.sender.send(pos))
 
     def resume(self, pos: Position, o: Order | None) -> None:
         """Act on a send's result (None: outcome unknown: the stream, or else a REST query, will tell)."""
@@ -175,20 +180,15 @@ class EntryTracker:
             self.rt.event("entry_step_failed", pos.trade_key, level="warning", error=str(e), status=o.status)
 
     def _cancel_due(self, pos: Position) -> bool:
-        """Cancel a working entry when the operator asked, or when LIVE_ENTRY_TIMEOUT_SEC (market time) is up
-        (at most every CANCEL_RETRY_SEC). True when a cancel was attempted (the position may have moved on)."""
-        if pos.status != "OPEN":
-            return False
-        timed_out = (entry_order_args(pos)["order_type"] != "MARKET"
-                     and self.rt.clock.now() - pos.created_at >= self.cfg.LIVE_ENTRY_TIMEOUT_SEC)
-        if not (pos.entry_cancel_requested or timed_out) or time.monotonic() < self._next_cancel:
+        """Cancel a working entry when `entry_cancel_due` says so (at most every CANCEL_RETRY_SEC). True when a
+        cancel was attempted (the position may have moved on)."""
+        act = entry_cancel_due(pos, self.rt.clock.now(), self.cfg.LIVE_ENTRY_TIMEOUT_SEC)
+        if act is None or time.monotonic() < self._next_cancel:
             return False
         self._next_cancel = time.monotonic() + CANCEL_RETRY_SEC
-        if pos.entry_cancel_requested:
-            self.cancel(pos, "operator")
-        else:
+        if act.why == "timeout":
             self.rt.event("entry_timeout", pos.trade_key, timeout=self.cfg.LIVE_ENTRY_TIMEOUT_SEC)
-            self.cancel(pos, "timeout")
+        self.cancel(pos, act.why)
         return True
 
     def cancel(self, pos: Position, why: str) -> None:
@@ -216,18 +216,19 @@ class EntryTracker:
         pos = self.writer.update(pos.trade_key, *_fill_of(o, fee))
         if pos is None:
             return
-        if wants_planb(pos, self._tradable(pos.qty - pos.filled_qty, pos.entry_price)):
+        act = entry_ended_unfilled(pos, o.status, self._tradable(pos.qty - pos.filled_qty, pos.entry_price))
+        if isinstance(act, NeedPrice):
             reason = self._planb_reason(pos)
-            if reason is None:
-                self.rt.event("planb_market", pos.trade_key, remaining=pos.qty - pos.filled_qty)
-                nxt = self.writer.update(pos.trade_key, tr.planb_started, time.time())
-                if nxt is not None:
-                    self.resume(nxt, self.sender.send(nxt))
-                return
-            self.rt.event("planb_abort", pos.trade_key, reason=reason)
-        filled = f"{pos.filled_qty.normalize():f}" if pos.filled_qty else "nothing"
-        self.sender.abort(pos, f"entry {o.status.lower()} with {filled} filled"
-                          + (" (cancelled by operator)" if pos.entry_cancel_requested else ""))
+            act = planb_or_abort(pos, o.status, reason)
+            if reason is not None:
+                self.rt.event("planb_abort", pos.trade_key, reason=reason)
+        if isinstance(act, PlanB):
+            self.rt.event("planb_market", pos.trade_key, remaining=act.remaining)
+            nxt = self.writer.update(pos.trade_key, tr.planb_started, time.time())
+            if nxt is not None:
+                self.resume(nxt, self.sender.send(nxt))
+        elif isinstance(act, AbortEntry):
+            self.sender.abort(pos, act.reason)
 
     def _tradable(self, qty: Decimal, price: Decimal) -> bool:
         return qty >= self.f.min_qty and qty * price >= self.f.min_notional

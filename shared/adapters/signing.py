@@ -53,54 +53,54 @@ class HmacSigner:
         return hmac.new(self._secret, payload.encode(), hashlib.sha256).hexdigest()
 
 
-class RsaSigner:
-    """RSASSA-PKCS1-v1_5 with SHA-256; base64 output."""
-    key_type = "RSA"
+class KeySigner:
+    """RSA (RSASSA-PKCS1-v1_5 with SHA-256) or Ed25519, by the private key it holds; base64 output."""
 
-    def __init__(self, key: rsa.RSAPrivateKey) -> None:
+    def __init__(self, key: rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey) -> None:
         self._key = key
+        self.key_type = "RSA" if isinstance(key, rsa.RSAPrivateKey) else "ED25519"
 
     def __repr__(self) -> str:
-        return "RsaSigner(***)"
+        return f"KeySigner({self.key_type}, ***)"
 
     def sign(self, payload: str) -> str:
-        """Base64 of the PKCS#1 v1.5 SHA-256 signature of the payload's UTF-8 bytes."""
-        return base64.b64encode(self._key.sign(payload.encode(), padding.PKCS1v15(), hashes.SHA256())).decode()
+        """Base64 of the signature of the payload's UTF-8 bytes."""
+        if isinstance(self._key, rsa.RSAPrivateKey):
+            raw = self._key.sign(payload.encode(), padding.PKCS1v15(), hashes.SHA256())
+        else:
+            raw = self._key.sign(payload.encode())
+        return base64.b64encode(raw).decode()
 
 
-class Ed25519Signer:
-    """Ed25519; base64 output."""
-    key_type = "ED25519"
-
-    def __init__(self, key: ed25519.Ed25519PrivateKey) -> None:
-        self._key = key
-
-    def __repr__(self) -> str:
-        return "Ed25519Signer(***)"
-
-    def sign(self, payload: str) -> str:
-        """Base64 of the Ed25519 signature of the payload's UTF-8 bytes."""
-        return base64.b64encode(self._key.sign(payload.encode())).decode()
+_KEY_CLASSES = {"private": (rsa.RSAPrivateKey, ed25519.Ed25519PrivateKey),
+                "public": (rsa.RSAPublicKey, ed25519.Ed25519PublicKey)}
 
 
-def load_private_key_signer(path: str, passphrase: str = "") -> RsaSigner | Ed25519Signer:
-    """An RSA or Ed25519 signer from a PEM private key file (the key type is read from the PEM)."""
+def load_pem_key(path: str, kind: str, passphrase: str = "") -> object:
+    """The RSA or Ed25519 key of `kind` ("private": PKCS#8 or traditional, optionally encrypted with `passphrase`;
+    "public": as uploaded to Binance) from a PEM file; KeyFileError naming the file, never the key material."""
     try:
         data = Path(path).read_bytes()
     except OSError as e:
-        raise KeyFileError(f"cannot read the private key file {path}: {e.strerror}") from None
+        raise KeyFileError(f"cannot read the {kind} key file {path}: {e.strerror}") from None
     try:
-        key = serialization.load_pem_private_key(data, password=passphrase.encode() or None)
-    except TypeError:
+        key = (serialization.load_pem_private_key(data, password=passphrase.encode() or None) if kind == "private"
+               else serialization.load_pem_public_key(data))
+    except TypeError:   # private only: a passphrase missing, or given for a key that has none
         raise KeyFileError(f"{path}: the key is encrypted and no passphrase was given, or it is not encrypted and "
                            f"a passphrase was given") from None
     except (ValueError, UnsupportedAlgorithm):
-        raise KeyFileError(f"{path}: not a PEM private key, or the passphrase is wrong") from None
-    if isinstance(key, rsa.RSAPrivateKey):
-        return RsaSigner(key)
-    if isinstance(key, ed25519.Ed25519PrivateKey):
-        return Ed25519Signer(key)
-    raise KeyFileError(f"{path}: a {type(key).__name__}; Binance accepts RSA or Ed25519 keys (or HMAC secrets)")
+        wrong = ", or the passphrase is wrong" if kind == "private" else ""
+        raise KeyFileError(f"{path}: not a PEM {kind} key{wrong}") from None
+    if not isinstance(key, _KEY_CLASSES[kind]):
+        raise KeyFileError(f"{path}: a {type(key).__name__}; allowed: RSA or Ed25519 {kind} keys (Binance accepts "
+                           "those, or HMAC secrets)")
+    return key
+
+
+def load_private_key_signer(path: str, passphrase: str = "") -> KeySigner:
+    """An RSA or Ed25519 signer from a PEM private key file (the key type is read from the PEM)."""
+    return KeySigner(load_pem_key(path, "private", passphrase))  # type: ignore[arg-type]
 
 
 def make_signer(api_secret: str, private_key_file: str = "", passphrase: str = "") -> Signer:
@@ -154,15 +154,7 @@ class PublicKeyVerifier:
 
 def load_public_key_verifier(path: str) -> PublicKeyVerifier:
     """A verifier from a PEM public key file (RSA or Ed25519), as uploaded to Binance for an API key."""
-    try:
-        key = serialization.load_pem_public_key(Path(path).read_bytes())
-    except OSError as e:
-        raise KeyFileError(f"cannot read the public key file {path}: {e.strerror}") from None
-    except (ValueError, UnsupportedAlgorithm):
-        raise KeyFileError(f"{path}: not a PEM public key") from None
-    if not isinstance(key, (rsa.RSAPublicKey, ed25519.Ed25519PublicKey)):
-        raise KeyFileError(f"{path}: a {type(key).__name__}; allowed: RSA or Ed25519 public keys")
-    return PublicKeyVerifier(key)
+    return PublicKeyVerifier(load_pem_key(path, "public"))  # type: ignore[arg-type]
 
 
 def config_signer(api_secret: str, private_key_file: str, passphrase: str) -> Signer:

@@ -3,7 +3,9 @@
 On spot the commission of a buy is taken from the bought coins and the legs sell whole steps, so each long trade
 leaves a little base (below one step) in the account. The ledger (`State.dust`) counts only what the exchange's
 fills prove the product bought and did not sell; the next trade's last leg carries the ledger's whole steps
-(`carry`), so the dust is sold as soon as it adds up to a step, and never more than the ledger holds.
+(`carry`), so the dust is sold as soon as it adds up to a step, and never more than the ledger holds. The carry
+is decided once the legs' stops rest (`carry_due`): the account read it needs never delays the first protection,
+and the resting trailing stop takes the carried steps in one cancelReplace (`transitions.dust_carried`).
 """
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from decimal import Decimal
 
 import msgspec
 
-from shared.domain.position import Leg, Position, net_qty
+from shared.domain.position import Leg, LegStatus, Position, net_qty
 from shared.domain.risk_math import floor_to_step
 
 ZERO = Decimal(0)
@@ -23,6 +25,22 @@ def carry(ledger: Decimal, free_base: Decimal, held: Decimal, step: Decimal) -> 
     sold, nor coins that are gone)."""
     spare = min(ledger, free_base - held)
     return floor_to_step(spare, step) if spare >= step else ZERO
+
+
+def carry_due(pos: Position, trade_mode: str) -> bool:
+    """Whether the ledger's carry is still to be decided for this trade (spot long, not decided yet) and may be
+    now: every leg rests or is done (no first placement waits for the account read) and the trailing stop, which
+    takes the carried steps, rests."""
+    if trade_mode != "spot" or pos.side != "long" or pos.dust_checked or pos.dust_in > 0 or pos.flatten_requested:
+        return False
+    if any(lg.status in (LegStatus.NEW, LegStatus.REPLACING) for lg in pos.legs):
+        return False
+    return any(lg.name == "trail" and lg.status == LegStatus.PLACED for lg in pos.legs)
+
+
+def our_locked(pos: Position) -> Decimal:
+    """The base the trade's resting legs lock on the exchange (their remaining quantities)."""
+    return sum((lg.qty - lg.filled_qty for lg in pos.legs if lg.status == LegStatus.PLACED), ZERO)
 
 
 def with_carry(legs: list[Leg], extra: Decimal) -> list[Leg]:
@@ -47,9 +65,12 @@ def settle(ledger: Decimal, delta: Decimal) -> Decimal:
     return max(ZERO, ledger + delta)
 
 
-def fee_case(base_commission: bool, base: str) -> str:
-    """Which case applies, in the words preflight and the report both print."""
+def fee_case(base_commission: bool, base: str, paid_in: str = "") -> str:
+    """Which case applies, in the words preflight and the report both print (`paid_in`: the asset the exchange's
+    records show the fees were paid in, when it is known and not the base)."""
     if base_commission:
         return (f"commission taken in {base} from each buy: the leftover below one step is the product's own, kept "
                 "in the dust ledger and sold with a later trade's last leg once it adds up to a step")
+    if paid_in:
+        return f"fees paid in {paid_in}: no commission taken in {base}, a buy leaves no dust"
     return f"fees paid in BNB (or the quote asset): no commission taken in {base}, a buy leaves no dust"

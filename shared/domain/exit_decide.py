@@ -7,10 +7,11 @@ state before the exchange call) and each of its results is written by a named tr
 (shared/domain/transitions.py).
 
 Where later rules go: a leg order the exchange EXPIRED (or EXPIRED_IN_MATCH) is counted by `read_attempt` and the
-leg goes back to NEW (`transitions.leg_filled`), so `decide` places it again (PlaceLeg); a rule that flattens such
-a leg instead (`expired_stop`), the stop watchdog's grace and retry (`watchdog_fires`, `flatten_retry_sec`) are
-decided here and carried out by the learning and flatten steps. The dust needs no action of its own: the ledger's
-whole steps ride on the next trade's last leg when PlanLegs is carried out (shared/domain/dust.py).
+leg goes back to NEW (`transitions.leg_filled`), so `decide` places it again (PlaceLeg); a rule that flattens such a
+leg instead (`expired_stop`), or once its re-placement is refused past SL_WATCHDOG_RETRY_SEC (`stop_lost_refused`),
+the stop watchdog's grace and retry (`watchdog_fires`, `flatten_retry_sec`) are decided here and carried out by the
+learning and flatten steps. The dust needs no action of its own: once the legs' stops rest, the ledger's whole steps
+ride on the resting trailing stop (shared/domain/dust.py, `carry_due`).
 """
 from __future__ import annotations
 
@@ -20,8 +21,9 @@ from typing import Protocol, Union
 import msgspec
 
 from shared.domain.bars import Bar
+from shared.domain.dust import carry_due
 from shared.domain.exit_rules import be_due, be_price, better
-from shared.domain.position import LegStatus, Position, net_qty
+from shared.domain.position import LegStatus, Phase, Position, net_qty
 
 
 class PlanLegs(msgspec.Struct, frozen=True, tag=True):
@@ -121,6 +123,24 @@ def flatten_retry_sec(reason: str, exits_retry_sec: float, watchdog_retry_sec: f
     return watchdog_retry_sec if reason == "stop_gapped" else exits_retry_sec
 
 
+def refused_retry_sec(stop_lost_at: float, exits_retry_sec: float, watchdog_retry_sec: float) -> float:
+    """The wait after the exchange refused a leg's placement: SL_WATCHDOG_RETRY_SEC for a leg whose stop the
+    exchange expired (it holds coins without a stop meanwhile), EXITS_RETRY_EVERY_SEC for the others."""
+    return watchdog_retry_sec if stop_lost_at > 0 else exits_retry_sec
+
+
+def stop_lost_refused(stop_lost_at: float, refusals: int, now: float, watchdog_retry_sec: float,
+                      max_tries: int) -> bool:
+    """A leg whose stop the exchange expired (`stop_lost_at`, stack time) and whose re-placement the exchange
+    refused (`refusals` times since, this one included): flatten it (True) once it has been without a stop for
+    SL_WATCHDOG_RETRY_SEC or was refused FAILSAFE_EXITS_MAX_TRIES times, whatever FAILSAFE_FLATTEN says (that
+    failsafe, off by default, may wait forever; a leg that had a stop and lost it must not). Else it is tried again
+    after SL_WATCHDOG_RETRY_SEC (`refused_retry_sec`)."""
+    if stop_lost_at <= 0 or refusals <= 0:
+        return False
+    return refusals >= max_tries or now - stop_lost_at >= watchdog_retry_sec
+
+
 def trail_mid_fallback(trail_source: str, activation: bool) -> bool:
     """Whether the book's mid stands in for a swing the feed does not give (TRAIL_SOURCE): at the trailing's
     activation whatever the value, as the original; with BINANCE also at every later evaluation (the original's
@@ -156,6 +176,23 @@ def lifecycle(pos: Position, view: ExitView, now: float) -> list[Action]:
         elif lg.status == LegStatus.REPLACING:
             out.append(FinishMove(lg.name))
     return out
+
+
+def waits_for_market(pos: Position, trade_mode: str) -> bool:
+    """Nothing for the exit side to do until the market trades at one of its resting orders: every leg rests or
+    is done without a refusal, no flatten, no break-even due, not trailing (its evaluations run on market time),
+    no dust carry to decide. The replay driver plays such a stretch in one call, up to the first point that
+    touches an order."""
+    if pos.status != Phase.OPEN_FILLED or pos.flatten_requested or not pos.legs or pos.trailing:
+        return False
+    if carry_due(pos, trade_mode) or any(lg.stop_lost_at for lg in pos.legs):
+        return False
+    if any(lg.status not in (LegStatus.PLACED, LegStatus.DONE) or lg.errors for lg in pos.legs):
+        return False
+    if all(lg.status == LegStatus.DONE for lg in pos.legs) or any(
+            lg.name == "tp2" and lg.status == LegStatus.DONE for lg in pos.legs):
+        return False  # closing, or the trailing about to start
+    return pos.be_done or not be_due(pos)
 
 
 def favour(pos: Position, view: ExitView, settings: ExitSettings, tick: Decimal, now: float) -> list[Action]:

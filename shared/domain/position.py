@@ -60,6 +60,8 @@ class Leg(msgspec.Struct, kw_only=True):
     placed_at: float = 0.0
     errors: int = 0
     counted_attempt: int = -1      # the attempt whose fills are already in filled_qty
+    stop_lost_at: float = 0.0      # stack time the exchange expired the leg's stop (0: it has one, or never lost it)
+    stop_lost_refusals: int = 0    # refused re-placements since then (exit_decide.stop_lost_refused)
 
 
 class Position(msgspec.Struct, kw_only=True):
@@ -115,6 +117,7 @@ class Position(msgspec.Struct, kw_only=True):
     entry_cancel_requested: bool = False   # position_engine: the operator cancelled the entry (no Plan B, no re-send)
     adopted: bool = False                  # position_engine: found on the exchange by start-up reconcile, not from a signal
     dust_in: Decimal = Decimal(0)          # exit_manager (spot long): ledger dust the last leg carries (issue 22 §4)
+    dust_checked: bool = False             # exit_manager (spot long): the carry was decided, once the legs rested
     wallet_base0: Decimal | None = None    # exit_manager (margin): the wallet's base net less the trade's counted
                                            # exits, read once the legs rest (see shared/domain/holdings.py)
 

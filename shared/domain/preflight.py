@@ -89,7 +89,7 @@ def account(can_trade: bool, rates: dict[str, Decimal], bnb_burn: bool, bnb_free
         out.append(warn("account.fees", "BNB fee burn is on but the account holds no BNB: fees are taken from the "
                         "traded asset", "buy a little BNB, or turn BNB burn off to make it explicit"))
     elif bnb_burn:
-        out.append(ok("account.fees", f"BNB free {bnb_free}: {fee_case(False, 'the base')}"))
+        out.append(ok("account.fees", f"BNB free {bnb_free}: {fee_case(False, 'the base', 'BNB')}"))
     else:
         out.append(ok("account.fees", f"BNB burn off: {fee_case(True, 'the base')} (the dust below)"))
     return out

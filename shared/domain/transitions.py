@@ -19,7 +19,7 @@ from shared.domain.exit_rules import LegFills, LegIds, count_attempt, leg_ids, l
 from shared.domain.dust import settle, with_carry
 from shared.domain.messages import PositionEvent
 from shared.domain.order_ids import client_id
-from shared.domain.position import ClosedTrade, Leg, LegStatus, Phase, Position, State
+from shared.domain.position import ClosedTrade, Leg, LegStatus, Phase, Position, State, net_qty
 from shared.domain.symbol import SymbolFilters
 
 Message = tuple[str, PositionEvent]
@@ -175,14 +175,43 @@ def legs_planned(p: Position, legs: list[Leg], total: Decimal, dust_in: Decimal 
     return True
 
 
+def dust_carried(p: Position, extra: Decimal, at: float) -> LegIds | None:
+    """The ledger's carry is decided (once, after the legs rested): with `extra` > 0 the resting trailing stop
+    grows by it, recorded before it is carried out (a new attempt with new ids, REPLACING, same stop: the stop
+    mover's cancelReplace finishes it), and the exit total with it. None when nothing is to be sent."""
+    if p.dust_checked:
+        return None
+    p.dust_checked = True
+    trail = next((lg for lg in p.legs if lg.name == "trail"), None)
+    if extra <= 0 or trail is None or trail.status != LegStatus.PLACED:
+        return None
+    trail.attempt += 1
+    trail.status, trail.qty, trail.placed_at = LegStatus.REPLACING, trail.qty + extra, at
+    with_ids(trail, p.trade_key)
+    p.exit_qty, p.dust_in = (p.exit_qty if p.exit_qty > 0 else net_qty(p)) + extra, extra
+    return leg_ids(p.trade_key, trail.name, trail.attempt)
+
+
 def leg_placed(p: Position, leg: Leg, at: float) -> None:
-    """The leg's current attempt rests on the exchange (wall time `at`: the watchdog's grace runs from it)."""
+    """The leg's current attempt rests on the exchange (wall time `at`: the watchdog's grace runs from it); a stop
+    the exchange expired is replaced by it."""
     leg.status, leg.placed_at = LegStatus.PLACED, at
+    leg.stop_lost_at, leg.stop_lost_refusals = 0.0, 0
+
+
+def stop_lost(p: Position, leg: Leg, now: float) -> None:
+    """The exchange expired the leg's stop and the leg (back to NEW) holds coins without one since `now` (stack
+    time); the first expiry counts until a placement rests again."""
+    if leg.status == LegStatus.NEW and leg.stop_lost_at <= 0:
+        leg.stop_lost_at, leg.stop_lost_refusals = now, 0
 
 
 def leg_rejected(p: Position, leg: Leg, now: float, retry_sec: float) -> None:
-    """The exchange refused the leg: count it, retry after EXITS_RETRY_EVERY_SEC (market time)."""
+    """The exchange refused the leg: count it, retry after `retry_sec` (market time; EXITS_RETRY_EVERY_SEC, or
+    SL_WATCHDOG_RETRY_SEC for a leg whose stop the exchange expired: exit_decide.refused_retry_sec)."""
     leg.errors += 1
+    if leg.stop_lost_at > 0:
+        leg.stop_lost_refusals += 1
     p.exits_tries += 1
     p.exits_next_at = now + retry_sec
     if p.exits_first_error_at <= 0:
@@ -208,8 +237,12 @@ def stop_moved(p: Position, leg: Leg, stop: Decimal, limit: Decimal, at: float) 
 
 
 def stop_move_undone(p: Position, leg: Leg, moving: int, stop: Decimal, limit: Decimal) -> None:
-    """The exchange refused the move and the old stop still rests: back to the old attempt, PLACED."""
+    """The exchange refused the move and the old stop still rests: back to the old attempt, PLACED. A move to the
+    same stop is the dust carry's (`dust_carried`): the carried steps leave the leg and the exit total again (the
+    ledger keeps them for a later trade)."""
     if leg.status == LegStatus.REPLACING and leg.attempt == moving:
+        if stop == leg.stop_price and p.dust_in > 0:
+            leg.qty, p.exit_qty, p.dust_in = leg.qty - p.dust_in, p.exit_qty - p.dust_in, Decimal(0)
         leg.attempt -= 1
         leg.stop_price, leg.stop_limit, leg.status = stop, limit, LegStatus.PLACED
         with_ids(leg, p.trade_key)
