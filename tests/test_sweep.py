@@ -18,7 +18,7 @@ import redis
 
 from shared.adapters.market_files import write_bars
 from tests.stack import HOME
-from tests.test_report_history import _peaks
+from shared.domain.synthetic_signals import peak_lines
 
 CTL = [sys.executable, "-m", "services.executorctl"]
 
@@ -30,7 +30,7 @@ def inputs(tmp_path: Path, market_bars):
     bars = market_bars[lo:lo + 240 + 4 * 60]
     agg, sig = tmp_path / "slice.aggregated.csv", tmp_path / "signals.jsonl"
     write_bars(agg, bars)
-    sig.write_text("\n".join(_peaks(bars, 240, 30)) + "\n")
+    sig.write_text("\n".join(peak_lines(bars, 240, 30)) + "\n")
     return agg, sig, bars[240].ts
 
 

@@ -8,12 +8,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING
-
 import msgspec
 
-if TYPE_CHECKING:  # the state document holds a DayTally: importing position here would be circular
-    from shared.domain.position import ClosedTrade, State
+from shared.domain.day_tally import DayTally  # noqa: F401 - the tally's rules below; re-exported
+from shared.domain.position import ClosedTrade, State
 
 ZERO = Decimal(0)
 
@@ -33,16 +31,6 @@ class LossLimits(msgspec.Struct, frozen=True, kw_only=True):
     def any_on(self) -> bool:
         """True when at least one limit is set."""
         return self.max_daily_loss > 0 or self.max_consecutive_losses > 0 or self.max_trades_per_day > 0
-
-
-class DayTally(msgspec.Struct, kw_only=True):
-    """Closed trades of the UTC day `day` (YYYY-MM-DD); the losing streak runs across days."""
-    day: str = ""
-    net_pnl: Decimal = ZERO
-    trades: int = 0
-    consecutive_losses: int = 0
-    last_trade_key: str = ""       # the last trade counted: a re-delivered CLOSED is not counted twice
-    latched: str = ""              # the reason of a tripped limit, until `executorctl resume`
 
 
 def utc_day(at: float) -> str:
@@ -118,7 +106,7 @@ def headroom(tally: DayTally, limits: LossLimits, now: float) -> list[tuple[str,
 
 # ---- the state transitions (handed to the state store by position_engine's LossGuard) ----------------------------
 
-def close_counted(st: "State", fee_rate: Decimal, limits: LossLimits) -> tuple["State", list] | None:
+def close_counted(st: State, fee_rate: Decimal, limits: LossLimits) -> tuple[State, list] | None:
     """State transition: the last closed trade counted into the day's tally (once), a tripped limit latched.
     None (nothing to write) when there is no closed trade or it was counted already."""
     if st.last_closed is None:
@@ -130,7 +118,7 @@ def close_counted(st: "State", fee_rate: Decimal, limits: LossLimits) -> tuple["
     return st, []
 
 
-def limits_resumed(st: "State") -> tuple["State", list] | None:
+def limits_resumed(st: State) -> tuple[State, list] | None:
     """State transition: the operator's resume clears the latch and the losing streak (None: nothing to clear)."""
     if not st.day.latched and not st.day.consecutive_losses:
         return None

@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from shared.domain.loss_limits import DayTally
+from shared.domain.day_tally import DayTally
 
 SCHEMA = 1
 
