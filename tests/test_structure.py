@@ -78,3 +78,10 @@ def test_the_pure_core_imports_no_adapter_service_or_io():
         bad = {i for i in _imports(p) if i.startswith(("shared.adapters", "services."))
                or i.split(".")[0] in IO_LIBS}
         assert not bad, f"{name} imports {sorted(bad)}"
+
+
+def test_shared_never_imports_a_service():
+    for name, p in _modules().items():
+        if name.startswith("shared."):
+            bad = {i for i in _imports(p) if i.startswith("services")}
+            assert not bad, f"{name} imports {sorted(bad)}"
