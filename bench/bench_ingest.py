@@ -67,6 +67,7 @@ class Service:
         self.env = {**os.environ, "DELTASCOUT_LOG": str(log), "REDIS_URL": user_url(url, "signal_ingest", self.prefix),
                     "EXEC_PREFIX": self.prefix,
                     "MAX_PEAK_AGE_SEC": str(10**9), "SEEN_KEYS_MAX": "500", "STREAM_MAXLEN": "200000", **env}
+        self.url = url
         self.r = redis.Redis.from_url(url)
         with open(self.err, "wb") as err:
             self.proc = subprocess.Popen([sys.executable, "-m", "services.signal_ingest"], cwd=ROOT, env=self.env,
@@ -83,9 +84,7 @@ class Service:
 
 def measure_pickup(svc: Service, log: Path, n: int) -> list[float]:
     """Append one line at a time; the latency until XREAD BLOCK on the signals stream returns it."""
-    reader = redis.Redis.from_url(svc.r.connection_pool.connection_kwargs and
-                                  f"redis://{svc.r.connection_pool.connection_kwargs['host']}:"
-                                  f"{svc.r.connection_pool.connection_kwargs['port']}/0")
+    reader = redis.Redis.from_url(svc.url)   # its own connection, as the admin (the server's `default` is locked)
     stream = svc.prefix + "signals"
     last = "$"
     res = reader.xrevrange(stream, count=1)
