@@ -109,17 +109,22 @@ def xadd_factory(s: EngineStack, base, ts: float):
     return xadd
 
 
+def entry_stack(tmp: Path, url: str, **env: str) -> EngineStack:
+    """The entry benchmarks' stack: real bars from bar 520, entries that rest (LIMIT_ONLY, no cooldown or lock)."""
+    market, _label = find_market_file(ROOT.parent / "shared" / "data" / "market", ROOT / "var" / "market")
+    bars, _ = load_bars(market)
+    return EngineStack(tmp, url, market, bars[520].ts, COOLDOWN_SEC="0", LOCK_SEC="0", ENTRY_MODE="LIMIT_ONLY",
+                       LIVE_ENTRY_TIMEOUT_SEC="3600", PAPER_HISTORY_BARS="400", PAPER_FSYNC="0",
+                       # a signal every 50 ms is far over Binance's 100 orders per 10 s: lift both limits here
+                       PAPER_ORDER_LIMIT_10S="1000000", ORDER_COUNT_LIMIT_10S="1000000", **env)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--signals", type=int, default=100)
     args = ap.parse_args()
-    market, _label = find_market_file(ROOT.parent / "shared" / "data" / "market", ROOT / "var" / "market")
-    bars, _ = load_bars(market)
     with redis_server() as url, tempfile.TemporaryDirectory() as tmp:
-        s = EngineStack(Path(tmp), url, market, bars[520].ts, COOLDOWN_SEC="0", LOCK_SEC="0", ENTRY_MODE="LIMIT_ONLY",
-                        LIVE_ENTRY_TIMEOUT_SEC="3600", PAPER_HISTORY_BARS="400", PAPER_FSYNC="0",
-                        # a signal every 50 ms is far over Binance's 100 orders per 10 s: lift both limits here
-                        PAPER_ORDER_LIMIT_10S="1000000", ORDER_COUNT_LIMIT_10S="1000000")
+        s = entry_stack(Path(tmp), url)
         try:
             s.up("signal_ingest")
             s.wait(lambda: s.r.exists(f"{s.prefix}hb:signal_ingest"), 20, "signal_ingest heartbeat")

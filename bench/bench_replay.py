@@ -36,6 +36,15 @@ def peaks(bars, start: int, gap_min: int) -> list[str]:
     return peak_lines(bars, start, gap_min)
 
 
+def write_inputs(tmp: Path, bars, lo: int, first: int, hi: int, gap: int) -> tuple[Path, Path, list[str]]:
+    """The market slice bars[lo:hi] and its generated signal lines (from bar `first`) as files in `tmp`."""
+    agg, sig = tmp / "day.aggregated.csv", tmp / "signals.jsonl"
+    write_bars(agg, bars[lo:hi])
+    lines = peaks(bars[lo:hi], first - lo, gap)
+    sig.write_text("\n".join(lines) + "\n")
+    return agg, sig, lines
+
+
 def replay(agg: Path, signals: Path, speed: str, run_dir: Path, start: int, extra: list[str] | None = None) -> dict:
     t0 = time.monotonic()
     res = subprocess.run([sys.executable, "-m", "services.executorctl", "replay", "--agg", str(agg), "--signals",
@@ -88,10 +97,7 @@ def main() -> int:
     bars, _ = load_bars(MONTH if args.month else MARKET)
     lo, first, hi = day_slice(bars, args.day, args.hours)
     with tempfile.TemporaryDirectory(prefix="bench-replay-") as tmp:
-        agg, sig = Path(tmp) / "day.aggregated.csv", Path(tmp) / "signals.jsonl"
-        write_bars(agg, bars[lo:hi])
-        lines = peaks(bars[lo:hi], first - lo, args.gap)
-        sig.write_text("\n".join(lines) + "\n")
+        agg, sig, lines = write_inputs(Path(tmp), bars, lo, first, hi, args.gap)
         print(f"input: {(MONTH if args.month else MARKET).name} {args.day} +{args.hours:g} h ({hi - first} bars after 400 of history), "
               f"{len(lines)} generated signal lines")
         fast = replay(agg, sig, "max", Path(tmp) / "fast", bars[first].ts)

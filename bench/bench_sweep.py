@@ -19,12 +19,16 @@ import tempfile
 import time
 from pathlib import Path
 
+import redis as redis_client
+
 HOME = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(HOME))
 sys.path.insert(0, str(HOME / "bench"))
 
-from bench_replay import MARKET, peaks  # noqa: E402
-from shared.adapters.market_files import load_bars, write_bars  # noqa: E402
+from bench_replay import MARKET, write_inputs  # noqa: E402
+from shared.adapters.market_files import load_bars  # noqa: E402
+from shared.domain.synthetic_signals import day_slice  # noqa: E402
+from tests.redis_helpers import wait_until  # noqa: E402
 
 CTL = [sys.executable, "-m", "services.executorctl"]
 GRID = ["--grid", "SL_PCT=0.002,0.003,0.004,0.005", "--grid", "TP_R_LIST=1,2:1.5,3"]
@@ -34,6 +38,13 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def _pong(port: int) -> bool:
+    try:
+        return bool(redis_client.Redis(port=port, socket_timeout=1).ping())
+    except redis_client.ConnectionError:
+        return False
 
 
 def sweep(url: str, agg: Path, sig: Path, start: int, out: Path, workers: int, tmp: Path) -> tuple[float, dict]:
@@ -63,20 +74,15 @@ def main() -> int:
     ap.add_argument("--heatmap", help="keep the two-worker sweep's heatmap here (PNG)")
     a = ap.parse_args()
     bars, _ = load_bars(MARKET)
-    day0 = int(time.mktime(time.strptime(a.day, "%Y-%m-%d"))) - time.timezone
-    first = next(i for i, b in enumerate(bars) if b.ts >= day0)
-    lo, hi = max(0, first - 400), first + int(a.hours * 60)
+    lo, first, hi = day_slice(bars, a.day, a.hours)
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="bench-sweep-") as d:
         tmp = Path(d)
-        agg, sig = tmp / "slice.aggregated.csv", tmp / "signals.jsonl"
-        write_bars(agg, bars[lo:hi])
-        lines = peaks(bars[lo:hi], first - lo, 45)
-        sig.write_text("\n".join(lines) + "\n")
+        agg, sig, lines = write_inputs(tmp, bars, lo, first, hi, 45)
         redis = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
                                   "--appendonly", "no"], stdout=subprocess.DEVNULL)
         try:
-            time.sleep(0.5)  # redis-server start; the first command below retries nothing, so give it a moment
+            wait_until(lambda: _pong(port), 10, 0.02, "the sweep's redis-server")
             print(f"input: {MARKET.name} {a.day} +{a.hours:g} h, {len(lines)} signal lines, 8 combinations")
             w1, one = sweep(f"redis://127.0.0.1:{port}/1", agg, sig, bars[first].ts, tmp / "o1", 1, tmp)
             w2, two = sweep(f"redis://127.0.0.1:{port}/2", agg, sig, bars[first].ts, tmp / "o2", 2, tmp)

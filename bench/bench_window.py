@@ -22,11 +22,9 @@ import requests
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
-from bench_entry import _pct, _report, _run, xadd_factory  # noqa: E402
+from bench_entry import _pct, _report, _run, entry_stack, xadd_factory  # noqa: E402
 from services.metrics.source import BACKGROUND_NICE  # noqa: E402
-from shared.adapters.market_files import find_market_file, load_bars  # noqa: E402
 from tests.redis_helpers import free_port, redis_server  # noqa: E402
-from tests.test_position_engine_support import EngineStack  # noqa: E402
 
 
 BLOCK = 25
@@ -103,12 +101,8 @@ def main() -> None:
     ap.add_argument("--signals", type=int, default=100)
     ap.add_argument("--sse", action="store_true", help="an SSE reader instead of the browser (the server's share)")
     args = ap.parse_args()
-    market, _label = find_market_file(ROOT.parent / "shared" / "data" / "market", ROOT / "var" / "market")
-    bars, _ = load_bars(market)
     with redis_server() as url, tempfile.TemporaryDirectory() as tmp:
-        s = EngineStack(Path(tmp), url, market, bars[520].ts, COOLDOWN_SEC="0", LOCK_SEC="0", ENTRY_MODE="LIMIT_ONLY",
-                        LIVE_ENTRY_TIMEOUT_SEC="3600", PAPER_HISTORY_BARS="400", PAPER_FSYNC="0",
-                        METRICS_PORT=str(free_port()), DASHBOARD_PORT=str(free_port()))
+        s = entry_stack(Path(tmp), url, METRICS_PORT=str(free_port()), DASHBOARD_PORT=str(free_port()))
         watchers = None
         try:
             s.up()

@@ -26,8 +26,8 @@ from pathlib import Path
 HOME = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(HOME))
 
-from bench.bench_replay import MARKET, MONTH, peaks  # noqa: E402
-from shared.adapters.market_files import load_bars, write_bars  # noqa: E402
+from bench.bench_replay import MARKET, MONTH, write_inputs  # noqa: E402
+from shared.adapters.market_files import load_bars  # noqa: E402
 from shared.domain.synthetic_signals import day_slice  # noqa: E402
 
 FIELDS = ("client_order_id", "side", "type", "time_in_force", "orig_qty", "price", "stop_price", "executed_qty",
@@ -86,10 +86,7 @@ def main() -> int:
     bars, _ = load_bars(market)
     lo, first, hi = day_slice(bars, args.day, args.hours)
     with tempfile.TemporaryDirectory(prefix="compare-replay-") as tmp:
-        agg, sig = Path(tmp) / "day.aggregated.csv", Path(tmp) / "signals.jsonl"
-        write_bars(agg, bars[lo:hi])
-        lines = peaks(bars[lo:hi], first - lo, args.gap)
-        sig.write_text("\n".join(lines) + "\n")
+        agg, sig, lines = write_inputs(Path(tmp), bars, lo, first, hi, args.gap)
         print(f"input: {market.name} {args.day} +{args.hours:g} h, {len(lines)} signal lines")
         base_doc, base = run_replay(Path(args.base).resolve(), agg, sig, bars[first].ts, Path(tmp) / "base")
         mine_doc, mine = run_replay(HOME, agg, sig, bars[first].ts, Path(tmp) / "branch")
