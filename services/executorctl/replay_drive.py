@@ -19,7 +19,7 @@ from shared.adapters.lockstep import Conductor
 from shared.adapters.redis_streams import publish
 from shared.domain.exit_decide import waits_for_market
 from shared.domain.messages import Event
-from shared.domain.position import decode_state
+from shared.domain.position import State, decode_state
 
 IDLE_RECONNECT_SEC = 60.0  # the exchange closes keep-alive connections idle for 120 s
 LOCKSTEP_WAIT_SEC = 10.0   # longest wall wait for one market point before moving on (lockstep_timeout)
@@ -87,6 +87,7 @@ class Driver:
         self.http = http.client.HTTPConnection("127.0.0.1", int(stack.env["PAPER_PORT"]), timeout=60)
         self._last_http = time.monotonic()
         self.spent = {"advance_sec": 0.0, "settle_sec": 0.0, "single_points": 0, "jumps": 0, "quiet_jumps": 0}
+        self.state = State()   # the state document as the last settled point left it
 
     def settle_point(self) -> None:
         """Feed what is due at the current market time, publish it, wait for every process."""
@@ -101,18 +102,19 @@ class Driver:
         if late:
             publish(self.stack.r, "exec:events", Event(service="replay", kind="lockstep_timeout", at=now, data={
                 "waiting_for": late, "wait_sec": self.conductor.wait_sec}), 100_000)
+        raw = self.stack.r.get("exec:state")   # read once per point: the processes are done with it
+        self.state = decode_state(raw) if raw is not None else State()
 
     def flat(self) -> bool:
-        raw = self.stack.r.get("exec:state")
-        return self.open_orders == 0 and (raw is None or msgspec.json.decode(raw).get("position") is None)
+        """No order on the exchange and no position, as the point left them."""
+        return self.open_orders == 0 and self.state.position is None
 
     def jump(self) -> dict[str, Any] | None:
         """At the fastest speed, what may be played in one call: flat, every point up to the next signal (nothing
         can happen in it); a position whose exits wait for the market (`waits_for_market`), every point up to
         the next signal or the first point that touches an order. None: one point."""
         nxt = self.lines[self.fed].ts if self.fed < len(self.lines) else None
-        raw = self.stack.r.get("exec:state")
-        pos = decode_state(raw).position if raw is not None else None
+        pos = self.state.position
         if pos is None:
             if self.open_orders == 0 and nxt is not None and nxt > self.now_ms / 1000 + 15:
                 return {"to_ts": int(nxt)}
@@ -191,7 +193,7 @@ def drive(out: Out, stack, lines: list[SignalLine], start_ts: int, end_ts: int,
             now = drv.now_ms / 1000
             if progress is None and drv.fed > fed_before:
                 say(f"[{fmt_ts(now)}] signal line(s) {fed_before + 1}-{drv.fed} of {len(lines)} fed")
-            closed = int(msgspec.json.decode(stack.r.get("exec:state") or b"{}").get("closed_count", 0))
+            closed = drv.state.closed_count
             if closed > closed_seen:
                 closed_seen = closed
                 if progress is None:

@@ -99,7 +99,7 @@ class Engine(MarginMixin):
         if hours > 0:
             self._accrue_interest(hours)  # Binance charges margin interest on every hour boundary
         self.st.market_ms = max(self.st.market_ms, market_ms)
-        lo, hi = (price, price) if gap else (min(prev, price), max(prev, price))
+        lo, hi = _move(prev, price, gap)
         for oid in [o.order_id for o in self.open_orders()]:
             o = self.st.orders[oid]
             if not o.is_open:
@@ -114,7 +114,7 @@ class Engine(MarginMixin):
         """Whether a move from the last price to `price` would trigger or fill an open order (the same tests as
         `on_price`, without acting), or a triggered stop-limit already rests: a replay may play quiet points in
         one go (POST /admin/advance "until_active"), never one where something happens."""
-        lo, hi = (price, price) if gap else (min(self.st.last, price), max(self.st.last, price))
+        lo, hi = _move(self.st.last, price, gap)
         for o in self.open_orders():
             if not o.is_working:
                 if rules.stop_reached(o.side, o.type, o.stop_price, lo, hi):
@@ -440,6 +440,11 @@ class Engine(MarginMixin):
             return cancelled, self.place(req)
         except ApiError as e:
             return cancelled, e
+
+
+def _move(prev: Decimal, price: Decimal, gap: bool) -> tuple[Decimal, Decimal]:
+    """The prices a move from `prev` to `price` traded: all in between, or after a gap only the new one."""
+    return (price, price) if gap else (min(prev, price), max(prev, price))
 
 
 def _check_oco_types(side: str, above: str, below: str) -> None:
